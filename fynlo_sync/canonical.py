@@ -1,0 +1,95 @@
+"""Canonical bytes (RFC 8785, JSON Canonicalization Scheme) and the MD5 batch checksum.
+
+This is the part every port must match byte for byte. The accepted values are I-JSON
+without floats:
+
+* objects with string keys, arrays, strings, ``true``, ``false``, ``null``;
+* integers in ``-(2**53-1) .. 2**53-1``;
+* no floats at all (money is integer minor units), no NaN or infinities, no lone
+  surrogates in strings.
+
+Serialisation follows RFC 8785: object members sorted by the UTF-16 code units of their
+keys, no whitespace, strings escaped exactly as ECMAScript's ``JSON.stringify`` does
+(``\\"``, ``\\\\``, ``\\b``, ``\\f``, ``\\n``, ``\\r``, ``\\t``, other controls below U+0020
+as ``\\u00xx`` in lowercase hex, everything else literal), output encoded as UTF-8.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from fynlo_sync.errors import InvalidValueError
+
+__all__ = ["MAX_SAFE_INTEGER", "canonical_bytes", "canonical_text", "checksum", "check_value"]
+
+MAX_SAFE_INTEGER = 2**53 - 1
+
+_encoder = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
+)
+
+
+def _utf16_key(key: str) -> bytes:
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def _normalise(value: Any, path: str) -> Any:
+    """Validate ``value`` and return it with object keys in RFC 8785 order."""
+    kind = type(value)
+    if kind is str or value is None or kind is bool:
+        return value
+    if kind is int:
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return value
+        raise InvalidValueError(
+            f"integer at {path} is outside -(2**53-1)..2**53-1", path=path, reason="integer-range"
+        )
+    if kind is dict:
+        keys = list(value)
+        for key in keys:
+            if type(key) is not str:
+                raise InvalidValueError(f"object key at {path} is not a string", path=path)
+        if any(ord(ch) > 0xFFFF for key in keys for ch in key):
+            keys.sort(key=_utf16_key)
+        else:
+            keys.sort()  # for BMP-only keys code-point order equals UTF-16 order
+        return {key: _normalise(value[key], f"{path}.{key}") for key in keys}
+    if kind is list or kind is tuple:
+        return [_normalise(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    if kind is float:
+        raise InvalidValueError(
+            f"float at {path}: floats are not allowed; use integers (money in minor units)",
+            path=path,
+            reason="float",
+        )
+    raise InvalidValueError(
+        f"value of type {kind.__name__} at {path} is not JSON", path=path, reason="type"
+    )
+
+
+def check_value(value: Any, path: str = "$") -> None:
+    """Raise :class:`InvalidValueError` unless ``value`` is float-free I-JSON."""
+    _normalise(value, path)
+
+
+def canonical_text(value: Any) -> str:
+    """The RFC 8785 canonical JSON text of ``value``."""
+    return _encoder.encode(_normalise(value, "$"))
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """The RFC 8785 canonical form of ``value`` as UTF-8 bytes."""
+    text = canonical_text(value)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidValueError(
+            "string contains a lone surrogate, which is not valid I-JSON", reason="surrogate"
+        ) from exc
+
+
+def checksum(value: Any) -> str:
+    """Lowercase hex MD5 of the canonical bytes of ``value`` (a batch's ``ops`` array)."""
+    return hashlib.md5(canonical_bytes(value), usedforsecurity=False).hexdigest()

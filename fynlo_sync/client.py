@@ -1,0 +1,307 @@
+"""The terminal: local writes into an outbox, push in batches, pull until caught up, rebase.
+
+A local write validates the op with the same engine the server runs, applies it to the
+local view and appends it to the outbox, in one store transaction: if anything fails,
+nothing is written and the seq is not used. ``sync()`` pushes every pending op (batches of
+``batch_size``), then pulls pages until caught up; each pulled page is applied in one
+transaction that also re-applies the still-pending ops over the new server state (rebase).
+
+The wall clock and the random source are injected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from fynlo_sync.canonical import check_value
+from fynlo_sync.engine import apply_op, rebase
+from fynlo_sync.errors import (
+    CallerError,
+    ClockError,
+    ConflictNotFoundError,
+    PeerError,
+    SeqGapError,
+    StoreError,
+    TransportError,
+)
+from fynlo_sync.hlc import HybridClock, from_wire, to_wire
+from fynlo_sync.ops import Batch, Change, Op, OpKind, Outcome, Record
+from fynlo_sync.plugins import CONFLICTS, Registry
+from fynlo_sync.protocol import verify_page
+from fynlo_sync.store.base import Key, TerminalStore
+from fynlo_sync.transport.base import Transport
+
+__all__ = ["Backoff", "SyncReport", "Terminal"]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    pushed: int
+    pulled: int
+    pending: int
+    cursor: int
+
+
+@dataclass(slots=True)
+class Backoff:
+    """Exponential backoff with full jitter: attempt ``n`` waits a uniform random time in
+    ``[0, min(cap_ms, base_ms * 2**n)]`` milliseconds, drawn from the injected ``rng``."""
+
+    rng: random.Random
+    base_ms: int = 200
+    cap_ms: int = 30_000
+    attempt: int = 0
+
+    def next_delay_ms(self) -> int:
+        ceiling = min(self.cap_ms, self.base_ms << min(self.attempt, 32))
+        self.attempt += 1
+        return self.rng.randint(0, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class Terminal:
+    """A terminal replica: a store, the registry, and (when online) a transport."""
+
+    def __init__(
+        self,
+        store: TerminalStore,
+        registry: Registry,
+        transport: Transport | None = None,
+        *,
+        wall: Callable[[], int],
+        rng: random.Random | None = None,
+        batch_size: int = 100,
+        page_size: int = 500,
+    ) -> None:
+        if batch_size < 1 or page_size < 1:
+            raise CallerError("batch_size and page_size must be at least 1")
+        self.store = store
+        self.registry = registry
+        self.transport = transport
+        self.rng = rng if rng is not None else random.Random()
+        self.batch_size = batch_size
+        self.page_size = page_size
+        meta = store.meta()
+        self.node_id = meta.node_id
+        self.clock = HybridClock(wall, last=meta.hlc)
+        self.backoff = Backoff(self.rng)
+
+    # ----------------------------------------------------------------- local writes
+
+    def _new_op_id(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def _make(
+        self,
+        kind: OpKind,
+        collection: str,
+        record_id: str,
+        *,
+        fields: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        args: Mapping[str, Any] | None = None,
+    ) -> tuple[Op, Record | None]:
+        check_value(fields, "$.fields")
+        check_value(args, "$.args")
+        meta = self.store.meta()
+        hlc = self.clock.now()
+        try:
+            op = Op(
+                op_id=self._new_op_id(),
+                node_id=self.node_id,
+                seq=meta.next_seq,
+                hlc=to_wire(hlc),
+                base_seq=meta.cursor,
+                collection=collection,
+                record_id=record_id,
+                kind=kind,
+                fields=None if fields is None else dict(fields),
+                name=name,
+                args=None if args is None else dict(args),
+            )
+        except (ValueError, TypeError) as exc:
+            raise CallerError(str(exc)) from exc
+        result = apply_op(self.store.get((collection, record_id)), op, self.registry, 0)
+        if result.error is not None:
+            raise result.error
+        return op, result.record
+
+    def _write(self, kind: OpKind, collection: str, record_id: str, **parts: Any) -> Op:
+        with self.store.transaction():
+            op, record = self._make(kind, collection, record_id, **parts)
+            if record is not None:
+                self.store.put([record])
+            self.store.append_outbox(op)
+            meta = self.store.meta()
+            self.store.set_meta(replace(meta, next_seq=op.seq + 1, hlc=self.clock.last))
+        return op
+
+    def put(self, collection: str, record_id: str, fields: Mapping[str, Any]) -> Op:
+        return self._write("put", collection, record_id, fields=fields)
+
+    def patch(self, collection: str, record_id: str, fields: Mapping[str, Any]) -> Op:
+        return self._write("patch", collection, record_id, fields=fields)
+
+    def delete(self, collection: str, record_id: str) -> Op:
+        return self._write("delete", collection, record_id)
+
+    def command(
+        self, collection: str, record_id: str, name: str, args: Mapping[str, Any] | None = None
+    ) -> Op:
+        return self._write("command", collection, record_id, name=name, args=args or {})
+
+    def resolve_conflict(
+        self, conflict_id: str, choice: Literal["server", "incoming"] | Mapping[str, Any]
+    ) -> list[Op]:
+        """Resolve a parked conflict. ``"server"`` keeps the server's version,
+        ``"incoming"`` re-applies the parked op, a mapping patches those fields. The
+        resolution is itself ops authored by this terminal, committed together."""
+        conflict = self.get(CONFLICTS, conflict_id)
+        if conflict is None:
+            raise ConflictNotFoundError(f"no conflict {conflict_id!r}", conflict_id=conflict_id)
+        parked = conflict.fields["op"]
+        collection, record_id = parked["collection"], parked["record_id"]
+        ops: list[Op] = []
+        with self.store.transaction():
+            resolution: Op | None = None
+            if choice == "incoming":
+                if parked["kind"] == "delete":
+                    resolution = self.delete(collection, record_id)
+                elif parked["kind"] == "command":
+                    resolution = self.command(collection, record_id, parked["name"], parked["args"])
+                else:
+                    resolution = self.patch(collection, record_id, parked["fields"])
+            elif isinstance(choice, Mapping):
+                resolution = self.patch(collection, record_id, choice)
+            elif choice != "server":
+                raise CallerError(f"unknown resolution {choice!r}")
+            if resolution is not None:
+                ops.append(resolution)
+            ops.append(
+                self.command(
+                    CONFLICTS,
+                    conflict_id,
+                    "resolve",
+                    {"resolution_op_id": None if resolution is None else resolution.op_id},
+                )
+            )
+        return ops
+
+    # ---------------------------------------------------------------------- reads
+
+    def get(self, collection: str, record_id: str) -> Record | None:
+        """The local view of a record (``None`` if absent or deleted)."""
+        record = self.store.get((collection, record_id))
+        return None if record is None or record.deleted else record
+
+    def records(self, collection: str) -> list[Record]:
+        return [r for r in self.store.records(collection) if not r.deleted]
+
+    def pending(self) -> list[Op]:
+        return self.store.outbox(self.store.meta().acked_seq)
+
+    def outcomes(self) -> list[Outcome]:
+        """Ops the server did not simply apply: rejected (with reasons), parked, merged."""
+        return self.store.outcomes()
+
+    # ----------------------------------------------------------------------- sync
+
+    def _link(self) -> Transport:
+        if self.transport is None:
+            raise TransportError("this terminal has no transport (offline)")
+        return self.transport
+
+    def push(self) -> int:
+        """Push every unacknowledged op, ``batch_size`` at a time. Returns how many."""
+        link = self._link()
+        pushed = 0
+        while True:
+            meta = self.store.meta()
+            ops = self.store.outbox(meta.acked_seq, self.batch_size)
+            if not ops:
+                return pushed
+            try:
+                result = link.push(Batch.of(self.node_id, ops))
+            except SeqGapError as exc:
+                # Our outbox starts right after the last seq the server acknowledged, so a
+                # gap means the server lost acknowledged ops (restored from a backup).
+                raise StoreError(
+                    f"the server expects seq {exc.extra.get('expected')} but this terminal's "
+                    f"outbox starts at {ops[0].seq}: the server lost acknowledged ops",
+                    expected=exc.extra.get("expected"),
+                ) from exc
+            with self.store.transaction():
+                self._ack(result.high_water, result.cursor)
+                notable = [o for o in result.outcomes if _notable(o)]
+                if notable:
+                    self.store.record_outcomes(notable)
+            pushed += len(ops)
+
+    def _ack(self, high_water: int, cursor: int) -> None:
+        meta = self.store.meta()
+        if high_water <= meta.acked_seq:
+            return
+        self.store.ack(high_water, cursor)
+        self.store.set_meta(replace(meta, acked_seq=high_water))
+
+    def pull(self) -> int:
+        """Pull pages until caught up, rebasing pending ops over each. Returns changes."""
+        link = self._link()
+        pulled = 0
+        while True:
+            meta = self.store.meta()
+            page = link.pull(meta.cursor, self.page_size)
+            verify_page(page)
+            if page.since != meta.cursor:
+                raise PeerError(f"asked for changes after {meta.cursor}, got after {page.since}")
+            self._apply_page(page.changes, page.cursor)
+            pulled += len(page.changes)
+            if not page.more:
+                return pulled
+
+    def _apply_page(self, changes: list[Change], cursor: int) -> None:
+        store = self.store
+        with store.transaction():
+            latest: dict[Key, Record] = {}
+            mine = 0
+            newest_hlc = 0
+            for change in changes:
+                latest[change.record.key] = change.record
+                if change.node_id == self.node_id:
+                    mine = max(mine, change.node_seq)
+                for stamp in change.record.stamps.values():
+                    newest_hlc = max(newest_hlc, from_wire(stamp.hlc))
+            store.put_server(latest[k] for k in sorted(latest))
+            if mine:
+                self._ack(mine, cursor)
+            touched = set(latest)
+            touched.update((op.collection, op.record_id) for op in store.trim(cursor))
+            for key in sorted(touched):
+                local = rebase(store.get_server(key), store.outbox_for(key), self.registry)
+                if local is not None:
+                    store.put([local])
+            if newest_hlc:
+                # A peer's clock may run far ahead: then keep ours (LWW still orders by value).
+                with contextlib.suppress(ClockError):
+                    self.clock.update(newest_hlc)
+            meta = store.meta()
+            store.set_meta(replace(meta, cursor=cursor, hlc=self.clock.last))
+
+    def sync(self) -> SyncReport:
+        """Push everything pending, then pull until caught up."""
+        pushed = self.push()
+        pulled = self.pull()
+        meta = self.store.meta()
+        return SyncReport(pushed, pulled, len(self.pending()), meta.cursor)
+
+
+def _notable(outcome: Outcome) -> bool:
+    status = outcome.original if outcome.status == "duplicate" else outcome.status
+    return status != "applied"

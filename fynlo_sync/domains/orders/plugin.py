@@ -1,0 +1,169 @@
+"""The orders plugin: orders with their lines, changed by commands, totals in minor units.
+
+An order is one record in ``orders``; its lines live in its ``lines`` field, a map from
+``line_id`` to ``{"item", "qty", "unit_price", "sent"}``, so two terminals adding lines to
+the same order offline both land (commands run against the server's state; direct patches
+of the map merge line by line under ``smart_merge``). ``total`` is derived: the sum of
+``qty * unit_price`` over the lines, recomputed after every write on every replica.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from fynlo_sync.canonical import MAX_SAFE_INTEGER
+from fynlo_sync.domains.orders.states import PRECEDENCE, next_state
+from fynlo_sync.errors import IllegalTransitionError, RejectedOpError
+from fynlo_sync.plugins import Collection, CommandContext, DomainPlugin, Field
+
+__all__ = ["ORDERS", "ORDERS_COLLECTION", "OrdersPlugin", "order_total"]
+
+ORDERS = "orders"
+
+
+def order_total(fields: Mapping[str, Any]) -> int:
+    """Sum of qty * unit_price over the order's lines, in integer minor units."""
+    lines = fields.get("lines") or {}
+    total = 0
+    for line_id in sorted(lines):
+        line = lines[line_id]
+        total += line["qty"] * line["unit_price"]
+    if total > MAX_SAFE_INTEGER:
+        raise RejectedOpError("order total exceeds 2**53-1 minor units", reason="invalid-field")
+    return total
+
+
+def _transition(ctx: CommandContext, command: str) -> str:
+    state = None if ctx.record is None else ctx.record.get("status")
+    target = next_state(state, command)
+    if target is None:
+        raise IllegalTransitionError(
+            f"an order cannot {command} when {state or 'it does not exist'}",
+            reason="illegal-transition",
+            state=state,
+            command=command,
+        )
+    return target
+
+
+def _arg(ctx: CommandContext, name: str, kind: type, *, required: bool = True) -> Any:
+    value = ctx.args.get(name)
+    if value is None and not required:
+        return None
+    if type(value) is not kind:
+        raise RejectedOpError(
+            f"argument {name!r} must be {kind.__name__}", reason="invalid-argument", argument=name
+        )
+    return value
+
+
+def _open(ctx: CommandContext) -> dict[str, Any]:
+    status = _transition(ctx, "open")
+    currency = _arg(ctx, "currency", str)
+    if len(currency) != 3 or not currency.isupper():
+        raise RejectedOpError("currency must be an ISO 4217 code", reason="invalid-argument")
+    return {
+        "status": status,
+        "table": _arg(ctx, "table", str, required=False),
+        "currency": currency,
+        "lines": {},
+        "opened_by": ctx.op.node_id,
+    }
+
+
+def _lines(ctx: CommandContext) -> dict[str, Any]:
+    assert ctx.record is not None
+    return dict(ctx.record.get("lines") or {})
+
+
+def _add_line(ctx: CommandContext) -> dict[str, Any]:
+    status = _transition(ctx, "add_line")
+    line_id = _arg(ctx, "line_id", str)
+    qty = _arg(ctx, "qty", int)
+    price = _arg(ctx, "unit_price", int)
+    if qty <= 0 or price < 0:
+        raise RejectedOpError("qty must be > 0 and unit_price >= 0", reason="invalid-argument")
+    lines = _lines(ctx)
+    if line_id in lines:
+        raise RejectedOpError(f"line {line_id!r} already exists", reason="duplicate-line")
+    lines[line_id] = {
+        "item": _arg(ctx, "item", str),
+        "qty": qty,
+        "unit_price": price,
+        "sent": False,
+    }
+    return {"status": status, "lines": lines}
+
+
+def _remove_line(ctx: CommandContext) -> dict[str, Any]:
+    status = _transition(ctx, "remove_line")
+    line_id = _arg(ctx, "line_id", str)
+    lines = _lines(ctx)
+    if line_id not in lines:
+        raise RejectedOpError(f"no line {line_id!r}", reason="line-not-found")
+    if lines[line_id]["sent"]:
+        raise RejectedOpError(
+            f"line {line_id!r} was sent to the kitchen; void the order instead",
+            reason="line-already-sent",
+        )
+    del lines[line_id]
+    return {"status": status, "lines": lines}
+
+
+def _send(ctx: CommandContext) -> dict[str, Any]:
+    status = _transition(ctx, "send_to_kitchen")
+    lines = {k: {**v, "sent": True} for k, v in _lines(ctx).items()}
+    if not lines:
+        raise RejectedOpError("an order with no lines cannot go to the kitchen", reason="empty")
+    return {"status": status, "lines": lines}
+
+
+def _simple(command: str) -> Any:
+    def run(ctx: CommandContext) -> dict[str, Any]:
+        return {"status": _transition(ctx, command)}
+
+    run.__name__ = f"_{command}"
+    return run
+
+
+def _void(ctx: CommandContext) -> dict[str, Any]:
+    status = _transition(ctx, "void")
+    return {"status": status, "void_reason": _arg(ctx, "reason", str, required=False)}
+
+
+ORDERS_COLLECTION = Collection(
+    name=ORDERS,
+    fields={
+        "status": Field("str", kind="state", required=True, command_only=True),
+        "table": Field("str"),
+        "currency": Field("str", required=True, command_only=True),
+        "lines": Field("object", kind="map", command_only=True),
+        "total": Field("money", command_only=True),
+        "opened_by": Field("str", command_only=True),
+        "note": Field("str"),
+        "covers": Field("int"),
+        "tags": Field("list", kind="set"),
+        "void_reason": Field("str", command_only=True),
+    },
+    strategy="smart_merge",
+    states=PRECEDENCE,
+    commands={
+        "open": _open,
+        "add_line": _add_line,
+        "remove_line": _remove_line,
+        "send_to_kitchen": _send,
+        "mark_ready": _simple("mark_ready"),
+        "serve": _simple("serve"),
+        "close": _simple("close"),
+        "void": _void,
+    },
+    derive=lambda fields: {"total": order_total(fields)},
+)
+
+
+class OrdersPlugin(DomainPlugin):
+    name = "orders"
+
+    def collections(self) -> Iterable[Collection]:
+        return (ORDERS_COLLECTION,)

@@ -1,0 +1,487 @@
+"""The sync engine, pure (sans-I/O in the manner of h11).
+
+It takes values (a batch, the node's high-water mark, the outcomes already stored for
+replayed seqs, the current records the batch touches, the registry) and returns a
+:class:`Plan` of values (records to write, change-feed entries, one outcome per op,
+conflicts parked). It never touches a database, a socket, the wall clock or a random
+source, so the terminal, the server and the simulator all run the same decisions.
+
+:func:`apply_op` decides one op against one record; :func:`plan_push` runs a batch through
+it on the server; :func:`rebase` runs a terminal's pending ops over the server's state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from fynlo_sync.errors import (
+    BatchTooLargeError,
+    MalformedError,
+    NodeMismatchError,
+    ProtocolVersionError,
+    RejectedOpError,
+    SeqGapError,
+    SeqReuseError,
+)
+from fynlo_sync.ops import Batch, Change, Conflict, Op, Outcome, OutcomeStatus, Record, Stamp
+from fynlo_sync.plugins import CONFLICTS, Collection, CommandContext, Contest, Registry
+
+__all__ = [
+    "DEFAULT_MAX_BATCH",
+    "PROTOCOL_VERSION",
+    "Applied",
+    "Plan",
+    "apply_op",
+    "check_batch",
+    "plan_push",
+    "rebase",
+]
+
+PROTOCOL_VERSION = 1
+DEFAULT_MAX_BATCH = 1000
+
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The result of one op against one record.
+
+    ``record`` is the record's new state, or ``None`` when the op changed nothing (rejected,
+    parked, or a no-op). ``conflict`` is set when the op was parked for manual resolution.
+    """
+
+    status: OutcomeStatus
+    record: Record | None = None
+    reason: str | None = None
+    detail: str | None = None
+    conflict: Conflict | None = None
+    #: The rule that refused a rejected op (a terminal raises it to the caller).
+    error: RejectedOpError | None = None
+
+
+@dataclass(slots=True)
+class Plan:
+    """What committing a batch means, as values. A store writes it in one transaction."""
+
+    node_id: str
+    high_water: int
+    #: Final state of every record the batch changed, by (collection, record_id).
+    writes: dict[Key, Record] = field(default_factory=dict)
+    changes: list[Change] = field(default_factory=list)
+    #: One outcome per op of the batch, in order.
+    outcomes: list[Outcome] = field(default_factory=list)
+    #: Outcomes of the ops that were new in this batch (to store in the op log).
+    new_outcomes: list[Outcome] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
+    #: The server feed sequence after this batch.
+    cursor: int = 0
+
+
+def check_batch(
+    batch: Batch, *, node_id: str | None = None, max_ops: int = DEFAULT_MAX_BATCH
+) -> None:
+    """Envelope rules that need no state: version, size, node, seq continuity."""
+    if batch.protocol != PROTOCOL_VERSION:
+        raise ProtocolVersionError(
+            f"protocol version {batch.protocol} is not supported; this side speaks "
+            f"{PROTOCOL_VERSION}",
+            supported=[PROTOCOL_VERSION],
+        )
+    if len(batch.ops) > max_ops:
+        raise BatchTooLargeError(
+            f"batch has {len(batch.ops)} ops; the limit is {max_ops}", limit=max_ops
+        )
+    if node_id is not None and batch.node_id != node_id:
+        raise NodeMismatchError(
+            f"batch is for node {batch.node_id!r} but the sender is {node_id!r}",
+            node_id=batch.node_id,
+        )
+    previous: int | None = None
+    for index, op in enumerate(batch.ops):
+        if op.node_id != batch.node_id:
+            raise NodeMismatchError(
+                f"op {index} names node {op.node_id!r}, the batch is for {batch.node_id!r}",
+                index=index,
+            )
+        if previous is not None and op.seq != previous + 1:
+            raise MalformedError(
+                f"ops in a batch must have consecutive seqs: op {index} has seq {op.seq} "
+                f"after {previous}",
+                index=index,
+            )
+        previous = op.seq
+
+
+def _stamp(op: Op, seq: int) -> Stamp:
+    return Stamp(hlc=op.hlc, node_id=op.node_id, seq=seq)
+
+
+def _reject(exc: RejectedOpError) -> Applied:
+    reason = exc.extra.get("reason") or exc.code
+    return Applied(status="rejected", reason=str(reason), detail=exc.detail, error=exc)
+
+
+def _finish(
+    collection: Collection,
+    base: Record | None,
+    op: Op,
+    stamp: Stamp,
+    fields: dict[str, Any],
+    stamps: dict[str, Stamp],
+    seq: int,
+) -> Record:
+    if collection.derive is not None:
+        derived = collection.derive(fields)
+        for name in sorted(derived):
+            if fields.get(name) != derived[name] or name not in fields:
+                fields[name] = derived[name]
+                stamps[name] = stamp
+    return Record(
+        collection=op.collection,
+        record_id=op.record_id,
+        fields=fields,
+        stamps=stamps,
+        deleted=False,
+        deleted_stamp=None,
+        version=seq if seq else (base.version if base is not None else 0),
+    )
+
+
+def _contested(current: Record, name: str, op: Op) -> Stamp | None:
+    """The server stamp of ``name`` if another node wrote it after the op's base."""
+    stamp = current.stamps.get(name)
+    if stamp is not None and stamp.seq > op.base_seq and stamp.node_id != op.node_id:
+        return stamp
+    return None
+
+
+def _park(op: Op, current: Record | None, contested: list[str]) -> Applied:
+    conflict = Conflict(
+        conflict_id=op.op_id,
+        collection=op.collection,
+        record_id=op.record_id,
+        op=op,
+        server=current,
+        contested=sorted(contested),
+    )
+    return Applied(status="conflict", conflict=conflict)
+
+
+def apply_op(current: Record | None, op: Op, registry: Registry, seq: int = 0) -> Applied:
+    """Decide ``op`` against ``current`` (the record now, or ``None`` if it never existed).
+
+    ``seq`` is the server feed sequence the write will get (0 on a terminal). Deterministic:
+    the same inputs give the same result on every replica.
+    """
+    try:
+        collection = registry.collection(op.collection)
+        stamp = _stamp(op, seq)
+        if op.kind == "command":
+            assert op.name is not None and op.args is not None
+            command = registry.command(collection, op.name)
+            live = current if current is not None and not current.deleted else None
+            patch = command(
+                CommandContext(record=None if live is None else live.fields, args=op.args, op=op)
+            )
+            collection.check_fields(patch, by_command=True)
+            fields = dict(live.fields) if live is not None else {}
+            stamps = dict(live.stamps) if live is not None else {}
+            for name in sorted(patch):
+                fields[name] = patch[name]
+                stamps[name] = stamp
+            collection.check_required(fields)
+            return Applied("applied", _finish(collection, current, op, stamp, fields, stamps, seq))
+        if op.kind == "delete":
+            return _apply_delete(collection, current, op, registry, stamp, seq)
+        assert op.fields is not None
+        collection.check_fields(op.fields, by_command=False)
+        return _apply_write(collection, current, op, registry, stamp, seq)
+    except RejectedOpError as exc:
+        return _reject(exc)
+
+
+def _apply_delete(
+    collection: Collection,
+    current: Record | None,
+    op: Op,
+    registry: Registry,
+    stamp: Stamp,
+    seq: int,
+) -> Applied:
+    if collection.name == CONFLICTS:
+        raise RejectedOpError("conflicts are resolved, not deleted", reason="command-only-field")
+    if current is None:
+        raise RejectedOpError(
+            f"{op.collection}/{op.record_id} does not exist", reason="record-not-found"
+        )
+    if current.deleted:
+        return Applied("applied")  # already gone: nothing to do
+    status: OutcomeStatus = "applied"
+    rivals = [s for name in sorted(current.fields) if (s := _contested(current, name, op))]
+    if rivals:
+        newest = max(rivals, key=Stamp.key)
+        contest = Contest(
+            collection=op.collection,
+            record_id=op.record_id,
+            field="_deleted",
+            kind="lww",
+            server_value=False,
+            server_stamp=newest,
+            incoming_value=True,
+            incoming_stamp=stamp,
+        )
+        deleted = _deleted_after(registry, collection, contest)
+        if deleted is None:
+            return _park(op, current, ["_deleted"])
+        if not deleted:
+            return Applied("merged", reason="kept-server", detail="a newer edit kept the record")
+        status = "merged"
+    record = Record(
+        collection=op.collection,
+        record_id=op.record_id,
+        fields=dict(current.fields),
+        stamps=dict(current.stamps),
+        deleted=True,
+        deleted_stamp=stamp,
+        version=seq if seq else current.version,
+    )
+    return Applied(status, record)
+
+
+def _deleted_after(registry: Registry, collection: Collection, contest: Contest) -> bool | None:
+    """Resolve a delete-versus-edit race: is the record deleted after it (None: park)?"""
+    strategy = registry.strategy_for(collection, "_deleted")
+    if strategy is None:
+        return None
+    resolution = strategy.resolve(contest)
+    if resolution.choice == "park":
+        return None
+    if resolution.choice == "server":
+        return bool(contest.server_value)
+    if resolution.choice == "incoming":
+        return bool(contest.incoming_value)
+    return bool(resolution.value)
+
+
+def _apply_write(
+    collection: Collection,
+    current: Record | None,
+    op: Op,
+    registry: Registry,
+    stamp: Stamp,
+    seq: int,
+) -> Applied:
+    assert op.fields is not None
+    incoming = op.fields
+    status: OutcomeStatus = "applied"
+    if current is None or current.deleted:
+        if current is None and op.kind == "patch":
+            raise RejectedOpError(
+                f"{op.collection}/{op.record_id} does not exist", reason="record-not-found"
+            )
+        start: dict[str, Any] = {}
+        stamps: dict[str, Stamp] = {}
+        if current is not None:
+            # Deleted. Was the delete one this op had not seen, by someone else?
+            assert current.deleted_stamp is not None
+            ds = current.deleted_stamp
+            if ds.seq > op.base_seq and ds.node_id != op.node_id:
+                contest = Contest(
+                    collection=op.collection,
+                    record_id=op.record_id,
+                    field="_deleted",
+                    kind="lww",
+                    server_value=True,
+                    server_stamp=ds,
+                    incoming_value=False,
+                    incoming_stamp=stamp,
+                )
+                deleted = _deleted_after(registry, collection, contest)
+                if deleted is None:
+                    return _park(op, current, ["_deleted"])
+                if deleted:
+                    return Applied("merged", reason="kept-server", detail="record was deleted")
+                status = "merged"
+            elif op.kind == "patch":
+                raise RejectedOpError(
+                    f"{op.collection}/{op.record_id} was deleted", reason="record-deleted"
+                )
+            if op.kind == "patch":
+                start = dict(current.fields)
+                stamps = dict(current.stamps)
+        for name in sorted(incoming):
+            spec = collection.fields.get(name)
+            value = incoming[name]
+            if spec is not None and spec.kind == "counter":
+                value = (start.get(name) or 0) + value if op.kind == "patch" else value
+            start[name] = value
+            stamps[name] = stamp
+        collection.check_required(start)
+        return Applied(status, _finish(collection, current, op, stamp, start, stamps, seq))
+
+    fields = dict(current.fields)
+    stamps = dict(current.stamps)
+    contested: list[str] = []
+    for name in sorted(incoming):
+        spec = collection.fields.get(name)
+        kind = spec.kind if spec is not None else "lww"
+        value = incoming[name]
+        if kind == "counter":
+            fields[name] = (fields.get(name) or 0) + value
+            stamps[name] = stamp
+            continue
+        rival = _contested(current, name, op)
+        if rival is None:
+            fields[name] = value
+            stamps[name] = stamp
+            continue
+        contest = Contest(
+            collection=op.collection,
+            record_id=op.record_id,
+            field=name,
+            kind=kind,
+            server_value=current.fields.get(name),
+            server_stamp=rival,
+            incoming_value=value,
+            incoming_stamp=stamp,
+            states=collection.states,
+        )
+        strategy = registry.strategy_for(collection, name)
+        resolution = None if strategy is None else strategy.resolve(contest)
+        if resolution is None or resolution.choice == "park":
+            contested.append(name)
+            continue
+        status = "merged"
+        if resolution.choice == "incoming":
+            fields[name] = value
+            stamps[name] = stamp
+        elif resolution.choice == "value":
+            fields[name] = resolution.value
+            stamps[name] = stamp
+    if contested:
+        return _park(op, current, contested)
+    collection.check_fields({k: fields.get(k) for k in sorted(incoming)}, by_command=False)
+    return Applied(status, _finish(collection, current, op, stamp, fields, stamps, seq))
+
+
+def _conflict_record(conflict: Conflict, stamp: Stamp, seq: int) -> Record:
+    fields: dict[str, Any] = {
+        "collection": conflict.collection,
+        "record_id": conflict.record_id,
+        "op": msgspec.to_builtins(conflict.op),
+        "server": None if conflict.server is None else msgspec.to_builtins(conflict.server),
+        "contested": list(conflict.contested),
+        "state": "open",
+        "resolved_by": None,
+        "resolution_op_id": None,
+    }
+    return Record(
+        collection=CONFLICTS,
+        record_id=conflict.conflict_id,
+        fields=fields,
+        stamps={name: stamp for name in sorted(fields)},
+        version=seq,
+    )
+
+
+def plan_push(
+    batch: Batch,
+    *,
+    high_water: int,
+    prior: Mapping[int, Outcome],
+    rows: Mapping[Key, Record],
+    registry: Registry,
+    cursor: int,
+    max_ops: int = DEFAULT_MAX_BATCH,
+) -> Plan:
+    """Plan committing ``batch`` on the server.
+
+    ``high_water`` is the node's last applied seq; ``prior`` the stored outcomes of the
+    batch's seqs at or below it; ``rows`` the current records the batch touches (missing
+    keys never existed); ``cursor`` the server feed's last sequence number.
+
+    Raises :class:`SeqGapError` when the first new op is not ``high_water + 1`` and
+    :class:`SeqReuseError` when a replayed seq carries a different op_id.
+    """
+    check_batch(batch, max_ops=max_ops)
+    plan = Plan(node_id=batch.node_id, high_water=high_water, cursor=cursor)
+    working: dict[Key, Record] = dict(rows)
+    for op in batch.ops:
+        if op.seq <= high_water:
+            first = prior.get(op.seq)
+            if first is None:
+                raise SeqReuseError(
+                    f"seq {op.seq} of node {op.node_id!r} is at or below the high-water "
+                    f"mark {high_water} but has no stored outcome",
+                    seq=op.seq,
+                )
+            if first.op_id != op.op_id:
+                raise SeqReuseError(
+                    f"seq {op.seq} of node {op.node_id!r} was applied as op "
+                    f"{first.op_id!r}, not {op.op_id!r}",
+                    seq=op.seq,
+                )
+            plan.outcomes.append(
+                Outcome(
+                    op_id=op.op_id,
+                    seq=op.seq,
+                    status="duplicate",
+                    reason=first.reason,
+                    detail=first.detail,
+                    conflict_id=first.conflict_id,
+                    original=first.status,
+                )
+            )
+            continue
+        if op.seq != plan.high_water + 1:
+            raise SeqGapError(
+                f"node {op.node_id!r} sent seq {op.seq}; the next expected seq is "
+                f"{plan.high_water + 1}",
+                expected=plan.high_water + 1,
+            )
+        key = (op.collection, op.record_id)
+        result = apply_op(working.get(key), op, registry, plan.cursor + 1)
+        outcome = Outcome(
+            op_id=op.op_id,
+            seq=op.seq,
+            status=result.status,
+            reason=result.reason,
+            detail=result.detail,
+            conflict_id=None if result.conflict is None else result.conflict.conflict_id,
+        )
+        if result.record is not None:
+            plan.cursor += 1
+            working[key] = result.record
+            plan.writes[key] = result.record
+            plan.changes.append(Change(plan.cursor, op.op_id, op.node_id, op.seq, result.record))
+        if result.conflict is not None:
+            plan.cursor += 1
+            record = _conflict_record(result.conflict, _stamp(op, plan.cursor), plan.cursor)
+            ckey = (CONFLICTS, record.record_id)
+            working[ckey] = record
+            plan.writes[ckey] = record
+            plan.changes.append(Change(plan.cursor, op.op_id, op.node_id, op.seq, record))
+            plan.conflicts.append(result.conflict)
+        plan.high_water = op.seq
+        plan.outcomes.append(outcome)
+        plan.new_outcomes.append(outcome)
+    return plan
+
+
+def rebase(server: Record | None, pending: Sequence[Op], registry: Registry) -> Record | None:
+    """A terminal's view of one record: the server's state with its pending ops re-applied.
+
+    Conflicts are predicted exactly as the server will decide them if nothing else arrives
+    first; a parked or rejected op leaves the record as it was.
+    """
+    record = server
+    for op in pending:
+        result = apply_op(record, op, registry, 0)
+        if result.record is not None:
+            record = result.record
+    return record

@@ -1,0 +1,196 @@
+"""One error root, split by whose fault it is.
+
+* :class:`CallerError`: the code calling this library asked for something invalid
+  (a float in a money field, a command the state table forbids, an unknown collection).
+* :class:`PeerError`: the other side of a sync sent something invalid (a wrong checksum,
+  a seq gap, an unknown protocol version). These map to RFC 9457 problem details over
+  HTTP; ``type_uri`` is stable and documented in ``docs/protocol.md``.
+* :class:`StoreError`: the storage layer failed or found itself in a state it cannot be in.
+* :class:`TransportError`: the network failed; the operation may be retried.
+
+Every error has a ``code`` (a short stable slug) and a ``detail`` (a sentence for humans).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "BatchTooLargeError",
+    "CallerError",
+    "ChecksumMismatchError",
+    "ClockError",
+    "ConflictNotFoundError",
+    "FynloError",
+    "IllegalTransitionError",
+    "InvalidValueError",
+    "MalformedError",
+    "MissingDependencyError",
+    "NodeMismatchError",
+    "PeerError",
+    "ProtocolVersionError",
+    "RejectedOpError",
+    "SeqGapError",
+    "SeqReuseError",
+    "StoreError",
+    "TransportError",
+    "UnknownCollectionError",
+    "UnknownCommandError",
+    "PROBLEM_BASE",
+]
+
+PROBLEM_BASE = "https://fynlo.dev/problems/"
+
+
+class FynloError(Exception):
+    """Root of every error raised by fynlo_sync."""
+
+    code: ClassVar[str] = "error"
+    status: ClassVar[int] = 500
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra: dict[str, Any] = dict(sorted(extra.items()))
+
+    @property
+    def type_uri(self) -> str:
+        return PROBLEM_BASE + self.code
+
+    def problem(self) -> dict[str, Any]:
+        """The RFC 9457 problem details object for this error."""
+        body: dict[str, Any] = {
+            "type": self.type_uri,
+            "title": type(self).__name__,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        body.update(self.extra)
+        return body
+
+
+class CallerError(FynloError):
+    """The caller asked for something invalid. Nothing was written."""
+
+    code = "invalid-request"
+    status = 400
+
+
+class PeerError(FynloError):
+    """The remote side sent something invalid. Nothing was applied."""
+
+    code = "bad-peer-input"
+    status = 400
+
+
+class StoreError(FynloError):
+    """The store failed or is inconsistent."""
+
+    code = "store-error"
+    status = 500
+
+
+class TransportError(FynloError):
+    """The network failed. Retrying is safe: every push is idempotent."""
+
+    code = "transport-error"
+    status = 503
+
+
+class MissingDependencyError(FynloError, ImportError):
+    """An optional dependency is not installed; the message names the extra."""
+
+    code = "missing-dependency"
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(
+            f"the package {package!r} is not installed; install it with "
+            f"`pip install 'fynlo-sync[{extra}]'`",
+            package=package,
+            extra=extra,
+        )
+
+
+class ClockError(CallerError):
+    """A hybrid logical clock value is out of range or too far ahead."""
+
+    code = "clock"
+
+
+class MalformedError(PeerError):
+    """A message is not valid JSON of the expected shape (missing field, wrong type)."""
+
+    code = "malformed"
+    status = 422
+
+
+class InvalidValueError(MalformedError):
+    """A value is not allowed: a float, a non-finite number, an integer beyond 2**53-1."""
+
+    code = "invalid-value"
+
+
+class ProtocolVersionError(PeerError):
+    """The message names a protocol version this side does not speak."""
+
+    code = "protocol-version"
+    status = 400
+
+
+class ChecksumMismatchError(PeerError):
+    """The batch's MD5 does not match the canonical bytes of its ops."""
+
+    code = "checksum-mismatch"
+    status = 422
+
+
+class SeqGapError(PeerError):
+    """The first new op of a batch is not the node's next seq. ``expected`` says which is."""
+
+    code = "seq-gap"
+    status = 409
+
+
+class SeqReuseError(PeerError):
+    """A seq that was already applied arrives with a different op_id."""
+
+    code = "seq-reuse"
+    status = 409
+
+
+class NodeMismatchError(PeerError):
+    """An op names a node other than the batch's (or the authenticated device's)."""
+
+    code = "node-mismatch"
+    status = 403
+
+
+class BatchTooLargeError(PeerError):
+    """The batch has more ops than the limit."""
+
+    code = "batch-too-large"
+    status = 413
+
+
+class RejectedOpError(CallerError):
+    """A local write was refused by the rules; ``reason`` is the rejection code."""
+
+    code = "rejected"
+    status = 422
+
+
+class UnknownCollectionError(RejectedOpError):
+    code = "unknown-collection"
+
+
+class UnknownCommandError(RejectedOpError):
+    code = "unknown-command"
+
+
+class IllegalTransitionError(RejectedOpError):
+    code = "illegal-transition"
+
+
+class ConflictNotFoundError(CallerError):
+    code = "conflict-not-found"
+    status = 404

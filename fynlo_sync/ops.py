@@ -1,0 +1,167 @@
+"""Ops, batches and records: frozen msgspec Structs that serve the log, the wire and tests.
+
+Field values inside ``fields`` and ``args`` are float-free JSON (see
+:mod:`fynlo_sync.canonical`); money is always integer minor units.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from fynlo_sync.canonical import MAX_SAFE_INTEGER, check_value, checksum
+from fynlo_sync.hlc import WIRE_PATTERN
+
+__all__ = [
+    "Batch",
+    "Change",
+    "Conflict",
+    "OpKind",
+    "Op",
+    "Outcome",
+    "OutcomeStatus",
+    "Record",
+    "Stamp",
+    "ops_checksum",
+]
+
+Hlc = Annotated[str, Meta(pattern=WIRE_PATTERN)]
+Ident = Annotated[str, Meta(min_length=1, max_length=128)]
+SeqNo = Annotated[int, Meta(ge=1, le=MAX_SAFE_INTEGER)]
+Cursor = Annotated[int, Meta(ge=0, le=MAX_SAFE_INTEGER)]
+OpKind = Literal["put", "patch", "delete", "command"]
+OutcomeStatus = Literal["applied", "merged", "conflict", "rejected", "duplicate"]
+
+
+class Op(Struct, frozen=True, omit_defaults=False):
+    """One change made on one replica.
+
+    ``kind`` is ``put`` / ``patch`` (with ``fields``), ``delete`` (no fields), or
+    ``command`` (a named domain command with ``name`` and ``args``, run by a plugin).
+    Unused members are ``null`` on the wire.
+    """
+
+    op_id: Ident
+    node_id: Ident
+    seq: SeqNo
+    hlc: Hlc
+    base_seq: Cursor
+    collection: Ident
+    record_id: Ident
+    kind: OpKind
+    fields: dict[str, Any] | None = None
+    name: str | None = None
+    args: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind in ("put", "patch"):
+            if self.fields is None:
+                raise ValueError(f"a {self.kind} op needs `fields`")
+            if self.name is not None or self.args is not None:
+                raise ValueError(f"a {self.kind} op has no `name` or `args`")
+        elif self.kind == "delete":
+            if self.fields is not None or self.name is not None or self.args is not None:
+                raise ValueError("a delete op has no `fields`, `name` or `args`")
+        else:
+            if self.name is None or self.args is None:
+                raise ValueError("a command op needs `name` and `args`")
+            if self.fields is not None:
+                raise ValueError("a command op has no `fields`")
+        for key in self.fields or ():
+            if key.startswith("_"):
+                raise ValueError(f"field names may not start with '_' ({key!r})")
+
+
+def ops_checksum(ops: list[Op] | tuple[Op, ...]) -> str:
+    """The batch checksum: lowercase hex MD5 of the canonical bytes of the ops array."""
+    return checksum(msgspec.to_builtins(ops))
+
+
+class Batch(Struct, frozen=True):
+    """Consecutive ops of one node, committed whole or not at all."""
+
+    protocol: int
+    node_id: Ident
+    ops: list[Op]
+    checksum: str
+
+    @classmethod
+    def of(cls, node_id: str, ops: list[Op], protocol: int = 1) -> Batch:
+        return cls(protocol=protocol, node_id=node_id, ops=ops, checksum=ops_checksum(ops))
+
+
+class Stamp(Struct, frozen=True, array_like=True):
+    """Who last wrote a field: ``(hlc, node_id)`` orders writes; ``seq`` is the server feed
+    sequence at which the write was committed (0 for a terminal's pending write)."""
+
+    hlc: Hlc
+    node_id: Ident
+    seq: Cursor
+
+    def key(self) -> tuple[str, bytes]:
+        """Last-writer-wins order: HLC (fixed-width hex sorts numerically), then node_id."""
+        return (self.hlc, self.node_id.encode("utf-8"))
+
+
+class Record(Struct, frozen=True):
+    """The state of one record, with a stamp for every field (and for its deletion)."""
+
+    collection: Ident
+    record_id: Ident
+    fields: dict[str, Any]
+    stamps: dict[str, Stamp]
+    deleted: bool = False
+    deleted_stamp: Stamp | None = None
+    version: Cursor = 0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.collection, self.record_id)
+
+
+class Change(Struct, frozen=True):
+    """One entry of the server's change feed: the record's state after ``seq``, made by op
+    ``op_id``, the ``node_seq``-th op of ``node_id``."""
+
+    seq: SeqNo
+    op_id: Ident
+    node_id: Ident
+    node_seq: SeqNo
+    record: Record
+
+
+class Outcome(Struct, frozen=True):
+    """What happened to one op. ``reason``/``detail`` explain a rejection; ``original`` is
+    the first outcome of an op that arrives again as a duplicate."""
+
+    op_id: Ident
+    seq: SeqNo
+    status: OutcomeStatus
+    reason: str | None = None
+    detail: str | None = None
+    conflict_id: str | None = None
+    original: OutcomeStatus | None = None
+
+
+ConflictState = Literal["open", "resolved"]
+
+
+class Conflict(Struct, frozen=True):
+    """A parked conflict: both versions, who made the incoming one and when."""
+
+    conflict_id: Ident
+    collection: Ident
+    record_id: Ident
+    op: Op
+    server: Record | None
+    contested: list[str]
+    state: ConflictState = "open"
+    resolved_by: str | None = None
+    resolution_op_id: str | None = None
+
+
+def check_fields(fields: dict[str, Any], path: str = "$.fields") -> None:
+    """Float-free JSON check for a local write's values."""
+    check_value(fields, path)

@@ -1,0 +1,139 @@
+"""Wire messages, the protocol version, and decoding in the normative validation order.
+
+Push validation order (``docs/protocol.md``): envelope (a JSON object with ``protocol``),
+protocol version, batch size, float-free values and checksum over the ops *as sent*, op
+shapes, then (in the engine, with state) seq continuity and each op.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+from msgspec import Struct
+
+from fynlo_sync.canonical import checksum
+from fynlo_sync.engine import DEFAULT_MAX_BATCH, PROTOCOL_VERSION, check_batch
+from fynlo_sync.errors import (
+    BatchTooLargeError,
+    ChecksumMismatchError,
+    InvalidValueError,
+    MalformedError,
+    ProtocolVersionError,
+)
+from fynlo_sync.ops import Batch, Change, Outcome
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Poke",
+    "PullPage",
+    "PushResult",
+    "decode",
+    "decode_batch",
+    "encode",
+    "encode_batch",
+    "page_checksum",
+    "verify_page",
+]
+
+T = TypeVar("T")
+
+_encoder = msgspec.json.Encoder()
+_generic = msgspec.json.Decoder()
+
+
+class PushResult(Struct, frozen=True):
+    """The server's answer to a push: one outcome per op, the node's high-water mark, and
+    the feed cursor after the commit."""
+
+    node_id: str
+    high_water: int
+    cursor: int
+    outcomes: list[Outcome]
+
+
+class PullPage(Struct, frozen=True):
+    """Changes after ``since``, in feed order. ``cursor`` is the last change's sequence (or
+    ``since`` when empty); ``more`` says whether to ask again; ``checksum`` is the MD5 of the
+    canonical bytes of ``changes``."""
+
+    since: int
+    cursor: int
+    more: bool
+    changes: list[Change]
+    checksum: str
+
+
+class Poke(Struct, frozen=True, tag="poke"):
+    """Sent over the WebSocket when a tenant's feed moves."""
+
+    cursor: int
+
+
+def encode(message: Any) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode(body: bytes, kind: type[T]) -> T:
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as exc:
+        raise MalformedError(f"invalid {kind.__name__}: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise MalformedError(f"body is not valid JSON: {exc}") from exc
+
+
+def page_checksum(changes: list[Change]) -> str:
+    return checksum(msgspec.to_builtins(changes))
+
+
+def verify_page(page: PullPage) -> None:
+    if page_checksum(page.changes) != page.checksum:
+        raise ChecksumMismatchError(
+            f"pull page after cursor {page.since} does not match its checksum", since=page.since
+        )
+
+
+def encode_batch(batch: Batch) -> bytes:
+    return _encoder.encode(batch)
+
+
+def decode_batch(body: bytes, *, max_ops: int = DEFAULT_MAX_BATCH) -> Batch:
+    """Decode and verify a push body. Raises a typed :class:`PeerError` naming the problem."""
+    try:
+        raw = _generic.decode(body)
+    except msgspec.DecodeError as exc:
+        raise MalformedError(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise MalformedError("a batch must be a JSON object")
+    version = raw.get("protocol")
+    if type(version) is not int:
+        raise MalformedError("the batch has no integer `protocol` member", field="protocol")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolVersionError(
+            f"protocol version {version} is not supported; this side speaks {PROTOCOL_VERSION}",
+            supported=[PROTOCOL_VERSION],
+        )
+    ops = raw.get("ops")
+    if not isinstance(ops, list):
+        raise MalformedError("the batch has no `ops` array", field="ops")
+    if len(ops) > max_ops:
+        raise BatchTooLargeError(f"batch has {len(ops)} ops; the limit is {max_ops}", limit=max_ops)
+    claimed = raw.get("checksum")
+    if type(claimed) is not str:
+        raise MalformedError("the batch has no string `checksum` member", field="checksum")
+    try:
+        actual = checksum(ops)
+    except InvalidValueError as exc:
+        raise InvalidValueError(exc.detail.replace("$", "$.ops", 1), **exc.extra) from exc
+    if actual != claimed:
+        raise ChecksumMismatchError(
+            f"checksum {claimed!r} does not match the ops (their MD5 is {actual!r})",
+            expected=actual,
+        )
+    try:
+        batch = msgspec.convert(raw, Batch)
+    except msgspec.ValidationError as exc:
+        raise MalformedError(f"invalid batch: {exc}") from exc
+    check_batch(batch, max_ops=max_ops)
+    return batch

@@ -1,0 +1,138 @@
+"""The store ports: what the terminal client and the server replica need from storage.
+
+Each port is a small protocol with an in-memory reference implementation
+(:mod:`fynlo_sync.store.memory`) and a SQLite one (:mod:`fynlo_sync.store.sqlite`); one
+conformance suite (:mod:`fynlo_sync.testing`) runs against every implementation.
+
+A store never decides anything: the engine plans, the store writes the plan in one
+transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from fynlo_sync.engine import Plan
+from fynlo_sync.ops import Change, Op, Outcome, Record
+
+__all__ = ["Key", "ServerStore", "TerminalMeta", "TerminalStore"]
+
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalMeta:
+    """A terminal's own counters: the seq its next op gets, the server cursor it has
+    pulled to, the highest seq the server acknowledged, and its clock's last value."""
+
+    node_id: str
+    next_seq: int = 1
+    cursor: int = 0
+    acked_seq: int = 0
+    hlc: int = 0
+
+
+class TerminalStore(Protocol):
+    """A terminal's local state: its view of every record, the server's confirmed state,
+    and the outbox of ops not yet pulled back from the server."""
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """All or nothing: everything inside commits together or not at all."""
+        ...
+
+    def meta(self) -> TerminalMeta: ...
+
+    def set_meta(self, meta: TerminalMeta) -> None: ...
+
+    def get(self, key: Key) -> Record | None:
+        """The local view (server state + pending ops)."""
+        ...
+
+    def put(self, records: Iterable[Record]) -> None: ...
+
+    def records(self, collection: str | None = None) -> list[Record]:
+        """The local view, sorted by (collection, record_id)."""
+        ...
+
+    def get_server(self, key: Key) -> Record | None: ...
+
+    def put_server(self, records: Iterable[Record]) -> None: ...
+
+    def server_records(self) -> list[Record]: ...
+
+    def append_outbox(self, op: Op) -> None: ...
+
+    def outbox(self, after_seq: int = 0, limit: int | None = None) -> list[Op]:
+        """Ops still in the outbox with seq > ``after_seq``, in seq order."""
+        ...
+
+    def outbox_for(self, key: Key) -> list[Op]:
+        """Ops still in the outbox that touch ``key``, in seq order."""
+        ...
+
+    def ack(self, upto_seq: int, cursor: int) -> None:
+        """The server committed every op up to ``upto_seq``; its changes are in the feed at
+        or before ``cursor``."""
+        ...
+
+    def trim(self, cursor: int) -> list[Op]:
+        """Drop acknowledged ops whose changes are at or before ``cursor``; return them."""
+        ...
+
+    def record_outcomes(self, outcomes: Sequence[Outcome]) -> None: ...
+
+    def outcomes(self) -> list[Outcome]:
+        """Stored outcomes that were not plainly applied (rejections, conflicts, merges)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ServerStore(Protocol):
+    """The server's authoritative state for many tenants (synchronous stores)."""
+
+    def transaction(self, tenant: str) -> AbstractContextManager[None]:
+        """One transaction, holding the tenant's write lock (pushes of one tenant serialize)."""
+        ...
+
+    def high_water(self, tenant: str, node_id: str) -> int: ...
+
+    def prior_outcomes(
+        self, tenant: str, node_id: str, seqs: Sequence[int]
+    ) -> dict[int, Outcome]: ...
+
+    def load(self, tenant: str, keys: Iterable[Key]) -> dict[Key, Record]: ...
+
+    def cursor(self, tenant: str) -> int: ...
+
+    def commit(self, tenant: str, plan: Plan) -> None:
+        """Write the plan: records, feed entries, op outcomes, the node's high-water mark."""
+        ...
+
+    def changes(self, tenant: str, since: int, limit: int) -> list[Change]: ...
+
+    def records(self, tenant: str, collection: str | None = None) -> list[Record]: ...
+
+    def high_waters(self, tenant: str) -> dict[str, int]: ...
+
+    def op_log(self, tenant: str, node_id: str) -> list[Outcome]:
+        """Every stored outcome of the node, in seq order."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def sorted_records(records: Iterable[Record]) -> list[Record]:
+    return sorted(records, key=lambda r: (r.collection, r.record_id))
+
+
+def iter_keys(ops: Sequence[Op]) -> Iterator[Key]:
+    seen: set[Key] = set()
+    for op in ops:
+        key = (op.collection, op.record_id)
+        if key not in seen:
+            seen.add(key)
+            yield key

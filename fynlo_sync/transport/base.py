@@ -1,0 +1,18 @@
+"""The transport port. A transport raises :class:`~fynlo_sync.errors.TransportError` when
+the network fails (retry), and the server's typed :class:`~fynlo_sync.errors.PeerError`
+when the server refused the request (do not retry blindly)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from fynlo_sync.ops import Batch
+from fynlo_sync.protocol import PullPage, PushResult
+
+__all__ = ["Transport"]
+
+
+class Transport(Protocol):
+    def push(self, batch: Batch) -> PushResult: ...
+
+    def pull(self, since: int, limit: int) -> PullPage: ...

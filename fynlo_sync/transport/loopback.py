@@ -1,0 +1,29 @@
+"""An in-process link from a terminal to a server replica, through the real wire encoding.
+
+Every message is encoded to JSON bytes and decoded on the other side, so the loopback
+exercises exactly what HTTP would carry. Tests and the simulator wrap it to drop,
+duplicate, delay or reorder messages.
+"""
+
+from __future__ import annotations
+
+from fynlo_sync.ops import Batch
+from fynlo_sync.protocol import PullPage, PushResult, decode, encode, encode_batch
+from fynlo_sync.replica import ServerReplica
+
+__all__ = ["LoopbackTransport"]
+
+
+class LoopbackTransport:
+    def __init__(self, replica: ServerReplica, tenant: str, node_id: str) -> None:
+        self.replica = replica
+        self.tenant = tenant
+        self.node_id = node_id
+
+    def push(self, batch: Batch) -> PushResult:
+        result = self.replica.push(self.tenant, encode_batch(batch), node_id=self.node_id)
+        return decode(encode(result), PushResult)
+
+    def pull(self, since: int, limit: int) -> PullPage:
+        page = self.replica.pull(self.tenant, since, limit)
+        return decode(encode(page), PullPage)

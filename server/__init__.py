@@ -1,0 +1,3 @@
+"""The Litestar server (see the server issue)."""
+
+__all__: list[str] = []
