@@ -102,7 +102,7 @@ def _terminal_v1(db: sqlite_utils.Database) -> None:
         pk="id",
     )
     for table in ("rows", "server_rows"):
-        db[table].create(
+        db.table(table).create(
             {"collection": str, "record_id": str, "body": bytes}, pk=("collection", "record_id")
         )
     db.table("outbox").create(
