@@ -7,12 +7,20 @@ JSON the protocol accepts, so a plugin author can property-test their own schema
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fynlo_sync.canonical import MAX_SAFE_INTEGER
-from fynlo_sync.errors import CallerError
+from fynlo_sync.engine import plan_push
+from fynlo_sync.errors import CallerError, SeqGapError
+from fynlo_sync.hlc import pack, to_wire
+from fynlo_sync.ops import Batch, Op, Outcome, Record
+from fynlo_sync.plugins import Registry
+from fynlo_sync.protocol import encode_batch
+from fynlo_sync.replica import ServerReplica
+from fynlo_sync.store.base import ServerStore, TerminalMeta, TerminalStore
 
-__all__ = ["ManualClock", "json_values"]
+__all__ = ["SERVER_STORE_CHECKS", "TERMINAL_STORE_CHECKS", "ManualClock", "json_values"]
 
 
 class ManualClock:
@@ -58,11 +66,258 @@ def json_values(max_leaves: int = 20) -> Any:
     )
     return st.recursive(
         leaves,
-        lambda children: st.lists(children, max_size=4)
-        | st.dictionaries(
-            st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=6),
-            children,
-            max_size=4,
+        lambda children: (
+            st.lists(children, max_size=4)
+            | st.dictionaries(
+                st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=6),
+                children,
+                max_size=4,
+            )
         ),
         max_leaves=max_leaves,
     )
+
+
+# --------------------------------------------------------------------------- conformance
+#
+# One suite for every store. Each check takes a fresh, empty store and raises
+# AssertionError (or the store's own error) on failure. Run them from a test with your
+# own factory:
+#
+#     @pytest.mark.parametrize("check", SERVER_STORE_CHECKS, ids=lambda c: c.__name__)
+#     def test_my_store(check):
+#         check(MyServerStore(...))
+
+
+class _Boom(Exception):
+    pass
+
+
+def _registry() -> Registry:
+    from conflict import registry
+    from fynlo_sync.domains.orders import OrdersPlugin
+
+    return registry([OrdersPlugin()])
+
+
+def _op(node: str, seq: int, kind: str = "command", **parts: Any) -> Op:
+    defaults: dict[str, Any] = {"collection": "orders", "record_id": "o1"}
+    if kind == "command":
+        defaults |= {"name": "add_line", "args": {}}
+    defaults |= parts
+    return Op(
+        op_id=f"{node}-{seq}",
+        node_id=node,
+        seq=seq,
+        hlc=to_wire(pack(1_700_000_000_000 + seq, 0)),
+        base_seq=0,
+        kind=kind,  # type: ignore[arg-type]
+        **defaults,
+    )
+
+
+def _orders_batch(node: str, first: int, count: int, record: str = "o1") -> Batch:
+    ops = []
+    for seq in range(first, first + count):
+        if seq == 1:
+            ops.append(_op(node, seq, record_id=record, name="open", args={"currency": "GBP"}))
+        else:
+            line = {"line_id": f"{node}-{seq}", "item": "tea", "qty": 1, "unit_price": 250}
+            ops.append(_op(node, seq, record_id=record, args=line))
+    return Batch.of(node, ops)
+
+
+def check_server_empty(store: ServerStore) -> None:
+    assert store.cursor("t") == 0
+    assert store.high_water("t", "n1") == 0
+    assert store.changes("t", 0, 10) == []
+    assert store.records("t") == []
+    assert store.high_waters("t") == {}
+    assert store.op_log("t", "n1") == []
+
+
+def check_server_push_and_pull(store: ServerStore) -> None:
+    replica = ServerReplica(store, _registry())
+    result = replica.push("t", encode_batch(_orders_batch("n1", 1, 3)))
+    assert [o.status for o in result.outcomes] == ["applied"] * 3
+    assert (result.high_water, result.cursor) == (3, 3)
+    assert store.cursor("t") == 3 and store.high_water("t", "n1") == 3
+    (order,) = store.records("t", "orders")
+    assert order.fields["total"] == 500 and order.version == 3
+    page = replica.pull("t", 0, 2)
+    assert [c.seq for c in page.changes] == [1, 2] and page.more and page.cursor == 2
+    rest = replica.pull("t", page.cursor, 2)
+    assert [c.seq for c in rest.changes] == [3] and not rest.more
+    assert rest.changes[0].record == order
+    assert replica.pull("t", 3, 2).changes == []
+    assert [o.seq for o in store.op_log("t", "n1")] == [1, 2, 3]
+
+
+def check_server_replay_is_idempotent(store: ServerStore) -> None:
+    replica = ServerReplica(store, _registry())
+    body = encode_batch(_orders_batch("n1", 1, 3))
+    first = replica.push("t", body)
+    before = (store.records("t"), store.changes("t", 0, 100), store.cursor("t"))
+    again = replica.push("t", body)
+    assert [o.status for o in again.outcomes] == ["duplicate"] * 3
+    assert [o.original for o in again.outcomes] == [o.status for o in first.outcomes]
+    assert (store.records("t"), store.changes("t", 0, 100), store.cursor("t")) == before
+
+
+def check_server_gap_writes_nothing(store: ServerStore) -> None:
+    replica = ServerReplica(store, _registry())
+    replica.push("t", encode_batch(_orders_batch("n1", 1, 2)))
+    try:
+        replica.push("t", encode_batch(_orders_batch("n1", 4, 1)))
+    except SeqGapError as exc:
+        assert exc.extra["expected"] == 3
+    else:
+        raise AssertionError("a gap was accepted")
+    assert store.high_water("t", "n1") == 2 and store.cursor("t") == 2
+
+
+def check_server_transaction_is_atomic(store: ServerStore) -> None:
+    replica = ServerReplica(store, _registry())
+    replica.push("t", encode_batch(_orders_batch("n1", 1, 1)))
+    batch = _orders_batch("n1", 2, 2)
+    try:
+        with store.transaction("t"):
+            plan = plan_push(
+                batch,
+                high_water=1,
+                prior={},
+                rows=store.load("t", [("orders", "o1")]),
+                registry=replica.registry,
+                cursor=store.cursor("t"),
+            )
+            store.commit("t", plan)
+            raise _Boom
+    except _Boom:
+        pass
+    assert store.cursor("t") == 1 and store.high_water("t", "n1") == 1
+    assert store.records("t", "orders")[0].fields["lines"] == {}
+    assert [o.seq for o in store.op_log("t", "n1")] == [1]
+
+
+def check_server_tenants_are_isolated(store: ServerStore) -> None:
+    replica = ServerReplica(store, _registry())
+    replica.push("a", encode_batch(_orders_batch("n1", 1, 2)))
+    assert store.records("b") == [] and store.changes("b", 0, 10) == []
+    assert store.high_water("b", "n1") == 0 and store.cursor("b") == 0
+    # the same node id and seqs in another tenant are a separate log
+    result = replica.push("b", encode_batch(_orders_batch("n1", 1, 1, record="o2")))
+    assert result.outcomes[0].status == "applied" and result.cursor == 1
+    assert [r.record_id for r in store.records("a")] == ["o1"]
+    assert [r.record_id for r in store.records("b")] == ["o2"]
+    assert store.load("b", [("orders", "o1")]) == {}
+
+
+def check_server_rejections_and_conflicts_are_kept(store: ServerStore) -> None:
+    replica = ServerReplica(store, _registry())
+    batch = Batch.of(
+        "n1",
+        [
+            _op("n1", 1, name="serve", args={}),  # the order does not exist yet
+            _op("n1", 2, name="open", args={"currency": "GBP"}),
+        ],
+    )
+    result = replica.push("t", encode_batch(batch))
+    assert [o.status for o in result.outcomes] == ["rejected", "applied"]
+    assert result.outcomes[0].reason == "illegal-transition"
+    log = store.op_log("t", "n1")
+    assert [(o.seq, o.status) for o in log] == [(1, "rejected"), (2, "applied")]
+    prior = store.prior_outcomes("t", "n1", [1, 2])
+    assert prior[1].reason == "illegal-transition" and prior[2].status == "applied"
+    assert store.high_waters("t") == {"n1": 2}
+
+
+def check_server_loads_many_keys(store: ServerStore) -> None:
+    replica = ServerReplica(store, _registry())
+    ops = [
+        _op("n1", i + 1, record_id=f"o{i}", name="open", args={"currency": "EUR"})
+        for i in range(450)
+    ]
+    replica.push("t", encode_batch(Batch.of("n1", ops)))
+    keys = [("orders", f"o{i}") for i in range(0, 450, 7)] + [("orders", "missing")]
+    loaded = store.load("t", keys)
+    assert sorted(loaded) == sorted(keys[:-1])
+
+
+def check_terminal_meta_and_rows(store: TerminalStore) -> None:
+    meta = store.meta()
+    assert (meta.next_seq, meta.cursor, meta.acked_seq, meta.hlc) == (1, 0, 0, 0)
+    store.set_meta(TerminalMeta(meta.node_id, 5, 7, 3, 2**60))
+    assert store.meta() == TerminalMeta(meta.node_id, 5, 7, 3, 2**60)
+    a = Record("orders", "b", {"x": 1}, {})
+    b = Record("orders", "a", {"x": 2}, {})
+    c = Record("notes", "z", {}, {})
+    store.put([a, b, c])
+    assert store.get(("orders", "b")) == a
+    assert [r.record_id for r in store.records()] == ["z", "a", "b"]
+    assert [r.record_id for r in store.records("orders")] == ["a", "b"]
+    assert store.get_server(("orders", "b")) is None
+    store.put_server([a])
+    assert store.server_records() == [a]
+
+
+def check_terminal_outbox(store: TerminalStore) -> None:
+    node = store.meta().node_id
+    ops = [_op(node, s, record_id="o1" if s % 2 else "o2") for s in range(1, 6)]
+    for op in ops:
+        store.append_outbox(op)
+    assert store.outbox() == ops
+    assert store.outbox(2, 2) == ops[2:4]
+    assert store.outbox_for(("orders", "o2")) == [ops[1], ops[3]]
+    store.ack(3, cursor=10)
+    store.ack(5, cursor=12)
+    assert store.trim(9) == []
+    assert store.trim(10) == ops[:3]
+    assert store.outbox() == ops[3:]
+    assert store.trim(12) == ops[3:]
+    assert store.outbox() == []
+
+
+def check_terminal_transaction_rolls_back(store: TerminalStore) -> None:
+    node = store.meta().node_id
+    record = Record("orders", "o1", {"x": 1}, {})
+    try:
+        with store.transaction():
+            store.put([record])
+            with store.transaction():  # nested blocks join the outer transaction
+                store.append_outbox(_op(node, 1))
+                store.set_meta(TerminalMeta(node, 2))
+            raise _Boom
+    except _Boom:
+        pass
+    assert store.get(record.key) is None and store.outbox() == []
+    assert store.meta().next_seq == 1
+    with store.transaction():
+        store.put([record])
+    assert store.get(record.key) == record
+
+
+def check_terminal_outcomes(store: TerminalStore) -> None:
+    outcomes = [
+        Outcome("a", 2, "rejected", reason="illegal-transition", detail="no"),
+        Outcome("b", 1, "conflict", conflict_id="b"),
+    ]
+    store.record_outcomes(outcomes)
+    assert store.outcomes() == [outcomes[1], outcomes[0]]
+
+
+SERVER_STORE_CHECKS: tuple[Callable[[ServerStore], None], ...] = (
+    check_server_empty,
+    check_server_push_and_pull,
+    check_server_replay_is_idempotent,
+    check_server_gap_writes_nothing,
+    check_server_transaction_is_atomic,
+    check_server_tenants_are_isolated,
+    check_server_rejections_and_conflicts_are_kept,
+    check_server_loads_many_keys,
+)
+TERMINAL_STORE_CHECKS: tuple[Callable[[TerminalStore], None], ...] = (
+    check_terminal_meta_and_rows,
+    check_terminal_outbox,
+    check_terminal_transaction_rolls_back,
+    check_terminal_outcomes,
+)
