@@ -265,10 +265,6 @@ def test_backoff_is_exponential_with_full_jitter_and_capped() -> None:
     delays = [backoff.next_delay_ms() for _ in range(8)]
     ceilings = [100, 200, 400, 800, 1000, 1000, 1000, 1000]
     assert all(0 <= d <= c for d, c in zip(delays, ceilings, strict=True))
-    assert (
-        delays == [Backoff(random.Random(7), 100, 1000, i).next_delay_ms() for i in range(0)]
-        or True
-    )
     again = Backoff(random.Random(7), base_ms=100, cap_ms=1000)
     assert [again.next_delay_ms() for _ in range(8)] == delays  # same seed, same waits
     backoff.reset()
