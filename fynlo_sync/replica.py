@@ -14,12 +14,12 @@ from collections.abc import Callable
 
 from fynlo_sync.engine import DEFAULT_MAX_BATCH, Plan, check_batch, plan_push
 from fynlo_sync.errors import MalformedError
-from fynlo_sync.ops import Batch
+from fynlo_sync.ops import Batch, Change
 from fynlo_sync.plugins import Registry
 from fynlo_sync.protocol import PullPage, PushResult, decode_batch, page_checksum
 from fynlo_sync.store.base import ServerStore, iter_keys
 
-__all__ = ["DEFAULT_MAX_PAGE", "ServerReplica"]
+__all__ = ["DEFAULT_MAX_PAGE", "ServerReplica", "make_page", "page_size"]
 
 DEFAULT_MAX_PAGE = 1000
 
@@ -75,20 +75,30 @@ class ServerReplica:
         )
 
     def pull(self, tenant: str, since: int, limit: int | None = None) -> PullPage:
-        if since < 0:
-            raise MalformedError(f"cursor {since} is negative", field="cursor")
-        size = self.max_page if limit is None else limit
-        if not 1 <= size <= self.max_page:
-            raise MalformedError(
-                f"limit {size} is outside 1..{self.max_page}", field="limit", limit=self.max_page
-            )
-        changes = self.store.changes(tenant, since, size + 1)
-        more = len(changes) > size
-        changes = changes[:size]
-        return PullPage(
-            since=since,
-            cursor=changes[-1].seq if changes else since,
-            more=more,
-            changes=changes,
-            checksum=page_checksum(changes),
+        size = page_size(since, limit, self.max_page)
+        return make_page(since, self.store.changes(tenant, since, size + 1), size)
+
+
+def page_size(since: int, limit: int | None, max_page: int) -> int:
+    """Check a pull request's cursor and limit; return the page size to serve."""
+    if since < 0:
+        raise MalformedError(f"cursor {since} is negative", field="cursor")
+    size = max_page if limit is None else limit
+    if not 1 <= size <= max_page:
+        raise MalformedError(
+            f"limit {size} is outside 1..{max_page}", field="limit", limit=max_page
         )
+    return size
+
+
+def make_page(since: int, changes: list[Change], size: int) -> PullPage:
+    """The page for ``changes`` read with ``LIMIT size + 1`` (the extra one says ``more``)."""
+    more = len(changes) > size
+    changes = changes[:size]
+    return PullPage(
+        since=since,
+        cursor=changes[-1].seq if changes else since,
+        more=more,
+        changes=changes,
+        checksum=page_checksum(changes),
+    )

@@ -1,0 +1,454 @@
+"""The server store on PostgreSQL (asyncpg), and the async twin of the replica loop.
+
+* :class:`PostgresServerStore` owns an asyncpg pool. Its methods are the
+  :class:`~fynlo_sync.store.base.ServerStore` port, made async. ``async with
+  store.transaction(tenant) as tx`` opens one transaction on one connection, takes the
+  tenant's advisory lock (pushes of one tenant serialize, across every server process), and
+  yields the same queries bound to that connection.
+* :func:`migrate` applies versioned SQL migrations, each in one transaction, under a
+  session advisory lock so that several processes starting at once migrate once.
+* A push is written by one statement: data-modifying CTEs insert the records, feed
+  entries and op outcomes from ``unnest`` arrays and upsert the node's high-water mark, so
+  a whole batch costs one round trip however many ops it has.
+* :class:`AsyncServerReplica` is :class:`fynlo_sync.replica.ServerReplica`'s loop, awaited.
+* :class:`BlockingPostgresStore` is the synchronous port over the async store (an event
+  loop in a background thread), for synchronous callers: the conformance suite,
+  :class:`~fynlo_sync.replica.ServerReplica`, benchmarks.
+
+Bodies are stored as the msgspec JSON bytes of the Structs (``bytea``): the database never
+parses them, and the server decodes only what it returns.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from typing import Any, TypeVar
+
+import msgspec
+
+from fynlo_sync.engine import DEFAULT_MAX_BATCH, Plan, check_batch, plan_push
+from fynlo_sync.errors import MissingDependencyError, StoreError
+from fynlo_sync.ops import Batch, Change, Outcome, Record
+from fynlo_sync.plugins import Registry
+from fynlo_sync.protocol import PullPage, PushResult, decode_batch
+from fynlo_sync.replica import DEFAULT_MAX_PAGE, make_page, page_size
+from fynlo_sync.store.base import Key, iter_keys
+
+try:
+    import asyncpg
+except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
+    raise MissingDependencyError("asyncpg", "postgres") from exc
+
+__all__ = [
+    "STORE_MIGRATIONS",
+    "AsyncServerReplica",
+    "BlockingPostgresStore",
+    "PostgresServerStore",
+    "asyncpg_dsn",
+    "migrate",
+]
+
+T = TypeVar("T")
+
+_enc = msgspec.json.Encoder()
+_rec_dec = msgspec.json.Decoder(Record)
+_change_dec = msgspec.json.Decoder(Change)
+_outcome_dec = msgspec.json.Decoder(Outcome)
+
+#: Versioned migrations of the sync tables. Append; never edit a released one.
+STORE_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE fynlo_records (
+        tenant text NOT NULL,
+        collection text NOT NULL,
+        record_id text NOT NULL,
+        version bigint NOT NULL,
+        body bytea NOT NULL,
+        PRIMARY KEY (tenant, collection, record_id)
+    );
+    CREATE TABLE fynlo_feed (
+        tenant text NOT NULL,
+        seq bigint NOT NULL,
+        body bytea NOT NULL,
+        PRIMARY KEY (tenant, seq)
+    );
+    CREATE TABLE fynlo_oplog (
+        tenant text NOT NULL,
+        node_id text NOT NULL,
+        seq bigint NOT NULL,
+        op_id text NOT NULL,
+        body bytea NOT NULL,
+        PRIMARY KEY (tenant, node_id, seq)
+    );
+    CREATE TABLE fynlo_nodes (
+        tenant text NOT NULL,
+        node_id text NOT NULL,
+        high_water bigint NOT NULL,
+        PRIMARY KEY (tenant, node_id)
+    );
+    """,
+)
+
+#: Session advisory lock key held while migrating ("fynlo" + "mig" in ASCII).
+_MIGRATION_LOCK = 0x66796E6C6F6D6967
+
+
+def asyncpg_dsn(url: str) -> str:
+    """``postgresql://``, ``postgres://`` or ``postgresql+asyncpg://`` URL -> asyncpg DSN."""
+    for prefix in ("postgresql+asyncpg://", "postgres+asyncpg://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    if url.startswith(("postgresql://", "postgres://")):
+        return url
+    raise StoreError(f"not a PostgreSQL URL: {url.split('://', maxsplit=1)[0]}://...")
+
+
+def _tenant_lock(tenant: str) -> int:
+    """A signed 64-bit advisory lock key for the tenant (a collision only serializes two
+    tenants' pushes; it never mixes their data)."""
+    digest = hashlib.blake2b(b"fynlo-tenant\0" + tenant.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def migrate(
+    db: Any, migrations: Sequence[str] = STORE_MIGRATIONS, component: str = "store"
+) -> list[int]:
+    """Apply the migrations of ``component`` not yet applied, each in one transaction.
+    ``db`` is an asyncpg pool or connection. Returns the versions applied now."""
+    if hasattr(db, "acquire"):
+        async with db.acquire() as conn:
+            return await migrate(conn, migrations, component)
+    conn = db
+    applied: list[int] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS fynlo_migrations ("
+            " component text NOT NULL, version integer NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now(),"
+            " PRIMARY KEY (component, version))"
+        )
+        rows = await conn.fetch(
+            "SELECT version FROM fynlo_migrations WHERE component = $1", component
+        )
+        done = {row[0] for row in rows}
+        for version, sql in enumerate(migrations, start=1):
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO fynlo_migrations(component, version) VALUES ($1, $2)",
+                    component,
+                    version,
+                )
+            applied.append(version)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+    return applied
+
+
+_COMMIT = """
+WITH r AS (
+    INSERT INTO fynlo_records (tenant, collection, record_id, version, body)
+    SELECT $1, c, i, v, b FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bytea[])
+        AS t(c, i, v, b)
+    ON CONFLICT (tenant, collection, record_id)
+    DO UPDATE SET version = EXCLUDED.version, body = EXCLUDED.body
+), f AS (
+    INSERT INTO fynlo_feed (tenant, seq, body)
+    SELECT $1, s, b FROM unnest($6::bigint[], $7::bytea[]) AS t(s, b)
+), o AS (
+    INSERT INTO fynlo_oplog (tenant, node_id, seq, op_id, body)
+    SELECT $1, $8, s, i, b FROM unnest($9::bigint[], $10::text[], $11::bytea[]) AS t(s, i, b)
+)
+INSERT INTO fynlo_nodes (tenant, node_id, high_water) VALUES ($1, $8, $12)
+ON CONFLICT (tenant, node_id) DO UPDATE SET high_water = EXCLUDED.high_water
+"""
+
+_LOAD = """
+SELECT r.body FROM fynlo_records r
+JOIN unnest($2::text[], $3::text[]) AS k(c, i) ON r.collection = k.c AND r.record_id = k.i
+WHERE r.tenant = $1
+"""
+
+
+class PostgresQueries:
+    """The store's queries, over a pool (each its own transaction) or one connection."""
+
+    def __init__(self, db: Any) -> None:
+        self._db = db
+
+    async def high_water(self, tenant: str, node_id: str) -> int:
+        value = await self._db.fetchval(
+            "SELECT high_water FROM fynlo_nodes WHERE tenant = $1 AND node_id = $2",
+            tenant,
+            node_id,
+        )
+        return 0 if value is None else int(value)
+
+    async def prior_outcomes(
+        self, tenant: str, node_id: str, seqs: Sequence[int]
+    ) -> dict[int, Outcome]:
+        if not seqs:
+            return {}
+        rows = await self._db.fetch(
+            "SELECT seq, body FROM fynlo_oplog WHERE tenant = $1 AND node_id = $2"
+            " AND seq BETWEEN $3 AND $4",
+            tenant,
+            node_id,
+            min(seqs),
+            max(seqs),
+        )
+        return {int(row[0]): _outcome_dec.decode(row[1]) for row in rows}
+
+    async def load(self, tenant: str, keys: Iterable[Key]) -> dict[Key, Record]:
+        wanted = list(keys)
+        if not wanted:
+            return {}
+        rows = await self._db.fetch(_LOAD, tenant, [k[0] for k in wanted], [k[1] for k in wanted])
+        out: dict[Key, Record] = {}
+        for row in rows:
+            record = _rec_dec.decode(row[0])
+            out[record.key] = record
+        return out
+
+    async def cursor(self, tenant: str) -> int:
+        value = await self._db.fetchval("SELECT max(seq) FROM fynlo_feed WHERE tenant = $1", tenant)
+        return 0 if value is None else int(value)
+
+    async def commit(self, tenant: str, plan: Plan) -> None:
+        writes = list(plan.writes.values())
+        await self._db.execute(
+            _COMMIT,
+            tenant,
+            [r.collection for r in writes],
+            [r.record_id for r in writes],
+            [r.version for r in writes],
+            [_enc.encode(r) for r in writes],
+            [c.seq for c in plan.changes],
+            [_enc.encode(c) for c in plan.changes],
+            plan.node_id,
+            [o.seq for o in plan.new_outcomes],
+            [o.op_id for o in plan.new_outcomes],
+            [_enc.encode(o) for o in plan.new_outcomes],
+            plan.high_water,
+        )
+
+    async def changes(self, tenant: str, since: int, limit: int) -> list[Change]:
+        rows = await self._db.fetch(
+            "SELECT body FROM fynlo_feed WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            tenant,
+            since,
+            limit,
+        )
+        return [_change_dec.decode(row[0]) for row in rows]
+
+    async def records(self, tenant: str, collection: str | None = None) -> list[Record]:
+        if collection is None:
+            rows = await self._db.fetch(
+                "SELECT body FROM fynlo_records WHERE tenant = $1 ORDER BY collection, record_id",
+                tenant,
+            )
+        else:
+            rows = await self._db.fetch(
+                "SELECT body FROM fynlo_records WHERE tenant = $1 AND collection = $2"
+                " ORDER BY record_id",
+                tenant,
+                collection,
+            )
+        return [_rec_dec.decode(row[0]) for row in rows]
+
+    async def high_waters(self, tenant: str) -> dict[str, int]:
+        rows = await self._db.fetch(
+            "SELECT node_id, high_water FROM fynlo_nodes WHERE tenant = $1 ORDER BY node_id",
+            tenant,
+        )
+        return {row[0]: int(row[1]) for row in rows}
+
+    async def op_log(self, tenant: str, node_id: str) -> list[Outcome]:
+        rows = await self._db.fetch(
+            "SELECT body FROM fynlo_oplog WHERE tenant = $1 AND node_id = $2 ORDER BY seq",
+            tenant,
+            node_id,
+        )
+        return [_outcome_dec.decode(row[0]) for row in rows]
+
+
+class PostgresServerStore(PostgresQueries):
+    """Every tenant in one PostgreSQL database, over an asyncpg pool that this owns."""
+
+    def __init__(self, pool: Any) -> None:
+        super().__init__(pool)
+        self.pool = pool
+
+    @classmethod
+    async def connect(
+        cls, url: str, *, min_size: int = 1, max_size: int = 10, run_migrations: bool = True
+    ) -> PostgresServerStore:
+        """Open a pool on ``url`` and (by default) apply the store's migrations."""
+        pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=min_size, max_size=max_size)
+        try:
+            if run_migrations:
+                await migrate(pool)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool)
+
+    @asynccontextmanager
+    async def transaction(self, tenant: str) -> AsyncIterator[PostgresQueries]:
+        """One transaction holding the tenant's write lock."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _tenant_lock(tenant))
+            yield PostgresQueries(conn)
+
+    async def ping(self) -> None:
+        await self.pool.fetchval("SELECT 1")
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+OnCommit = Callable[[str, Plan], Awaitable[None] | None]
+
+
+class AsyncServerReplica:
+    """Engine + async store: :class:`~fynlo_sync.replica.ServerReplica`'s loop, awaited.
+    ``on_commit(tenant, plan)`` (sync or async) runs after each commit that changed
+    something."""
+
+    def __init__(
+        self,
+        store: PostgresServerStore,
+        registry: Registry,
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_page: int = DEFAULT_MAX_PAGE,
+        on_commit: OnCommit | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.max_batch = max_batch
+        self.max_page = max_page
+        self.on_commit = on_commit
+
+    async def push(
+        self, tenant: str, body: bytes | Batch, *, node_id: str | None = None
+    ) -> PushResult:
+        batch = decode_batch(body, max_ops=self.max_batch) if isinstance(body, bytes) else body
+        check_batch(batch, node_id=node_id, max_ops=self.max_batch)
+        async with self.store.transaction(tenant) as tx:
+            high_water = await tx.high_water(tenant, batch.node_id)
+            replayed = [op.seq for op in batch.ops if op.seq <= high_water]
+            prior = await tx.prior_outcomes(tenant, batch.node_id, replayed)
+            rows = await tx.load(tenant, iter_keys(batch.ops))
+            plan = plan_push(
+                batch,
+                high_water=high_water,
+                prior=prior,
+                rows=rows,
+                registry=self.registry,
+                cursor=await tx.cursor(tenant),
+                max_ops=self.max_batch,
+            )
+            if plan.new_outcomes:
+                await tx.commit(tenant, plan)
+        if plan.changes and self.on_commit is not None:
+            done = self.on_commit(tenant, plan)
+            if done is not None:
+                await done
+        return PushResult(
+            node_id=batch.node_id,
+            high_water=plan.high_water,
+            cursor=plan.cursor,
+            outcomes=plan.outcomes,
+        )
+
+    async def pull(self, tenant: str, since: int, limit: int | None = None) -> PullPage:
+        size = page_size(since, limit, self.max_page)
+        return make_page(since, await self.store.changes(tenant, since, size + 1), size)
+
+
+class BlockingPostgresStore:
+    """The synchronous :class:`~fynlo_sync.store.base.ServerStore` port over
+    :class:`PostgresServerStore`: an event loop runs in a background thread (an anyio
+    blocking portal) and each call waits for it. Each thread has its own transaction."""
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4) -> None:
+        from anyio.from_thread import start_blocking_portal
+
+        self._portal_cm = start_blocking_portal()
+        self._portal = self._portal_cm.__enter__()
+        try:
+            self.store: PostgresServerStore = self._portal.call(
+                functools.partial(
+                    PostgresServerStore.connect, url, min_size=min_size, max_size=max_size
+                )
+            )
+        except BaseException:
+            self._portal_cm.__exit__(None, None, None)
+            raise
+        self._local = threading.local()
+
+    def _q(self) -> PostgresQueries:
+        tx: PostgresQueries | None = getattr(self._local, "tx", None)
+        return self.store if tx is None else tx
+
+    def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        return self._portal.call(fn, *args)
+
+    @contextmanager
+    def _transaction(self, tenant: str) -> Iterator[None]:
+        if getattr(self._local, "tx", None) is not None:
+            yield  # nested: part of the outer transaction
+            return
+        cm: AbstractContextManager[PostgresQueries] = self._portal.wrap_async_context_manager(
+            self.store.transaction(tenant)
+        )
+        with cm as tx:
+            self._local.tx = tx
+            try:
+                yield
+            finally:
+                self._local.tx = None
+
+    def transaction(self, tenant: str) -> AbstractContextManager[None]:
+        return self._transaction(tenant)
+
+    def high_water(self, tenant: str, node_id: str) -> int:
+        return self._call(self._q().high_water, tenant, node_id)
+
+    def prior_outcomes(self, tenant: str, node_id: str, seqs: Sequence[int]) -> dict[int, Outcome]:
+        return self._call(self._q().prior_outcomes, tenant, node_id, seqs)
+
+    def load(self, tenant: str, keys: Iterable[Key]) -> dict[Key, Record]:
+        return self._call(self._q().load, tenant, list(keys))
+
+    def cursor(self, tenant: str) -> int:
+        return self._call(self._q().cursor, tenant)
+
+    def commit(self, tenant: str, plan: Plan) -> None:
+        self._call(self._q().commit, tenant, plan)
+
+    def changes(self, tenant: str, since: int, limit: int) -> list[Change]:
+        return self._call(self._q().changes, tenant, since, limit)
+
+    def records(self, tenant: str, collection: str | None = None) -> list[Record]:
+        return self._call(self._q().records, tenant, collection)
+
+    def high_waters(self, tenant: str) -> dict[str, int]:
+        return self._call(self._q().high_waters, tenant)
+
+    def op_log(self, tenant: str, node_id: str) -> list[Outcome]:
+        return self._call(self._q().op_log, tenant, node_id)
+
+    def close(self) -> None:
+        try:
+            self._portal.call(self.store.close)
+        finally:
+            self._portal_cm.__exit__(None, None, None)
