@@ -34,6 +34,7 @@ __all__ = [
     "SeqReuseError",
     "StoreError",
     "TransportError",
+    "UnauthenticatedError",
     "UnknownCollectionError",
     "UnknownCommandError",
     "PROBLEM_BASE",
@@ -163,6 +164,14 @@ class NodeMismatchError(PeerError):
 
     code = "node-mismatch"
     status = 403
+
+
+class UnauthenticatedError(PeerError):
+    """No valid credentials: a missing, expired, tampered or revoked token, a used or
+    expired enrollment code, or a reused refresh token. Enroll or refresh, then retry."""
+
+    code = "unauthenticated"
+    status = 401
 
 
 class BatchTooLargeError(PeerError):

@@ -1,0 +1,359 @@
+"""Tenants, devices, enrollment codes and refresh tokens: the server's own tables.
+
+* An **enrollment code** (``<code_id>.<secret>``) names one device of one tenant. It is used
+  once and expires; only an argon2 hash of its secret is stored.
+* Redeeming it starts the device's **token chain**: the device's ``epoch`` goes up by one,
+  and a refresh token of that epoch is issued. Each refresh uses the token up and issues the
+  next. Presenting a used refresh token again (reuse: the token was copied) revokes the whole
+  chain (``epoch`` goes up, every token of the device is used up): the device must enroll
+  again.
+* Access tokens carry the epoch they were issued under; a request whose token's epoch is not
+  the device's current one, or whose device is revoked, is refused at once.
+* Refresh tokens are 256-bit random strings, stored as their SHA-256.
+
+The logic is written once over :class:`~server.sqlport.SqlPort` (PostgreSQL or SQLite).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from fynlo_sync.errors import CallerError, UnauthenticatedError
+from server.sqlport import SqlConn, SqlPort
+
+__all__ = [
+    "ACCOUNT_MIGRATIONS",
+    "Accounts",
+    "DeviceNotFoundError",
+    "DeviceState",
+    "Enrollment",
+    "Grant",
+    "TenantNotFoundError",
+]
+
+#: Versioned migrations of the account tables (portable SQL). Append; never edit one.
+ACCOUNT_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE fynlo_tenants (
+        tenant_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_ms BIGINT NOT NULL
+    );
+    CREATE TABLE fynlo_devices (
+        tenant_id TEXT NOT NULL REFERENCES fynlo_tenants (tenant_id),
+        node_id TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        created_ms BIGINT NOT NULL,
+        revoked_ms BIGINT,
+        PRIMARY KEY (tenant_id, node_id)
+    );
+    CREATE TABLE fynlo_enrollments (
+        code_id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        expires_ms BIGINT NOT NULL,
+        used_ms BIGINT
+    );
+    CREATE TABLE fynlo_refresh_tokens (
+        token_hash TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        expires_ms BIGINT NOT NULL,
+        used_ms BIGINT
+    );
+    CREATE INDEX fynlo_refresh_tokens_device ON fynlo_refresh_tokens (tenant_id, node_id)
+    """,
+)
+
+#: Node ids the server keeps for itself (it authors conflict resolutions as ``server``).
+RESERVED_NODES = frozenset({"server"})
+
+# OWASP's minimum argon2id settings: the secrets are random, the hash only guards a leak.
+_hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+
+
+class TenantNotFoundError(CallerError):
+    code = "tenant-not-found"
+    status = 404
+
+
+class DeviceNotFoundError(CallerError):
+    code = "device-not-found"
+    status = 404
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    tenant_id: str
+    node_id: str
+    enrollment_code: str
+    expires_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A device's new credentials: issue an access token of ``epoch`` beside the refresh
+    token."""
+
+    tenant_id: str
+    node_id: str
+    epoch: int
+    refresh_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceState:
+    tenant_id: str
+    node_id: str
+    epoch: int
+    revoked: bool
+
+
+def _sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Accounts:
+    """Account operations, each one transaction. ``now_ms`` is the injected wall clock."""
+
+    def __init__(
+        self,
+        db: SqlPort,
+        *,
+        now_ms: Callable[[], int],
+        enrollment_ttl_s: int = 24 * 3600,
+        refresh_ttl_s: int = 30 * 24 * 3600,
+    ) -> None:
+        self.db = db
+        self.now_ms = now_ms
+        self.enrollment_ttl_ms = enrollment_ttl_s * 1000
+        self.refresh_ttl_ms = refresh_ttl_s * 1000
+
+    async def migrate(self) -> list[int]:
+        return await self.db.migrate("accounts", ACCOUNT_MIGRATIONS)
+
+    async def create_tenant(self, name: str, tenant_id: str | None = None) -> str:
+        tenant = tenant_id or "t_" + secrets.token_hex(8)
+        if not name or not tenant or len(tenant) > 128:
+            raise CallerError("a tenant needs a name and an id of 1 to 128 characters")
+        changed = await self.db.execute(
+            "INSERT INTO fynlo_tenants (tenant_id, name, created_ms) VALUES ($1, $2, $3)"
+            " ON CONFLICT DO NOTHING",
+            tenant,
+            name,
+            self.now_ms(),
+        )
+        if not changed:
+            raise CallerError(f"tenant {tenant!r} already exists", tenant_id=tenant)
+        return tenant
+
+    async def tenants(self) -> list[tuple[str, str]]:
+        rows = await self.db.fetch("SELECT tenant_id, name FROM fynlo_tenants ORDER BY tenant_id")
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    async def enroll(self, tenant_id: str, node_id: str | None = None) -> Enrollment:
+        """A one-use enrollment code for a new device (or for ``node_id`` again, e.g. a
+        terminal whose chain was revoked for reuse; a revoked device stays revoked)."""
+        node = node_id or "n_" + secrets.token_hex(8)
+        if node in RESERVED_NODES or len(node) > 128:
+            raise CallerError(f"node id {node!r} is reserved or too long", node_id=node)
+        code_id, secret = secrets.token_hex(6), secrets.token_urlsafe(15)
+        now = self.now_ms()
+        async with self.db.transaction() as tx:
+            if (
+                await tx.fetchrow("SELECT 1 FROM fynlo_tenants WHERE tenant_id = $1", tenant_id)
+                is None
+            ):
+                raise TenantNotFoundError(f"no tenant {tenant_id!r}", tenant_id=tenant_id)
+            row = await tx.fetchrow(
+                "SELECT revoked_ms FROM fynlo_devices WHERE tenant_id = $1 AND node_id = $2",
+                tenant_id,
+                node,
+            )
+            if row is None:
+                await tx.execute(
+                    "INSERT INTO fynlo_devices (tenant_id, node_id, epoch, created_ms)"
+                    " VALUES ($1, $2, 0, $3)",
+                    tenant_id,
+                    node,
+                    now,
+                )
+            elif row[0] is not None:
+                raise CallerError(f"device {node!r} is revoked; enroll a new one", node_id=node)
+            expires = now + self.enrollment_ttl_ms
+            await tx.execute(
+                "INSERT INTO fynlo_enrollments (code_id, tenant_id, node_id, secret_hash,"
+                " expires_ms) VALUES ($1, $2, $3, $4, $5)",
+                code_id,
+                tenant_id,
+                node,
+                _hasher.hash(secret),
+                expires,
+            )
+        return Enrollment(tenant_id, node, f"{code_id}.{secret}", expires)
+
+    async def redeem(self, code: str) -> Grant:
+        """Use an enrollment code: start the device's token chain."""
+        code_id, _, secret = code.partition(".")
+        refused = UnauthenticatedError("the enrollment code is unknown, used or expired")
+        now = self.now_ms()
+        async with self.db.transaction() as tx:
+            row = await tx.fetchrow(
+                "SELECT tenant_id, node_id, secret_hash, expires_ms, used_ms"
+                " FROM fynlo_enrollments WHERE code_id = $1",
+                code_id,
+            )
+            if row is None or row[4] is not None or row[3] <= now:
+                raise refused
+            try:
+                _hasher.verify(row[2], secret)
+            except (VerificationError, InvalidHashError):
+                raise refused from None
+            tenant, node = str(row[0]), str(row[1])
+            used = await tx.execute(
+                "UPDATE fynlo_enrollments SET used_ms = $2 WHERE code_id = $1 AND used_ms IS NULL",
+                code_id,
+                now,
+            )
+            if not used:
+                raise refused
+            return await self._new_chain(tx, tenant, node, now, refused)
+
+    async def _new_chain(
+        self, tx: SqlConn, tenant: str, node: str, now: int, refused: UnauthenticatedError
+    ) -> Grant:
+        changed = await tx.execute(
+            "UPDATE fynlo_devices SET epoch = epoch + 1"
+            " WHERE tenant_id = $1 AND node_id = $2 AND revoked_ms IS NULL",
+            tenant,
+            node,
+        )
+        if not changed:
+            raise refused
+        await self._use_up(tx, tenant, node, now)
+        row = await tx.fetchrow(
+            "SELECT epoch FROM fynlo_devices WHERE tenant_id = $1 AND node_id = $2", tenant, node
+        )
+        assert row is not None
+        return await self._issue(tx, tenant, node, int(row[0]), now)
+
+    async def _use_up(self, tx: SqlConn, tenant: str, node: str, now: int) -> None:
+        await tx.execute(
+            "UPDATE fynlo_refresh_tokens SET used_ms = $3"
+            " WHERE tenant_id = $1 AND node_id = $2 AND used_ms IS NULL",
+            tenant,
+            node,
+            now,
+        )
+
+    async def _issue(self, tx: SqlConn, tenant: str, node: str, epoch: int, now: int) -> Grant:
+        token = "rt_" + secrets.token_urlsafe(32)
+        await tx.execute(
+            "INSERT INTO fynlo_refresh_tokens (token_hash, tenant_id, node_id, epoch,"
+            " expires_ms) VALUES ($1, $2, $3, $4, $5)",
+            _sha256(token),
+            tenant,
+            node,
+            epoch,
+            now + self.refresh_ttl_ms,
+        )
+        return Grant(tenant, node, epoch, token)
+
+    async def refresh(self, token: str) -> Grant:
+        """Rotate a refresh token. Reuse of a used one revokes the device's chain (and is
+        committed before the refusal is raised)."""
+        now = self.now_ms()
+        reused = False
+        async with self.db.transaction() as tx:
+            row = await tx.fetchrow(
+                "SELECT t.tenant_id, t.node_id, t.epoch, t.expires_ms, t.used_ms, d.epoch,"
+                " d.revoked_ms FROM fynlo_refresh_tokens t JOIN fynlo_devices d"
+                " ON d.tenant_id = t.tenant_id AND d.node_id = t.node_id"
+                " WHERE t.token_hash = $1",
+                _sha256(token),
+            )
+            if row is None:
+                raise UnauthenticatedError("the refresh token is unknown")
+            tenant, node, epoch = str(row[0]), str(row[1]), int(row[2])
+            if row[6] is not None:
+                raise UnauthenticatedError("the device is revoked")
+            if epoch != row[5]:
+                raise UnauthenticatedError("the refresh token's chain was ended")
+            if row[4] is not None:
+                # Reuse: someone holds a copy. End the chain; the device must enroll again.
+                await tx.execute(
+                    "UPDATE fynlo_devices SET epoch = epoch + 1"
+                    " WHERE tenant_id = $1 AND node_id = $2",
+                    tenant,
+                    node,
+                )
+                await self._use_up(tx, tenant, node, now)
+                reused = True
+            elif row[3] <= now:
+                raise UnauthenticatedError("the refresh token has expired")
+            else:
+                await tx.execute(
+                    "UPDATE fynlo_refresh_tokens SET used_ms = $2 WHERE token_hash = $1",
+                    _sha256(token),
+                    now,
+                )
+                grant = await self._issue(tx, tenant, node, epoch, now)
+        if reused:
+            raise UnauthenticatedError(
+                "the refresh token was already used: the device's tokens are revoked; "
+                "enroll it again",
+                reason="refresh-token-reused",
+            )
+        return grant
+
+    async def revoke(self, tenant_id: str, node_id: str) -> None:
+        """Cut a device off at once: its access and refresh tokens stop working."""
+        now = self.now_ms()
+        async with self.db.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE fynlo_devices SET revoked_ms = $3, epoch = epoch + 1"
+                " WHERE tenant_id = $1 AND node_id = $2",
+                tenant_id,
+                node_id,
+                now,
+            )
+            if not changed:
+                raise DeviceNotFoundError(
+                    f"no device {node_id!r} in tenant {tenant_id!r}",
+                    tenant_id=tenant_id,
+                    node_id=node_id,
+                )
+            await self._use_up(tx, tenant_id, node_id, now)
+            await tx.execute(
+                "UPDATE fynlo_enrollments SET used_ms = $3"
+                " WHERE tenant_id = $1 AND node_id = $2 AND used_ms IS NULL",
+                tenant_id,
+                node_id,
+                now,
+            )
+
+    async def device(self, tenant_id: str, node_id: str) -> DeviceState | None:
+        row = await self.db.fetchrow(
+            "SELECT epoch, revoked_ms FROM fynlo_devices WHERE tenant_id = $1 AND node_id = $2",
+            tenant_id,
+            node_id,
+        )
+        if row is None:
+            return None
+        return DeviceState(tenant_id, node_id, int(row[0]), row[1] is not None)
+
+    async def devices(self, tenant_id: str) -> list[DeviceState]:
+        rows = await self.db.fetch(
+            "SELECT node_id, epoch, revoked_ms FROM fynlo_devices WHERE tenant_id = $1"
+            " ORDER BY node_id",
+            tenant_id,
+        )
+        return [DeviceState(tenant_id, str(r[0]), int(r[1]), r[2] is not None) for r in rows]

@@ -1,0 +1,158 @@
+"""``create_app(settings)``: the Litestar app is wiring.
+
+The lifespan opens the database (and applies migrations), Channels carries pokes, the JWT
+security backend authenticates devices, exception handlers turn every error into an RFC 9457
+``application/problem+json`` body, Prometheus serves ``/metrics``, OpenAPI ``/schema``.
+Nothing is global: two apps in one process share nothing (but the Prometheus registry).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request, Response
+from litestar.di import Provide
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    NotFoundException,
+    ValidationException,
+)
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+import conflict
+from fynlo_sync.domains.orders import OrdersPlugin
+from fynlo_sync.errors import (
+    PROBLEM_BASE,
+    BatchTooLargeError,
+    FynloError,
+    MalformedError,
+    UnauthenticatedError,
+)
+from fynlo_sync.hlc import HybridClock
+from fynlo_sync.plugins import Registry
+from server.auth import make_jwt_auth
+from server.backends import open_backend
+from server.pokes import make_channels, redis_client
+from server.routes import ROUTES, Runtime
+from server.settings import Settings
+
+__all__ = ["PROBLEM_JSON", "app_from_env", "create_app", "problem_response"]
+
+PROBLEM_JSON = "application/problem+json"
+
+#: Paths that need no access token.
+PUBLIC = ["^/health/", "^/metrics", "^/schema", "^/v1/auth/"]
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def problem_response(error: FynloError, headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(
+        content=error.problem(),
+        status_code=error.status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def _fynlo_error(_: Request[Any, Any, Any], exc: FynloError) -> Response[Any]:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return problem_response(exc, headers)
+
+
+def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    """Litestar's own errors, as problem details of the same family."""
+    if isinstance(exc, NotAuthorizedException):
+        return _fynlo_error(_, UnauthenticatedError(exc.detail))
+    if isinstance(exc, ValidationException):
+        extra = exc.extra if isinstance(exc.extra, list) else []
+        return problem_response(MalformedError(exc.detail, errors=extra))
+    if exc.status_code == 413:
+        return problem_response(
+            BatchTooLargeError("the request body is larger than the server accepts")
+        )
+    slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+    if isinstance(exc, NotFoundException):
+        slug = "not-found"
+    body = {
+        "type": PROBLEM_BASE + slug,
+        "title": type(exc).__name__,
+        "status": exc.status_code,
+        "detail": exc.detail,
+    }
+    return Response(
+        content=body, status_code=exc.status_code, media_type=PROBLEM_JSON, headers=exc.headers
+    )
+
+
+def _default_registry() -> Registry:
+    return conflict.registry([OrdersPlugin()])
+
+
+def create_app(
+    settings: Settings,
+    *,
+    registry: Registry | None = None,
+    wall: Callable[[], int] | None = None,
+    rng: random.Random | None = None,
+) -> Litestar:
+    """Build the app. ``registry`` holds the domain plugins (default: orders); ``wall`` is
+    the clock in ms (default: the system clock); ``rng`` makes the op ids the server mints."""
+    clock_fn = wall or _wall_ms
+    redis = redis_client(settings)
+    channels = make_channels(settings, redis)
+    rt = Runtime(
+        settings=settings,
+        registry=registry or _default_registry(),
+        clock=HybridClock(clock_fn),
+        rng=rng or random.Random(),
+        channels=channels,
+        redis=redis,
+    )
+    auth = make_jwt_auth(
+        settings.secret_key,
+        lambda: rt.backend.accounts,
+        access_ttl_s=settings.access_ttl_s,
+        exclude=PUBLIC,
+    )
+    rt.auth = auth
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        rt.backend_ = await open_backend(settings, rt.registry, clock_fn, rt.notify)
+        try:
+            yield
+        finally:
+            backend, rt.backend_ = rt.backend_, None
+            await backend.close()
+            if redis is not None:
+                await redis.aclose()
+
+    prometheus = PrometheusConfig(app_name="fynlo", prefix="fynlo", group_path=True)
+    return Litestar(
+        route_handlers=[*ROUTES, PrometheusController],
+        dependencies={"rt": Provide(lambda: rt, use_cache=True, sync_to_thread=False)},
+        plugins=[channels],
+        on_app_init=[auth.on_app_init],
+        middleware=[prometheus.middleware],
+        lifespan=[lifespan],
+        exception_handlers={FynloError: _fynlo_error, HTTPException: _http_error},
+        openapi_config=OpenAPIConfig(
+            title="fynlo-sync server", version="1", path="/schema", use_handler_docstrings=True
+        ),
+        request_max_body_size=settings.max_body_bytes,
+        signature_namespace={"Runtime": Runtime},
+    )
+
+
+def app_from_env() -> Litestar:
+    """The uvicorn factory: ``uvicorn --factory server.app:app_from_env``."""
+    return create_app(Settings.from_env())

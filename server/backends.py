@@ -1,0 +1,226 @@
+"""Where the server keeps its data: embedded SQLite or PostgreSQL, behind one async face.
+
+* :class:`EmbeddedBackend`: the synchronous :class:`~fynlo_sync.store.SqliteServerStore`
+  and :class:`~fynlo_sync.replica.ServerReplica`, every call on one worker thread (SQLite
+  has one writer; one thread also keeps pulls from reading a push's open transaction).
+* :class:`PostgresBackend`: :class:`~fynlo_sync.store.postgres.PostgresServerStore` and its
+  :class:`~fynlo_sync.store.postgres.AsyncServerReplica` on an asyncpg pool.
+
+Both carry :class:`~server.accounts.Accounts` over the same database, and call
+``notify(tenant, cursor)`` on the event loop after each commit that moved a tenant's feed.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+
+from fynlo_sync.engine import Plan
+from fynlo_sync.ops import Record
+from fynlo_sync.plugins import Registry
+from fynlo_sync.protocol import PullPage, PushResult
+from fynlo_sync.replica import ServerReplica
+from fynlo_sync.store.base import Key
+from fynlo_sync.store.sqlite import SqliteServerStore
+from server.accounts import Accounts
+from server.settings import Settings
+from server.sqlport import PgSql, SqliteSql
+
+__all__ = ["Backend", "EmbeddedBackend", "Notify", "PostgresBackend", "open_backend"]
+
+T = TypeVar("T")
+
+#: Called on the event loop with (tenant, new cursor) after a commit that moved the feed.
+Notify = Callable[[str, int], None]
+
+
+class Backend(Protocol):
+    accounts: Accounts
+
+    async def push(self, tenant: str, body: bytes, *, node_id: str | None) -> PushResult: ...
+
+    async def pull(self, tenant: str, since: int, limit: int | None) -> PullPage: ...
+
+    async def load(self, tenant: str, keys: Iterable[Key]) -> dict[Key, Record]: ...
+
+    async def records(self, tenant: str, collection: str | None = None) -> list[Record]: ...
+
+    async def high_water(self, tenant: str, node_id: str) -> int: ...
+
+    async def cursor(self, tenant: str) -> int: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def _accounts(db: Any, settings: Settings, now_ms: Callable[[], int]) -> Accounts:
+    return Accounts(
+        db,
+        now_ms=now_ms,
+        enrollment_ttl_s=settings.enrollment_ttl_s,
+        refresh_ttl_s=settings.refresh_ttl_s,
+    )
+
+
+class EmbeddedBackend:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        now_ms: Callable[[], int],
+        notify: Notify,
+    ) -> None:
+        path = settings.sqlite_path
+        if path not in ("", ":memory:"):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.store = SqliteServerStore(path)
+        self._notify = notify
+        self.replica = ServerReplica(
+            self.store,
+            registry,
+            max_batch=settings.max_batch,
+            max_page=settings.max_page,
+            on_commit=self._committed,
+        )
+        self.accounts = _accounts(SqliteSql(path), settings, now_ms)
+        self._limiter = anyio.CapacityLimiter(1)
+
+    def _committed(self, tenant: str, plan: Plan) -> None:
+        # On the worker thread, inside replica.push: hop to the event loop to publish.
+        anyio.from_thread.run_sync(self._notify, tenant, plan.cursor)
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        call = functools.partial(fn, *args, **kwargs)
+        return await anyio.to_thread.run_sync(call, limiter=self._limiter)
+
+    async def start(self, migrate: bool) -> None:
+        # The store migrates when opened; the account tables follow.
+        await self.accounts.migrate()
+
+    async def push(self, tenant: str, body: bytes, *, node_id: str | None) -> PushResult:
+        return await self._run(self.replica.push, tenant, body, node_id=node_id)
+
+    async def pull(self, tenant: str, since: int, limit: int | None) -> PullPage:
+        return await self._run(self.replica.pull, tenant, since, limit)
+
+    async def load(self, tenant: str, keys: Iterable[Key]) -> dict[Key, Record]:
+        return await self._run(self.store.load, tenant, list(keys))
+
+    async def records(self, tenant: str, collection: str | None = None) -> list[Record]:
+        return await self._run(self.store.records, tenant, collection)
+
+    async def high_water(self, tenant: str, node_id: str) -> int:
+        return await self._run(self.store.high_water, tenant, node_id)
+
+    async def cursor(self, tenant: str) -> int:
+        return await self._run(self.store.cursor, tenant)
+
+    async def ping(self) -> None:
+        await self._run(self.store.cursor, "")
+
+    async def close(self) -> None:
+        await self.accounts.db.close()
+        await self._run(self.store.close)
+
+
+class PostgresBackend:
+    def __init__(self, store: Any, replica: Any, accounts: Accounts) -> None:
+        self.store = store
+        self.replica = replica
+        self.accounts = accounts
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        registry: Registry,
+        now_ms: Callable[[], int],
+        notify: Notify,
+    ) -> PostgresBackend:
+        from fynlo_sync.store.postgres import AsyncServerReplica, PostgresServerStore
+
+        store = await PostgresServerStore.connect(
+            settings.database_url,
+            max_size=settings.pg_pool_max,
+            run_migrations=settings.migrate_on_start,
+        )
+
+        def committed(tenant: str, plan: Plan) -> None:
+            notify(tenant, plan.cursor)
+
+        replica = AsyncServerReplica(
+            store,
+            registry,
+            max_batch=settings.max_batch,
+            max_page=settings.max_page,
+            on_commit=committed,
+        )
+        return cls(store, replica, _accounts(PgSql(store.pool), settings, now_ms))
+
+    async def start(self, migrate: bool) -> None:
+        if migrate:
+            await self.accounts.migrate()
+
+    async def push(self, tenant: str, body: bytes, *, node_id: str | None) -> PushResult:
+        result: PushResult = await self.replica.push(tenant, body, node_id=node_id)
+        return result
+
+    async def pull(self, tenant: str, since: int, limit: int | None) -> PullPage:
+        page: PullPage = await self.replica.pull(tenant, since, limit)
+        return page
+
+    async def load(self, tenant: str, keys: Iterable[Key]) -> dict[Key, Record]:
+        found: dict[Key, Record] = await self.store.load(tenant, list(keys))
+        return found
+
+    async def records(self, tenant: str, collection: str | None = None) -> list[Record]:
+        rows: list[Record] = await self.store.records(tenant, collection)
+        return rows
+
+    async def high_water(self, tenant: str, node_id: str) -> int:
+        value: int = await self.store.high_water(tenant, node_id)
+        return value
+
+    async def cursor(self, tenant: str) -> int:
+        value: int = await self.store.cursor(tenant)
+        return value
+
+    async def ping(self) -> None:
+        await self.store.ping()
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+async def open_backend(
+    settings: Settings,
+    registry: Registry,
+    now_ms: Callable[[], int],
+    notify: Notify,
+    *,
+    migrate: bool | None = None,
+) -> EmbeddedBackend | PostgresBackend:
+    """Open the database that ``settings`` names and (by default, per the settings) apply
+    migrations."""
+    run = settings.migrate_on_start if migrate is None else migrate
+    if settings.kind == "postgres":
+        if run != settings.migrate_on_start:
+            settings = settings.with_(migrate_on_start=run)
+        backend: EmbeddedBackend | PostgresBackend = await PostgresBackend.open(
+            settings, registry, now_ms, notify
+        )
+    else:
+        backend = EmbeddedBackend(settings, registry, now_ms, notify)
+    try:
+        await backend.start(run)
+    except BaseException:
+        await backend.close()
+        raise
+    return backend

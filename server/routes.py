@@ -1,0 +1,199 @@
+"""Route handlers. Each decodes, calls the library, encodes: the engine decides.
+
+The caller is ``request.user`` (a :class:`~server.auth.Device`), set by the JWT security
+backend; every read and write is scoped to its tenant, and a push may carry only its node's
+ops.
+"""
+
+from __future__ import annotations
+
+from random import Random
+from typing import Any, Literal
+
+from litestar import Request, WebSocket, get, post, websocket
+from litestar.channels import ChannelsPlugin
+from litestar.params import Parameter
+from litestar.response import Response
+from litestar.security.jwt import JWTAuth
+from msgspec import Struct
+
+from fynlo_sync.errors import StoreError
+from fynlo_sync.hlc import HybridClock
+from fynlo_sync.ops import Record
+from fynlo_sync.plugins import Registry
+from fynlo_sync.protocol import PullPage, PushResult
+from server.accounts import Grant
+from server.auth import AccessToken, Device, issue_access_token
+from server.backends import EmbeddedBackend, PostgresBackend
+from server.conflicts import ResolveRequest, list_conflicts, resolve_conflict
+from server.pokes import channel_for, poke_bytes
+from server.settings import Settings
+
+__all__ = ["ROUTES", "Runtime"]
+
+DeviceRequest = Request[Device, AccessToken, Any]
+
+
+class Runtime:
+    """What the handlers share: built by ``create_app``; the lifespan opens ``backend_``.
+    (A plain class, not a dataclass: Litestar would try to convert a dataclass dependency.)"""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        clock: HybridClock,
+        rng: Random,
+        channels: ChannelsPlugin,
+        redis: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.clock = clock
+        self.rng = rng
+        self.channels = channels
+        self.redis = redis
+        self.auth: JWTAuth[Device, AccessToken] | None = None
+        self.backend_: EmbeddedBackend | PostgresBackend | None = None
+
+    @property
+    def backend(self) -> EmbeddedBackend | PostgresBackend:
+        if self.backend_ is None:
+            raise StoreError("the server is not started (its lifespan has not run)")
+        return self.backend_
+
+    def notify(self, tenant: str, cursor: int) -> None:
+        self.channels.publish(poke_bytes(cursor), channel_for(tenant))
+
+    def tokens(self, grant: Grant) -> TokenResponse:
+        assert self.auth is not None
+        return TokenResponse(
+            access_token=issue_access_token(self.auth, grant),
+            refresh_token=grant.refresh_token,
+            token_type="Bearer",
+            expires_in=self.settings.access_ttl_s,
+            node_id=grant.node_id,
+            tenant_id=grant.tenant_id,
+        )
+
+
+class DeviceAuthRequest(Struct, frozen=True):
+    enrollment_code: str
+
+
+class RefreshRequest(Struct, frozen=True):
+    refresh_token: str
+
+
+class TokenResponse(Struct, frozen=True):
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int
+    node_id: str
+    tenant_id: str
+
+
+class ConflictList(Struct, frozen=True):
+    conflicts: list[Record]
+
+
+class Health(Struct, frozen=True):
+    status: str
+    checks: dict[str, str] = {}
+
+
+@post("/v1/auth/device", status_code=200, exclude_from_auth=True, tags=["auth"])
+async def auth_device(data: DeviceAuthRequest, rt: Runtime) -> TokenResponse:
+    """Trade a one-use enrollment code for an access token and a refresh token."""
+    return rt.tokens(await rt.backend.accounts.redeem(data.enrollment_code))
+
+
+@post("/v1/auth/refresh", status_code=200, exclude_from_auth=True, tags=["auth"])
+async def auth_refresh(data: RefreshRequest, rt: Runtime) -> TokenResponse:
+    """Rotate a refresh token. Reusing a used one revokes the device's tokens (401)."""
+    return rt.tokens(await rt.backend.accounts.refresh(data.refresh_token))
+
+
+@post("/v1/sync/push", status_code=200, tags=["sync"])
+async def push(request: DeviceRequest, rt: Runtime) -> PushResult:
+    """Apply a Batch (JSON). The body is verified as sent: checksum over its ops first."""
+    device = request.user
+    return await rt.backend.push(device.tenant_id, await request.body(), node_id=device.node_id)
+
+
+@get("/v1/sync/pull", tags=["sync"])
+async def pull(
+    request: DeviceRequest,
+    rt: Runtime,
+    cursor: int = Parameter(default=0, ge=0, description="the last feed seq already seen"),
+    limit: int | None = Parameter(default=None, ge=1, description="page size (max per server)"),
+) -> PullPage:
+    """The tenant's changes after ``cursor``, in feed order, with the page's checksum."""
+    return await rt.backend.pull(request.user.tenant_id, cursor, limit)
+
+
+@websocket("/v1/sync/ws")
+async def pokes(socket: WebSocket[Device, AccessToken, Any], rt: Runtime) -> None:
+    """Sends ``{"type":"poke","cursor":N}`` when the tenant's feed moves (first the cursor
+    now, on connect). Messages from the client are ignored."""
+    await socket.accept()
+    tenant = socket.user.tenant_id
+
+    async def send(data: bytes) -> None:
+        await socket.send_text(data.decode())
+
+    async with (
+        rt.channels.start_subscription([channel_for(tenant)]) as subscriber,
+        subscriber.run_in_background(send),
+    ):
+        await send(poke_bytes(await rt.backend.cursor(tenant)))
+        while (await socket.receive())["type"] != "websocket.disconnect":
+            continue
+
+
+@get("/v1/conflicts", tags=["conflicts"])
+async def conflicts(
+    request: DeviceRequest,
+    rt: Runtime,
+    which: Literal["open", "resolved", "all"] = Parameter(query="state", default="open"),
+) -> ConflictList:
+    """The tenant's parked conflicts (records of the ``conflicts`` collection)."""
+    return ConflictList(await list_conflicts(rt.backend, request.user.tenant_id, which))
+
+
+@post("/v1/conflicts/{conflict_id:str}/resolve", status_code=200, tags=["conflicts"])
+async def resolve(
+    request: DeviceRequest, rt: Runtime, conflict_id: str, data: ResolveRequest
+) -> PushResult:
+    """Resolve a parked conflict; the server authors the ops as node ``server``."""
+    return await resolve_conflict(
+        rt.backend, request.user.tenant_id, conflict_id, data, clock=rt.clock, rng=rt.rng
+    )
+
+
+@get("/health/live", exclude_from_auth=True, tags=["health"])
+async def live() -> Health:
+    return Health("ok")
+
+
+@get("/health/ready", exclude_from_auth=True, tags=["health"])
+async def ready(rt: Runtime) -> Response[Health]:
+    """200 when the database (and Redis, when configured) answer; 503 otherwise."""
+    checks: dict[str, str] = {}
+    try:
+        await rt.backend.ping()
+        checks["database"] = "ok"
+    except Exception as exc:  # asyncpg, sqlite3 and OSError all mean "not ready"
+        checks["database"] = f"failed: {type(exc).__name__}"
+    if rt.redis is not None:
+        try:
+            await rt.redis.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:  # redis.exceptions.*, OSError
+            checks["redis"] = f"failed: {type(exc).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    return Response(Health("ok" if ok else "unavailable", checks), status_code=200 if ok else 503)
+
+
+ROUTES = [auth_device, auth_refresh, push, pull, pokes, conflicts, resolve, live, ready]

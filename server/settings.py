@@ -1,0 +1,151 @@
+"""Server settings: one frozen value, read from the environment once, at start-up.
+
+=========================  ===========================================================
+variable                   meaning (default)
+=========================  ===========================================================
+FYNLO_DATABASE_URL         ``sqlite:///path`` (embedded) or ``postgresql://...``
+                           (``sqlite:///./fynlo.db``)
+FYNLO_REDIS_URL            Redis for pokes between server processes (none: in-process)
+FYNLO_SECRET_KEY           key that signs access tokens (required unless FYNLO_ENV=dev)
+FYNLO_ENV                  ``prod`` or ``dev`` (``prod``); dev makes a throwaway key
+FYNLO_ACCESS_TTL           access token lifetime, seconds (900)
+FYNLO_REFRESH_TTL          refresh token lifetime, seconds (2592000 = 30 days)
+FYNLO_ENROLLMENT_TTL       enrollment code lifetime, seconds (86400)
+FYNLO_MAX_BODY_BYTES       largest request body, bytes (8388608); larger gets 413
+FYNLO_MAX_BATCH            most ops in one pushed batch (1000); more gets 413
+FYNLO_MAX_PAGE             most changes in one pulled page (1000)
+FYNLO_PG_POOL_MAX          PostgreSQL pool size per process (10)
+FYNLO_MIGRATE_ON_START     apply migrations at start-up, ``1``/``0`` (``1``)
+=========================  ===========================================================
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from fynlo_sync.errors import CallerError
+
+__all__ = ["Settings", "SettingsError"]
+
+
+class SettingsError(CallerError):
+    """A setting is missing or invalid; the message says which and how to fix it."""
+
+    code = "settings"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value} is below the minimum {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server reads from outside. Build it with :meth:`from_env`, or
+    directly in tests and embedding code (``Settings(database_url=..., secret_key=...)``)."""
+
+    database_url: str = "sqlite:///./fynlo.db"
+    redis_url: str | None = None
+    secret_key: str = field(default="", repr=False)
+    env: Literal["prod", "dev"] = "prod"
+    access_ttl_s: int = 900
+    refresh_ttl_s: int = 30 * 24 * 3600
+    enrollment_ttl_s: int = 24 * 3600
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_batch: int = 1000
+    max_page: int = 1000
+    pg_pool_max: int = 10
+    migrate_on_start: bool = True
+    #: Prefix of the Redis keys and channels this deployment uses.
+    redis_prefix: str = "FYNLO"
+
+    def __post_init__(self) -> None:
+        if not self.secret_key:
+            if self.env != "dev":
+                raise SettingsError(
+                    "FYNLO_SECRET_KEY is not set. Set it to a long random string (for example "
+                    "the output of `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+                    "), the same for every server process, or set FYNLO_ENV=dev to use a "
+                    "throwaway key that dies with the process."
+                )
+            object.__setattr__(self, "secret_key", secrets.token_urlsafe(32))
+        elif len(self.secret_key) < 16:
+            raise SettingsError("FYNLO_SECRET_KEY is too short: use at least 16 characters")
+        if self.kind not in ("sqlite", "postgres"):
+            raise SettingsError(
+                f"FYNLO_DATABASE_URL must start with sqlite:/// or postgresql://, "
+                f"not {self.database_url.split(':', 1)[0]!r}"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        mode = env.get("FYNLO_ENV", "prod")
+        if mode not in ("prod", "dev"):
+            raise SettingsError(f"FYNLO_ENV={mode!r}: use 'prod' or 'dev'")
+        return cls(
+            database_url=env.get("FYNLO_DATABASE_URL") or cls.database_url,
+            redis_url=env.get("FYNLO_REDIS_URL") or None,
+            secret_key=env.get("FYNLO_SECRET_KEY", ""),
+            env="dev" if mode == "dev" else "prod",
+            access_ttl_s=_int(env, "FYNLO_ACCESS_TTL", cls.access_ttl_s),
+            refresh_ttl_s=_int(env, "FYNLO_REFRESH_TTL", cls.refresh_ttl_s),
+            enrollment_ttl_s=_int(env, "FYNLO_ENROLLMENT_TTL", cls.enrollment_ttl_s),
+            max_body_bytes=_int(env, "FYNLO_MAX_BODY_BYTES", cls.max_body_bytes, 1024),
+            max_batch=_int(env, "FYNLO_MAX_BATCH", cls.max_batch),
+            max_page=_int(env, "FYNLO_MAX_PAGE", cls.max_page),
+            pg_pool_max=_int(env, "FYNLO_PG_POOL_MAX", cls.pg_pool_max),
+            migrate_on_start=env.get("FYNLO_MIGRATE_ON_START", "1") not in ("0", "false", "no"),
+            redis_prefix=env.get("FYNLO_REDIS_PREFIX") or cls.redis_prefix,
+        )
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that :meth:`from_env` turns back into these settings (for
+        worker processes and subprocesses)."""
+        out = {
+            "FYNLO_DATABASE_URL": self.database_url,
+            "FYNLO_SECRET_KEY": self.secret_key,
+            "FYNLO_ENV": self.env,
+            "FYNLO_ACCESS_TTL": str(self.access_ttl_s),
+            "FYNLO_REFRESH_TTL": str(self.refresh_ttl_s),
+            "FYNLO_ENROLLMENT_TTL": str(self.enrollment_ttl_s),
+            "FYNLO_MAX_BODY_BYTES": str(self.max_body_bytes),
+            "FYNLO_MAX_BATCH": str(self.max_batch),
+            "FYNLO_MAX_PAGE": str(self.max_page),
+            "FYNLO_PG_POOL_MAX": str(self.pg_pool_max),
+            "FYNLO_MIGRATE_ON_START": "1" if self.migrate_on_start else "0",
+            "FYNLO_REDIS_PREFIX": self.redis_prefix,
+        }
+        if self.redis_url:
+            out["FYNLO_REDIS_URL"] = self.redis_url
+        return out
+
+    @property
+    def kind(self) -> str:
+        """``sqlite`` or ``postgres``."""
+        if self.database_url.startswith("sqlite:///"):
+            return "sqlite"
+        if self.database_url.startswith(("postgresql://", "postgres://", "postgresql+asyncpg://")):
+            return "postgres"
+        return "unknown"
+
+    @property
+    def sqlite_path(self) -> str:
+        """The file of an embedded database (``sqlite:///./fynlo.db`` -> ``./fynlo.db``;
+        ``sqlite:////abs/x.db`` -> ``/abs/x.db``)."""
+        return self.database_url[len("sqlite:///") :]
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]

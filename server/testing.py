@@ -1,0 +1,118 @@
+"""Run the real server in-process, on a free loopback port, for demos, simulators and tests.
+
+    from server.testing import LocalServer
+
+    with LocalServer.start(folder) as srv:          # embedded SQLite in ``folder``
+        tenant = srv.create_tenant("cafe")
+        link = srv.connect(tenant)                   # an enrolled HttpTransport
+        ...                                          # srv.url is http://127.0.0.1:PORT
+
+:func:`run_in_thread` is the lower-level piece: any :class:`~server.settings.Settings`
+(Postgres too), yielding the base URL. The server runs under uvicorn on a daemon thread and
+stops when the block ends.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from fynlo_sync.plugins import Registry
+from fynlo_sync.transport.http import HttpTransport
+from server import admin
+from server.accounts import Enrollment
+from server.app import create_app
+from server.settings import Settings
+
+__all__ = ["LocalServer", "embedded_settings", "free_port", "run_in_thread"]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (for subprocesses that must bind it themselves)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def embedded_settings(folder: str | Path, **overrides: Any) -> Settings:
+    """Settings for an embedded server: SQLite at ``folder/server.db``, a throwaway key."""
+    path = Path(folder).resolve() / "server.db"
+    base = Settings(database_url=f"sqlite:///{path}", env="dev")
+    return base.with_(**overrides) if overrides else base
+
+
+@contextmanager
+def run_in_thread(
+    settings: Settings,
+    *,
+    registry: Registry | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    startup_timeout: float = 20.0,
+) -> Iterator[str]:
+    """Serve ``create_app(settings)`` on ``host:port`` (0: any free port) on a thread;
+    yields the base URL (``http://127.0.0.1:PORT``)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    bound = sock.getsockname()[1]
+    app = create_app(settings, registry=registry)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", ws="websockets-sansio")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name=f"fynlo-server-{bound}", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            sock.close()
+            raise RuntimeError(f"the server on {host}:{bound} did not start (see its log)")
+        time.sleep(0.01)
+    try:
+        yield f"http://{host}:{bound}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+
+
+@dataclass
+class LocalServer:
+    """A running server and the admin calls a demo needs."""
+
+    url: str
+    settings: Settings
+
+    @classmethod
+    @contextmanager
+    def start(
+        cls, folder: str | Path, *, registry: Registry | None = None, **overrides: Any
+    ) -> Iterator[LocalServer]:
+        settings = embedded_settings(folder, **overrides)
+        with run_in_thread(settings, registry=registry) as url:
+            yield cls(url, settings)
+
+    def create_tenant(self, name: str, tenant_id: str | None = None) -> str:
+        return admin.create_tenant(self.settings, name, tenant_id)
+
+    def enroll(self, tenant_id: str, node_id: str | None = None) -> Enrollment:
+        return admin.enroll_device(self.settings, tenant_id, node_id)
+
+    def revoke(self, tenant_id: str, node_id: str) -> None:
+        admin.revoke_device(self.settings, tenant_id, node_id)
+
+    def connect(self, tenant_id: str, node_id: str | None = None) -> HttpTransport:
+        """Enroll a device and redeem its code: an authenticated transport."""
+        return HttpTransport.enroll(self.url, self.enroll(tenant_id, node_id).enrollment_code)
