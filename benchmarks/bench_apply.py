@@ -1,0 +1,244 @@
+"""(1) Engine plan + SQLite apply, and (2, SQLite part) server push apply from wire bytes,
+each beside raw ``executemany`` of the very same rows in the same run.
+
+The baseline gets every row already encoded, the same schema (made by the store's own
+migrations), the same statements and one transaction per batch: it is what SQLite can do
+with those rows on this machine, so the ratio is how close the engine + store come to it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from benchmarks.context import Context
+from benchmarks.result import Measure, Result, Target, speed_ratio
+from benchmarks.workload import TENANT, server_batches
+from fynlo_sync.engine import plan_push
+from fynlo_sync.ops import Batch, Record
+from fynlo_sync.plugins import Registry
+from fynlo_sync.protocol import encode_batch
+from fynlo_sync.replica import ServerReplica
+from fynlo_sync.store.base import Key, iter_keys
+from fynlo_sync.store.sqlite import SqliteServerStore
+
+__all__ = ["BatchRows", "plan_rows", "run_engine_sqlite", "run_server_sqlite", "seed_server"]
+
+_enc = msgspec.json.Encoder()
+
+RECORDS_SQL = (
+    "INSERT OR REPLACE INTO records(tenant, collection, record_id, version, body) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
+FEED_SQL = "INSERT INTO feed(tenant, seq, body) VALUES (?, ?, ?)"
+OPLOG_SQL = "INSERT INTO oplog(tenant, node_id, seq, op_id, body) VALUES (?, ?, ?, ?, ?)"
+NODES_SQL = (
+    "INSERT INTO nodes(tenant, node_id, high_water) VALUES (?, ?, ?) "
+    "ON CONFLICT(tenant, node_id) DO UPDATE SET high_water = excluded.high_water"
+)
+
+
+@dataclass(slots=True)
+class BatchRows:
+    """The rows committing one batch writes, encoded: what the raw baseline inserts."""
+
+    records: list[tuple[str, str, str, int, bytes]]
+    feed: list[tuple[str, int, bytes]]
+    oplog: list[tuple[str, str, int, str, bytes]]
+    node: tuple[str, str, int]
+
+    @property
+    def count(self) -> int:
+        return len(self.records) + len(self.feed) + len(self.oplog) + 1
+
+
+def plan_rows(batches: list[Batch], registry: Registry) -> tuple[list[BatchRows], float]:
+    """Plan every batch in memory (the engine alone) and encode the rows each commit
+    writes. Returns the rows and the seconds spent inside ``plan_push``."""
+    state: dict[Key, Record] = {}
+    high: dict[str, int] = {}
+    cursor = 0
+    planning = 0.0
+    out: list[BatchRows] = []
+    for batch in batches:
+        rows = {k: state[k] for k in iter_keys(batch.ops) if k in state}
+        start = time.perf_counter()
+        plan = plan_push(
+            batch,
+            high_water=high.get(batch.node_id, 0),
+            prior={},
+            rows=rows,
+            registry=registry,
+            cursor=cursor,
+        )
+        planning += time.perf_counter() - start
+        state.update(plan.writes)
+        high[batch.node_id] = plan.high_water
+        cursor = plan.cursor
+        out.append(
+            BatchRows(
+                records=[
+                    (TENANT, r.collection, r.record_id, r.version, _enc.encode(r))
+                    for r in plan.writes.values()
+                ],
+                feed=[(TENANT, c.seq, _enc.encode(c)) for c in plan.changes],
+                oplog=[
+                    (TENANT, plan.node_id, o.seq, o.op_id, _enc.encode(o))
+                    for o in plan.new_outcomes
+                ],
+                node=(TENANT, plan.node_id, plan.high_water),
+            )
+        )
+    return out, planning
+
+
+def raw_apply(path: Path, rows: list[BatchRows]) -> float:
+    """The baseline: the same rows through ``executemany``, one transaction per batch."""
+    store = SqliteServerStore(path)  # same schema, same pragmas
+    conn = store.db.conn
+    start = time.perf_counter()
+    for batch in rows:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(RECORDS_SQL, batch.records)
+        conn.executemany(FEED_SQL, batch.feed)
+        conn.executemany(OPLOG_SQL, batch.oplog)
+        conn.execute(NODES_SQL, batch.node)
+        conn.execute("COMMIT")
+    seconds = time.perf_counter() - start
+    store.close()
+    return seconds
+
+
+def engine_apply(
+    ctx: Context, path: Path, batches: Sequence[Batch | bytes], label: str
+) -> tuple[float, SqliteServerStore]:
+    store = SqliteServerStore(path)
+    replica = ServerReplica(store, ctx.registry)
+    total = len(batches)
+    start = time.perf_counter()
+    for i, batch in enumerate(batches):
+        replica.push(TENANT, batch)
+        if i % 10 == 0:
+            ctx.progress.step(i + 1, total, label)
+    seconds = time.perf_counter() - start
+    ctx.progress.step(total, total, label)
+    return seconds, store
+
+
+def _check(store: SqliteServerStore, rows: list[BatchRows]) -> None:
+    """The engine run wrote what the plan pass says it should (else the figure is void)."""
+    conn = store.db.conn
+    feed = conn.execute("SELECT COUNT(*) FROM feed WHERE tenant = ?", (TENANT,)).fetchone()[0]
+    want = sum(len(b.feed) for b in rows)
+    if feed != want:
+        raise RuntimeError(f"engine run wrote {feed} feed rows, the plan pass {want}")
+
+
+def _apply_pair(
+    ctx: Context, name: str, batches: list[Batch], *, wire: bool
+) -> tuple[dict[str, Any], SqliteServerStore]:
+    """Time engine and raw on fresh files, ``rounds`` times each, interleaved; best of."""
+    rows, planning = plan_rows(batches, ctx.registry)
+    bodies = [encode_batch(b) for b in batches] if wire else None
+    engine_best = raw_best = float("inf")
+    kept: SqliteServerStore | None = None
+    for round_ in range(ctx.scale.rounds):
+        raw_path = ctx.work / f"{name}-raw-{round_}.db"
+        raw_best = min(raw_best, raw_apply(raw_path, rows))
+        _remove(raw_path)
+        path = ctx.work / f"{name}-engine-{round_}.db"
+        work: Sequence[Batch | bytes] = bodies if bodies is not None else batches
+        seconds, store = engine_apply(ctx, path, work, f"round {round_ + 1} batches")
+        _check(store, rows)
+        engine_best = min(engine_best, seconds)
+        if kept is not None:
+            kept.close()
+        kept = store
+    assert kept is not None
+    ops = sum(len(b.ops) for b in batches)
+    facts = {
+        "ops": ops,
+        "engine_s": engine_best,
+        "raw_s": raw_best,
+        "plan_only_s": planning,
+        "plan_only_ops_per_s": ops / planning if planning else None,
+        "rows_written": sum(b.count for b in rows),
+        "changes": sum(len(b.feed) for b in rows),
+    }
+    return facts, kept
+
+
+def run_engine_sqlite(ctx: Context) -> list[Result]:
+    """(1) plan_push + SqliteServerStore.commit through ServerReplica, batches already
+    verified (no JSON decode, no checksum), beside raw executemany of the same rows."""
+    scale = ctx.scale
+    batches = server_batches(scale.apply_ops, scale.apply_batch)
+    facts, store = _apply_pair(ctx, "engine", batches, wire=False)
+    ctx.cache["seeded"] = (store, facts["changes"])
+    ops = facts["ops"]
+    result = Result(
+        key="engine-sqlite",
+        number=1,
+        title="Engine plan + SQLite apply",
+        figure=Measure("plan + SQLite apply", ops / facts["engine_s"], "ops/s"),
+        baseline=Measure("raw executemany of the same rows", ops / facts["raw_s"], "ops/s"),
+        ratio=speed_ratio(facts["engine_s"], facts["raw_s"]),
+        target=Target(">= 0.5x raw executemany", "ratio_min", 0.5),
+        params={"ops": ops, "batch": scale.apply_batch, "nodes": 4, "rounds": scale.rounds},
+        details=facts,
+    )
+    return [result]
+
+
+def run_server_sqlite(ctx: Context) -> list[Result]:
+    """(2, embedded SQLite) server push apply from wire bytes (decode, MD5 verify, plan,
+    commit) in batches of 100 and 1,000, beside raw executemany of the same rows."""
+    scale = ctx.scale
+    results = []
+    for size in scale.server_batches:
+        batches = server_batches(scale.apply_ops, size)
+        facts, store = _apply_pair(ctx, f"server-{size}", batches, wire=True)
+        store.close()
+        ops = facts["ops"]
+        results.append(
+            Result(
+                key=f"server-sqlite-b{size}",
+                number=2,
+                title=f"Server push apply, embedded SQLite, batches of {size:,}",
+                figure=Measure("decode + verify + plan + apply", ops / facts["engine_s"], "ops/s"),
+                baseline=Measure("raw executemany of the same rows", ops / facts["raw_s"], "ops/s"),
+                ratio=speed_ratio(facts["engine_s"], facts["raw_s"]),
+                target=Target(">= 0.5x raw executemany", "ratio_min", 0.5),
+                params={"ops": ops, "batch": size, "nodes": 4, "rounds": scale.rounds},
+                details=facts,
+            )
+        )
+    return results
+
+
+def seed_server(ctx: Context, changes: int) -> tuple[SqliteServerStore, int]:
+    """A server file holding about ``changes`` feed entries (reusing (1)'s when it ran at
+    the same size)."""
+    seeded = ctx.cache.get("seeded")
+    if seeded is not None and seeded[1] >= changes:
+        store, count = seeded
+        return store, int(count)
+    batches = server_batches(changes, 1000)
+    store = SqliteServerStore(ctx.work / "seeded.db")
+    replica = ServerReplica(store, ctx.registry)
+    for i, batch in enumerate(batches):
+        replica.push(TENANT, batch)
+        ctx.progress.step(i + 1, len(batches), "seeding server batches")
+    count = store.cursor(TENANT)
+    ctx.cache["seeded"] = (store, count)
+    return store, count
+
+
+def _remove(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)

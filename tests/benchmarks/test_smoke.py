@@ -1,0 +1,93 @@
+"""The benchmarks run at a tiny size and write what they promise. No timing is asserted:
+only that each benchmark produced a figure and a same-run baseline, and the files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+CORE = "engine-sqlite,pull,local-write,server-sqlite"
+
+
+def run(tmp: Path, only: str, *extra: str) -> tuple[subprocess.CompletedProcess[str], Any]:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--tiny",
+            "--json",
+            "--only",
+            only,
+            "--out",
+            str(tmp / "results"),
+            "--docs",
+            str(tmp / "docs" / "benchmarks.md"),
+            *extra,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc, json.loads(proc.stdout)  # stdout is exactly one JSON object
+
+
+def test_core_benchmarks_run_and_write_results(tmp_path: Path) -> None:
+    proc, doc = run(tmp_path, CORE, "--note", "smoke test")
+    results = {r["key"]: r for r in doc["results"]}
+    assert set(results) == {
+        "engine-sqlite",
+        "pull",
+        "local-write",
+        "server-sqlite-b100",
+    }
+    for r in results.values():
+        assert r["status"] == "ok", r
+        assert r["figure"]["value"] > 0
+        assert r["baseline"]["value"] > 0
+        assert r["ratio"] > 0
+    # a target was judged, whichever way it went
+    assert results["engine-sqlite"]["met"] in (True, False)
+    assert results["local-write"]["met"] in (True, False)
+    assert len(results["local-write"]["distributions"]["local write"]) == 101
+    assert doc["mode"] == "tiny"
+    assert doc["note"] == "smoke test"
+    assert doc["machine"]["cpu_count"] >= 1
+    assert doc["versions"]["sqlite"]
+
+    # progress went to stderr, the same table too
+    assert "[1/4]" in proc.stderr and "baseline" in proc.stderr
+    written = sorted((tmp_path / "results").glob("*-tiny.json"))
+    assert len(written) == 1
+    assert json.loads(written[0].read_text())["results"] == doc["results"]
+
+    page = (tmp_path / "docs" / "benchmarks.md").read_text()
+    assert "| 1 | Engine plan + SQLite apply |" in page
+    assert "Terminal local write latency" in page
+    for svg in ("benchmarks-ratios.svg", "benchmarks-latency.svg"):
+        root = ET.parse(tmp_path / "docs" / svg).getroot()
+        assert root.tag.endswith("svg")
+        assert len(list(root.iter("{http://www.w3.org/2000/svg}polyline"))) >= (
+            2 if "latency" in svg else 0
+        )
+
+
+def test_list_names_every_benchmark() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--list"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    for key in CORE.split(","):
+        assert key in proc.stdout
