@@ -1,0 +1,153 @@
+"""``fynlo serve | migrate | tenant create | device enroll | device revoke | device list``.
+
+Every command reads its settings from the environment (``FYNLO_DATABASE_URL`` and friends,
+see :mod:`server.settings`). ``--json`` prints one JSON object for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from fynlo_sync.errors import FynloError
+from server import admin
+from server.settings import Settings
+
+__all__ = ["register"]
+
+
+def _settings(*, signs: bool = False) -> Settings:
+    """The settings from the environment. Only a command that ``signs`` tokens needs
+    FYNLO_SECRET_KEY; the admin commands work without it."""
+    if signs or os.environ.get("FYNLO_SECRET_KEY"):
+        return Settings.from_env()
+    return Settings.from_env({**os.environ, "FYNLO_ENV": "dev"})
+
+
+def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    print(json.dumps(data, sort_keys=True) if args.json else text)
+
+
+def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except FynloError as exc:
+            print(f"fynlo {args.command}: {exc.detail}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    if args.dev:
+        os.environ["FYNLO_ENV"] = "dev"
+        # One key for every worker process (a per-process one would split them).
+        os.environ.setdefault("FYNLO_SECRET_KEY", secrets.token_urlsafe(32))
+    settings = _settings(signs=True)  # fail here, clearly, before uvicorn starts workers
+    if args.workers > 1 and settings.kind == "sqlite" and not settings.redis_url:
+        print(
+            "fynlo serve: --workers > 1 needs FYNLO_REDIS_URL (pokes cross processes through "
+            "Redis) and should use PostgreSQL",
+            file=sys.stderr,
+        )
+        return 2
+    if settings.migrate_on_start and args.workers > 1:
+        admin.migrate(settings)  # once, before the workers race to
+    uvicorn.run(
+        "server.app:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    settings = _settings()
+    admin.migrate(settings)
+    _print(args, {"migrated": True, "database": settings.kind}, "migrations applied")
+    return 0
+
+
+def _tenant_create(args: argparse.Namespace) -> int:
+    tenant = admin.create_tenant(_settings(), args.name, args.id)
+    _print(args, {"tenant_id": tenant}, tenant)
+    return 0
+
+
+def _device_enroll(args: argparse.Namespace) -> int:
+    got = admin.enroll_device(_settings(), args.tenant, args.node)
+    _print(
+        args,
+        {
+            "tenant_id": got.tenant_id,
+            "node_id": got.node_id,
+            "enrollment_code": got.enrollment_code,
+            "expires_ms": got.expires_ms,
+        },
+        f"node {got.node_id}: enrollment code {got.enrollment_code} (one use)",
+    )
+    return 0
+
+
+def _device_revoke(args: argparse.Namespace) -> int:
+    admin.revoke_device(_settings(), args.tenant, args.node)
+    _print(args, {"tenant_id": args.tenant, "node_id": args.node, "revoked": True}, "revoked")
+    return 0
+
+
+def _device_list(args: argparse.Namespace) -> int:
+    devices = admin.list_devices(_settings(), args.tenant)
+    rows = [{"node_id": d.node_id, "revoked": d.revoked} for d in devices]
+    text = "\n".join(f"{d.node_id}{' (revoked)' if d.revoked else ''}" for d in devices)
+    _print(args, {"tenant_id": args.tenant, "devices": rows}, text)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    serve = subparsers.add_parser("serve", help="run the sync server under uvicorn")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--dev", action="store_true", help="FYNLO_ENV=dev: a throwaway key")
+    serve.set_defaults(func=_guarded(_serve))
+
+    migrate = subparsers.add_parser("migrate", help="apply pending database migrations")
+    migrate.add_argument("--json", action="store_true")
+    migrate.set_defaults(func=_guarded(_migrate))
+
+    tenant = subparsers.add_parser("tenant", help="tenants (restaurants)")
+    tenant_sub = tenant.add_subparsers(dest="action", required=True)
+    create = tenant_sub.add_parser("create", help="create a tenant; prints its id")
+    create.add_argument("name")
+    create.add_argument("--id", default=None, help="the tenant id (default: made up)")
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(func=_guarded(_tenant_create))
+
+    device = subparsers.add_parser("device", help="devices (terminals)")
+    device_sub = device.add_subparsers(dest="action", required=True)
+    enroll = device_sub.add_parser("enroll", help="a one-use enrollment code for a device")
+    enroll.add_argument("--tenant", required=True)
+    enroll.add_argument("--node", default=None, help="the node id (default: made up)")
+    enroll.add_argument("--json", action="store_true")
+    enroll.set_defaults(func=_guarded(_device_enroll))
+    revoke = device_sub.add_parser("revoke", help="cut a device off at once")
+    revoke.add_argument("--tenant", required=True)
+    revoke.add_argument("--node", required=True)
+    revoke.add_argument("--json", action="store_true")
+    revoke.set_defaults(func=_guarded(_device_revoke))
+    listing = device_sub.add_parser("list", help="a tenant's devices")
+    listing.add_argument("--tenant", required=True)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=_guarded(_device_list))
