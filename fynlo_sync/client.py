@@ -301,6 +301,21 @@ class Terminal:
         meta = self.store.meta()
         return SyncReport(pushed, pulled, len(self.pending()), meta.cursor)
 
+    def sync_retrying(self, sleep: Callable[[float], None], max_attempts: int = 8) -> SyncReport:
+        """``sync()``, retrying network failures with exponential backoff and full jitter.
+        ``sleep`` (seconds) is injected: ``time.sleep``, or a virtual clock's advance."""
+        for attempt in range(max_attempts):
+            try:
+                report = self.sync()
+            except TransportError:
+                if attempt == max_attempts - 1:
+                    raise
+                sleep(self.backoff.next_delay_ms() / 1000)
+                continue
+            self.backoff.reset()
+            return report
+        raise CallerError("max_attempts must be at least 1")
+
 
 def _notable(outcome: Outcome) -> bool:
     status = outcome.original if outcome.status == "duplicate" else outcome.status

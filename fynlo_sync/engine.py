@@ -28,7 +28,7 @@ from fynlo_sync.errors import (
     SeqReuseError,
 )
 from fynlo_sync.ops import Batch, Change, Conflict, Op, Outcome, OutcomeStatus, Record, Stamp
-from fynlo_sync.plugins import CONFLICTS, Collection, CommandContext, Contest, Registry
+from fynlo_sync.plugins import CONFLICTS, Collection, CommandContext, Contest, Effect, Registry
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -80,6 +80,9 @@ class Plan:
     conflicts: list[Conflict] = field(default_factory=list)
     #: The server feed sequence after this batch.
     cursor: int = 0
+    #: Work the plugins ask for once the plan is committed (pure descriptions; the
+    #: adapter runs them through :meth:`Registry.perform` after the commit).
+    effects: list[Effect] = field(default_factory=list)
 
 
 def check_batch(
@@ -470,6 +473,8 @@ def plan_push(
         plan.high_water = op.seq
         plan.outcomes.append(outcome)
         plan.new_outcomes.append(outcome)
+    if plan.changes:
+        plan.effects = registry.effects(plan.changes)
     return plan
 
 

@@ -210,6 +210,11 @@ class DomainPlugin:
         """Pure: which effects the committed changes call for (run by the server)."""
         return []
 
+    def perform(self, effect: Effect) -> None:
+        """Carry out one of this plugin's effects after the commit (may do I/O: call
+        Stripe, print a kitchen ticket). It must be idempotent: a crash between commit and
+        effect means the server runs it again on restart."""
+
 
 def _resolve_conflict(ctx: CommandContext) -> dict[str, Any]:
     if ctx.record is None:
@@ -306,3 +311,11 @@ class Registry:
         for plugin in self.plugins:
             out.extend(plugin.effects(changes))
         return out
+
+    def perform(self, effect: Effect) -> None:
+        """Run ``effect`` through the plugin that asked for it."""
+        for plugin in self.plugins:
+            if plugin.name == effect.plugin:
+                plugin.perform(effect)
+                return
+        raise CallerError(f"no plugin {effect.plugin!r} for effect {effect.name!r}")

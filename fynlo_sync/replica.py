@@ -67,6 +67,8 @@ class ServerReplica:
                 store.commit(tenant, plan)
         if plan.changes and self.on_commit is not None:
             self.on_commit(tenant, plan)
+        for effect in plan.effects:
+            self.registry.perform(effect)
         return PushResult(
             node_id=batch.node_id,
             high_water=plan.high_water,

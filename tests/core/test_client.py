@@ -269,3 +269,64 @@ def test_backoff_is_exponential_with_full_jitter_and_capped() -> None:
     assert [again.next_delay_ms() for _ in range(8)] == delays  # same seed, same waits
     backoff.reset()
     assert backoff.attempt == 0
+
+
+def test_sync_retrying_backs_off_then_succeeds(
+    make_terminal: TerminalFactory, server: ServerReplica
+) -> None:
+    t = make_terminal("n1")
+    open_order(t)
+    inner = LoopbackTransport(server, "t1", "n1")
+    failures = {"left": 3}
+
+    class Unreliable:
+        def push(self, batch: Batch) -> PushResult:
+            if failures["left"]:
+                failures["left"] -= 1
+                raise TransportError("no route to host")
+            return inner.push(batch)
+
+        def pull(self, since: int, limit: int) -> PullPage:
+            return inner.pull(since, limit)
+
+    t.transport = Unreliable()
+    slept: list[float] = []
+    report = t.sync_retrying(slept.append, max_attempts=5)
+    assert report.pending == 0 and len(slept) == 3
+    assert all(0 <= s <= c for s, c in zip(slept, [0.2, 0.4, 0.8], strict=True))
+    assert t.backoff.attempt == 0
+    failures["left"] = 10
+    open_order(t, "o2")
+    with pytest.raises(TransportError):
+        t.sync_retrying(slept.append, max_attempts=2)
+    assert len(t.pending()) == 1
+
+
+def test_server_runs_plugin_effects_after_commit(
+    registry: object, clock: object, tmp_path: Path
+) -> None:
+    import conflict
+    from fynlo_sync.domains.orders import OrdersPlugin
+    from fynlo_sync.plugins import Effect
+    from fynlo_sync.store import MemoryServerStore, SqliteTerminalStore
+
+    printed: list[Effect] = []
+    reg = conflict.registry([OrdersPlugin(ticket_printer=printed.append)])
+    replica = ServerReplica(MemoryServerStore(), reg)
+    t = Terminal(
+        SqliteTerminalStore(tmp_path / "t.db", "n1"),
+        reg,
+        LoopbackTransport(replica, "t1", "n1"),
+        wall=lambda: 1_700_000_000_000,
+        rng=random.Random(1),
+    )
+    open_order(t)
+    t.command("orders", "o1", "add_line", {"line_id": "l1", **LINE})
+    t.sync()
+    assert printed == []
+    t.command("orders", "o1", "send_to_kitchen")
+    t.sync()
+    t.sync()  # nothing new: no second ticket
+    assert [e.name for e in printed] == ["kitchen_ticket"]
+    assert printed[0].payload["lines"] == [{"item": "soup", "qty": 2}]
+    assert printed[0].payload["table"] == "4"

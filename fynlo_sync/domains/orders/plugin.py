@@ -9,13 +9,14 @@ of the map merge line by line under ``smart_merge``). ``total`` is derived: the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from fynlo_sync.canonical import MAX_SAFE_INTEGER
 from fynlo_sync.domains.orders.states import PRECEDENCE, next_state
 from fynlo_sync.errors import IllegalTransitionError, RejectedOpError
-from fynlo_sync.plugins import Collection, CommandContext, DomainPlugin, Field
+from fynlo_sync.ops import Change
+from fynlo_sync.plugins import Collection, CommandContext, DomainPlugin, Effect, Field
 
 __all__ = ["ORDERS", "ORDERS_COLLECTION", "OrdersPlugin", "order_total"]
 
@@ -163,7 +164,46 @@ ORDERS_COLLECTION = Collection(
 
 
 class OrdersPlugin(DomainPlugin):
+    """Orders. After the server commits an order going to the kitchen, it emits a
+    ``kitchen_ticket`` effect; ``ticket_printer`` (injected) receives it."""
+
     name = "orders"
+
+    def __init__(self, ticket_printer: Callable[[Effect], None] | None = None) -> None:
+        self.ticket_printer = ticket_printer
 
     def collections(self) -> Iterable[Collection]:
         return (ORDERS_COLLECTION,)
+
+    def effects(self, changes: list[Change]) -> list[Effect]:
+        tickets = []
+        for change in changes:
+            record = change.record
+            stamp = record.stamps.get("status")
+            if (
+                record.collection == ORDERS
+                and record.fields.get("status") == "sent"
+                and stamp is not None
+                and stamp.seq == change.seq
+            ):
+                lines = record.fields.get("lines") or {}
+                tickets.append(
+                    Effect(
+                        plugin=self.name,
+                        name="kitchen_ticket",
+                        payload={
+                            "order_id": record.record_id,
+                            "seq": change.seq,
+                            "table": record.fields.get("table"),
+                            "lines": [
+                                {"item": lines[k]["item"], "qty": lines[k]["qty"]}
+                                for k in sorted(lines)
+                            ],
+                        },
+                    )
+                )
+        return tickets
+
+    def perform(self, effect: Effect) -> None:
+        if self.ticket_printer is not None:
+            self.ticket_printer(effect)
