@@ -21,8 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bench_apply, bench_local, bench_pull
+from benchmarks import bench_apply, bench_e2e, bench_http, bench_local, bench_pull
 from benchmarks.context import SCALES, Context
+from benchmarks.harness import Skip
 from benchmarks.machine import load_average, machine_facts, versions
 from benchmarks.progress import Progress
 from benchmarks.report import latency_svg, markdown, ratio_svg, text_table, write_text
@@ -34,10 +35,6 @@ __all__ = ["BENCHMARKS", "Benchmark", "main"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class Skip(Exception):
-    """Raised by a benchmark that cannot run here; the message says how to make it run."""
-
-
 @dataclass(frozen=True, slots=True)
 class Benchmark:
     key: str
@@ -46,25 +43,21 @@ class Benchmark:
     run: Callable[[Context], list[Result]]
 
 
-def _extra() -> list[Benchmark]:
-    """Benchmarks in modules that need optional parts (server, Node), loaded lazily."""
-    found: list[Benchmark] = []
-    from benchmarks import bench_e2e
-
-    found += bench_e2e.BENCHMARKS
-    return found
-
-
 BENCHMARKS: list[Benchmark] = [
     Benchmark("engine-sqlite", 1, "Engine plan + SQLite apply", bench_apply.run_engine_sqlite),
     Benchmark("pull", 3, "Pull: fresh terminal catching up", bench_pull.run_pull),
     Benchmark("local-write", 8, "Terminal local write latency", bench_local.run_local_write),
     Benchmark("server-sqlite", 2, "Server push apply, SQLite", bench_apply.run_server_sqlite),
+    Benchmark("e2e", 4, "End to end over HTTP vs PouchDB", bench_e2e.run_e2e),
+    Benchmark("http-push", 7, "HTTP push throughput (SQLite)", bench_http.run_http_push),
+    Benchmark(
+        "http-push-pg", 7, "HTTP push throughput (Postgres)", bench_http.run_http_push_postgres
+    ),
 ]
 
 
 def _all() -> list[Benchmark]:
-    return BENCHMARKS + _extra()
+    return list(BENCHMARKS)
 
 
 def _parser() -> argparse.ArgumentParser:
