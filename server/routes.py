@@ -8,11 +8,12 @@ ops.
 from __future__ import annotations
 
 from random import Random
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from litestar import Request, WebSocket, get, post, websocket
 from litestar.channels import ChannelsPlugin
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Response
 from litestar.security.jwt import JWTAuth
 from msgspec import Struct
@@ -104,19 +105,23 @@ class Health(Struct, frozen=True):
 
 
 @post("/v1/auth/device", status_code=200, exclude_from_auth=True, tags=["auth"])
-async def auth_device(data: DeviceAuthRequest, rt: Runtime) -> TokenResponse:
+async def auth_device(
+    data: JSONBody[DeviceAuthRequest], rt: NamedDependency[Runtime]
+) -> TokenResponse:
     """Trade a one-use enrollment code for an access token and a refresh token."""
     return rt.tokens(await rt.backend.accounts.redeem(data.enrollment_code))
 
 
 @post("/v1/auth/refresh", status_code=200, exclude_from_auth=True, tags=["auth"])
-async def auth_refresh(data: RefreshRequest, rt: Runtime) -> TokenResponse:
+async def auth_refresh(
+    data: JSONBody[RefreshRequest], rt: NamedDependency[Runtime]
+) -> TokenResponse:
     """Rotate a refresh token. Reusing a used one revokes the device's tokens (401)."""
     return rt.tokens(await rt.backend.accounts.refresh(data.refresh_token))
 
 
 @post("/v1/sync/push", status_code=200, tags=["sync"])
-async def push(request: DeviceRequest, rt: Runtime) -> PushResult:
+async def push(request: DeviceRequest, rt: NamedDependency[Runtime]) -> PushResult:
     """Apply a Batch (JSON). The body is verified as sent: checksum over its ops first."""
     device = request.user
     return await rt.backend.push(device.tenant_id, await request.body(), node_id=device.node_id)
@@ -125,16 +130,16 @@ async def push(request: DeviceRequest, rt: Runtime) -> PushResult:
 @get("/v1/sync/pull", tags=["sync"])
 async def pull(
     request: DeviceRequest,
-    rt: Runtime,
-    cursor: int = Parameter(default=0, ge=0, description="the last feed seq already seen"),
-    limit: int | None = Parameter(default=None, ge=1, description="page size (max per server)"),
+    rt: NamedDependency[Runtime],
+    cursor: Annotated[int, QueryParameter(ge=0, description="the last feed seq seen")] = 0,
+    limit: Annotated[int | None, QueryParameter(ge=1, description="page size")] = None,
 ) -> PullPage:
     """The tenant's changes after ``cursor``, in feed order, with the page's checksum."""
     return await rt.backend.pull(request.user.tenant_id, cursor, limit)
 
 
 @websocket("/v1/sync/ws")
-async def pokes(socket: WebSocket[Device, AccessToken, Any], rt: Runtime) -> None:
+async def pokes(socket: WebSocket[Device, AccessToken, Any], rt: NamedDependency[Runtime]) -> None:
     """Sends ``{"type":"poke","cursor":N}`` when the tenant's feed moves (first the cursor
     now, on connect). Messages from the client are ignored."""
     await socket.accept()
@@ -155,8 +160,8 @@ async def pokes(socket: WebSocket[Device, AccessToken, Any], rt: Runtime) -> Non
 @get("/v1/conflicts", tags=["conflicts"])
 async def conflicts(
     request: DeviceRequest,
-    rt: Runtime,
-    which: Literal["open", "resolved", "all"] = Parameter(query="state", default="open"),
+    rt: NamedDependency[Runtime],
+    which: Annotated[Literal["open", "resolved", "all"], QueryParameter(name="state")] = "open",
 ) -> ConflictList:
     """The tenant's parked conflicts (records of the ``conflicts`` collection)."""
     return ConflictList(await list_conflicts(rt.backend, request.user.tenant_id, which))
@@ -164,7 +169,10 @@ async def conflicts(
 
 @post("/v1/conflicts/{conflict_id:str}/resolve", status_code=200, tags=["conflicts"])
 async def resolve(
-    request: DeviceRequest, rt: Runtime, conflict_id: str, data: ResolveRequest
+    request: DeviceRequest,
+    rt: NamedDependency[Runtime],
+    conflict_id: FromPath[str],
+    data: JSONBody[ResolveRequest],
 ) -> PushResult:
     """Resolve a parked conflict; the server authors the ops as node ``server``."""
     return await resolve_conflict(
@@ -178,7 +186,7 @@ async def live() -> Health:
 
 
 @get("/health/ready", exclude_from_auth=True, tags=["health"])
-async def ready(rt: Runtime) -> Response[Health]:
+async def ready(rt: NamedDependency[Runtime]) -> Response[Health]:
     """200 when the database (and Redis, when configured) answer; 503 otherwise."""
     checks: dict[str, str] = {}
     try:

@@ -81,8 +81,8 @@ class Settings:
                     "throwaway key that dies with the process."
                 )
             object.__setattr__(self, "secret_key", secrets.token_urlsafe(32))
-        elif len(self.secret_key) < 16:
-            raise SettingsError("FYNLO_SECRET_KEY is too short: use at least 16 characters")
+        elif len(self.secret_key) < 32:
+            raise SettingsError("FYNLO_SECRET_KEY is too short: use at least 32 characters")
         if self.kind not in ("sqlite", "postgres"):
             raise SettingsError(
                 f"FYNLO_DATABASE_URL must start with sqlite:/// or postgresql://, "
