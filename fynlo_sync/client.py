@@ -245,11 +245,12 @@ class Terminal:
             pushed += len(ops)
 
     def _ack(self, high_water: int, cursor: int) -> None:
-        meta = self.store.meta()
-        if high_water <= meta.acked_seq:
-            return
+        """Ops up to ``high_water`` are committed, with their changes at or before
+        ``cursor`` (the store keeps the lowest cursor it is told for each op)."""
         self.store.ack(high_water, cursor)
-        self.store.set_meta(replace(meta, acked_seq=high_water))
+        meta = self.store.meta()
+        if high_water > meta.acked_seq:
+            self.store.set_meta(replace(meta, acked_seq=high_water))
 
     def pull(self) -> int:
         """Pull pages until caught up, rebasing pending ops over each. Returns changes."""

@@ -325,6 +325,9 @@ def _apply_write(
             start[name] = value
             stamps[name] = stamp
         collection.check_required(start)
+        if collection.validate is not None:
+            before = None if current is None or current.deleted else current.fields
+            collection.validate(before, start, op)
         return Applied(status, _finish(collection, current, op, stamp, start, stamps, seq))
 
     fields = dict(current.fields)
@@ -369,6 +372,8 @@ def _apply_write(
     if contested:
         return _park(op, current, contested)
     collection.check_fields({k: fields.get(k) for k in sorted(incoming)}, by_command=False)
+    if collection.validate is not None:
+        collection.validate(current.fields, fields, op)
     return Applied(status, _finish(collection, current, op, stamp, fields, stamps, seq))
 
 

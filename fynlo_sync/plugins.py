@@ -91,6 +91,9 @@ class Collection:
     derive: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
     #: Unknown fields are rejected unless this is False.
     strict: bool = True
+    #: A rule over a put or patch: ``validate(before, after, op)`` raises a RejectedOpError
+    #: to refuse it (``before`` is None for a new record). Commands check their own rules.
+    validate: Callable[[Mapping[str, Any] | None, Mapping[str, Any], Op], None] | None = None
 
     def check_fields(self, values: Mapping[str, Any], *, by_command: bool) -> None:
         """Raise :class:`RejectedOpError` if ``values`` breaks the schema."""

@@ -269,11 +269,14 @@ def check_terminal_outbox(store: TerminalStore) -> None:
     assert store.outbox(2, 2) == ops[2:4]
     assert store.outbox_for(("orders", "o2")) == [ops[1], ops[3]]
     store.ack(3, cursor=10)
-    store.ack(5, cursor=12)
+    store.ack(5, cursor=14)
+    store.ack(4, cursor=12)  # seen in the feed earlier than the push said: the lower wins
+    store.ack(4, cursor=13)
     assert store.trim(9) == []
     assert store.trim(10) == ops[:3]
     assert store.outbox() == ops[3:]
-    assert store.trim(12) == ops[3:]
+    assert store.trim(12) == ops[3:4]
+    assert store.trim(14) == ops[4:]
     assert store.outbox() == []
 
 

@@ -75,7 +75,7 @@ class TerminalStore(Protocol):
 
     def ack(self, upto_seq: int, cursor: int) -> None:
         """The server committed every op up to ``upto_seq``; its changes are in the feed at
-        or before ``cursor``."""
+        or before ``cursor``. An op told twice keeps the lower cursor."""
         ...
 
     def trim(self, cursor: int) -> list[Op]:

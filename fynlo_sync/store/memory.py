@@ -110,9 +110,10 @@ class MemoryTerminalStore(_Snapshotting):
         return [box[s] for s in sorted(box) if (box[s].collection, box[s].record_id) == key]
 
     def ack(self, upto_seq: int, cursor: int) -> None:
+        acked = self._state.acked
         for seq in sorted(self._state.outbox):
-            if seq <= upto_seq and seq not in self._state.acked:
-                self._state.acked[seq] = cursor
+            if seq <= upto_seq:
+                acked[seq] = min(acked.get(seq, cursor), cursor)
 
     def trim(self, cursor: int) -> list[Op]:
         gone = [s for s in sorted(self._state.acked) if self._state.acked[s] <= cursor]

@@ -213,8 +213,9 @@ class SqliteTerminalStore(_Transactional):
 
     def ack(self, upto_seq: int, cursor: int) -> None:
         self._db.conn.execute(
-            "UPDATE outbox SET acked_cursor = ? WHERE seq <= ? AND acked_cursor IS NULL",
-            (cursor, upto_seq),
+            "UPDATE outbox SET acked_cursor = ? WHERE seq <= ? "
+            "AND (acked_cursor IS NULL OR acked_cursor > ?)",
+            (cursor, upto_seq, cursor),
         )
 
     def trim(self, cursor: int) -> list[Op]:

@@ -330,3 +330,31 @@ def test_server_runs_plugin_effects_after_commit(
     assert [e.name for e in printed] == ["kitchen_ticket"]
     assert printed[0].payload["lines"] == [{"item": "soup", "qty": 2}]
     assert printed[0].payload["table"] == "4"
+
+
+def test_ops_seen_in_the_feed_are_not_reapplied_over_themselves(
+    server: ServerReplica, make_terminal: TerminalFactory
+) -> None:
+    t = make_terminal("n1", page_size=1)
+    t.put("notes", "n", {"likes": 1})
+    t.patch("notes", "n", {"likes": 1})
+    t.push()  # acknowledged with the batch's final cursor, 2
+    seen: list[int] = []
+    inner = LoopbackTransport(server, "t1", "n1")
+
+    class Watch:
+        def push(self, batch: Batch) -> PushResult:
+            return inner.push(batch)
+
+        def pull(self, since: int, limit: int) -> PullPage:
+            note = t.get("notes", "n")
+            assert note is not None
+            seen.append(note.fields["likes"])
+            return inner.pull(since, limit)
+
+    t.transport = Watch()
+    t.pull()
+    # before the pull, after page 1 (op 1 in the feed), after page 2: always 2 likes
+    assert seen == [2, 2]
+    note = t.get("notes", "n")
+    assert note is not None and note.fields["likes"] == 2

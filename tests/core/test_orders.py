@@ -117,3 +117,12 @@ def test_open_needs_an_iso_currency(registry: Registry) -> None:
         1, "command", collection="orders", record="o1", name="open", args={"currency": "pounds"}
     )
     assert apply_op(None, op, registry, 1).reason == "invalid-argument"
+
+
+@pytest.mark.parametrize("state", sorted(TERMINAL_STATES))
+def test_closed_orders_refuse_direct_edits(registry: Registry, state: str) -> None:
+    op = mkop(1, "patch", collection="orders", record="o1", fields={"note": "late"})
+    result = apply_op(order_in(state, registry), op, registry, 1)
+    assert (result.status, result.reason) == ("rejected", "order-closed")
+    still_open = apply_op(order_in("served", registry), op, registry, 1)
+    assert still_open.status == "applied"

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from fynlo_sync.canonical import MAX_SAFE_INTEGER
-from fynlo_sync.domains.orders.states import PRECEDENCE, next_state
+from fynlo_sync.domains.orders.states import PRECEDENCE, TERMINAL_STATES, next_state
 from fynlo_sync.errors import IllegalTransitionError, RejectedOpError
-from fynlo_sync.ops import Change
+from fynlo_sync.ops import Change, Op
 from fynlo_sync.plugins import Collection, CommandContext, DomainPlugin, Effect, Field
 
 __all__ = ["ORDERS", "ORDERS_COLLECTION", "OrdersPlugin", "order_total"]
@@ -133,6 +133,15 @@ def _void(ctx: CommandContext) -> dict[str, Any]:
     return {"status": status, "void_reason": _arg(ctx, "reason", str, required=False)}
 
 
+def _validate(before: Mapping[str, Any] | None, after: Mapping[str, Any], op: Op) -> None:
+    """A closed or voided order is history: no direct edits either."""
+    if before is not None and before.get("status") in TERMINAL_STATES:
+        raise RejectedOpError(
+            f"order {op.record_id} is {before['status']}; it can no longer change",
+            reason="order-closed",
+        )
+
+
 ORDERS_COLLECTION = Collection(
     name=ORDERS,
     fields={
@@ -160,6 +169,7 @@ ORDERS_COLLECTION = Collection(
         "void": _void,
     },
     derive=lambda fields: {"total": order_total(fields)},
+    validate=_validate,
 )
 
 
