@@ -96,8 +96,18 @@ def _normalise(value: Any, path: str) -> Any:
 
 
 def check_value(value: Any, path: str = "$") -> None:
-    """Raise :class:`InvalidValueError` unless ``value`` is float-free I-JSON."""
-    _normalise(value, path)
+    """Raise :class:`InvalidValueError` unless ``value`` is float-free I-JSON.
+
+    Lone surrogates are refused here too: a local write holding one could never be
+    checksummed, so it would block its terminal's outbox for good."""
+    try:
+        _bytes_encoder.encode(_normalise(value, path))
+    except UnicodeEncodeError as exc:
+        raise InvalidValueError(
+            f"string at {path} contains a lone surrogate, which is not valid I-JSON",
+            path=path,
+            reason="surrogate",
+        ) from exc
 
 
 def canonical_text(value: Any) -> str:

@@ -1,0 +1,1 @@
+"""Protocol v1 conformance: our implementation against docs/protocol/vectors."""
