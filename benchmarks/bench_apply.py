@@ -242,3 +242,108 @@ def seed_server(ctx: Context, changes: int) -> tuple[SqliteServerStore, int]:
 def _remove(path: Path) -> None:
     for suffix in ("", "-wal", "-shm"):
         Path(str(path) + suffix).unlink(missing_ok=True)
+
+
+_PG_NODES = (
+    "INSERT INTO fynlo_nodes (tenant, node_id, high_water) VALUES ($1, $2, $3) "
+    "ON CONFLICT (tenant, node_id) DO UPDATE SET high_water = EXCLUDED.high_water"
+)
+
+
+async def _pg_copy(url: str, rows: list[BatchRows]) -> float:
+    """The Postgres baseline: the same rows by COPY, one transaction per batch, on a
+    database with the store's schema (its own migrations)."""
+    from fynlo_sync.store.postgres import PostgresServerStore
+
+    store = await PostgresServerStore.connect(url, max_size=1)
+    try:
+        async with store.pool.acquire() as conn:
+            start = time.perf_counter()
+            for batch in rows:
+                async with conn.transaction():
+                    await conn.copy_records_to_table(
+                        "fynlo_records",
+                        records=batch.records,
+                        columns=["tenant", "collection", "record_id", "version", "body"],
+                    )
+                    await conn.copy_records_to_table(
+                        "fynlo_feed", records=batch.feed, columns=["tenant", "seq", "body"]
+                    )
+                    await conn.copy_records_to_table(
+                        "fynlo_oplog",
+                        records=batch.oplog,
+                        columns=["tenant", "node_id", "seq", "op_id", "body"],
+                    )
+                    await conn.execute(_PG_NODES, *batch.node)
+            return time.perf_counter() - start
+    finally:
+        await store.close()
+
+
+async def _pg_engine(ctx: Context, url: str, bodies: list[bytes], label: str) -> float:
+    from fynlo_sync.store.postgres import AsyncServerReplica, PostgresServerStore
+
+    store = await PostgresServerStore.connect(url, max_size=2)
+    try:
+        replica = AsyncServerReplica(store, ctx.registry)
+        start = time.perf_counter()
+        for i, body in enumerate(bodies):
+            await replica.push(TENANT, body)
+            if i % 10 == 0:
+                ctx.progress.step(i + 1, len(bodies), label)
+        seconds = time.perf_counter() - start
+        feed = await store.cursor(TENANT)
+        if feed != len(bodies) and feed <= 0:
+            raise RuntimeError("the Postgres run wrote no feed")
+        return seconds
+    finally:
+        await store.close()
+
+
+def run_server_postgres(ctx: Context) -> list[Result]:
+    """(2, PostgreSQL) server push apply from wire bytes through the async replica and the
+    Postgres store, beside raw COPY of the same rows, batches of 100 and 1,000."""
+    import asyncio
+
+    from benchmarks.harness import need_postgres, postgres_database
+
+    admin = need_postgres(ctx)
+    scale = ctx.scale
+    results = []
+    for size in scale.server_batches:
+        batches = server_batches(scale.apply_ops, size)
+        rows, planning = plan_rows(batches, ctx.registry)
+        keys = [r[:3] for b in rows for r in b.records]
+        if len(keys) != len(set(keys)):
+            raise RuntimeError("a record is written by two batches: COPY cannot upsert it")
+        bodies = [encode_batch(b) for b in batches]
+        engine_best = raw_best = float("inf")
+        for round_ in range(scale.rounds):
+            with postgres_database(admin, f"copy{size}") as url:
+                raw_best = min(raw_best, asyncio.run(_pg_copy(url, rows)))
+            with postgres_database(admin, f"apply{size}") as url:
+                seconds = asyncio.run(
+                    _pg_engine(ctx, url, bodies, f"round {round_ + 1} batches of {size}")
+                )
+                engine_best = min(engine_best, seconds)
+        ops = sum(len(b.ops) for b in batches)
+        results.append(
+            Result(
+                key=f"server-postgres-b{size}",
+                number=2,
+                title=f"Server push apply, PostgreSQL, batches of {size:,}",
+                figure=Measure("decode + verify + plan + apply", ops / engine_best, "ops/s"),
+                baseline=Measure("raw COPY of the same rows", ops / raw_best, "ops/s"),
+                ratio=speed_ratio(engine_best, raw_best),
+                target=Target(">= 0.3x raw COPY", "ratio_min", 0.3),
+                params={"ops": ops, "batch": size, "nodes": 4, "rounds": scale.rounds},
+                details={
+                    "ops": ops,
+                    "engine_s": engine_best,
+                    "raw_s": raw_best,
+                    "plan_only_s": planning,
+                    "rows_written": sum(b.count for b in rows),
+                },
+            )
+        )
+    return results

@@ -21,7 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bench_apply, bench_e2e, bench_http, bench_local, bench_pull
+from benchmarks import (
+    bench_apply,
+    bench_e2e,
+    bench_http,
+    bench_local,
+    bench_pokes,
+    bench_pull,
+)
 from benchmarks.context import SCALES, Context
 from benchmarks.harness import Skip
 from benchmarks.machine import load_average, machine_facts, versions
@@ -48,7 +55,12 @@ BENCHMARKS: list[Benchmark] = [
     Benchmark("pull", 3, "Pull: fresh terminal catching up", bench_pull.run_pull),
     Benchmark("local-write", 8, "Terminal local write latency", bench_local.run_local_write),
     Benchmark("server-sqlite", 2, "Server push apply, SQLite", bench_apply.run_server_sqlite),
+    Benchmark(
+        "server-postgres", 2, "Server push apply, PostgreSQL", bench_apply.run_server_postgres
+    ),
     Benchmark("e2e", 4, "End to end over HTTP vs PouchDB", bench_e2e.run_e2e),
+    Benchmark("pokes", 6, "WebSocket pokes", bench_pokes.run_pokes),
+    Benchmark("pokes-redis", 6, "WebSocket pokes, 2 servers + Redis", bench_pokes.run_pokes_redis),
     Benchmark("http-push", 7, "HTTP push throughput (SQLite)", bench_http.run_http_push),
     Benchmark(
         "http-push-pg", 7, "HTTP push throughput (Postgres)", bench_http.run_http_push_postgres

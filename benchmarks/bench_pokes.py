@@ -1,0 +1,334 @@
+"""(6) WebSocket pokes: N sockets connected to the real server (client sockets spread over
+several processes so the client side is not the bottleneck); a device pushes one op; the
+time from sending that push to each socket having its poke, p50/p99/max, and the time to
+connect them all. Then the same with Redis between two server processes (sockets split
+between them, the push going to the first). The baseline is a bare ``websockets`` server
+relaying a message to the same sockets (same client processes): the machine's own cost of
+a fan-out to N sockets.
+
+The clock starts before the push request is sent (commit time is not visible from
+outside), so each latency includes the push's own round trip (reported as ``push_ms``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks.bench_local import _summary
+from benchmarks.context import Context
+from benchmarks.harness import (
+    enroll,
+    need_postgres,
+    need_redis,
+    need_server,
+    postgres_database,
+    serve,
+    server_settings,
+)
+from benchmarks.result import Measure, Result, Target, percentile, quantiles
+from benchmarks.workload import server_ops
+from fynlo_sync.ops import Batch
+from fynlo_sync.protocol import encode_batch
+
+__all__ = ["run_pokes", "run_pokes_redis"]
+
+
+@dataclass
+class Fleet:
+    """The client processes and a queue of their stdout lines."""
+
+    procs: list[subprocess.Popen[str]]
+    counts: list[int]
+    lines: queue.Queue[tuple[int, str]] = field(default_factory=queue.Queue)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def wait_for(self, prefix: str, want: set[int] | None, timeout: float) -> dict[int, str]:
+        """Until every process in ``want`` (default: all) printed a line starting with
+        ``prefix``; returns those lines by process."""
+        pending = set(range(len(self.procs))) if want is None else set(want)
+        got: dict[int, str] = {}
+        deadline = time.monotonic() + timeout
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no {prefix!r} from client processes {sorted(pending)}")
+            try:
+                index, line = self.lines.get(timeout=min(left, 1.0))
+            except queue.Empty:
+                for i in pending:
+                    if self.procs[i].poll() is not None:
+                        raise RuntimeError(f"client process {i} exited early") from None
+                continue
+            if line.startswith(prefix) and index in pending:
+                got[index] = line
+                pending.discard(index)
+        return got
+
+
+@contextmanager
+def fleet(ctx: Context, urls: list[str], sockets: int, processes: int) -> Iterator[Fleet]:
+    counts = [
+        sockets // processes + (1 if i < sockets % processes else 0) for i in range(processes)
+    ]
+    procs: list[subprocess.Popen[str]] = []
+    out = Fleet(procs, counts)
+    try:
+        for i, count in enumerate(counts):
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.ws_peer",
+                    "clients",
+                    urls[i % len(urls)],
+                    str(count),
+                ],
+                cwd=ctx.root,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            procs.append(proc)
+
+            def read(index: int = i, p: subprocess.Popen[str] = proc) -> None:
+                assert p.stdout is not None
+                for line in p.stdout:
+                    out.lines.put((index, line.strip()))
+
+            thread = threading.Thread(target=read, daemon=True)
+            thread.start()
+            out.threads.append(thread)
+        yield out
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait(timeout=10)
+
+
+def _measure(
+    ctx: Context,
+    urls: list[str],
+    trigger: Callable[[int], tuple[int, int, float]],
+    label: str,
+) -> dict[str, Any]:
+    """Connect the sockets, run the rounds, return latencies (ms) and connect times."""
+    scale = ctx.scale
+    processes = min(scale.ws_processes, scale.ws_clients)
+    with fleet(ctx, urls, scale.ws_clients, processes) as f:
+        start = time.perf_counter()
+        ready = f.wait_for("READY", None, timeout=180)
+        connect_wall = time.perf_counter() - start
+        connect_s = max(float(line.split()[1]) for line in ready.values())
+        sends: dict[int, int] = {}
+        push_ms: list[float] = []
+        all_ms: list[float] = []
+        for r in range(scale.ws_rounds):
+            sent_ns, cursor, took_ms = trigger(r)
+            sends[cursor] = sent_ns
+            push_ms.append(took_ms)
+            f.wait_for(f"GOT {cursor}", None, timeout=30)
+            ctx.progress.step(r + 1, scale.ws_rounds, f"{label}: poke rounds")
+            time.sleep(0.05)
+        for p in f.procs:
+            assert p.stdin is not None
+            p.stdin.write("DONE\n")
+            p.stdin.flush()
+        reports = f.wait_for("{", None, timeout=60)
+    import json
+
+    latencies: list[float] = []
+    per_round: dict[int, float] = {}
+    for line in reports.values():
+        got = json.loads(line)["got"]
+        for cursor_text, stamps in got.items():
+            cursor = int(cursor_text)
+            if cursor not in sends:
+                continue
+            for ns in stamps:
+                ms = (ns - sends[cursor]) / 1e6
+                latencies.append(ms)
+                per_round[cursor] = max(per_round.get(cursor, 0.0), ms)
+    all_ms = sorted(per_round.values())
+    expected = scale.ws_clients * scale.ws_rounds
+    if len(latencies) != expected:
+        raise RuntimeError(f"{len(latencies)} pokes arrived, {expected} expected")
+    return {
+        "latencies": latencies,
+        "connect_s": connect_s,
+        "connect_wall_s": connect_wall,
+        "push_ms": push_ms,
+        "all_delivered_ms": all_ms,
+    }
+
+
+def _broadcast_baseline(ctx: Context) -> dict[str, Any]:
+    from websockets.sync.client import connect
+
+    from server.testing import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.ws_peer", "broadcast", str(port)],
+        cwd=ctx.root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "LISTENING":
+            raise RuntimeError("the broadcast server did not start")
+        url = f"ws://127.0.0.1:{port}/"
+        with connect(url + "control", open_timeout=10) as control:
+
+            def trigger(r: int) -> tuple[int, int, float]:
+                sent = time.monotonic_ns()
+                control.send(str(r + 1))
+                control.recv(timeout=30)
+                return sent, r + 1, (time.monotonic_ns() - sent) / 1e6
+
+            return _measure(ctx, [url], trigger, "bare broadcast")
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def _pusher(url: str, code: str, node: str, rounds: int) -> Callable[[int], tuple[int, int, float]]:
+    import httpx
+
+    client = httpx.Client(base_url=url, timeout=30)
+    token = client.post("/v1/auth/device", json={"enrollment_code": code}).json()["access_token"]
+    ops = server_ops(node, rounds)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def trigger(r: int) -> tuple[int, int, float]:
+        body = encode_batch(Batch.of(node, [ops[r]]))
+        sent = time.monotonic_ns()
+        response = client.post("/v1/sync/push", content=body, headers=headers)
+        took = (time.monotonic_ns() - sent) / 1e6
+        if response.status_code != 200:
+            raise RuntimeError(f"push answered {response.status_code}: {response.text[:300]}")
+        return sent, int(response.json()["cursor"]), took
+
+    return trigger
+
+
+def _ws_urls(urls: list[str], token: str) -> list[str]:
+    return ["ws" + u[len("http") :] + f"/v1/sync/ws?token={token}" for u in urls]
+
+
+def _token(url: str, code: str) -> str:
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=30) as client:
+        r = client.post("/v1/auth/device", json={"enrollment_code": code})
+        r.raise_for_status()
+        token: str = r.json()["access_token"]
+        return token
+
+
+def _result(
+    key: str, title: str, ours: dict[str, Any], base: dict[str, Any], params: dict[str, Any]
+) -> Result:
+    mine = _summary(ours["latencies"])
+    theirs = _summary(base["latencies"])
+    delivered = ours["all_delivered_ms"]
+    return Result(
+        key=key,
+        number=6,
+        title=title,
+        figure=Measure(f"push -> poke p99 (p50 {mine['p50_ms']:.1f} ms)", mine["p99_ms"], "ms"),
+        baseline=Measure(
+            f"bare websockets broadcast p99 (p50 {theirs['p50_ms']:.1f} ms)",
+            theirs["p99_ms"],
+            "ms",
+        ),
+        ratio=theirs["p99_ms"] / mine["p99_ms"],
+        target=Target("p99 <= 50 ms", "max", 50.0, metric="p99_ms", unit="ms"),
+        params=params,
+        details={
+            **mine,
+            "every_socket_p50_ms": percentile(delivered, 50),
+            "every_socket_max_ms": delivered[-1],
+            "push_p50_ms": percentile(sorted(ours["push_ms"]), 50),
+            "connect_s": ours["connect_s"],
+            "connect_wall_s": ours["connect_wall_s"],
+            **{f"bare_{k}": v for k, v in theirs.items()},
+            "bare_connect_s": base["connect_s"],
+        },
+        distributions={
+            f"poke ({key})": quantiles(ours["latencies"]),
+            "bare broadcast": quantiles(base["latencies"]),
+        },
+    )
+
+
+def run_pokes(ctx: Context) -> list[Result]:
+    need_server()
+    base = ctx.cache.get("broadcast")
+    if base is None:
+        base = ctx.cache["broadcast"] = _broadcast_baseline(ctx)
+    settings = server_settings(f"sqlite:///{ctx.work / 'pokes-server.db'}")
+    _, codes = enroll(settings, "pokes", ["poker", "listener"])
+    with serve(ctx, settings, "pokes") as (url,):
+        trigger = _pusher(url, codes["poker"], "poker", ctx.scale.ws_rounds)
+        ours = _measure(ctx, _ws_urls([url], _token(url, codes["listener"])), trigger, "server")
+    params = {
+        "sockets": ctx.scale.ws_clients,
+        "client_processes": min(ctx.scale.ws_processes, ctx.scale.ws_clients),
+        "rounds": ctx.scale.ws_rounds,
+        "server": "1 uvicorn process, embedded SQLite, in-process channels",
+    }
+    return [
+        _result("pokes", f"WebSocket pokes to {ctx.scale.ws_clients:,} sockets", ours, base, params)
+    ]
+
+
+def run_pokes_redis(ctx: Context) -> list[Result]:
+    need_server()
+    redis_url = need_redis(ctx)
+    base = ctx.cache.get("broadcast")
+    if base is None:
+        base = ctx.cache["broadcast"] = _broadcast_baseline(ctx)
+    with ExitStack() as stack:
+        try:
+            admin = need_postgres(ctx)
+            database = stack.enter_context(postgres_database(admin, "pokes"))
+            kind = "PostgreSQL"
+        except Exception:
+            database = f"sqlite:///{ctx.work / 'pokes-redis.db'}"
+            kind = "embedded SQLite (one file)"
+        settings = server_settings(database, redis_url)
+        _, codes = enroll(settings, "pokes", ["poker", "listener"])
+        urls = stack.enter_context(serve(ctx, settings, "pokes-redis", count=2))
+        trigger = _pusher(urls[0], codes["poker"], "poker", ctx.scale.ws_rounds)
+        token = _token(urls[0], codes["listener"])
+        ours = _measure(ctx, _ws_urls(urls, token), trigger, "2 servers + Redis")
+    params = {
+        "sockets": ctx.scale.ws_clients,
+        "client_processes": min(ctx.scale.ws_processes, ctx.scale.ws_clients),
+        "rounds": ctx.scale.ws_rounds,
+        "server": f"2 uvicorn processes, {kind}, Redis pub/sub; push to the first",
+    }
+    return [
+        _result(
+            "pokes-redis",
+            f"WebSocket pokes to {ctx.scale.ws_clients:,} sockets, 2 servers + Redis",
+            ours,
+            base,
+            params,
+        )
+    ]
+
+
+with contextlib.suppress(ImportError):  # for type checkers: the module the fleet runs
+    from benchmarks import ws_peer as _ws_peer  # noqa: F401
