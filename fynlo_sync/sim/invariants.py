@@ -58,6 +58,7 @@ INVARIANTS = (
     "hlc-order",
     "protocol",
     "high-water",
+    "server-error",
     "sync-error",
     "not-quiet",
     "diverged",

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fynlo_sync.errors import PeerError, SeqGapError, SeqReuseError, TransportError
+from fynlo_sync.errors import FynloError, PeerError, SeqGapError, SeqReuseError, TransportError
 from fynlo_sync.ops import Batch, Outcome
 from fynlo_sync.protocol import PullPage, PushResult
 from fynlo_sync.replica import ServerReplica
@@ -96,7 +96,9 @@ class Network:
         wire = LoopbackTransport(self.replica, link.tenant, link.node_id)
         try:
             result = wire.push(batch)
-        except PeerError as exc:
+        except FynloError as exc:
+            if not isinstance(exc, PeerError):
+                raise Violation("server-error", f"push failed on the server: {exc!r}") from exc
             got = (exc.code, exc.extra.get("expected"))
             if error is None or got[0] != error[0] or (error[1] is not None and got != error):
                 raise Violation(
@@ -108,6 +110,8 @@ class Network:
             if isinstance(exc, SeqGapError | SeqReuseError):
                 self.fire(exc.code)
             raise
+        except Exception as exc:
+            raise Violation("server-error", f"push failed on the server: {exc!r}") from exc
         if error is not None:
             raise Violation(
                 "protocol",

@@ -189,7 +189,12 @@ def shrink(
                 if fails(best.with_steps(steps)):
                     best, progress = best.with_steps(steps), True
                     break
-        for candidate in (replace(best, batch_size=100), replace(best, page_size=100)):
+        plainer = (
+            replace(best, batch_size=100),
+            replace(best, page_size=100),
+            replace(best, server="sqlite"),
+        )
+        for candidate in plainer:
             if candidate != best and fails(candidate):
                 best, progress = candidate, True
     return replace(best, note=f"shrunk from {len(schedule.steps)} steps"), runs

@@ -108,6 +108,8 @@ class Schedule:
     steps: tuple[Step, ...]
     batch_size: int = 2
     page_size: int = 3
+    #: The server's store: "sqlite" (a file; it can restart) or "memory".
+    server: str = "sqlite"
     #: Informational: how the schedule was made (or shrunk).
     note: str = field(default="", compare=False)
 
@@ -121,6 +123,7 @@ class Schedule:
             "tenants": self.tenants,
             "batch_size": self.batch_size,
             "page_size": self.page_size,
+            "server": self.server,
             "steps": [s.to_json() for s in self.steps],
         }
 
@@ -132,6 +135,7 @@ class Schedule:
             tenants=int(raw["tenants"]),
             batch_size=int(raw.get("batch_size", 2)),
             page_size=int(raw.get("page_size", 3)),
+            server=str(raw.get("server", "sqlite")),
             steps=tuple(Step.from_json(s) for s in raw["steps"]),
         )
 
@@ -223,5 +227,6 @@ def generate(
         steps=tuple(out[:length]),
         batch_size=rng.choice((1, 2, 3, 100)),
         page_size=rng.choice((1, 2, 3, 500)),
+        server=rng.choice(("sqlite", "sqlite", "sqlite", "memory")),
         note="generated",
     )

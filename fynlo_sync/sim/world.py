@@ -33,7 +33,8 @@ from fynlo_sync.sim.floor import STOCK, TABLES, FloorPlugin
 from fynlo_sync.sim.invariants import Violation
 from fynlo_sync.sim.network import Crashed, Link, Network
 from fynlo_sync.sim.schedule import Schedule, Step
-from fynlo_sync.store.base import Key, TerminalMeta
+from fynlo_sync.store.base import Key, ServerStore, TerminalMeta
+from fynlo_sync.store.memory import MemoryServerStore, MemoryTerminalStore
 from fynlo_sync.store.sqlite import SqliteServerStore, SqliteTerminalStore
 
 __all__ = ["MENU", "SimTerminal", "World", "restaurant_registry"]
@@ -46,9 +47,11 @@ MENU = (
     ("steak", 2400),
     ("pie", 650),
 )
+#: What the kitchen counts (an item not stocked is never short).
+STOCKED = ("burger", "fries", "cola", "pie")
 TAGS = ("vip", "allergy", "birthday", "window", "rush")
 SECTIONS = ("main", "patio", "bar", "terrace")
-TABLE_COUNT = 4
+TABLE_COUNT = 3
 INITIAL_STOCK = 100
 #: Sync rounds allowed at the end for everything to go quiet.
 QUIET_ROUNDS = 6
@@ -187,8 +190,13 @@ class World:
         self.time = VirtualTime()
         self.lines: list[str] = []
         self.server_path = directory / "server.db"
-        _fresh_db(self.server_path, "server")
-        self.replica = ServerReplica(SqliteServerStore(self.server_path), self.registry)
+        server_store: ServerStore
+        if schedule.server == "memory":
+            server_store = MemoryServerStore()
+        else:
+            _fresh_db(self.server_path, "server")
+            server_store = SqliteServerStore(self.server_path, synchronous="OFF")
+        self.replica = ServerReplica(server_store, self.registry)
         self.network = Network(self.replica, self.lines.append)
         self.tenants = [f"r{k}" for k in range(schedule.tenants)]
         self.terminals: list[SimTerminal] = []
@@ -221,8 +229,6 @@ class World:
         return store, client
 
     def _setup(self) -> None:
-        from fynlo_sync.store.memory import MemoryTerminalStore
-
         for tenant in self.tenants:
             # The back office seeds the floor: stock and the table plan.
             node = f"{tenant}.office"
@@ -234,7 +240,7 @@ class World:
                 rng=self._rng(node, 0),
             )
             made: dict[int, Op] = {}
-            for item, _price in MENU:
+            for item in STOCKED:
                 op = office.put(STOCK, f"{tenant}.{item}", {"item": item, "count": INITIAL_STOCK})
                 made[op.seq] = op
             for k in range(TABLE_COUNT):
@@ -259,7 +265,7 @@ class World:
         self.lines.append(
             f"setup seed={self.schedule.seed} terminals={self.schedule.terminals} "
             f"tenants={self.schedule.tenants} batch={self.schedule.batch_size} "
-            f"page={self.schedule.page_size}"
+            f"page={self.schedule.page_size} server={self.schedule.server}"
         )
 
     def nodes_of(self, tenant: str) -> list[str]:
@@ -314,8 +320,12 @@ class World:
         if step.kind == "tick":
             return
         if step.kind == "restart_server":
+            if self.schedule.server == "memory":
+                self.lines.append("  (a memory server keeps running)")
+                return
             self.replica.store.close()
-            self.replica = ServerReplica(SqliteServerStore(self.server_path), self.registry)
+            store = SqliteServerStore(self.server_path, synchronous="OFF")
+            self.replica = ServerReplica(store, self.registry)
             self.network.replica = self.replica
             self.network.fire("server-restart")
             return
@@ -497,7 +507,7 @@ class World:
             return [client.delete(ORDERS, order.record_id)]
         if what == "stock":
             delta = (step.b % 3 + 1) * (1 if step.b % 4 == 0 else -1)
-            rid = f"{tenant}.{item}"
+            rid = f"{tenant}.{STOCKED[step.b % len(STOCKED)]}"
             if client.get(STOCK, rid) is None:
                 return []
             return [client.patch(STOCK, rid, {"count": delta})]
