@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fynlo_sync.canonical import canonical_bytes
 from fynlo_sync.plugins import Contest, Resolution, Strategy
 
 __all__ = [
@@ -54,9 +55,15 @@ class Manual:
 
 
 def _union(server: Any, incoming: Any) -> list[Any]:
+    """Server items in order, then new incoming items in order. Items compare as JSON
+    values, by their canonical bytes: ``true`` is not ``1`` (Python's ``==`` says it is,
+    which would make a terminal in another language merge differently)."""
     out = list(server) if isinstance(server, list) else []
+    seen = {canonical_bytes(item) for item in out}
     for item in incoming if isinstance(incoming, list) else []:
-        if item not in out:
+        key = canonical_bytes(item)
+        if key not in seen:
+            seen.add(key)
             out.append(item)
     return out
 

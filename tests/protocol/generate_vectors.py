@@ -769,6 +769,14 @@ SMART_ONLY: list[Scenario] = [
         lambda c: incoming(c, "patch", {"tags": ["cold", "hot", "vegan"]}, hlc=OLDER),
     ),
     (
+        "set: items compare as JSON values, so true is not 1 and false is not 0",
+        ["set"],
+        lambda c: server_row(c, tags=[1, 0, "a", {"k": [1, 2]}]),
+        lambda c: incoming(
+            c, "patch", {"tags": [True, False, 1, {"k": [1, 2]}, {"k": [2, 1]}]}, hlc=OLDER
+        ),
+    ),
+    (
         "set: an uncontested write replaces the array",
         ["set"],
         lambda c: server_row(c, tags=["hot", "spicy"]),
@@ -993,6 +1001,10 @@ def _check_conflicts(vectors: list[dict[str, Any]]) -> None:
         "smart_merge: set: contested arrays union, server items first then new incoming items",
         "tags",
     ) == ["hot", "spicy", "cold", "vegan"]
+    assert field(
+        "smart_merge: set: items compare as JSON values, so true is not 1 and false is not 0",
+        "tags",
+    ) == [1, 0, "a", {"k": [1, 2]}, True, False, {"k": [2, 1]}]
     assert (
         field(
             "smart_merge: state: the later state in the table wins although its HLC is older",

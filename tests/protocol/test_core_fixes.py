@@ -34,3 +34,10 @@ def test_a_lone_surrogate_is_refused_at_the_local_write_not_at_push() -> None:
     terminal.put("notes", "r2", {"title": "fine"})
     report = terminal.sync()
     assert (report.pushed, report.pending) == (1, 0)
+
+
+def test_set_union_compares_json_values_not_python_equality() -> None:
+    # Python's == says True == 1; JSON (and Swift, and JavaScript) say otherwise.
+    from conflict.strategies import _union
+
+    assert _union([1, 0], [True, False, 1]) == [1, 0, True, False]

@@ -94,13 +94,21 @@ def _flat(value: Any) -> str | None:
     return json.dumps(value)
 
 
-def normative(value: Any) -> Any:
-    """``value`` without the informative members, recursively."""
-    if isinstance(value, dict):
-        return {k: normative(v) for k, v in value.items() if k not in INFORMATIVE}
-    if isinstance(value, list):
-        return [normative(v) for v in value]
-    return value
+def normative(response: Any) -> Any:
+    """A push.json response without its informative members: ``title`` and ``detail`` of a
+    problem body, ``detail`` of each outcome. (Only there: a record may well have a field
+    called ``title``.)"""
+    if not isinstance(response, dict):
+        return response
+    out = dict(response)
+    if "problem" in out:
+        out["problem"] = {k: v for k, v in out["problem"].items() if k not in INFORMATIVE}
+    body = out.get("body")
+    if isinstance(body, dict) and "outcomes" in body:
+        out["body"] = dict(
+            body, outcomes=[{k: v for k, v in o.items() if k != "detail"} for o in body["outcomes"]]
+        )
+    return out
 
 
 def collection_to_json(collection: Collection) -> dict[str, Any]:
@@ -189,7 +197,7 @@ def run_push_vector(vector: Mapping[str, Any]) -> list[dict[str, Any]]:
                 pull = step["pull"]
                 answer = replica.pull("t1", pull["cursor"], pull["limit"])
         except PeerError as exc:
-            responses.append({"status": exc.status, "problem": normative(exc.problem())})
+            responses.append({"status": exc.status, "problem": exc.problem()})
             continue
         responses.append({"status": 200, "body": msgspec.to_builtins(answer)})
     return responses

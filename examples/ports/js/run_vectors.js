@@ -1,0 +1,156 @@
+#!/usr/bin/env node
+'use strict';
+// Check this port against docs/protocol/vectors: canonical.json, checksum.json, hlc.json,
+// conflicts.json (every vector: put/patch/delete under the four built-in strategies), and
+// every checksum that appears in push.json (batch bodies, refusals' `expected`, pull pages).
+//
+//   node examples/ports/js/run_vectors.js [vector directory]
+//
+// Prints a line per file and every failure; exits 1 if anything failed. Node 20+, standard
+// library only.
+
+const fs = require('node:fs');
+const path = require('node:path');
+const { CanonicalError, canonical, checksum } = require('./canonical');
+const { ClockError, HybridClock, counterOf, fromWire, millisOf, toWire } = require('./hlc');
+const { parse } = require('./json');
+const { applyOp } = require('./merge');
+
+const dir = process.argv[2] || path.join(__dirname, '..', '..', '..', 'docs', 'protocol', 'vectors');
+const load = (name) => parse(fs.readFileSync(path.join(dir, name), 'utf8'));
+
+const failures = [];
+const counts = {};
+
+function check(file, name, fn) {
+  counts[file] = counts[file] || { passed: 0, failed: 0 };
+  try {
+    fn();
+    counts[file].passed += 1;
+  } catch (exc) {
+    counts[file].failed += 1;
+    failures.push(`${file}: ${name}: ${exc.message}`);
+  }
+}
+
+function assertEqual(actual, expected, what) {
+  if (actual !== expected) {
+    throw new Error(`${what}: got ${JSON.stringify(actual)}, expected ${JSON.stringify(expected)}`);
+  }
+}
+
+// --------------------------------------------------------------------------- canonical
+for (const v of load('canonical.json')) {
+  check('canonical.json', v.name, () => {
+    if (v.error !== undefined) {
+      let refused = null;
+      try {
+        canonical(v.input);
+      } catch (exc) {
+        if (!(exc instanceof CanonicalError)) throw exc;
+        refused = exc.reason;
+      }
+      assertEqual(refused, v.error, 'refusal');
+    } else {
+      assertEqual(canonical(v.input), v.canonical, 'canonical text');
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------- checksum
+for (const v of load('checksum.json')) {
+  check('checksum.json', v.name, () => {
+    assertEqual(canonical(v.ops), v.canonical, 'canonical text');
+    assertEqual(checksum(v.ops), v.md5, 'md5');
+  });
+}
+
+// --------------------------------------------------------------------------------- hlc
+for (const v of load('hlc.json')) {
+  check('hlc.json', v.name, () => {
+    let wall = 0;
+    const clock = new HybridClock(() => wall, fromWire(v.last), v.max_drift_ms);
+    v.steps.forEach((step, k) => {
+      const at = `step ${k} (${step.op})`;
+      if (step.op === 'decode') {
+        let value = null;
+        try { value = fromWire(step.wire); } catch (exc) { if (!(exc instanceof ClockError)) throw exc; }
+        if (step.error !== undefined) return assertEqual(value, null, `${at} should be refused`);
+        if (value === null) throw new Error(`${at}: refused ${step.wire}`);
+        assertEqual(Number(millisOf(value)), step.expect_ms, `${at} ms`);
+        assertEqual(Number(counterOf(value)), step.expect_counter, `${at} counter`);
+        return assertEqual(toWire(value), step.wire, `${at} round trip`);
+      }
+      wall = step.wall;
+      const before = clock.last;
+      let got = null;
+      try {
+        got = step.op === 'now' ? clock.now() : clock.update(fromWire(step.remote));
+      } catch (exc) {
+        if (!(exc instanceof ClockError)) throw exc;
+      }
+      if (step.error !== undefined) {
+        assertEqual(got, null, `${at} should fail`);
+        return assertEqual(clock.last, before, `${at} clock after a refusal`);
+      }
+      if (got === null) throw new Error(`${at}: failed`);
+      assertEqual(toWire(got), step.expect, `${at} value`);
+      assertEqual(Number(millisOf(got)), step.expect_ms, `${at} ms`);
+      assertEqual(Number(counterOf(got)), step.expect_counter, `${at} counter`);
+    });
+  });
+}
+
+// --------------------------------------------------------------------------- conflicts
+for (const v of load('conflicts.json')) {
+  check('conflicts.json', v.name, () => {
+    const got = applyOp(v.collection, v.server, v.op, v.seq);
+    for (const key of ['status', 'reason', 'record', 'conflict']) {
+      // Compare whole JSON values by their canonical form (member order does not matter).
+      assertEqual(canonical(got[key]), canonical(v.expect[key]), key);
+    }
+  });
+}
+
+// -------------------------------------------------------------- push.json: checksums
+for (const v of load('push.json')) {
+  check('push.json', v.name, () => {
+    let checked = 0;
+    v.steps.forEach((step, k) => {
+      const at = `step ${k}`;
+      const problem = step.expect.problem;
+      if (step.push && step.push.body !== undefined) {
+        const body = step.push.body;
+        let actual = null;
+        try { actual = checksum(body.ops); } catch (exc) { if (!(exc instanceof CanonicalError)) throw exc; }
+        const code = problem ? problem.type.split('/').pop() : null;
+        if (code === 'checksum-mismatch') {
+          // The server's `expected` is the MD5 of the ops as they arrived: ours must agree.
+          assertEqual(actual, problem.expected, `${at} the server's md5 of the ops`);
+          if (actual === body.checksum) throw new Error(`${at}: tampered batch matches its checksum`);
+        } else if (code === null || ['node-mismatch', 'seq-gap', 'seq-reuse'].includes(code)) {
+          // Accepted, or refused after the checksum step (8.2): the checksum was right.
+          assertEqual(actual, body.checksum, `${at} batch checksum`);
+        }
+        checked += 1;
+      }
+      if (step.pull && step.expect.status === 200) {
+        assertEqual(checksum(step.expect.body.changes), step.expect.body.checksum, `${at} page checksum`);
+        checked += 1;
+      }
+    });
+    if (checked === 0 && v.steps.every((s) => s.push && s.push.body_text === undefined)) {
+      throw new Error('nothing to check');
+    }
+  });
+}
+
+// ------------------------------------------------------------------------------ report
+let total = 0;
+for (const [file, c] of Object.entries(counts)) {
+  console.log(`${file}: ${c.passed} passed, ${c.failed} failed`);
+  total += c.failed;
+}
+for (const f of failures) console.log(`FAIL ${f}`);
+console.log(total === 0 ? 'all vectors pass' : `${total} vector(s) failed`);
+process.exit(total === 0 ? 0 : 1);

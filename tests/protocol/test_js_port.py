@@ -1,0 +1,57 @@
+"""The independent JavaScript port (examples/ports/js) against the same vector files."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.protocol.vectors import VECTOR_DIR, load
+
+RUNNER = Path(__file__).resolve().parents[2] / "examples" / "ports" / "js" / "run_vectors.js"
+#: The files the port checks in full (push.json: every checksum in it).
+PORTED = ("canonical.json", "checksum.json", "hlc.json", "conflicts.json", "push.json")
+
+
+def _node() -> str:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip(
+            "node is not on PATH, so the JavaScript port was NOT checked: install Node.js 20+ "
+            "(e.g. `apt-get install nodejs`) and rerun, or run "
+            "`node examples/ports/js/run_vectors.js docs/protocol/vectors` by hand"
+        )
+    return node
+
+
+def test_the_javascript_port_passes_every_vector_it_implements() -> None:
+    done = subprocess.run(
+        [_node(), str(RUNNER), str(VECTOR_DIR)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in PORTED:
+        assert f"{name}: {len(load(name))} passed, 0 failed" in done.stdout, done.stdout
+
+
+def test_the_javascript_port_fails_on_an_altered_vector(tmp_path: Path) -> None:
+    """The runner is not vacuous: one wrong expected value makes it exit non-zero."""
+    node = _node()
+    for source in VECTOR_DIR.glob("*.json"):
+        shutil.copy(source, tmp_path / source.name)
+    text = (tmp_path / "canonical.json").read_text(encoding="utf-8")
+    altered = text.replace(
+        '"canonical": "{\\"a\\":2,\\"b\\":1}"', '"canonical": "{\\"b\\":1,\\"a\\":2}"'
+    )
+    assert altered != text
+    (tmp_path / "canonical.json").write_text(altered, encoding="utf-8")
+    done = subprocess.run(
+        [node, str(RUNNER), str(tmp_path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    assert "FAIL canonical.json: members sorted, no whitespace" in done.stdout
