@@ -282,12 +282,20 @@ class Terminal:
             store.put_server(latest[k] for k in sorted(latest))
             if mine:
                 self._ack(mine, cursor)
-            touched = set(latest)
-            touched.update((op.collection, op.record_id) for op in store.trim(cursor))
-            for key in sorted(touched):
-                local = rebase(store.get_server(key), store.outbox_for(key), self.registry)
-                if local is not None:
-                    store.put([local])
+            trimmed = store.trim(cursor)
+            if not trimmed and not store.outbox(0, 1):
+                # Nothing pending: the local view is the server's state (the common case
+                # for a terminal catching up).
+                store.put(latest[k] for k in sorted(latest))
+            else:
+                touched = set(latest)
+                touched.update((op.collection, op.record_id) for op in trimmed)
+                for key in sorted(touched):
+                    local = rebase(store.get_server(key), store.outbox_for(key), self.registry)
+                    if local is None:
+                        store.forget(key)
+                    else:
+                        store.put([local])
             if newest_hlc:
                 # A peer's clock may run far ahead: then keep ours (LWW still orders by value).
                 with contextlib.suppress(ClockError):

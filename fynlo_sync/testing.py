@@ -258,6 +258,10 @@ def check_terminal_meta_and_rows(store: TerminalStore) -> None:
     assert store.get_server(("orders", "b")) is None
     store.put_server([a])
     assert store.server_records() == [a]
+    store.forget(("orders", "b"))
+    store.forget(("orders", "never"))
+    assert [r.record_id for r in store.records()] == ["z", "a"]
+    assert store.server_records() == [a]
 
 
 def check_terminal_outbox(store: TerminalStore) -> None:

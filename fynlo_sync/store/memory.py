@@ -88,6 +88,9 @@ class MemoryTerminalStore(_Snapshotting):
         rows = self._state.rows.values()
         return sorted_records(r for r in rows if collection is None or r.collection == collection)
 
+    def forget(self, key: Key) -> None:
+        self._state.rows.pop(key, None)
+
     def get_server(self, key: Key) -> Record | None:
         return self._state.server.get(key)
 

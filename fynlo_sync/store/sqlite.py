@@ -182,6 +182,9 @@ class SqliteTerminalStore(_Transactional):
     def records(self, collection: str | None = None) -> list[Record]:
         return self._all("rows", collection)
 
+    def forget(self, key: Key) -> None:
+        self._db.conn.execute("DELETE FROM rows WHERE collection = ? AND record_id = ?", key)
+
     def get_server(self, key: Key) -> Record | None:
         return self._get("server_rows", key)
 

@@ -358,3 +358,41 @@ def test_ops_seen_in_the_feed_are_not_reapplied_over_themselves(
     assert seen == [2, 2]
     note = t.get("notes", "n")
     assert note is not None and note.fields["likes"] == 2
+
+
+def test_a_create_the_server_rejects_leaves_the_local_view(
+    server: ServerReplica, make_terminal: TerminalFactory
+) -> None:
+    a, b = make_terminal("a"), make_terminal("b")
+    open_order(a)
+    b.command("orders", "o1", "open", {"currency": "EUR"})  # b opens the same order offline
+    a.sync()
+    b.sync()  # the server rejects b's open: the order exists, a's version stands
+    (rejected,) = b.outcomes()
+    assert (rejected.status, rejected.reason) == ("rejected", "illegal-transition")
+    order = b.get("orders", "o1")
+    assert order is not None and order.fields["currency"] == "GBP"
+    b.put("notes", "mine", {"title": "x"})
+    b.store.forget(("notes", "mine"))
+    assert b.get("notes", "mine") is None
+
+
+def test_a_create_the_server_rejects_disappears_locally(
+    tmp_path: Path, make_terminal: TerminalFactory
+) -> None:
+    import conflict
+    from fynlo_sync.domains.orders import OrdersPlugin
+    from fynlo_sync.store import MemoryServerStore
+
+    # Version skew: the terminal knows a "notes" plugin the server does not have yet.
+    old_server = ServerReplica(MemoryServerStore(), conflict.registry([OrdersPlugin()]))
+    t = make_terminal("n1")
+    t.transport = LoopbackTransport(old_server, "t1", "n1")
+    t.put("notes", "n", {"title": "x"})
+    open_order(t)
+    assert t.get("notes", "n") is not None
+    t.sync()
+    assert [(o.seq, o.reason) for o in t.outcomes()] == [(1, "unknown-collection")]
+    assert t.get("notes", "n") is None and t.store.records("notes") == []
+    assert t.get("orders", "o1") is not None  # the later op was not blocked
+    assert t.store.outbox() == []
