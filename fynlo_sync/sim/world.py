@@ -22,14 +22,14 @@ from typing import Any
 
 import conflict
 from fynlo_sync.client import Terminal
-from fynlo_sync.domains.orders import ORDERS, OrdersPlugin
+from fynlo_sync.domains.orders import OrdersPlugin
 from fynlo_sync.errors import FynloError, RejectedOpError, TransportError
 from fynlo_sync.ops import Op, Outcome, Record
-from fynlo_sync.plugins import CONFLICTS, Registry
+from fynlo_sync.plugins import Registry
 from fynlo_sync.replica import ServerReplica
-from fynlo_sync.sim import invariants
+from fynlo_sync.sim import invariants, workload
 from fynlo_sync.sim.clock import TerminalClock, VirtualTime
-from fynlo_sync.sim.floor import STOCK, TABLES, FloorPlugin
+from fynlo_sync.sim.floor import FloorPlugin
 from fynlo_sync.sim.invariants import Violation
 from fynlo_sync.sim.network import Crashed, Link, Network
 from fynlo_sync.sim.schedule import Schedule, Step
@@ -37,22 +37,8 @@ from fynlo_sync.store.base import Key, ServerStore, TerminalMeta
 from fynlo_sync.store.memory import MemoryServerStore, MemoryTerminalStore
 from fynlo_sync.store.sqlite import SqliteServerStore, SqliteTerminalStore
 
-__all__ = ["MENU", "SimTerminal", "World", "restaurant_registry"]
+__all__ = ["SimTerminal", "World", "restaurant_registry"]
 
-MENU = (
-    ("burger", 1250),
-    ("fries", 450),
-    ("salad", 890),
-    ("cola", 300),
-    ("steak", 2400),
-    ("pie", 650),
-)
-#: What the kitchen counts (an item not stocked is never short).
-STOCKED = ("burger", "fries", "cola", "pie")
-TAGS = ("vip", "allergy", "birthday", "window", "rush")
-SECTIONS = ("main", "patio", "bar", "terrace")
-TABLE_COUNT = 3
-INITIAL_STOCK = 100
 #: Sync rounds allowed at the end for everything to go quiet.
 QUIET_ROUNDS = 6
 
@@ -115,6 +101,10 @@ class CrashingStore:
 
     def records(self, collection: str | None = None) -> list[Record]:
         return self.inner.records(collection)
+
+    def forget(self, key: Key) -> None:
+        self._write()
+        self.inner.forget(key)
 
     def get_server(self, key: Key) -> Record | None:
         return self.inner.get_server(key)
@@ -239,13 +229,7 @@ class World:
                 wall=TerminalClock(self.time),
                 rng=self._rng(node, 0),
             )
-            made: dict[int, Op] = {}
-            for item in STOCKED:
-                op = office.put(STOCK, f"{tenant}.{item}", {"item": item, "count": INITIAL_STOCK})
-                made[op.seq] = op
-            for k in range(TABLE_COUNT):
-                op = office.put(TABLES, f"{tenant}.table{k}", {"section": "main", "seats": 4})
-                made[op.seq] = op
+            made = {op.seq: op for op in workload.seed_floor(office, tenant)}
             office.sync()
             self.office[tenant] = office
             self.office_made[tenant] = made
@@ -426,107 +410,7 @@ class World:
             )
 
     def _action(self, term: SimTerminal, step: Step) -> list[Op]:
-        client = term.client
-        tenant = term.tenant
-        seq = client.store.meta().next_seq
-        orders = [o for o in client.records(ORDERS) if o.record_id.startswith(tenant + ".")]
-
-        def pick(statuses: Iterable[str], extra: Any = None) -> Record | None:
-            wanted = set(statuses)
-            found = [
-                o
-                for o in orders
-                if o.fields.get("status") in wanted and (extra is None or extra(o))
-            ]
-            return found[step.a % len(found)] if found else None
-
-        what = step.what
-        item, price = MENU[step.b % len(MENU)]
-        if what == "open":
-            rid = f"{tenant}.o{term.index}.{seq}"
-            args = {"currency": "GBP", "table": str(step.a % 12 + 1)}
-            return [client.command(ORDERS, rid, "open", args)]
-        live = ("open", "sent", "ready", "served")
-        if what == "add_line":
-            order = pick(live)
-            if order is None:
-                return []
-            line: dict[str, Any] = {
-                "line_id": f"l{term.index}.{seq}",
-                "item": item,
-                "qty": step.b % 3 + 1,
-                "unit_price": price,
-            }
-            return [client.command(ORDERS, order.record_id, "add_line", line)]
-        if what == "remove_line":
-
-            def unsent(o: Record) -> bool:
-                return any(not line["sent"] for line in (o.fields.get("lines") or {}).values())
-
-            order = pick(("open", "sent"), unsent)
-            if order is None:
-                return []
-            lines = order.fields["lines"]
-            ids = sorted(k for k in lines if not lines[k]["sent"])
-            line_id = ids[step.b % len(ids)]
-            return [client.command(ORDERS, order.record_id, "remove_line", {"line_id": line_id})]
-        simple: dict[str, tuple[str, tuple[str, ...]]] = {
-            "send": ("send_to_kitchen", ("open",)),
-            "ready": ("mark_ready", ("sent",)),
-            "serve": ("serve", ("ready",)),
-            "close": ("close", ("open", "served")),
-        }
-        if what in simple:
-            name, statuses = simple[what]
-            order = pick(statuses)
-            if order is None:
-                return []
-            if name == "send_to_kitchen" and not order.fields.get("lines"):
-                return []
-            return [client.command(ORDERS, order.record_id, name, {})]
-        if what == "void":
-            order = pick(live)
-            if order is None:
-                return []
-            return [client.command(ORDERS, order.record_id, "void", {"reason": f"v{step.b}"})]
-        if what in ("note", "tags", "covers"):
-            order = pick((*live, "closed", "voided"))
-            if order is None:
-                return []
-            patches: dict[str, dict[str, Any]] = {
-                "note": {"note": f"note {step.b} from T{term.index}"},
-                "tags": {"tags": [TAGS[step.b % len(TAGS)]]},
-                "covers": {"covers": step.b % 8 + 1},
-            }
-            value = patches[what]
-            return [client.patch(ORDERS, order.record_id, value)]
-        if what == "delete":
-            order = pick(("closed", "voided"))
-            if order is None:
-                return []
-            return [client.delete(ORDERS, order.record_id)]
-        if what == "stock":
-            delta = (step.b % 3 + 1) * (1 if step.b % 4 == 0 else -1)
-            rid = f"{tenant}.{STOCKED[step.b % len(STOCKED)]}"
-            if client.get(STOCK, rid) is None:
-                return []
-            return [client.patch(STOCK, rid, {"count": delta})]
-        if what == "table":
-            rid = f"{tenant}.table{step.a % TABLE_COUNT}"
-            if client.get(TABLES, rid) is None:
-                return []
-            section = SECTIONS[step.b % len(SECTIONS)]
-            return [client.patch(TABLES, rid, {"section": section, "seats": step.b % 6 + 2})]
-        if what == "resolve":
-            queue = [c for c in client.records(CONFLICTS) if c.fields.get("state") == "open"]
-            if not queue:
-                return []
-            parked = queue[step.a % len(queue)]
-            choice: Any = ("server", "incoming", {"section": "host-stand"})[step.b % 3]
-            if parked.fields["collection"] != TABLES and isinstance(choice, dict):
-                choice = "server"
-            return client.resolve_conflict(parked.record_id, choice)
-        raise ValueError(f"unknown write {what!r}")
+        return workload.act(term.client, term.tenant, term.index, step)
 
     # ------------------------------------------------------------------ the end
 
