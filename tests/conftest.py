@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -93,6 +93,26 @@ def postgres_session_url() -> Iterator[str]:
         yield _with_database(admin, name)
     finally:
         asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def make_postgres_database(postgres_session_url: str) -> Iterator[Callable[[], str]]:
+    """A factory of further fresh, empty databases (never migrated), all dropped at the end
+    of the session: for tests of start-up itself."""
+    admin = os.environ.get("FYNLO_TEST_POSTGRES_URL", POSTGRES_DEFAULT)
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"{urlsplit(postgres_session_url).path.lstrip('/')}_{len(made) + 1}"
+        asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
+        made.append(name)
+        return _with_database(admin, name)
+
+    try:
+        yield make
+    finally:
+        for name in made:
+            asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture

@@ -192,6 +192,24 @@ def _forgeries(claims: dict[str, Any], key: str) -> list[str]:
     ]
 
 
+def test_websocket_token_in_query_and_refusals(live: Live) -> None:
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    link = live.device(live.tenant())
+    ws_url = link.ws_url()
+    with connect(f"{ws_url}?token={tokens_of(link).access_token}", proxy=None) as ws:
+        assert json.loads(ws.recv(timeout=10)) == {"type": "poke", "cursor": 0}
+    for url, headers in (
+        (ws_url, {}),
+        (f"{ws_url}?token=nonsense", {}),
+        (ws_url, {"Authorization": "Bearer nonsense"}),
+    ):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(url, additional_headers=headers, proxy=None, open_timeout=10)
+        assert refused.value.response.status_code == 403
+
+
 def test_enrollment_code_is_single_use(live: Live) -> None:
     tenant = live.tenant()
     code = admin.enroll_device(live.settings, tenant).enrollment_code

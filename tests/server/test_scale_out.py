@@ -9,7 +9,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +69,14 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 @pytest.fixture(scope="module")
 def two_servers(
-    postgres_session_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    make_postgres_database: Callable[[], str],
+    redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Settings, str, str]]:
+    """Both processes start at once on a fresh database: they race to migrate it at
+    start-up (an advisory lock makes one wait for the other)."""
     settings = Settings(
-        database_url=postgres_session_url,
+        database_url=make_postgres_database(),
         redis_url=redis_url,
         secret_key=secrets.token_urlsafe(32),
         redis_prefix="FYNLO_TEST_" + secrets.token_hex(4),
