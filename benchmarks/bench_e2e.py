@@ -27,6 +27,8 @@ __all__ = ["run_e2e"]
 
 
 def _pouch(ctx: Context, docs: int) -> tuple[dict[str, Any] | None, str]:
+    if ctx.skip_pouchdb:
+        return None, "PouchDB baseline left out (--skip-pouchdb)"
     runs: list[dict[str, Any]] = []
     try:
         for batch in (100, 1000):

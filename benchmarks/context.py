@@ -112,3 +112,5 @@ class Context:
     redis_url: str | None = None
     #: Wall-clock budget per benchmark, seconds; loops stop (and say so) past it.
     budget_s: float = 600.0
+    #: Leave PouchDB out (no Node run, no npm install): (4) reports our figure alone.
+    skip_pouchdb: bool = False

@@ -28,6 +28,7 @@ from benchmarks import (
     bench_local,
     bench_pokes,
     bench_pull,
+    bench_storm,
 )
 from benchmarks.context import SCALES, Context
 from benchmarks.harness import Skip
@@ -59,6 +60,7 @@ BENCHMARKS: list[Benchmark] = [
         "server-postgres", 2, "Server push apply, PostgreSQL", bench_apply.run_server_postgres
     ),
     Benchmark("e2e", 4, "End to end over HTTP vs PouchDB", bench_e2e.run_e2e),
+    Benchmark("storm", 5, "Reconnect storm", bench_storm.run_storm),
     Benchmark("pokes", 6, "WebSocket pokes", bench_pokes.run_pokes),
     Benchmark("pokes-redis", 6, "WebSocket pokes, 2 servers + Redis", bench_pokes.run_pokes_redis),
     Benchmark("http-push", 7, "HTTP push throughput (SQLite)", bench_http.run_http_push),
@@ -105,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("FYNLO_BENCH_REDIS_URL")
         or os.environ.get("FYNLO_TEST_REDIS_URL")
         or "redis://127.0.0.1:6379/0",
+    )
+    p.add_argument(
+        "--skip-pouchdb", action="store_true", help="no PouchDB baseline (no Node, no npm)"
     )
     p.add_argument("--budget", type=float, default=600.0, help="seconds per benchmark, max")
     return p
@@ -200,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             postgres_url=args.postgres_url,
             redis_url=args.redis_url,
             budget_s=args.budget,
+            skip_pouchdb=args.skip_pouchdb,
         )
         try:
             for bench in chosen:

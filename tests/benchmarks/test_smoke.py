@@ -4,6 +4,7 @@ only that each benchmark produced a figure and a same-run baseline, and the file
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -91,3 +92,42 @@ def test_list_names_every_benchmark() -> None:
     )
     for key in CORE.split(","):
         assert key in proc.stdout
+
+
+SERVER = "e2e,storm,pokes,http-push"
+
+
+def test_server_benchmarks_run_against_a_real_server(tmp_path: Path) -> None:
+    _, doc = run(tmp_path, SERVER, "--skip-pouchdb")
+    results = {r["key"]: r for r in doc["results"]}
+    assert set(results) == {"e2e", "storm", "pokes", "http-push-sqlite"}
+    for r in results.values():
+        assert r["status"] == "ok", r
+        assert r["figure"]["value"] > 0
+    e2e = results["e2e"]
+    assert e2e["baseline"] is None and "skip-pouchdb" in e2e["reason"]
+    for key in ("storm", "pokes", "http-push-sqlite"):
+        assert results[key]["baseline"]["value"] > 0
+        assert results[key]["ratio"] > 0
+    assert results["storm"]["details"]["terminals_converged"] == 2
+    assert results["pokes"]["details"]["p99_ms"] >= results["pokes"]["details"]["p50_ms"]
+
+
+def test_service_benchmarks_run_on_postgres_and_redis(
+    tmp_path: Path, postgres_session_url: str, redis_url: str
+) -> None:
+    admin = os.environ.get("FYNLO_TEST_POSTGRES_URL", postgres_session_url)
+    _, doc = run(
+        tmp_path,
+        "server-postgres,http-push-pg,pokes-redis",
+        "--postgres-url",
+        admin,
+        "--redis-url",
+        redis_url,
+    )
+    results = {r["key"]: r for r in doc["results"]}
+    assert set(results) == {"server-postgres-b100", "http-push-postgres", "pokes-redis"}
+    for r in results.values():
+        assert r["status"] == "ok", r
+        assert r["figure"]["value"] > 0 and r["baseline"]["value"] > 0
+    assert results["server-postgres-b100"]["met"] in (True, False)
