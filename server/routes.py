@@ -24,7 +24,7 @@ from fynlo_sync.ops import Record
 from fynlo_sync.plugins import Registry
 from fynlo_sync.protocol import PullPage, PushResult
 from server.accounts import Grant
-from server.auth import AccessToken, Device, issue_access_token
+from server.auth import WS_UNAUTHENTICATED, AccessToken, Device, Recheck, issue_access_token
 from server.backends import EmbeddedBackend, PostgresBackend
 from server.conflicts import ResolveRequest, list_conflicts, resolve_conflict
 from server.pokes import channel_for, poke_bytes
@@ -141,11 +141,21 @@ async def pull(
 @websocket("/v1/sync/ws")
 async def pokes(socket: WebSocket[Device, AccessToken, Any], rt: NamedDependency[Runtime]) -> None:
     """Sends ``{"type":"poke","cursor":N}`` when the tenant's feed moves (first the cursor
-    now, on connect). Messages from the client are ignored."""
+    now, on connect). Messages from the client are ignored. A revoked device's socket is
+    closed (code 4401) at its next poke."""
     await socket.accept()
     tenant = socket.user.tenant_id
+    recheck = Recheck(lambda: rt.backend.accounts, socket.user, socket.auth.ep)
+    closed = False
 
     async def send(data: bytes) -> None:
+        nonlocal closed
+        if closed:
+            return
+        if not await recheck.valid():
+            closed = True
+            await socket.close(code=WS_UNAUTHENTICATED, reason="the device's tokens are revoked")
+            return
         await socket.send_text(data.decode())
 
     async with (

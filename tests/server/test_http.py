@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,22 @@ def test_websocket_token_in_query_and_refusals(live: Live) -> None:
         with pytest.raises(InvalidStatus) as refused:
             connect(url, additional_headers=headers, proxy=None, open_timeout=10)
         assert refused.value.response.status_code == 403
+
+
+def test_revocation_closes_the_poke_socket(live: Live) -> None:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    tenant = live.tenant()
+    doomed, other = live.device(tenant), live.device(tenant)
+    with connect(doomed.ws_url(), additional_headers=auth(doomed), proxy=None) as ws:
+        assert json.loads(ws.recv(timeout=10))["cursor"] == 0
+        time.sleep(1.1)  # past the socket's once-a-second recheck window
+        admin.revoke_device(live.settings, tenant, doomed.node_id)
+        other.push(batch_of(other.node_id, 1, 1))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
 
 
 def test_enrollment_code_is_single_use(live: Live) -> None:
