@@ -30,6 +30,7 @@ __all__ = [
     "PushResult",
     "decode",
     "decode_batch",
+    "decode_page",
     "encode",
     "encode_batch",
     "page_checksum",
@@ -92,6 +93,33 @@ def verify_page(page: PullPage) -> None:
         raise ChecksumMismatchError(
             f"pull page after cursor {page.since} does not match its checksum", since=page.since
         )
+
+
+def decode_page(body: bytes) -> PullPage:
+    """Decode a pull page, verifying its checksum over ``changes`` *as received*.
+
+    A newer server may add members to changes and records (``docs/protocol.md`` section
+    17); decoding drops them, so a checksum recomputed from the decoded page would not
+    match. This checks the bytes that arrived, then returns the page with its checksum
+    recomputed over the decoded changes, so :func:`verify_page` holds from here on."""
+    try:
+        raw = _generic.decode(body)
+    except msgspec.DecodeError as exc:
+        raise MalformedError(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(raw, dict) or not isinstance(raw.get("changes"), list):
+        raise MalformedError("a pull page must be an object with a `changes` array")
+    claimed = raw.get("checksum")
+    actual = checksum(raw["changes"])
+    if actual != claimed:
+        raise ChecksumMismatchError(
+            f"pull page after cursor {raw.get('since')} does not match its checksum",
+            since=raw.get("since"),
+        )
+    try:
+        page = msgspec.convert(raw, PullPage)
+    except msgspec.ValidationError as exc:
+        raise MalformedError(f"invalid PullPage: {exc}") from exc
+    return msgspec.structs.replace(page, checksum=page_checksum(page.changes))
 
 
 def encode_batch(batch: Batch) -> bytes:

@@ -8,7 +8,7 @@ duplicate, delay or reorder messages.
 from __future__ import annotations
 
 from fynlo_sync.ops import Batch
-from fynlo_sync.protocol import PullPage, PushResult, decode, encode, encode_batch
+from fynlo_sync.protocol import PullPage, PushResult, decode, decode_page, encode, encode_batch
 from fynlo_sync.replica import ServerReplica
 
 __all__ = ["LoopbackTransport"]
@@ -26,4 +26,4 @@ class LoopbackTransport:
 
     def pull(self, since: int, limit: int) -> PullPage:
         page = self.replica.pull(self.tenant, since, limit)
-        return decode(encode(page), PullPage)
+        return decode_page(encode(page))

@@ -41,3 +41,52 @@ def test_set_union_compares_json_values_not_python_equality() -> None:
     from conflict.strategies import _union
 
     assert _union([1, 0], [True, False, 1]) == [1, 0, True, False]
+
+
+def _page_body(extra_member: bool, tamper: bool = False) -> bytes:
+    import json
+
+    from fynlo_sync.canonical import checksum
+
+    change = {
+        "seq": 1,
+        "op_id": "o1",
+        "node_id": "n1",
+        "node_seq": 1,
+        "record": {
+            "collection": "notes",
+            "record_id": "r1",
+            "fields": {"title": "t"},
+            "stamps": {"title": ["018bcfe568010000", "n1", 1]},
+            "deleted": False,
+            "deleted_stamp": None,
+            "version": 1,
+        },
+    }
+    if extra_member:  # an optional member a newer server added (protocol.md section 17)
+        change["origin"] = "till"
+        change["record"]["shard"] = 7  # type: ignore[index]
+    body = {"since": 0, "cursor": 1, "more": False, "changes": [change]}
+    body["checksum"] = checksum(body["changes"])
+    if tamper:
+        change["record"]["fields"]["title"] = "tampered"  # type: ignore[index]
+    return json.dumps(body).encode()
+
+
+def test_a_page_from_a_newer_server_verifies_over_the_changes_as_received() -> None:
+    from fynlo_sync.errors import ChecksumMismatchError
+    from fynlo_sync.protocol import PullPage, decode, decode_page, verify_page
+
+    # Before: decoding first dropped the unknown members, and the checksum recomputed over
+    # the decoded page no longer matched, so an old terminal could never pull again.
+    with pytest.raises(ChecksumMismatchError):
+        verify_page(decode(_page_body(extra_member=True), PullPage))
+    page = decode_page(_page_body(extra_member=True))
+    verify_page(page)
+    assert page.changes[0].record.fields == {"title": "t"}
+    assert (
+        decode_page(_page_body(extra_member=False)).checksum
+        == decode(_page_body(extra_member=False), PullPage).checksum
+    )
+    with pytest.raises(ChecksumMismatchError):
+        decode_page(_page_body(extra_member=True, tamper=True))
