@@ -8,6 +8,7 @@ Nothing is global: two apps in one process share nothing (but the Prometheus reg
 
 from __future__ import annotations
 
+import importlib
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -26,7 +27,6 @@ from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 import conflict
-from fynlo_sync.domains.orders import OrdersPlugin
 from fynlo_sync.errors import (
     PROBLEM_BASE,
     BatchTooLargeError,
@@ -35,14 +35,20 @@ from fynlo_sync.errors import (
     UnauthenticatedError,
 )
 from fynlo_sync.hlc import HybridClock
-from fynlo_sync.plugins import Registry
+from fynlo_sync.plugins import DomainPlugin, Registry
 from server.auth import make_jwt_auth
 from server.backends import open_backend
 from server.pokes import make_channels, redis_client
 from server.routes import ROUTES, Runtime
-from server.settings import Settings
+from server.settings import Settings, SettingsError
 
-__all__ = ["PROBLEM_JSON", "app_from_env", "create_app", "problem_response"]
+__all__ = [
+    "PROBLEM_JSON",
+    "app_from_env",
+    "create_app",
+    "problem_response",
+    "registry_from",
+]
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -93,8 +99,17 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     )
 
 
-def _default_registry() -> Registry:
-    return conflict.registry([OrdersPlugin()])
+def registry_from(settings: Settings) -> Registry:
+    """The registry of the plugins that ``settings.plugins`` names (``module:Class``)."""
+    plugins: list[DomainPlugin] = []
+    for spec in settings.plugins:
+        module_name, _, class_name = spec.partition(":")
+        try:
+            plugin_class = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as exc:
+            raise SettingsError(f"FYNLO_PLUGINS: cannot load {spec!r}: {exc}") from exc
+        plugins.append(plugin_class())
+    return conflict.registry(plugins)
 
 
 def create_app(
@@ -104,14 +119,15 @@ def create_app(
     wall: Callable[[], int] | None = None,
     rng: random.Random | None = None,
 ) -> Litestar:
-    """Build the app. ``registry`` holds the domain plugins (default: orders); ``wall`` is
+    """Build the app. ``registry`` holds the domain plugins (default: those ``settings``
+    names, see :func:`registry_from`); ``wall`` is
     the clock in ms (default: the system clock); ``rng`` makes the op ids the server mints."""
     clock_fn = wall or _wall_ms
     redis = redis_client(settings)
     channels = make_channels(settings, redis)
     rt = Runtime(
         settings=settings,
-        registry=registry or _default_registry(),
+        registry=registry or registry_from(settings),
         clock=HybridClock(clock_fn),
         rng=rng or random.Random(),
         channels=channels,

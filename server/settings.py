@@ -16,6 +16,9 @@ FYNLO_MAX_BATCH            most ops in one pushed batch (1000); more gets 413
 FYNLO_MAX_PAGE             most changes in one pulled page (1000)
 FYNLO_PG_POOL_MAX          PostgreSQL pool size per process (10)
 FYNLO_MIGRATE_ON_START     apply migrations at start-up, ``1``/``0`` (``1``)
+FYNLO_PLUGINS              domain plugins, ``module:Class`` separated by commas
+                           (``fynlo_sync.domains.orders:OrdersPlugin``)
+FYNLO_REDIS_PREFIX         prefix of this deployment's Redis channels (``FYNLO``)
 =========================  ===========================================================
 """
 
@@ -70,6 +73,8 @@ class Settings:
     migrate_on_start: bool = True
     #: Prefix of the Redis keys and channels this deployment uses.
     redis_prefix: str = "FYNLO"
+    #: Domain plugins to serve, as ``module:Class`` (a class with no required arguments).
+    plugins: tuple[str, ...] = ("fynlo_sync.domains.orders:OrdersPlugin",)
 
     def __post_init__(self) -> None:
         if not self.secret_key:
@@ -83,6 +88,9 @@ class Settings:
             object.__setattr__(self, "secret_key", secrets.token_urlsafe(32))
         elif len(self.secret_key) < 32:
             raise SettingsError("FYNLO_SECRET_KEY is too short: use at least 32 characters")
+        for spec in self.plugins:
+            if spec.count(":") != 1:
+                raise SettingsError(f"FYNLO_PLUGINS: {spec!r} is not of the form module:Class")
         if self.kind not in ("sqlite", "postgres"):
             raise SettingsError(
                 f"FYNLO_DATABASE_URL must start with sqlite:/// or postgresql://, "
@@ -109,6 +117,9 @@ class Settings:
             pg_pool_max=_int(env, "FYNLO_PG_POOL_MAX", cls.pg_pool_max),
             migrate_on_start=env.get("FYNLO_MIGRATE_ON_START", "1") not in ("0", "false", "no"),
             redis_prefix=env.get("FYNLO_REDIS_PREFIX") or cls.redis_prefix,
+            plugins=tuple(p.strip() for p in env["FYNLO_PLUGINS"].split(",") if p.strip())
+            if env.get("FYNLO_PLUGINS") is not None
+            else cls.plugins,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -127,6 +138,7 @@ class Settings:
             "FYNLO_PG_POOL_MAX": str(self.pg_pool_max),
             "FYNLO_MIGRATE_ON_START": "1" if self.migrate_on_start else "0",
             "FYNLO_REDIS_PREFIX": self.redis_prefix,
+            "FYNLO_PLUGINS": ",".join(self.plugins),
         }
         if self.redis_url:
             out["FYNLO_REDIS_URL"] = self.redis_url

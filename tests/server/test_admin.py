@@ -18,6 +18,7 @@ from fynlo_sync.store.postgres import AsyncServerReplica, PostgresServerStore
 from fynlo_sync.testing import ManualClock
 from fynlo_sync.transport.http import HttpTransport
 from server.accounts import Accounts
+from server.app import registry_from
 from server.settings import Settings, SettingsError
 from server.sqlport import SqliteSql
 from server.testing import embedded_settings, run_in_thread
@@ -45,6 +46,15 @@ def test_settings_from_env() -> None:
     prod = Settings.from_env(env)
     assert (prod.kind, prod.redis_url, prod.max_batch) == ("postgres", env["FYNLO_REDIS_URL"], 50)
     assert Settings.from_env(prod.to_env()) == prod
+    with pytest.raises(SettingsError, match="module:Class"):
+        Settings.from_env({"FYNLO_ENV": "dev", "FYNLO_PLUGINS": "no_colon"})
+    custom = Settings.from_env(
+        {"FYNLO_ENV": "dev", "FYNLO_PLUGINS": "tests.core.conftest:NotesPlugin"}
+    )
+    assert "notes_manual" in registry_from(custom).collection_names
+    assert "orders" not in registry_from(custom).collection_names
+    with pytest.raises(SettingsError, match="cannot load"):
+        registry_from(custom.with_(plugins=("tests.core.conftest:Nothing",)))
 
 
 def test_cli_tenant_enroll_revoke(
