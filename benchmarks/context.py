@@ -60,11 +60,11 @@ SCALES: dict[str, Scale] = {
     ),
     "quick": Scale(
         mode="quick",
-        apply_ops=20_000,
+        apply_ops=10_000,
         apply_batch=1000,
         server_batches=(100, 1000),
         rounds=1,
-        pull_changes=20_000,
+        pull_changes=10_000,
         pull_page=1000,
         e2e_ops=2000,
         storm_terminals=10,

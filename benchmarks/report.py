@@ -201,11 +201,15 @@ def latency_svg(results: Sequence[Result]) -> str | None:
         return left + (width - left - right) * (math.log10(ms) - low) / (high - low)
 
     def y(frac: float) -> float:
-        return top + (height - top - bottom) * (1 - frac)
+        # Tail-stretched: the height is -log10 of the fraction left (p90 and p99 get room;
+        # 100 is the maximum, drawn at 1 - 0.005).
+        stretch = -math.log10(max(1.0 - frac, 0.005)) / -math.log10(0.005)
+        return top + (height - top - bottom) * (1 - stretch)
 
     body = [
         '<text x="10" y="22" font-size="14" font-weight="bold">'
-        "Latency distribution (CDF; x: milliseconds, log scale)</text>"
+        "Latency distribution (CDF; x: milliseconds, log scale; y: percentile, tail "
+        "stretched)</text>"
     ]
     for e in range(low, high + 1):
         gx = x(10.0**e)
@@ -216,14 +220,13 @@ def latency_svg(results: Sequence[Result]) -> str | None:
             f'<text x="{gx:.1f}" y="{height - bottom + 16}" text-anchor="middle">'
             f"{fmt(10.0**e)}</text>"
         )
-    for frac in (0.0, 0.5, 0.9, 0.99, 1.0):
+    for frac in (0.0, 0.5, 0.9, 0.99, 1.0):  # 1.0 is drawn as "max"
         gy = y(frac)
         body.append(
             f'<line x1="{left}" y1="{gy:.1f}" x2="{width - right}" y2="{gy:.1f}" stroke="#eee"/>'
         )
-        body.append(
-            f'<text x="{left - 6}" y="{gy + 4:.1f}" text-anchor="end">p{frac * 100:g}</text>'
-        )
+        tick = "max" if frac == 1.0 else f"p{frac * 100:g}"
+        body.append(f'<text x="{left - 6}" y="{gy + 4:.1f}" text-anchor="end">{tick}</text>')
     for i, (name, qs) in enumerate(curves):
         colour = _COLOURS[i % len(_COLOURS)]
         points = " ".join(f"{x(v):.1f},{y(q / 100):.1f}" for q, v in enumerate(qs))
