@@ -58,8 +58,13 @@ def register(subparsers: Any) -> None:
     demo.add_argument("--seed", type=int, default=7, help="makes the workload repeatable")
     demo.add_argument("--server-url", help="use a running server instead of starting one")
     demo.add_argument("--out", type=Path, help="folder for the report and picture")
-    demo.add_argument("--ops", type=int, default=0, help="ops per terminal (default: auto)")
+    demo.add_argument(
+        "--ops", type=int, default=0, help="turns per terminal in the service (default 24)"
+    )
     demo.add_argument("--json", action="store_true", help="print one JSON object")
+    demo.add_argument(
+        "--pace", type=float, default=None, help="seconds between rounds (default: 0.12 live)"
+    )
     demo.set_defaults(func=_demo)
 
 
@@ -156,4 +161,5 @@ def _print_summary(data: dict[str, Any], saved: Path | None) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from fynlo_sync.sim.demo import main
 
-    return main(args)
+    code: int = main(args)
+    return code

@@ -49,9 +49,12 @@ def seed_floor(client: Terminal, tenant: str) -> list[Op]:
     return made
 
 
-def act(client: Terminal, tenant: str, index: int, step: Step) -> list[Op]:
+def act(
+    client: Terminal, tenant: str, index: int, step: Step, *, order_id: str | None = None
+) -> list[Op]:
     """Do one write of the service on ``client``: ``step.what`` with its selectors resolved
-    against what the terminal sees now. Returns the ops made (``[]``: nothing to do)."""
+    against what the terminal sees now (``order_id`` names the order instead of ``a``).
+    Returns the ops made (``[]``: nothing to do)."""
     seq = client.store.meta().next_seq
     orders = [o for o in client.records(ORDERS) if o.record_id.startswith(tenant + ".")]
 
@@ -60,6 +63,8 @@ def act(client: Terminal, tenant: str, index: int, step: Step) -> list[Op]:
         found = [
             o for o in orders if o.fields.get("status") in wanted and (extra is None or extra(o))
         ]
+        if order_id is not None:
+            return next((o for o in found if o.record_id == order_id), None)
         return found[step.a % len(found)] if found else None
 
     what = step.what
