@@ -29,3 +29,12 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# `make demo`, the first command to run: creates .venv if missing, installs what the demo
+# needs (the server extra), and runs a restaurant service with 6 terminals on the real server.
+# The report and its timeline picture go to a temporary folder it prints. DEMO_ARGS passes
+# options through, e.g. make demo DEMO_ARGS="--seed 3 --terminals 8 --out demo-report".
+.PHONY: demo
+demo: $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[server]'
+	$(BIN)/fynlo demo $(DEMO_ARGS)
