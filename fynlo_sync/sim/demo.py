@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -52,7 +53,11 @@ def _server(scratch: Path, server_url: str | None, tenant_name: str) -> Iterator
     except ModuleNotFoundError as exc:
         raise MissingDependencyError(exc.name or "server", "server") from exc
     if server_url is not None:
-        settings = Settings.from_env()
+        # Enrolling signs nothing, so (as with `fynlo device enroll`) no key is needed.
+        environ = dict(os.environ)
+        if not environ.get("FYNLO_SECRET_KEY"):
+            environ["FYNLO_ENV"] = "dev"
+        settings = Settings.from_env(environ)
         tenant = admin.create_tenant(settings, tenant_name)
         yield _Server(
             url=server_url.rstrip("/"),
@@ -231,6 +236,7 @@ def main(args: argparse.Namespace) -> int:
                     pace=pace,
                     on_update=show,
                 )
+            print()
             _print_report(report)
             print(f"({time.perf_counter() - started:.1f} s)")
     except MissingDependencyError as exc:
