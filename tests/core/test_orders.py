@@ -112,9 +112,10 @@ def test_a_sent_line_cannot_be_removed(registry: Registry) -> None:
     assert (result.status, result.reason) == ("rejected", "line-already-sent")
 
 
-def test_open_needs_an_iso_currency(registry: Registry) -> None:
+@pytest.mark.parametrize("currency", ["pounds", "gbp", "EU1", "ÉUR", "EU"])
+def test_open_needs_an_iso_currency(registry: Registry, currency: str) -> None:
     op = mkop(
-        1, "command", collection="orders", record="o1", name="open", args={"currency": "pounds"}
+        1, "command", collection="orders", record="o1", name="open", args={"currency": currency}
     )
     assert apply_op(None, op, registry, 1).reason == "invalid-argument"
 

@@ -62,7 +62,7 @@ def _arg(ctx: CommandContext, name: str, kind: type, *, required: bool = True) -
 def _open(ctx: CommandContext) -> dict[str, Any]:
     status = _transition(ctx, "open")
     currency = _arg(ctx, "currency", str)
-    if len(currency) != 3 or not currency.isupper():
+    if len(currency) != 3 or not all("A" <= ch <= "Z" for ch in currency):
         raise RejectedOpError("currency must be an ISO 4217 code", reason="invalid-argument")
     return {
         "status": status,
