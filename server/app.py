@@ -9,6 +9,7 @@ Nothing is global: two apps in one process share nothing (but the Prometheus reg
 from __future__ import annotations
 
 import importlib
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -52,6 +53,8 @@ __all__ = [
 
 PROBLEM_JSON = "application/problem+json"
 
+_log = logging.getLogger("fynlo.server")
+
 #: Paths that need no access token.
 PUBLIC = ["^/health/", "^/metrics", "^/schema", "^/v1/auth/"]
 
@@ -74,17 +77,36 @@ def _fynlo_error(_: Request[Any, Any, Any], exc: FynloError) -> Response[Any]:
     return problem_response(exc, headers)
 
 
-def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """A bug or an unmapped driver error: logged with its traceback, answered as a bare 500
+    problem (no internals in the body)."""
+    _log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    body = {
+        "type": PROBLEM_BASE + "internal-error",
+        "title": "InternalError",
+        "status": 500,
+        "detail": "the server failed; the request may be retried",
+    }
+    return Response(content=body, status_code=500, media_type=PROBLEM_JSON)
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     """Litestar's own errors, as problem details of the same family."""
     if isinstance(exc, NotAuthorizedException):
-        return _fynlo_error(_, UnauthenticatedError(exc.detail))
+        return _fynlo_error(request, UnauthenticatedError(exc.detail))
     if isinstance(exc, ValidationException):
         extra = exc.extra if isinstance(exc.extra, list) else []
         return problem_response(MalformedError(exc.detail, errors=extra))
     if exc.status_code == 413:
+        limit = request.route_handler.resolve_request_max_body_size()
         return problem_response(
-            BatchTooLargeError("the request body is larger than the server accepts")
+            BatchTooLargeError(
+                f"the request body is larger than the {limit} bytes this server accepts",
+                max_bytes=limit,
+            )
         )
+    if exc.status_code >= 500:
+        return _unexpected(request, exc)
     slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
     if isinstance(exc, NotFoundException):
         slug = "not-found"
@@ -160,7 +182,11 @@ def create_app(
         on_app_init=[auth.on_app_init],
         middleware=[prometheus.middleware],
         lifespan=[lifespan],
-        exception_handlers={FynloError: _fynlo_error, HTTPException: _http_error},
+        exception_handlers={
+            FynloError: _fynlo_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
         openapi_config=OpenAPIConfig(
             title="fynlo-sync server", version="1", path="/schema", use_handler_docstrings=True
         ),

@@ -127,7 +127,7 @@ def test_oversize_body_is_413(live: Live) -> None:
     link = live.device(live.tenant())
     big = batch_of(link.node_id, 1, 2, title="x" * MAX_BODY)
     r = raw(live, "POST", "/v1/sync/push", link, content=encode_batch(big))
-    problem(r, 413, "batch-too-large")
+    assert problem(r, 413, "batch-too-large")["max_bytes"] == MAX_BODY
     assert pull_all(live, link).cursor == 0
 
 
