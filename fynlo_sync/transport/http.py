@@ -14,6 +14,7 @@ reconnecting with backoff, and reports each poke's cursor (``on_poke`` and :meth
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import random
 import threading
@@ -41,6 +42,8 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
     raise MissingDependencyError("httpx", "server") from exc
 
 __all__ = ["HttpTransport", "PokeListener", "Tokens", "error_from_problem"]
+
+_log = logging.getLogger("fynlo.transport")
 
 _STANDARD = ("type", "title", "status", "detail", "instance")
 
@@ -270,7 +273,10 @@ class PokeListener:
                         poke = msgspec.json.decode(message, type=Poke)
                         self._pokes.put(poke.cursor)
                         if self.on_poke is not None:
-                            self.on_poke(poke.cursor)
+                            try:
+                                self.on_poke(poke.cursor)
+                            except Exception:  # the caller's bug must not end the listener
+                                _log.exception("on_poke failed for cursor %d", poke.cursor)
             except InvalidStatus:
                 # Refused at the handshake: the access token expired or was revoked.
                 with contextlib.suppress(FynloError):
