@@ -262,14 +262,34 @@ class Terminal:
             verify_page(page)
             if page.since != meta.cursor:
                 raise PeerError(f"asked for changes after {meta.cursor}, got after {page.since}")
-            self._apply_page(page.changes, page.cursor)
+            unanswered = self._apply_page(page.changes, page.cursor)
+            if unanswered:
+                self._replay(link, unanswered)
             pulled += len(page.changes)
             if not page.more:
                 return pulled
 
-    def _apply_page(self, changes: list[Change], cursor: int) -> None:
+    def _replay(self, link: Transport, ops: list[Op]) -> None:
+        """``ops`` were committed (the feed showed a later op of ours) but their answer was
+        lost. Push them again: the server answers each as a duplicate carrying its first
+        outcome, so a rejection's reason still reaches this terminal. Nothing new is pushed.
+        Best effort: on a network failure those outcomes stay unknown."""
+        for start in range(0, len(ops), self.batch_size):
+            try:
+                result = link.push(Batch.of(self.node_id, ops[start : start + self.batch_size]))
+            except TransportError:
+                return
+            notable = [o for o in result.outcomes if _notable(o)]
+            if notable:
+                with self.store.transaction():
+                    self.store.record_outcomes(notable)
+
+    def _apply_page(self, changes: list[Change], cursor: int) -> list[Op]:
+        """Apply one page; returns the ops it acknowledged that no push answer had (their
+        outcomes are still unknown here)."""
         store = self.store
         with store.transaction():
+            answered = store.meta().acked_seq
             latest: dict[Key, Record] = {}
             mine = 0
             newest_hlc = 0
@@ -302,6 +322,7 @@ class Terminal:
                     self.clock.update(newest_hlc)
             meta = store.meta()
             store.set_meta(replace(meta, cursor=cursor, hlc=self.clock.last))
+        return [op for op in trimmed if op.seq > answered]
 
     def sync(self) -> SyncReport:
         """Push everything pending, then pull until caught up."""
