@@ -34,7 +34,7 @@ from fynlo_sync.errors import (
     UnauthenticatedError,
 )
 from fynlo_sync.ops import Batch
-from fynlo_sync.protocol import Poke, PullPage, PushResult, decode, encode_batch
+from fynlo_sync.protocol import Poke, PullPage, PushResult, decode, decode_page, encode_batch
 
 try:
     import httpx
@@ -191,7 +191,7 @@ class HttpTransport:
 
     def pull(self, since: int, limit: int) -> PullPage:
         body = self._authed("GET", "/v1/sync/pull", params={"cursor": since, "limit": limit})
-        return decode(body, PullPage)
+        return decode_page(body)  # checksum verified over the changes as received
 
     def get(self, path: str, **params: Any) -> Any:
         """An authenticated GET of any /v1 path, decoded as JSON (e.g. ``/v1/conflicts``)."""
