@@ -44,6 +44,9 @@ class RunResult:
     rejected: Counter[str]
     ops_made: int
     seconds: float
+    #: Non-applied outcomes of ops acknowledged through the feed only, never answered to
+    #: their author (see :mod:`fynlo_sync.sim.invariants`).
+    unseen_outcomes: int = 0
 
     @property
     def ok(self) -> bool:
@@ -98,6 +101,7 @@ def run_schedule(schedule: Schedule, registry: Registry | None = None) -> RunRes
         rejected=rejected,
         ops_made=made,
         seconds=time.perf_counter() - started,
+        unseen_outcomes=world.unseen_outcomes,
     )
 
 
@@ -210,6 +214,7 @@ class Summary:
     steps: int = 0
     checks: int = 0
     ops_made: int = 0
+    unseen_outcomes: int = 0
     faults: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
@@ -230,6 +235,7 @@ class Summary:
         self.steps += result.steps
         self.checks += result.checks
         self.ops_made += result.ops_made
+        self.unseen_outcomes += result.unseen_outcomes
         self.faults.update(result.faults)
         self.outcomes.update(result.outcomes)
         self.rejected.update(result.rejected)
@@ -246,6 +252,7 @@ class Summary:
             "ops_made": self.ops_made,
             "outcomes": dict(sorted(self.outcomes.items())),
             "rejected": dict(sorted(self.rejected.items())),
+            "unseen_outcomes": self.unseen_outcomes,
             "faults": dict(sorted(self.faults.items())),
             "failures": len(self.failures),
             "trace_hash": self.trace_hash,

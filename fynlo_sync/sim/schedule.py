@@ -191,8 +191,15 @@ def generate(
             out.append(Step("sync", t=t, faults=_faults(rng, rate), dt=dt()))
         elif roll < 0.65:
             out.append(Step("pull", t=t, faults=_faults(rng, rate), dt=dt()))
-        elif roll < 0.70:
+        elif roll < 0.68:
             out.append(Step("deliver", t=t, a=rng.randrange(4), dt=dt()))
+        elif roll < 0.70:
+            # Two pushes held in flight, the newer delivered first (a reorder), then the older.
+            out.append(Step("sync", t=t, faults=("delay",), dt=dt()))
+            out.append(write(t))
+            out.append(Step("sync", t=t, faults=("delay",), dt=dt()))
+            out.append(Step("deliver", t=t, a=1, dt=dt()))
+            out.append(Step("deliver", t=t, a=0, dt=dt()))
         elif roll < 0.78:
             # Split brain: t is cut off while a peer of the same tenant edits the same thing.
             peers = [p for p in range(n) if p != t and p % tenants == t % tenants]

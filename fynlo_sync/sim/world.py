@@ -322,7 +322,9 @@ class World:
             term.link.partitioned = False
         elif step.kind == "deliver":
             busy = [link for link in self.network.links if link.inflight]
-            if busy:
+            if term.link.inflight:
+                self.network.deliver_delayed(term.link, step.a)
+            elif busy:
                 self.network.deliver_delayed(busy[step.t % len(busy)], step.a)
             else:
                 self.lines.append("  nothing in flight")
