@@ -207,16 +207,17 @@ def main(args: argparse.Namespace) -> int:
     turns = args.ops or DEFAULT_TURNS
     interactive = not args.json and sys.stdout.isatty()
     pace = args.pace if args.pace is not None else (0.12 if interactive else 0.0)
+    options: dict[str, Any] = {
+        "terminals": args.terminals,
+        "seed": args.seed,
+        "turns": turns,
+        "out": args.out,
+        "server_url": args.server_url,
+        "pace": pace,
+    }
     try:
         if args.json:
-            report = run_demo(
-                terminals=args.terminals,
-                seed=args.seed,
-                turns=turns,
-                out=args.out,
-                server_url=args.server_url,
-                pace=pace,
-            )
+            report = run_demo(**options)
             print(json.dumps(report.to_json(), indent=2))
         else:
             from rich.live import Live
@@ -227,15 +228,7 @@ def main(args: argparse.Namespace) -> int:
                 def show(service: Any) -> None:
                     live.update(_live_table(service))
 
-                report = run_demo(
-                    terminals=args.terminals,
-                    seed=args.seed,
-                    turns=turns,
-                    out=args.out,
-                    server_url=args.server_url,
-                    pace=pace,
-                    on_update=show,
-                )
+                report = run_demo(**options, on_update=show)
             print()
             _print_report(report)
             print(f"({time.perf_counter() - started:.1f} s)")
