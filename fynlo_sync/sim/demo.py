@@ -220,7 +220,10 @@ def main(args: argparse.Namespace) -> int:
             report = run_demo(**options)
             print(json.dumps(report.to_json(), indent=2))
         else:
-            from rich.live import Live
+            try:
+                from rich.live import Live
+            except ModuleNotFoundError as exc:
+                raise MissingDependencyError("rich", "server") from exc
 
             started = time.perf_counter()
             with Live(refresh_per_second=8, transient=False) as live:
