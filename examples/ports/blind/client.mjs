@@ -25,6 +25,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { readFileSync, writeFileSync, renameSync, existsSync } from "node:fs";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 
 const MAX_INT = 9007199254740991;
 const MAX_HLC = (1n << 64n) - 1n;
@@ -784,7 +785,7 @@ export const REGISTRY = { orders: ORDERS, conflicts: CONFLICTS };
 
 const recordKey = (collection, recordId) => JSON.stringify([collection, recordId]);
 
-class ProblemError extends Error {
+export class ProblemError extends Error {
   constructor(status, problem) {
     super(`HTTP ${status}: ${problem && problem.type}`);
     this.status = status;
@@ -1357,12 +1358,16 @@ async function main() {
   throw new Error(`unknown command ${cmd}`);
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err) => {
-    const info = { error: String(err && err.message ? err.message : err) };
-    if (err instanceof ProblemError) info.problem = err.problem;
-    process.stderr.write(JSON.stringify(info) + "\n");
-    process.exit(2);
-  },
-);
+// Run as a program; importing the module (to reuse the pieces) runs nothing.
+const invoked = process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href;
+if (invoked) {
+  main().then(
+    (code) => process.exit(code),
+    (err) => {
+      const info = { error: String(err && err.message ? err.message : err) };
+      if (err instanceof ProblemError) info.problem = err.problem;
+      process.stderr.write(JSON.stringify(info) + "\n");
+      process.exit(2);
+    },
+  );
+}
