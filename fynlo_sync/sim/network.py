@@ -178,14 +178,18 @@ class Link:
         self.answered: dict[int, Outcome] = {}
         #: Answers returned during the current client call, not yet known to be stored.
         self.fresh: list[list[Outcome]] = []
+        self.died_here = False
 
     def settle(self, *, crashed: bool) -> None:
-        """The client call ended. If it crashed, its last answer may not have been stored."""
-        kept = self.fresh[:-1] if crashed else self.fresh
+        """The client call ended. If the terminal died in its store after reading an answer,
+        that last answer may not have been stored; if it died here, in the link, the answer
+        it died on was never handed over (and is not in ``fresh``)."""
+        kept = self.fresh[:-1] if crashed and not self.died_here else self.fresh
         for outcomes in kept:
             for outcome in outcomes:
                 self.answered.setdefault(outcome.seq, outcome)
         self.fresh = []
+        self.died_here = False
 
     def _next(self) -> Fault:
         if self.partitioned:
@@ -214,6 +218,7 @@ class Link:
             raise TransportError(f"{self.name}: connection reset")
         elif fault == "crash":
             self.network.trace("  terminal dies before reading the answer")
+            self.died_here = True
             raise Crashed
         self.fresh.append(list(result.outcomes))
         return result
@@ -226,6 +231,7 @@ class Link:
         page = self.network.pull(self, since, limit)
         if fault == "crash":
             self.network.trace(f"  terminal dies reading the page after {since}")
+            self.died_here = True
             raise Crashed
         return page
 
