@@ -37,6 +37,7 @@ __all__ = [
     "Plan",
     "apply_op",
     "check_batch",
+    "conflict_id_of",
     "plan_push",
     "rebase",
 ]
@@ -163,9 +164,15 @@ def _contested(current: Record, name: str, op: Op) -> Stamp | None:
     return None
 
 
+def conflict_id_of(op: Op) -> str:
+    """A parked op's conflict id: ``<node_id>:<seq>``, unique in the tenant by
+    construction (an op id is only as unique as the terminal that made it)."""
+    return f"{op.node_id}:{op.seq}"
+
+
 def _park(op: Op, current: Record | None, contested: list[str]) -> Applied:
     conflict = Conflict(
-        conflict_id=op.op_id,
+        conflict_id=conflict_id_of(op),
         collection=op.collection,
         record_id=op.record_id,
         op=op,

@@ -29,6 +29,8 @@ __all__ = [
 
 Hlc = Annotated[str, Meta(pattern=WIRE_PATTERN)]
 Ident = Annotated[str, Meta(min_length=1, max_length=128)]
+#: Node ids are shorter, so that a conflict id ("<node_id>:<seq>") is an identifier too.
+NodeIdent = Annotated[str, Meta(min_length=1, max_length=64)]
 SeqNo = Annotated[int, Meta(ge=1, le=MAX_SAFE_INTEGER)]
 Cursor = Annotated[int, Meta(ge=0, le=MAX_SAFE_INTEGER)]
 OpKind = Literal["put", "patch", "delete", "command"]
@@ -44,7 +46,7 @@ class Op(Struct, frozen=True, omit_defaults=False):
     """
 
     op_id: Ident
-    node_id: Ident
+    node_id: NodeIdent
     seq: SeqNo
     hlc: Hlc
     base_seq: Cursor
@@ -83,7 +85,7 @@ class Batch(Struct, frozen=True):
     """Consecutive ops of one node, committed whole or not at all."""
 
     protocol: int
-    node_id: Ident
+    node_id: NodeIdent
     ops: list[Op]
     checksum: str
 
@@ -97,7 +99,7 @@ class Stamp(Struct, frozen=True, array_like=True):
     sequence at which the write was committed (0 for a terminal's pending write)."""
 
     hlc: Hlc
-    node_id: Ident
+    node_id: NodeIdent
     seq: Cursor
 
     def key(self) -> tuple[str, bytes]:
@@ -127,7 +129,7 @@ class Change(Struct, frozen=True):
 
     seq: SeqNo
     op_id: Ident
-    node_id: Ident
+    node_id: NodeIdent
     node_seq: SeqNo
     record: Record
 

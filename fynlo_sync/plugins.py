@@ -113,9 +113,12 @@ class Collection:
                 )
             value = values[name]
             if value is None:
-                if spec.required:
+                if spec.required or spec.kind == "counter":
                     raise RejectedOpError(
-                        f"{self.name}.{name} is required", reason="invalid-field", field=name
+                        f"{self.name}.{name} is "
+                        + ("required" if spec.required else "a counter: write an integer delta"),
+                        reason="invalid-field",
+                        field=name,
                     )
                 continue
             if not _type_ok(spec.type, value):

@@ -297,7 +297,7 @@ def test_a_parked_op_writes_a_conflict_record_to_the_feed(registry: Registry) ->
         batch(op), high_water=0, prior={}, rows={row.key: row}, registry=registry, cursor=1
     )
     assert plan.outcomes[0].status == "conflict"
-    assert plan.outcomes[0].conflict_id == op.op_id
+    assert plan.outcomes[0].conflict_id == "n1:1"
     (change,) = plan.changes
     assert change.record.collection == CONFLICTS
     assert change.record.fields["state"] == "open"
@@ -315,3 +315,11 @@ def test_rebase_predicts_what_the_server_decides(registry: Registry) -> None:
     server = plan.writes[row.key]
     assert local is not None
     assert local.fields == server.fields == {"title": "soup", "likes": 3, "body": "x"}
+
+
+def test_a_counter_refuses_null(registry: Registry) -> None:
+    row = server_row(registry, likes=3)
+    result = apply_op(row, mkop(1, base=1, fields={"likes": None}), registry, 2)
+    assert (result.status, result.reason) == ("rejected", "invalid-field")
+    created = apply_op(None, mkop(1, "put", fields={"likes": None}), registry, 1)
+    assert (created.status, created.reason) == ("rejected", "invalid-field")

@@ -439,10 +439,11 @@ function park(cur, op, contested, s) {
     ["resolved_by", null],
     ["resolution_op_id", null],
   ]);
-  const conflict = obj([["conflict_id", op.op_id], ...Object.entries(fields)]);
+  const conflictId = `${op.node_id}:${op.seq}`;
+  const conflict = obj([["conflict_id", conflictId], ...Object.entries(fields)]);
   const record = {
     collection: "conflicts",
-    record_id: op.op_id,
+    record_id: conflictId,
     fields,
     stamps: obj(Object.keys(fields).map((k) => [k, [...stamp]])),
     deleted: false,

@@ -124,7 +124,7 @@ function park(op, cur, fields) {
     reason: null,
     record: null,
     conflict: {
-      conflict_id: op.op_id,
+      conflict_id: `${op.node_id}:${op.seq}`,
       collection: op.collection,
       record_id: op.record_id,
       op,
