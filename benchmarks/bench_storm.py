@@ -104,12 +104,14 @@ def run_storm(ctx: Context) -> list[Result]:
     finished: dict[str, float] = {}
     digests: dict[str, str] = {}
     cursors: dict[str, int] = {}
+    retries = 0
     errors: list[str] = []
     for text in results:
         report: dict[str, Any] = json.loads(text[len("RESULT ") :])
         finished.update(report["finished"])
         digests.update(report["digests"])
         cursors.update(report["cursors"])
+        retries += sum(report["retries"].values())
         errors += report["errors"]
     if errors:
         raise RuntimeError("; ".join(errors[:5]))
@@ -156,6 +158,7 @@ def run_storm(ctx: Context) -> list[Result]:
                 "wall_s": storm_s,
                 "alone_s": alone_s,
                 "total_ops": target,
+                "transport_retries": retries,
                 "changes_pulled_in_all": target * count,
             },
         )

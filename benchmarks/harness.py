@@ -183,6 +183,8 @@ def serve(ctx: Context, settings: Any, name: str, *, count: int = 1) -> Iterator
                         "websockets-sansio",
                         "--ws-ping-interval",
                         "0",
+                        "--timeout-keep-alive",
+                        "30",
                     ],
                     cwd=ctx.root,
                     env=env,

@@ -31,12 +31,16 @@ from fynlo_sync.store.sqlite import SqliteTerminalStore
 from fynlo_sync.transport.base import Transport
 from fynlo_sync.transport.http import HttpTransport
 
-__all__ = ["DeadlineTransport", "converge", "digest", "main"]
+__all__ = ["RETRIES", "DeadlineTransport", "converge", "digest", "main"]
 
 
 def digest(terminal: Terminal) -> str:
     rows = [[r.collection, r.record_id, r.fields] for r in terminal.store.records()]
     return hashlib.md5(msgspec.json.encode(rows, order="sorted")).hexdigest()
+
+
+#: Transport failures retried per terminal (reported with the result).
+RETRIES: dict[str, int] = {}
 
 
 class DeadlineTransport:
@@ -77,8 +81,17 @@ def converge(terminal: Terminal, target: int, deadline: float) -> bool:
 
 def _converge(terminal: Terminal, target: int, deadline: float) -> bool:
     while True:
-        terminal.push()
-        terminal.pull()
+        try:
+            terminal.push()
+            terminal.pull()
+            terminal.backoff.reset()
+        except TransportError:
+            # What a terminal does on a network failure: back off (with jitter), retry.
+            if time.monotonic() > deadline:
+                raise
+            RETRIES[terminal.node_id] = RETRIES.get(terminal.node_id, 0) + 1
+            time.sleep(min(terminal.backoff.next_delay_ms(), 2000) / 1000)
+            continue
         if terminal.store.meta().cursor >= target and not terminal.pending():
             return True
         if time.monotonic() > deadline:
@@ -128,6 +141,7 @@ def main() -> int:
         "errors": errors,
         "digests": {t.node_id: digest(t) for t in terminals},
         "cursors": {t.node_id: t.store.meta().cursor for t in terminals},
+        "retries": RETRIES,
     }
     print("RESULT " + json.dumps(report), flush=True)
     return 0
