@@ -40,7 +40,7 @@ from fynlo_sync.plugins import CONFLICTS
 if TYPE_CHECKING:
     from fynlo_sync.sim.world import SimTerminal, World
 
-__all__ = ["INVARIANTS", "Violation", "check_end", "check_step", "quiet"]
+__all__ = ["INVARIANTS", "Violation", "check_end", "check_step", "parked_by", "quiet"]
 
 #: Every invariant by name, for reports.
 INVARIANTS = (
@@ -78,6 +78,15 @@ class Violation(Exception):
         self.name = name
         self.detail = detail
         self.step: int | None = None
+
+
+def parked_by(change: Change) -> bool:
+    """Is this change the conflict record its op was parked as (not an edit of one)?"""
+    record = change.record
+    if record.collection != CONFLICTS:
+        return False
+    parked = record.fields.get("op")
+    return isinstance(parked, dict) and parked.get("op_id") == change.op_id
 
 
 def _fold(changes: list[Change]) -> dict[tuple[str, str], Record]:
@@ -176,9 +185,7 @@ def _check_server(world: World, view: _TenantView) -> None:
             raise Violation("hlc-order", f"{node}'s ops do not have increasing HLCs")
     counts: Counter[tuple[str, int, bool]] = Counter()
     for change in view.feed:
-        is_conflict = change.record.collection == CONFLICTS and (
-            change.record.record_id == change.op_id
-        )
+        is_conflict = parked_by(change)
         counts[(change.node_id, change.node_seq, is_conflict)] += 1
         found = by_op.get((change.node_id, change.node_seq))
         if found is None or found.op_id != change.op_id:

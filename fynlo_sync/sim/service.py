@@ -30,6 +30,7 @@ from fynlo_sync.ops import Change, Op, Outcome, Record
 from fynlo_sync.plugins import CONFLICTS, Registry
 from fynlo_sync.sim import workload
 from fynlo_sync.sim.cable import Cable
+from fynlo_sync.sim.invariants import parked_by
 from fynlo_sync.sim.schedule import Step
 from fynlo_sync.store.sqlite import SqliteTerminalStore
 from fynlo_sync.transport.http import HttpTransport, PokeListener
@@ -380,9 +381,7 @@ class Service:
         server_rows = [state[k] for k in sorted(state)]
         record_changes: Counter[str] = Counter()
         for change in feed:
-            if not (
-                change.record.collection == CONFLICTS and change.record.record_id == change.op_id
-            ):
+            if not parked_by(change):
                 record_changes[change.op_id] += 1
         notable: dict[str, Outcome] = {}
         for desk in self.desks:
