@@ -14,8 +14,8 @@ import hashlib
 import random
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,10 @@ class CrashingStore:
     def __init__(self, inner: SqliteTerminalStore) -> None:
         self.inner = inner
         self.countdown = 0
+        #: Called after each outermost transaction commits: every committed state is one a
+        #: crash could freeze, so the simulator checks the terminal's invariants there too.
+        self.on_commit: Callable[[], None] | None = None
+        self._depth = 0
 
     def _write(self) -> None:
         if self.countdown:
@@ -81,9 +85,16 @@ class CrashingStore:
             if not self.countdown:
                 raise Crashed
 
-    def transaction(self) -> AbstractContextManager[None]:
-        ctx: AbstractContextManager[None] = self.inner.transaction()
-        return ctx
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self._depth += 1
+        try:
+            with self.inner.transaction():
+                yield
+        finally:
+            self._depth -= 1
+        if not self._depth and self.on_commit is not None:
+            self.on_commit()
 
     def meta(self) -> TerminalMeta:
         return self.inner.meta()
@@ -194,6 +205,8 @@ class World:
         self.office_made: dict[str, dict[int, Op]] = {}
         self.refused: Counter[str] = Counter()
         self.unseen_outcomes = 0
+        #: The server's state per tenant as the invariants last read it (see _view).
+        self.views: dict[str, Any] = {}
         self.steps_run = 0
         self.checks = 0
         self._setup()
@@ -207,6 +220,8 @@ class World:
         self, path: Path, node_id: str, clock: TerminalClock, link: Link, generation: int
     ) -> tuple[CrashingStore, Terminal]:
         store = CrashingStore(SqliteTerminalStore(path, node_id, synchronous="OFF"))
+        if self.check_every_step:
+            store.on_commit = lambda: invariants.check_commit(self, node_id)
         client = Terminal(
             store,
             self.registry,

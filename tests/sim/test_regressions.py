@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fynlo_sync.sim import Schedule, Step, World
+import pytest
+
+from fynlo_sync.sim import Schedule, Step, World, run_schedule
+from fynlo_sync.store.sqlite import SqliteTerminalStore
 
 
 def test_a_rejection_reaches_its_author_when_the_answer_was_lost_and_it_pulled_first(
@@ -45,3 +48,41 @@ def test_a_rejection_reaches_its_author_when_the_answer_was_lost_and_it_pulled_f
         world.finish()
     finally:
         world.close()
+
+
+ACK_BEFORE_07A2202 = ("UPDATE outbox SET acked_cursor = ? WHERE seq <= ? AND acked_cursor IS NULL",)
+
+
+def ack_seen_in_the_feed() -> Schedule:
+    """Shrunk by `fynlo sim` from seed 5 with the ack of 07a2202 undone: one push of four
+    ops, pulled back three changes a page. The first page holds the stock delta's change
+    but ends before the push's cursor."""
+    return Schedule(
+        seed=5,
+        terminals=1,
+        tenants=1,
+        batch_size=100,
+        page_size=3,
+        steps=(
+            Step("write", t=0, what="stock", a=6, b=20),
+            Step("write", t=0, what="void", b=76),
+            Step("write", t=0, what="send", a=4, b=61),
+            Step("write", t=0, what="ready", a=2, b=7),
+        ),
+    )
+
+
+def test_an_op_seen_in_the_feed_before_its_ack_cursor_is_not_applied_twice() -> None:
+    result = run_schedule(ack_seen_in_the_feed())
+    assert result.ok, result.failure
+
+
+def test_the_double_apply_that_07a2202_fixed_is_caught_between_pages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def old_ack(self: SqliteTerminalStore, upto_seq: int, cursor: int) -> None:
+        self.db.conn.execute(ACK_BEFORE_07A2202[0], (cursor, upto_seq))
+
+    monkeypatch.setattr(SqliteTerminalStore, "ack", old_ack)
+    result = run_schedule(ack_seen_in_the_feed())
+    assert result.failure is not None and result.failure.invariant == "stock-count"
