@@ -71,6 +71,10 @@ class Cable:
                 _reset(client)
                 continue
             server.settimeout(None)
+            for sock in (client, server):
+                # A relay must not hold small segments back (Nagle + delayed ACK: 40 ms).
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._open.update((client, server))
             for src, dst in ((client, server), (server, client)):

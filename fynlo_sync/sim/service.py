@@ -53,6 +53,8 @@ TURN_WRITES = (
     ("stock", 3),
     ("table", 1),
 )
+#: How long a terminal waits for the poke of the newest change before it syncs anyway.
+POKE_WAIT_S = 1.0
 #: The fight over one order and one table across the cut.
 SPLIT_WRITES = ("note", "tags", "add_line", "table", "covers")
 
@@ -208,13 +210,24 @@ class Service:
         return True
 
     def drain_pokes(self) -> None:
-        """Terminals that were poked since their last sync pull (after pushing)."""
+        """Each terminal waits (briefly) for the WebSocket poke that announces the feed's
+        newest cursor, then syncs if it is behind. Deciding by the cursor rather than by
+        when a poke happens to arrive keeps a seed's service the same from run to run."""
+        newest = max(d.client.store.meta().cursor for d in self.desks)
         for desk in self.desks:
-            poked = 0
-            while desk.listener.next(0) is not None:
-                poked += 1
-            desk.pokes += poked
-            if poked:
+            deadline = time.perf_counter() + (POKE_WAIT_S if desk.online else 0.0)
+            heard = 0
+            while True:
+                cursor = desk.listener.next(max(0.0, deadline - time.perf_counter()))
+                if cursor is None:
+                    break
+                desk.pokes += 1
+                heard = max(heard, cursor)
+                if heard >= newest:
+                    break
+            while desk.listener.next(0) is not None:  # older pokes still queued
+                desk.pokes += 1
+            if desk.client.store.meta().cursor < newest:
                 self.sync(desk, "poke")
 
     def write(self, desk: Desk, what: str, a: int, b: int, order_id: str | None = None) -> list[Op]:
