@@ -126,7 +126,8 @@ def _sim(args: argparse.Namespace) -> int:
 def _print_summary(data: dict[str, Any], saved: Path | None) -> None:
     print(
         f"{data['schedules']} schedules from seed {data['seed']}: {data['steps']} steps, "
-        f"{data['invariant_checks']} invariant checks, {data['ops_made']} ops made, "
+        f"{data['invariant_checks']} invariant checks (+{data['commit_checks']} after "
+        f"terminal commits), {data['ops_made']} ops made, "
         f"{data['seconds']} s"
     )
     print("faults fired: " + ", ".join(f"{k} {v}" for k, v in data["faults"].items()))

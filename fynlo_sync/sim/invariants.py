@@ -143,6 +143,7 @@ class _TenantView:
 def check_commit(world: World, node_id: str) -> None:
     """After a terminal commits a transaction (a local write, an ack, one pulled page):
     that terminal's invariants, against the server as it is now."""
+    world.commit_checks += 1
     for term in world.terminals:
         if term.node_id == node_id:
             _check_terminal(world, _view(world, term.tenant), term, mid_call=True)

@@ -39,6 +39,7 @@ class RunResult:
     trace_hash: str
     steps: int
     checks: int
+    commit_checks: int
     faults: Counter[str]
     outcomes: Counter[str]
     rejected: Counter[str]
@@ -96,6 +97,7 @@ def run_schedule(schedule: Schedule, registry: Registry | None = None) -> RunRes
         trace_hash=hashlib.sha256(trace.encode("utf-8")).hexdigest(),
         steps=world.steps_run,
         checks=world.checks,
+        commit_checks=world.commit_checks,
         faults=world.network.fired,
         outcomes=outcomes,
         rejected=rejected,
@@ -213,6 +215,7 @@ class Summary:
     schedules: int = 0
     steps: int = 0
     checks: int = 0
+    commit_checks: int = 0
     ops_made: int = 0
     unseen_outcomes: int = 0
     faults: Counter[str] = field(default_factory=Counter)
@@ -234,6 +237,7 @@ class Summary:
         self.schedules += 1
         self.steps += result.steps
         self.checks += result.checks
+        self.commit_checks += result.commit_checks
         self.ops_made += result.ops_made
         self.unseen_outcomes += result.unseen_outcomes
         self.faults.update(result.faults)
@@ -249,6 +253,7 @@ class Summary:
             "schedules": self.schedules,
             "steps": self.steps,
             "invariant_checks": self.checks,
+            "commit_checks": self.commit_checks,
             "ops_made": self.ops_made,
             "outcomes": dict(sorted(self.outcomes.items())),
             "rejected": dict(sorted(self.rejected.items())),

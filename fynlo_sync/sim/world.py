@@ -209,6 +209,8 @@ class World:
         self.views: dict[str, Any] = {}
         self.steps_run = 0
         self.checks = 0
+        #: Terminal checks after a committed transaction, within steps.
+        self.commit_checks = 0
         self._setup()
 
     # ------------------------------------------------------------------ building
@@ -301,7 +303,6 @@ class World:
             except Violation as exc:
                 exc.step = index
                 raise
-            self.checks += 1
         self.lines.append("    " + self.digest())
 
     def digest(self) -> str:
