@@ -215,7 +215,8 @@ class Service:
         when a poke happens to arrive keeps a seed's service the same from run to run."""
         newest = max(d.client.store.meta().cursor for d in self.desks)
         for desk in self.desks:
-            deadline = time.perf_counter() + (POKE_WAIT_S if desk.online else 0.0)
+            behind = desk.client.store.meta().cursor < newest
+            deadline = time.perf_counter() + (POKE_WAIT_S if desk.online and behind else 0.0)
             heard = 0
             while True:
                 cursor = desk.listener.next(max(0.0, deadline - time.perf_counter()))
