@@ -10,18 +10,14 @@ batches and pages of 1,000 (the server's maxima).
 
 from __future__ import annotations
 
-import random
 import time
 from typing import Any
 
-from benchmarks.bench_local import wall_ms
 from benchmarks.context import Context
 from benchmarks.harness import enroll, need_server, serve, server_settings
 from benchmarks.pouch import PouchUnavailable, replicate
 from benchmarks.result import Measure, Result, Target, speed_ratio
-from benchmarks.workload import drive_terminal
-from fynlo_sync.client import Terminal
-from fynlo_sync.store.sqlite import SqliteTerminalStore
+from benchmarks.workload import drive_terminal, new_terminal
 
 __all__ = ["run_e2e"]
 
@@ -50,23 +46,19 @@ def run_e2e(ctx: Context) -> list[Result]:
     tenant_name = "e2e"
     _, codes = enroll(settings, tenant_name, ["till-a", "till-b"])
     with serve(ctx, settings, "e2e") as (url,):
-        a = Terminal(
-            SqliteTerminalStore(ctx.work / "e2e-a.db", "till-a"),
+        a = new_terminal(
+            ctx.work / "e2e-a.db",
+            "till-a",
             ctx.registry,
             HttpTransport.enroll(url, codes["till-a"]),
-            wall=wall_ms,
-            rng=random.Random(21),
-            batch_size=1000,
-            page_size=1000,
+            seed=21,
         )
-        b = Terminal(
-            SqliteTerminalStore(ctx.work / "e2e-b.db", "till-b"),
+        b = new_terminal(
+            ctx.work / "e2e-b.db",
+            "till-b",
             ctx.registry,
             HttpTransport.enroll(url, codes["till-b"]),
-            wall=wall_ms,
-            rng=random.Random(22),
-            batch_size=1000,
-            page_size=1000,
+            seed=22,
         )
         drive_terminal(a, n, on_each=lambda i: ctx.progress.step(i + 1, n, "offline writes on A"))
         ctx.progress.note("A reconnects: push; B pulls")

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from benchmarks.bench_local import _summary
+from benchmarks.bench_local import summary
 from benchmarks.context import Context
 from benchmarks.harness import (
     enroll,
@@ -114,7 +114,7 @@ def _round_robin(bodies: dict[str, list[bytes]]) -> list[tuple[str, bytes]]:
 def _result(
     key: str, store: str, ops: int, http_s: float, base_s: float, lat: list[float], params: Any
 ) -> Result:
-    summary = _summary(lat)
+    stats = summary(lat)
     return Result(
         key=key,
         number=7,
@@ -129,7 +129,7 @@ def _result(
             "http_s": http_s,
             "in_process_s": base_s,
             "requests": len(lat),
-            **{f"request_{k}": v for k, v in summary.items()},
+            **{f"request_{k}": v for k, v in stats.items()},
         },
         distributions={f"push request ({store})": quantiles(lat)},
     )

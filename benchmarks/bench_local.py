@@ -9,18 +9,14 @@ import time
 
 from benchmarks.context import Context
 from benchmarks.result import Measure, Result, Target, percentile, quantiles
-from benchmarks.workload import order_steps
+from benchmarks.workload import order_steps, wall_ms
 from fynlo_sync.client import Terminal
 from fynlo_sync.store.sqlite import SqliteTerminalStore
 
-__all__ = ["run_local_write", "wall_ms"]
+__all__ = ["run_local_write", "summary"]
 
 
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _summary(samples: list[float]) -> dict[str, float]:
+def summary(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     return {
         "p50_ms": percentile(ordered, 50),
@@ -98,7 +94,7 @@ def run_local_write(ctx: Context) -> list[Result]:
             baseline.append(took / 1e6)
     raw_store.close()
 
-    mine, base = _summary(ours), _summary(baseline)
+    mine, base = summary(ours), summary(baseline)
     details: dict[str, float | int] = {**mine, "writes_per_s": 1000.0 / mine["mean_ms"]}
     details.update({f"raw_{k}": v for k, v in base.items()})
     return [

@@ -23,7 +23,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks.bench_local import _summary
+from benchmarks.bench_local import summary
 from benchmarks.context import Context
 from benchmarks.harness import (
     enroll,
@@ -239,8 +239,8 @@ def _token(url: str, code: str) -> str:
 def _result(
     key: str, title: str, ours: dict[str, Any], base: dict[str, Any], params: dict[str, Any]
 ) -> Result:
-    mine = _summary(ours["latencies"])
-    theirs = _summary(base["latencies"])
+    mine = summary(ours["latencies"])
+    theirs = summary(base["latencies"])
     delivered = ours["all_delivered_ms"]
     return Result(
         key=key,

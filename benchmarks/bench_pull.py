@@ -11,10 +11,9 @@ import time
 import msgspec
 
 from benchmarks.bench_apply import seed_server
-from benchmarks.bench_local import wall_ms
 from benchmarks.context import Context
 from benchmarks.result import Measure, Result, speed_ratio
-from benchmarks.workload import TENANT
+from benchmarks.workload import TENANT, wall_ms
 from fynlo_sync.client import Terminal
 from fynlo_sync.ops import Batch, Change
 from fynlo_sync.protocol import PullPage, PushResult

@@ -8,21 +8,17 @@ server (push + pull until converged): the ratio says how much the storm slows a 
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 import sys
 import threading
 import time
 from typing import Any
 
-from benchmarks.bench_local import wall_ms
 from benchmarks.context import Context
 from benchmarks.harness import enroll, need_server, serve, server_settings
 from benchmarks.result import Measure, Result, Target, percentile, speed_ratio
 from benchmarks.storm_peer import converge
-from benchmarks.workload import drive_terminal
-from fynlo_sync.client import Terminal
-from fynlo_sync.store.sqlite import SqliteTerminalStore
+from benchmarks.workload import drive_terminal, new_terminal
 
 __all__ = ["run_storm"]
 
@@ -33,15 +29,8 @@ def _alone(ctx: Context, ops: int) -> float:
     settings = server_settings(f"sqlite:///{ctx.work / 'storm-alone.db'}")
     _, codes = enroll(settings, "alone", ["solo"])
     with serve(ctx, settings, "storm-alone") as (url,):
-        terminal = Terminal(
-            SqliteTerminalStore(ctx.work / "storm-solo.db", "solo"),
-            ctx.registry,
-            HttpTransport.enroll(url, codes["solo"]),
-            wall=wall_ms,
-            rng=random.Random(5),
-            batch_size=1000,
-            page_size=1000,
-        )
+        link = HttpTransport.enroll(url, codes["solo"])
+        terminal = new_terminal(ctx.work / "storm-solo.db", "solo", ctx.registry, link, seed=5)
         drive_terminal(terminal, ops)
         start = time.monotonic()
         if not converge(terminal, ops, start + ctx.budget_s):

@@ -14,7 +14,18 @@ from benchmarks.result import Result, fmt
 
 __all__ = ["latency_svg", "markdown", "ratio_svg", "text_table"]
 
-_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")
+_COLOURS = (
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#9467bd",
+    "#ff7f0e",
+    "#17becf",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+)
 
 
 def _cells(r: Result) -> list[str]:
@@ -133,8 +144,8 @@ def _svg(width: int, height: int, body: list[str], title: str) -> str:
 def ratio_svg(results: Sequence[Result]) -> str:
     """Horizontal bars of each speed ratio on a log scale, the target as a black tick."""
     rows = [r for r in results if r.status == "ok" and r.ratio is not None and r.ratio > 0]
-    left, right, top, row_h = 330, 40, 40, 26
-    width = 900
+    left, right, top, row_h = 440, 40, 40, 26
+    width = 1010
     height = top + row_h * max(len(rows), 1) + 50
     lo, hi = -3.0, 2.0  # 0.001x .. 100x
 
@@ -144,7 +155,8 @@ def ratio_svg(results: Sequence[Result]) -> str:
 
     body = [
         '<text x="10" y="22" font-size="14" font-weight="bold">'
-        "Speed ratio against the same-run baseline (log scale; tick = target)</text>"
+        "Speed ratio against the same-run baseline (log scale; black tick = ratio target)"
+        "</text>"
     ]
     for e in range(int(lo), int(hi) + 1):
         gx = x(10.0**e)
@@ -160,21 +172,24 @@ def ratio_svg(results: Sequence[Result]) -> str:
         y = top + i * row_h
         colour = "#2ca02c" if r.met else ("#d62728" if r.met is False else "#1f77b4")
         label = f"{r.number}. {r.title}"
-        if len(label) > 48:
-            label = label[:47] + "..."
+        if len(label) > 64:
+            label = label[:63] + "..."
         body.append(f'<text x="10" y="{y + 16}">{escape(label)}</text>')
         x0, x1 = x(10.0**lo), x(r.ratio)
         body.append(
             f'<rect x="{x0:.1f}" y="{y + 4}" width="{max(x1 - x0, 1):.1f}" height="{row_h - 10}" '
             f'fill="{colour}" opacity="0.8"/>'
         )
-        body.append(f'<text x="{x1 + 4:.1f}" y="{y + 16}">{fmt(r.ratio)}x</text>')
+        text_x = x1 + 4
         if r.target is not None and r.target.kind == "ratio_min":
             tx = x(r.target.value)
             body.append(
                 f'<line x1="{tx:.1f}" y1="{y + 1}" x2="{tx:.1f}" y2="{y + row_h - 3}" '
                 'stroke="black" stroke-width="2"/>'
             )
+            if abs(tx - x1) < 40:
+                text_x = max(x1, tx) + 4
+        body.append(f'<text x="{text_x:.1f}" y="{y + 16}">{fmt(r.ratio)}x</text>')
     body.append(
         f'<text x="10" y="{height - 8}" fill="#555">green: target met, red: missed, '
         "blue: no ratio target</text>"
@@ -185,13 +200,16 @@ def ratio_svg(results: Sequence[Result]) -> str:
 def latency_svg(results: Sequence[Result]) -> str | None:
     """Cumulative distributions of every latency a run recorded (ms, log scale)."""
     curves: list[tuple[str, list[float]]] = []
+    seen: set[str] = set()
     for r in results:
         for name, qs in sorted(r.distributions.items()):
-            if qs and min(qs) > 0:
-                curves.append((f"{r.number}. {name}", qs))
+            label = f"{r.number}. {name}"
+            if qs and min(qs) > 0 and label not in seen:  # a shared baseline is drawn once
+                seen.add(label)
+                curves.append((label, qs))
     if not curves:
         return None
-    width, height, left, right, top, bottom = 900, 420, 60, 230, 40, 50
+    width, height, left, right, top, bottom = 1010, 420, 60, 330, 40, 50
     low = math.floor(math.log10(min(min(q) for _, q in curves)))
     high = math.ceil(math.log10(max(max(q) for _, q in curves)))
     if high <= low:

@@ -102,6 +102,16 @@ class Result:
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Result:
+        fields = dict(data)
+        for name in ("figure", "baseline"):
+            if fields.get(name) is not None:
+                fields[name] = Measure(**fields[name])
+        if fields.get("target") is not None:
+            fields["target"] = Target(**fields["target"])
+        return cls(**fields)
+
 
 def speed_ratio(ours_seconds: float, baseline_seconds: float) -> float:
     """Ours relative to the baseline when both did the same work: baseline time / ours."""

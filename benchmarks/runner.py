@@ -10,7 +10,6 @@ import json
 import os
 import pstats
 import shlex
-import shutil
 import sys
 import tempfile
 import time
@@ -111,6 +110,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--skip-pouchdb", action="store_true", help="no PouchDB baseline (no Node, no npm)"
     )
+    p.add_argument(
+        "--redraw",
+        type=Path,
+        default=None,
+        help="rewrite the docs page and pictures from a results JSON file (no run)",
+    )
     p.add_argument("--budget", type=float, default=600.0, help="seconds per benchmark, max")
     return p
 
@@ -175,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for b in _all():
             print(f"{b.key:16} ({b.number}) {b.title}")
         return 0
+    if args.redraw is not None:
+        return _redraw(args.redraw, args.docs or ROOT / "docs" / "benchmarks.md")
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     scale = SCALES[mode]
     chosen = _select(args)
@@ -256,5 +263,10 @@ def _write_docs(docs: Path, results: list[Result], meta: dict[str, Any], result:
     write_text(docs, markdown(results, meta, result_file=shown, pictures=pictures, notes=notes))
 
 
-def _cleanup(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+def _redraw(result_path: Path, docs: Path) -> int:
+    """The docs page from a stored run (after editing NOTES.md or the generator)."""
+    document = json.loads(result_path.read_text(encoding="utf-8"))
+    results = [Result.from_json(r) for r in document["results"]]
+    _write_docs(docs, results, document, result_path)
+    sys.stderr.write(f"table written to {docs} from {result_path}\n")
+    return 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import sys
 import threading
 import time
@@ -21,13 +20,11 @@ from typing import Any
 
 import msgspec
 
-from benchmarks.bench_local import wall_ms
-from benchmarks.workload import drive_terminal, orders_registry
+from benchmarks.workload import drive_terminal, new_terminal, orders_registry
 from fynlo_sync.client import Terminal
 from fynlo_sync.errors import TransportError
 from fynlo_sync.ops import Batch
 from fynlo_sync.protocol import PullPage, PushResult
-from fynlo_sync.store.sqlite import SqliteTerminalStore
 from fynlo_sync.transport.base import Transport
 from fynlo_sync.transport.http import HttpTransport
 
@@ -105,15 +102,8 @@ def main() -> int:
     work = Path(config["work"])
     terminals = []
     for node, code in config["terminals"]:
-        terminal = Terminal(
-            SqliteTerminalStore(work / f"storm-{node}.db", node),
-            registry,
-            HttpTransport.enroll(config["url"], code, timeout=120),
-            wall=wall_ms,
-            rng=random.Random(node),
-            batch_size=config.get("batch", 1000),
-            page_size=config.get("page", 1000),
-        )
+        link = HttpTransport.enroll(config["url"], code, timeout=120)
+        terminal = new_terminal(work / f"storm-{node}.db", node, registry, link, seed=node)
         drive_terminal(terminal, config["ops"])
         terminals.append(terminal)
     print("READY", flush=True)

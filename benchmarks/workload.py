@@ -10,9 +10,11 @@ the benchmarks measure the plain path, not conflict resolution.
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import conflict
@@ -21,21 +23,45 @@ from fynlo_sync.domains.orders import OrdersPlugin
 from fynlo_sync.hlc import pack, to_wire
 from fynlo_sync.ops import Batch, Op
 from fynlo_sync.plugins import Registry
+from fynlo_sync.store.sqlite import SqliteTerminalStore
+from fynlo_sync.transport.base import Transport
 
 __all__ = [
     "OPS_PER_ORDER",
     "TENANT",
     "OrderStep",
     "drive_terminal",
+    "new_terminal",
     "order_steps",
     "orders_registry",
     "server_batches",
     "server_ops",
+    "wall_ms",
 ]
 
 TENANT = "bench-tenant"
 OPS_PER_ORDER = 5
 _BASE_MS = 1_750_000_000_000
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_terminal(
+    path: Path, node_id: str, registry: Registry, transport: Transport | None, *, seed: int | str
+) -> Terminal:
+    """A terminal on a SQLite file, pushing and pulling 1,000 at a time (the server's
+    maxima), with the system clock and a seeded random source."""
+    return Terminal(
+        SqliteTerminalStore(path, node_id),
+        registry,
+        transport,
+        wall=wall_ms,
+        rng=random.Random(seed),
+        batch_size=1000,
+        page_size=1000,
+    )
 
 
 def orders_registry() -> Registry:
