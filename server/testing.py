@@ -61,7 +61,10 @@ def run_in_thread(
 ) -> Iterator[str]:
     """Serve ``create_app(settings)`` on ``host:port`` (0: any free port) on a thread;
     yields the base URL (``http://127.0.0.1:PORT``)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP,
+    # and sockets accepted from a proto-0 listener said 0, so every response written in two
+    # parts waited ~40 ms for a delayed ACK (Nagle).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(128)
