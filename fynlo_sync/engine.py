@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from fynlo_sync.canonical import MAX_SAFE_INTEGER
 from fynlo_sync.errors import (
     BatchTooLargeError,
     MalformedError,
@@ -154,6 +155,18 @@ def _finish(
         deleted_stamp=None,
         version=seq if seq else (base.version if base is not None else 0),
     )
+
+
+def _add(collection: Collection, name: str, current: Any, delta: int) -> int:
+    """A counter's new value; refuses to leave the exact integer range of JSON."""
+    total: int = (current or 0) + delta
+    if not -MAX_SAFE_INTEGER <= total <= MAX_SAFE_INTEGER:
+        raise RejectedOpError(
+            f"{collection.name}.{name} would leave -(2**53-1)..2**53-1",
+            reason="invalid-field",
+            field=name,
+        )
+    return total
 
 
 def _contested(current: Record, name: str, op: Op) -> Stamp | None:
@@ -327,8 +340,8 @@ def _apply_write(
         for name in sorted(incoming):
             spec = collection.fields.get(name)
             value = incoming[name]
-            if spec is not None and spec.kind == "counter":
-                value = (start.get(name) or 0) + value if op.kind == "patch" else value
+            if spec is not None and spec.kind == "counter" and op.kind == "patch":
+                value = _add(collection, name, start.get(name), value)
             start[name] = value
             stamps[name] = stamp
         collection.check_required(start)
@@ -345,7 +358,7 @@ def _apply_write(
         kind = spec.kind if spec is not None else "lww"
         value = incoming[name]
         if kind == "counter":
-            fields[name] = (fields.get(name) or 0) + value
+            fields[name] = _add(collection, name, fields.get(name), value)
             stamps[name] = stamp
             continue
         rival = _contested(current, name, op)

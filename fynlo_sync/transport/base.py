@@ -15,4 +15,8 @@ __all__ = ["Transport"]
 class Transport(Protocol):
     def push(self, batch: Batch) -> PushResult: ...
 
-    def pull(self, since: int, limit: int) -> PullPage: ...
+    def pull(self, since: int, limit: int) -> PullPage:
+        """A page whose checksum was verified over the bytes received
+        (:func:`fynlo_sync.protocol.decode_page`); a mismatch raises
+        :class:`~fynlo_sync.errors.ChecksumMismatchError`."""
+        ...

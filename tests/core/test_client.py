@@ -19,7 +19,7 @@ from fynlo_sync.errors import (
 )
 from fynlo_sync.ops import Batch
 from fynlo_sync.plugins import CONFLICTS
-from fynlo_sync.protocol import PullPage, PushResult
+from fynlo_sync.protocol import PullPage, PushResult, decode_page, encode
 from fynlo_sync.replica import ServerReplica
 from fynlo_sync.transport import LoopbackTransport
 from tests.core.conftest import TerminalFactory
@@ -225,9 +225,11 @@ def test_a_tampered_page_is_refused_and_nothing_changes(
     a.sync()
 
     class Tamper(LoopbackTransport):
+        """A page altered on the way: one total changed in the bytes."""
+
         def pull(self, since: int, limit: int) -> PullPage:
-            page = super().pull(since, limit)
-            return PullPage(page.since, page.cursor, page.more, page.changes, "0" * 32)
+            body = encode(self.replica.pull(self.tenant, since, limit))
+            return decode_page(body.replace(b'"total":0', b'"total":1', 1))
 
     b.transport = Tamper(server, "t1", "b")
     with pytest.raises(ChecksumMismatchError):

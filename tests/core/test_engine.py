@@ -323,3 +323,12 @@ def test_a_counter_refuses_null(registry: Registry) -> None:
     assert (result.status, result.reason) == ("rejected", "invalid-field")
     created = apply_op(None, mkop(1, "put", fields={"likes": None}), registry, 1)
     assert (created.status, created.reason) == ("rejected", "invalid-field")
+
+
+def test_a_counter_may_not_leave_the_exact_integer_range(registry: Registry) -> None:
+    row = server_row(registry, likes=2**53 - 2)
+    ok = apply_op(row, mkop(1, base=1, fields={"likes": 1}), registry, 2)
+    assert ok.status == "applied"
+    assert ok.record is not None
+    over = apply_op(ok.record, mkop(2, base=2, fields={"likes": 1}), registry, 3)
+    assert (over.status, over.reason) == ("rejected", "invalid-field")
