@@ -12,6 +12,7 @@ Both carry :class:`~server.accounts.Accounts` over the same database, and call
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -93,14 +94,17 @@ class EmbeddedBackend:
         self._limiter = anyio.CapacityLimiter(1)
 
     def _committed(self, tenant: str, plan: Plan) -> None:
-        # On the worker thread, inside replica.push: hop to the event loop to publish.
-        anyio.from_thread.run_sync(self._notify, tenant, plan.cursor)
+        # On the worker thread, inside replica.push: hand the poke to the event loop and
+        # return at once (waiting for the loop made every push queue behind the fan-out to
+        # every socket).
+        self._loop.call_soon_threadsafe(self._notify, tenant, plan.cursor)
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         call = functools.partial(fn, *args, **kwargs)
         return await anyio.to_thread.run_sync(call, limiter=self._limiter)
 
     async def start(self, migrate: bool) -> None:
+        self._loop = asyncio.get_running_loop()
         # The store migrates when opened; the account tables follow.
         await self.accounts.migrate()
 

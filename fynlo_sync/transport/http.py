@@ -140,11 +140,21 @@ class HttpTransport:
             raise UnauthenticatedError("this transport has no tokens: enroll first")
         return self.tokens.node_id
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return self._client.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise TransportError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+    def _send(
+        self, method: str, path: str, *, idempotent: bool = False, **kwargs: Any
+    ) -> httpx.Response:
+        """One request. An idempotent one (push, pull) is sent once more at once when a
+        kept-alive connection turns out to have been closed by the server meanwhile."""
+        for attempt in (0, 1):
+            try:
+                return self._client.request(method, path, **kwargs)
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                if idempotent and attempt == 0:
+                    continue
+                raise TransportError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+            except httpx.TransportError as exc:
+                raise TransportError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+        raise AssertionError("unreachable")
 
     def _grant(self, path: str, body: dict[str, str]) -> Tokens:
         response = self._send("POST", path, json=body)
@@ -166,7 +176,7 @@ class HttpTransport:
                 raise UnauthenticatedError("this transport has no tokens: enroll first")
             return self._grant("/v1/auth/refresh", {"refresh_token": self.tokens.refresh_token})
 
-    def _authed(self, method: str, path: str, **kwargs: Any) -> bytes:
+    def _authed(self, method: str, path: str, *, idempotent: bool = False, **kwargs: Any) -> bytes:
         for attempt in (0, 1):
             if self.tokens is None:
                 raise UnauthenticatedError("this transport has no tokens: enroll first")
@@ -174,7 +184,7 @@ class HttpTransport:
             headers = {"Authorization": f"Bearer {used.access_token}"}
             if "content" in kwargs:
                 headers["Content-Type"] = "application/json"
-            response = self._send(method, path, headers=headers, **kwargs)
+            response = self._send(method, path, idempotent=idempotent, headers=headers, **kwargs)
             if response.status_code == 401 and attempt == 0:
                 with self._lock:
                     if self.tokens is used:  # nobody refreshed meanwhile
@@ -186,11 +196,13 @@ class HttpTransport:
         raise AssertionError("unreachable")
 
     def push(self, batch: Batch) -> PushResult:
-        body = self._authed("POST", "/v1/sync/push", content=encode_batch(batch))
+        body = self._authed("POST", "/v1/sync/push", idempotent=True, content=encode_batch(batch))
         return decode(body, PushResult)
 
     def pull(self, since: int, limit: int) -> PullPage:
-        body = self._authed("GET", "/v1/sync/pull", params={"cursor": since, "limit": limit})
+        body = self._authed(
+            "GET", "/v1/sync/pull", idempotent=True, params={"cursor": since, "limit": limit}
+        )
         return decode_page(body)  # checksum verified over the changes as received
 
     def get(self, path: str, **params: Any) -> Any:
