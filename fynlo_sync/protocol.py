@@ -104,7 +104,9 @@ def page_checksum(changes: list[Change]) -> str:
 
 
 def verify_page(page: PullPage) -> None:
-    if page_checksum(page.changes) != page.checksum:
+    """Check an already decoded page with the full canonicaliser (it may hold values this
+    side did not validate, so :func:`page_checksum`'s shortcut does not apply)."""
+    if checksum(msgspec.to_builtins(page.changes)) != page.checksum:
         raise ChecksumMismatchError(
             f"pull page after cursor {page.since} does not match its checksum", since=page.since
         )
