@@ -5,6 +5,8 @@ over RFC 8785 canonical bytes, a pure engine that plans how a batch applies, sto
 SQLite (the terminal) and the server, and a terminal client with an outbox.
 """
 
+__version__ = "0.1.0"
+
 from fynlo_sync.canonical import canonical_bytes, checksum
 from fynlo_sync.client import Backoff, SyncReport, Terminal
 from fynlo_sync.engine import PROTOCOL_VERSION, Plan, apply_op, plan_push, rebase
@@ -47,6 +49,7 @@ __all__ = [
     "SyncReport",
     "Terminal",
     "TransportError",
+    "__version__",
     "apply_op",
     "canonical_bytes",
     "checksum",

@@ -12,21 +12,33 @@ import os
 import secrets
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fynlo_sync.errors import FynloError
-from server import admin
-from server.settings import Settings
+if TYPE_CHECKING:
+    from server.settings import Settings
 
 __all__ = ["register"]
+
+#: Every command here runs server code (litestar, argon2, anyio, ...).
+NEEDS = ("server",)
 
 
 def _settings(*, signs: bool = False) -> Settings:
     """The settings from the environment. Only a command that ``signs`` tokens needs
-    FYNLO_SECRET_KEY; the admin commands work without it."""
+    FYNLO_SECRET_KEY; the admin commands work without it. A database or Redis URL whose
+    extra is missing stops the command here (exit 2, naming the extra)."""
+    from fynlo_sync.cli import require
+    from server.settings import Settings
+
     if signs or os.environ.get("FYNLO_SECRET_KEY"):
-        return Settings.from_env()
-    return Settings.from_env({**os.environ, "FYNLO_ENV": "dev"})
+        settings = Settings.from_env()
+    else:
+        settings = Settings.from_env({**os.environ, "FYNLO_ENV": "dev"})
+    if settings.kind == "postgres":
+        require("postgres")
+    if settings.redis_url:
+        require("redis")
+    return settings
 
 
 def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
@@ -35,6 +47,8 @@ def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
 
 def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
+        from fynlo_sync.errors import FynloError
+
         try:
             return fn(args)
         except FynloError as exc:
@@ -46,6 +60,8 @@ def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
+
+    from server import admin
 
     if args.dev:
         os.environ["FYNLO_ENV"] = "dev"
@@ -73,6 +89,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    from server import admin
+
     settings = _settings()
     admin.migrate(settings)
     _print(args, {"migrated": True, "database": settings.kind}, "migrations applied")
@@ -80,12 +98,16 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _tenant_create(args: argparse.Namespace) -> int:
+    from server import admin
+
     tenant = admin.create_tenant(_settings(), args.name, args.id)
     _print(args, {"tenant_id": tenant}, tenant)
     return 0
 
 
 def _device_enroll(args: argparse.Namespace) -> int:
+    from server import admin
+
     got = admin.enroll_device(_settings(), args.tenant, args.node)
     _print(
         args,
@@ -101,12 +123,16 @@ def _device_enroll(args: argparse.Namespace) -> int:
 
 
 def _device_revoke(args: argparse.Namespace) -> int:
+    from server import admin
+
     admin.revoke_device(_settings(), args.tenant, args.node)
     _print(args, {"tenant_id": args.tenant, "node_id": args.node, "revoked": True}, "revoked")
     return 0
 
 
 def _device_list(args: argparse.Namespace) -> int:
+    from server import admin
+
     devices = admin.list_devices(_settings(), args.tenant)
     rows = [{"node_id": d.node_id, "revoked": d.revoked} for d in devices]
     text = "\n".join(f"{d.node_id}{' (revoked)' if d.revoked else ''}" for d in devices)
@@ -121,11 +147,11 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--dev", action="store_true", help="FYNLO_ENV=dev: a throwaway key")
-    serve.set_defaults(func=_guarded(_serve))
+    serve.set_defaults(needs=NEEDS, func=_guarded(_serve))
 
     migrate = subparsers.add_parser("migrate", help="apply pending database migrations")
     migrate.add_argument("--json", action="store_true")
-    migrate.set_defaults(func=_guarded(_migrate))
+    migrate.set_defaults(needs=NEEDS, func=_guarded(_migrate))
 
     tenant = subparsers.add_parser("tenant", help="tenants (restaurants)")
     tenant_sub = tenant.add_subparsers(dest="action", required=True)
@@ -133,7 +159,7 @@ def register(subparsers: Any) -> None:
     create.add_argument("name")
     create.add_argument("--id", default=None, help="the tenant id (default: made up)")
     create.add_argument("--json", action="store_true")
-    create.set_defaults(func=_guarded(_tenant_create))
+    create.set_defaults(needs=NEEDS, func=_guarded(_tenant_create))
 
     device = subparsers.add_parser("device", help="devices (terminals)")
     device_sub = device.add_subparsers(dest="action", required=True)
@@ -141,13 +167,13 @@ def register(subparsers: Any) -> None:
     enroll.add_argument("--tenant", required=True)
     enroll.add_argument("--node", default=None, help="the node id (default: made up)")
     enroll.add_argument("--json", action="store_true")
-    enroll.set_defaults(func=_guarded(_device_enroll))
+    enroll.set_defaults(needs=NEEDS, func=_guarded(_device_enroll))
     revoke = device_sub.add_parser("revoke", help="cut a device off at once")
     revoke.add_argument("--tenant", required=True)
     revoke.add_argument("--node", required=True)
     revoke.add_argument("--json", action="store_true")
-    revoke.set_defaults(func=_guarded(_device_revoke))
+    revoke.set_defaults(needs=NEEDS, func=_guarded(_device_revoke))
     listing = device_sub.add_parser("list", help="a tenant's devices")
     listing.add_argument("--tenant", required=True)
     listing.add_argument("--json", action="store_true")
-    listing.set_defaults(func=_guarded(_device_list))
+    listing.set_defaults(needs=NEEDS, func=_guarded(_device_list))

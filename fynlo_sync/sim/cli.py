@@ -65,7 +65,7 @@ def register(subparsers: Any) -> None:
     demo.add_argument(
         "--pace", type=float, default=None, help="seconds between rounds (default: 0.12 live)"
     )
-    demo.set_defaults(func=_demo)
+    demo.set_defaults(func=_demo, needs=("server",))
 
 
 def _sim(args: argparse.Namespace) -> int:

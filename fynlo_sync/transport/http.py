@@ -24,6 +24,7 @@ from typing import Any
 
 import msgspec
 
+from fynlo_sync import __version__
 from fynlo_sync.client import Backoff
 from fynlo_sync.errors import (
     PROBLEM_BASE,
@@ -39,9 +40,12 @@ from fynlo_sync.protocol import Poke, PullPage, PushResult, decode, decode_page,
 try:
     import httpx
 except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
-    raise MissingDependencyError("httpx", "server") from exc
+    raise MissingDependencyError("httpx", "client") from exc
 
-__all__ = ["HttpTransport", "PokeListener", "Tokens", "error_from_problem"]
+__all__ = ["USER_AGENT", "HttpTransport", "PokeListener", "Tokens", "error_from_problem"]
+
+#: Sent on every request and WebSocket handshake, so the server's logs name the client.
+USER_AGENT = f"fynlo-sync/{__version__} (python)"
 
 _log = logging.getLogger("fynlo.transport")
 
@@ -124,7 +128,11 @@ class HttpTransport:
         self.base_url = base_url.rstrip("/")
         self.tokens = tokens
         self.on_tokens = on_tokens
-        self._client = client or httpx.Client(base_url=self.base_url, timeout=timeout)
+        self._client = client or httpx.Client(
+            base_url=self.base_url, timeout=timeout, headers={"User-Agent": USER_AGENT}
+        )
+        if self._client.headers.get("User-Agent", "").startswith("python-httpx/"):
+            self._client.headers["User-Agent"] = USER_AGENT  # a caller's client, untouched
         self._lock = threading.Lock()
 
     @classmethod
@@ -236,7 +244,7 @@ class PokeListener:
         try:
             from websockets.sync.client import connect
         except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
-            raise MissingDependencyError("websockets", "server") from exc
+            raise MissingDependencyError("websockets", "client") from exc
         self._connect = connect
         self.transport = transport
         self.on_poke = on_poke
@@ -277,6 +285,7 @@ class PokeListener:
                     additional_headers={"Authorization": f"Bearer {tokens.access_token}"},
                     proxy=None,
                     open_timeout=5,
+                    user_agent_header=USER_AGENT,
                 ) as ws:
                     self._ws = ws
                     self.connected.set()

@@ -58,6 +58,7 @@ def test_top_level_exports_are_pinned() -> None:
             "checksum",
             "plan_push",
             "rebase",
+            "__version__",
         ]
     )
     for name in fynlo_sync.__all__:
