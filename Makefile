@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install -q -e '.[server,postgres,redis]' --group dev
+	$(BIN)/python -m pip install -q -e '.[server,postgres,redis,payments]' --group dev
 	touch $(STAMP)
 
 venv: $(STAMP)

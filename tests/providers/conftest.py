@@ -1,0 +1,93 @@
+"""Fixtures for the provider tests: localstripe as a separate process, and a webhook
+receiver on a real socket that keeps each delivery's raw body and headers."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from fynlo_sync.sandbox.processes import ServiceProcess, localstripe_available, run_localstripe
+
+__all__: list[str] = []
+
+
+def missing(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and a required tool is missing: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    if not localstripe_available():
+        missing("localstripe is not installed (it is in the dev extra: pip install -e '.[dev]')")
+    with run_localstripe(tmp_path_factory.mktemp("localstripe")) as service:
+        yield service
+
+
+class Delivery:
+    def __init__(self, body: bytes, headers: dict[str, str]) -> None:
+        self.body = body
+        self.headers = headers
+
+
+class Receiver:
+    """An HTTP endpoint on 127.0.0.1 that stores every POST it gets."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[Delivery] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                size = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(size)
+                with receiver._lock:
+                    receiver.deliveries.append(Delivery(body, dict(self.headers.items())))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait_for(self, pred: object, timeout_s: float = 20.0) -> list[Delivery]:
+        """Deliveries once ``pred(deliveries)`` holds (polling; fails at the timeout)."""
+        assert callable(pred)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                got = list(self.deliveries)
+            if pred(got):
+                return got
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no matching webhook in {timeout_s} s: {len(got)} seen")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def tmp(tmp_path: Path) -> Path:
+    return tmp_path
