@@ -17,7 +17,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["ServiceProcess", "free_port", "localstripe_available", "run_localstripe", "run_process"]
+__all__ = [
+    "ServiceProcess",
+    "free_port",
+    "localstripe_available",
+    "run_localstripe",
+    "run_process",
+    "run_sandbox_bank",
+]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -102,4 +109,36 @@ def run_localstripe(folder: Path) -> Iterator[ServiceProcess]:
     port = free_port()
     argv = [sys.executable, "-m", "localstripe", "--port", str(port), "--from-scratch"]
     with run_process(argv, port, folder / f"localstripe-{port}.log") as service:
+        yield service
+
+
+@contextmanager
+def run_sandbox_bank(
+    folder: Path,
+    *,
+    webhook_url: str | None = None,
+    api_key: str = "sandbox-key",
+    webhook_secret: str = "sandbox-webhook-secret",
+    settle_after_ms: int = 2000,
+) -> Iterator[ServiceProcess]:
+    """``fynlo sandbox bank`` as its own process on a free port, its log in ``folder``."""
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "fynlo_sync.cli",
+        "sandbox",
+        "bank",
+        "--port",
+        str(port),
+        "--api-key",
+        api_key,
+        "--webhook-secret",
+        webhook_secret,
+        "--settle-after-ms",
+        str(settle_after_ms),
+    ]
+    if webhook_url:
+        argv += ["--webhook-url", webhook_url]
+    with run_process(argv, port, folder / f"sandbox-bank-{port}.log") as service:
         yield service

@@ -384,7 +384,6 @@ _BANK: Final[Mapping[str, ProviderStatus]] = {
     "executed": "succeeded",
     "settled": "succeeded",
     "failed": "failed",
-    "cancelled": "canceled",
 }
 
 
@@ -395,6 +394,8 @@ def bank_payment(payment: Mapping[str, Any], *, consent_url: str | None) -> Prov
     if raw not in _BANK:
         raise PeerError(f"unknown bank payment status {raw!r}", reason="unknown-status")
     status = _BANK[raw]
+    if raw == "failed" and payment.get("failure_reason") == "canceled":
+        status = "canceled"
     amount = _int(payment.get("amount_in_minor"))
     metadata = payment.get("metadata") or {}
     action = None
@@ -415,7 +416,7 @@ def bank_payment(payment: Mapping[str, Any], *, consent_url: str | None) -> Prov
         amount_received=amount if status == "succeeded" else 0,
         amount_refunded=_int(payment.get("amount_refunded_in_minor")),
         failure_code=_str_or_none(payment.get("failure_reason")) if status == "failed" else None,
-        failure_message=_str_or_none(payment.get("failure_reason")) if status == "failed" else None,
+        failure_message=f"failed in {payment.get('failure_stage')}" if status == "failed" else None,
         action=action,
         settled=raw == "settled",
     )
