@@ -52,7 +52,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     ),
     "postgres": ("asyncpg", "anyio"),
     "redis": ("redis",),
-    "payments": ("stripe", "qrcode"),
+    "payments": ("stripe", "qrcode", "png", "httpx", "websockets"),
 }
 
 
