@@ -32,6 +32,7 @@ __all__ = [
     "RejectedOpError",
     "SeqGapError",
     "SeqReuseError",
+    "SettingsError",
     "StoreError",
     "TransportError",
     "UnauthenticatedError",
@@ -110,6 +111,13 @@ class MissingDependencyError(FynloError, ImportError):
             package=package,
             extra=extra,
         )
+
+
+class SettingsError(CallerError):
+    """A setting (of the server or of a plugin) is missing or invalid; the message names
+    the environment variable and says how to fix it."""
+
+    code = "settings"
 
 
 class ClockError(CallerError):

@@ -1,8 +1,12 @@
 """The domain plugin interface, the conflict strategy protocol, and the registry.
 
 A :class:`DomainPlugin` declares collections (with typed field schemas and merge kinds),
-named commands, validators, conflict strategies, and effects to run after the server
-commits. Every hook has a no-op default, so a plugin states only what it needs.
+named commands, validators, conflict strategies, effects to run after the server commits,
+invariants over its records (:class:`Invariant`), its settings (a msgspec Struct read from
+``FYNLO_<PLUGIN>_<FIELD>``, see :func:`load_settings`) and, in a module of its own that only
+the server imports, HTTP routes and a lifespan hook (``server_module``). A collection's state
+machine is data (:class:`StateTable`), so the schema export can hand it to other ports.
+Every hook has a no-op default, so a plugin states only what it needs.
 
 A :class:`Strategy` is a pure, deterministic function from a :class:`Contest` (one field two
 writers disagree about) to a :class:`Resolution`. Strategies are chosen by name, per
@@ -13,18 +17,22 @@ Everything here is pure: no I/O, no clock, no randomness.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
+
+import msgspec
 
 from fynlo_sync.errors import (
     CallerError,
     IllegalTransitionError,
     RejectedOpError,
+    SettingsError,
     UnknownCollectionError,
     UnknownCommandError,
 )
-from fynlo_sync.ops import Change, Op, Stamp
+from fynlo_sync.ops import Change, Op, Record, Stamp
 
 __all__ = [
     "CONFLICTS",
@@ -37,9 +45,15 @@ __all__ = [
     "Field",
     "FieldKind",
     "FieldType",
+    "Invariant",
+    "InvariantViolation",
+    "RecordsByCollection",
     "Registry",
     "Resolution",
+    "StateTable",
     "Strategy",
+    "load_settings",
+    "settings_prefix",
 ]
 
 FieldType = Literal["str", "int", "money", "bool", "list", "object", "any"]
@@ -77,6 +91,95 @@ Command = Callable[[CommandContext], dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
+class StateTable:
+    """A collection's state machine as data: every transition in one table.
+
+    ``transitions[(state, command)]`` is the state after ``command``; a pair that is absent
+    is illegal. ``None`` is the state of a record that does not exist (or is deleted).
+    ``states`` lists every state in merge precedence, lowest first (``smart_merge`` keeps
+    the later one when two writers set ``field`` concurrently); ``final`` are the states
+    nothing leaves. ``commands`` lists the commands the table governs, in a stable order.
+    Commands enforce it through :meth:`advance`; :meth:`to_json` is its form in the schema
+    export (``docs/protocol.md`` section 21).
+    """
+
+    field: str
+    states: tuple[str, ...]
+    transitions: Mapping[tuple[str | None, str], str]
+    commands: tuple[str, ...] = ()
+    final: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        known = set(self.states)
+        if len(known) != len(self.states):
+            raise CallerError(f"state table of {self.field!r} lists a state twice")
+        commands = self.commands or tuple(sorted({c for _, c in self.transitions}))
+        object.__setattr__(self, "commands", commands)
+        for (before, command), after in sorted(
+            self.transitions.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])
+        ):
+            for state in (before, after):
+                if state is not None and state not in known:
+                    raise CallerError(
+                        f"state table of {self.field!r}: {state!r} is not one of its states"
+                    )
+            if command not in commands:
+                raise CallerError(
+                    f"state table of {self.field!r}: command {command!r} is not listed"
+                )
+            if before in self.final:
+                raise CallerError(
+                    f"state table of {self.field!r}: final state {before!r} has a transition"
+                )
+        for state in sorted(self.final):
+            if state not in known:
+                raise CallerError(f"state table of {self.field!r}: final {state!r} unknown")
+
+    def next(self, state: str | None, command: str) -> str | None:
+        """The state after ``command`` in ``state``, or ``None`` if it is illegal."""
+        return self.transitions.get((state, command))
+
+    def advance(self, record: Mapping[str, Any] | None, command: str, noun: str = "") -> str:
+        """The state ``command`` takes ``record`` (``None``: absent) to; raises
+        :class:`IllegalTransitionError` (reason ``illegal-transition``) if the table has no
+        such transition."""
+        state = None if record is None else record.get(self.field)
+        target = None
+        if state is None or type(state) is str:
+            target = self.transitions.get((state, command))
+        if target is None:
+            raise IllegalTransitionError(
+                f"{noun or 'the record'} cannot {command} when "
+                f"{state if state is not None else 'it does not exist'}",
+                reason="illegal-transition",
+                state=state,
+                command=command,
+            )
+        return target
+
+    def to_json(self) -> dict[str, Any]:
+        """The table as plain JSON (``docs/protocol.md`` section 21)."""
+        order = {s: k for k, s in enumerate(self.states)}
+        rows = sorted(
+            self.transitions.items(),
+            key=lambda kv: (
+                -1 if kv[0][0] is None else order[kv[0][0]],
+                self.commands.index(kv[0][1]),
+            ),
+        )
+        return {
+            "field": self.field,
+            "states": list(self.states),
+            "final": [s for s in self.states if s in self.final],
+            "commands": list(self.commands),
+            "transitions": [
+                {"from": before, "command": command, "to": after}
+                for (before, command), after in rows
+            ],
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Collection:
     name: str
     fields: Mapping[str, Field]
@@ -84,7 +187,8 @@ class Collection:
     strategy: str = "smart_merge"
     #: Per-field strategy overrides, by name. ``"_deleted"`` names the one for delete races.
     field_strategies: Mapping[str, str] = field(default_factory=dict)
-    #: State precedence for ``state`` fields, lowest first.
+    #: State precedence for ``state`` fields, lowest first (taken from ``state_table``
+    #: when it has one).
     states: tuple[str, ...] = ()
     commands: Mapping[str, Command] = field(default_factory=dict)
     #: Computes derived fields (e.g. an order's total) from the record's fields.
@@ -94,6 +198,31 @@ class Collection:
     #: A rule over a put or patch: ``validate(before, after, op)`` raises a RejectedOpError
     #: to refuse it (``before`` is None for a new record). Commands check their own rules.
     validate: Callable[[Mapping[str, Any] | None, Mapping[str, Any], Op], None] | None = None
+    #: The state machine of one of its ``state`` fields, as data.
+    state_table: StateTable | None = None
+
+    def __post_init__(self) -> None:
+        table = self.state_table
+        if table is None:
+            return
+        spec = self.fields.get(table.field)
+        if spec is None or spec.kind != "state":
+            raise CallerError(
+                f"collection {self.name!r}: the state table's field {table.field!r} "
+                "is not one of its fields of kind 'state'"
+            )
+        if not self.states:
+            object.__setattr__(self, "states", table.states)
+        elif tuple(self.states) != table.states:
+            raise CallerError(
+                f"collection {self.name!r}: states differ from its state table's states"
+            )
+        missing = [c for c in table.commands if c not in self.commands]
+        if missing:
+            raise CallerError(
+                f"collection {self.name!r}: its state table governs commands it lacks: "
+                + ", ".join(missing)
+            )
 
     def check_fields(self, values: Mapping[str, Any], *, by_command: bool) -> None:
         """Raise :class:`RejectedOpError` if ``values`` breaks the schema."""
@@ -201,10 +330,136 @@ class Effect:
     payload: Mapping[str, Any]
 
 
+#: A tenant's live records (not deleted) by collection, each in record id order. Every
+#: collection of the registry has an entry (maybe empty).
+RecordsByCollection = Mapping[str, Sequence[Record]]
+
+
+@dataclass(frozen=True, slots=True)
+class Invariant:
+    """A rule that must hold over a tenant's records, checked by the simulator after every
+    step (on the server, and on every terminal when ``on_terminals``) and by
+    ``fynlo check`` against a live database.
+
+    ``check`` is pure: it reads the records and returns one message per violation (none:
+    it holds). A rule that spans records (a ledger balances) may be broken for a moment on
+    a terminal that has pulled half of what the server committed together: give it
+    ``on_terminals=False``.
+    """
+
+    name: str
+    check: Callable[[RecordsByCollection], Iterable[str]]
+    description: str = ""
+    on_terminals: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class InvariantViolation:
+    """One message of one invariant of one plugin."""
+
+    plugin: str
+    invariant: str
+    message: str
+
+
+def settings_prefix(plugin_name: str) -> str:
+    """``FYNLO_<NAME>_``: the plugin's name upper-cased, anything but letters and digits
+    made ``_`` (``table-booking`` -> ``FYNLO_TABLE_BOOKING_``)."""
+    name = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in plugin_name.upper())
+    return f"FYNLO_{name}_"
+
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def _from_text(raw: str, kind: Any) -> Any:
+    """A value of ``kind`` from the text of an environment variable: numbers and booleans
+    (``true``/``false``/``1``/``0``) as msgspec reads strings; lists and tuples are comma
+    separated."""
+    base = kind
+    while typing.get_origin(base) is typing.Annotated:
+        base = typing.get_args(base)[0]
+    if typing.get_origin(base) in (list, tuple, set, frozenset):
+        items: Any = [part.strip() for part in raw.split(",") if part.strip()]
+        return msgspec.convert(items, kind, strict=False)
+    return msgspec.convert(raw, kind, strict=False)
+
+
+def load_settings(model: type[S], prefix: str, environ: Mapping[str, str]) -> S:
+    """Read ``model`` (a msgspec Struct) from ``environ``: field ``x`` from ``<prefix>X``.
+
+    A field with a default may be left unset (or empty); one without must be set. Values are
+    converted to the field's type (with its ``msgspec.Meta`` constraints) and the Struct's
+    ``__post_init__`` runs. Every failure, and every variable under ``prefix`` that is no
+    field, raises :class:`SettingsError` naming the variable.
+    """
+    values: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    for spec in msgspec.structs.fields(model):
+        var = prefix + spec.name.upper()
+        names[var] = spec.name
+        raw = environ.get(var)
+        if raw is None or raw == "":
+            if spec.required:
+                raise SettingsError(
+                    f"{var} is not set: {model.__name__}.{spec.name} has no default", variable=var
+                )
+            continue
+        try:
+            values[spec.name] = _from_text(raw, spec.type)
+        except msgspec.ValidationError as exc:
+            raise SettingsError(f"{var}: {exc}", variable=var) from None
+    for var in sorted(environ):
+        if var.startswith(prefix) and var not in names:
+            raise SettingsError(
+                f"{var} is not a setting of {model.__name__} (it has: "
+                + ", ".join(sorted(names))
+                + ")",
+                variable=var,
+            )
+    try:
+        return msgspec.convert(values, model)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        for var, name in sorted(names.items()):
+            if f"`$.{name}`" in text:
+                raise SettingsError(f"{var}: {text}", variable=var) from None
+        raise SettingsError(f"{prefix}*: {text}", variable=prefix + "*") from None
+
+
 class DomainPlugin:
-    """Base class with no-op defaults. Override what the domain needs."""
+    """Base class with no-op defaults. Override what the domain needs.
+
+    A plugin without settings is built with no arguments. One that declares
+    ``settings_model`` (a msgspec Struct) is built by :meth:`from_env`, which reads its
+    fields from ``FYNLO_<NAME>_<FIELD>`` and passes the Struct as ``settings``.
+    """
 
     name: str = "plugin"
+    #: The msgspec Struct of this plugin's settings, or None if it has none.
+    settings_model: ClassVar[type[msgspec.Struct] | None] = None
+    #: The dotted module the server imports for this plugin's ``ROUTES`` (Litestar route
+    #: handlers) and ``lifespan`` (see ``docs/plugins.md``). This module never imports it,
+    #: so the plugin's domain code stays free of the web framework.
+    server_module: ClassVar[str | None] = None
+    #: This plugin's settings (an instance of ``settings_model``), or None.
+    settings: Any = None
+
+    def __init__(self, settings: Any = None) -> None:
+        if settings is not None:
+            self.settings = settings
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> DomainPlugin:
+        """The plugin, with its settings read from ``environ`` (validated: a bad or
+        missing variable raises :class:`SettingsError` naming it)."""
+        if cls.settings_model is None:
+            return cls()
+        return cls(settings=load_settings(cls.settings_model, settings_prefix(cls.name), environ))
+
+    def invariants(self) -> Iterable[Invariant]:
+        """Pure rules over the tenant's records (see :class:`Invariant`)."""
+        return ()
 
     def collections(self) -> Iterable[Collection]:
         return ()
@@ -271,6 +526,16 @@ class Registry:
                 if collection.name in self._collections:
                     raise CallerError(f"collection {collection.name!r} is declared twice")
                 self._collections[collection.name] = collection
+        self._invariants: list[tuple[str, Invariant]] = []
+        for plugin in self.plugins:
+            seen: set[str] = set()
+            for invariant in plugin.invariants():
+                if invariant.name in seen:
+                    raise CallerError(
+                        f"plugin {plugin.name!r} declares invariant {invariant.name!r} twice"
+                    )
+                seen.add(invariant.name)
+                self._invariants.append((plugin.name, invariant))
         for collection in self._collections.values():
             names = [collection.strategy, *collection.field_strategies.values()]
             for name in names:
@@ -316,6 +581,29 @@ class Registry:
         out: list[Effect] = []
         for plugin in self.plugins:
             out.extend(plugin.effects(changes))
+        return out
+
+    def invariants(self) -> list[tuple[str, Invariant]]:
+        """Every plugin's invariants, as ``(plugin name, invariant)`` in plugin order."""
+        return list(self._invariants)
+
+    def check_invariants(
+        self, records: Iterable[Record], *, terminal: bool = False
+    ) -> list[InvariantViolation]:
+        """Run every invariant over one tenant's ``records`` (deleted ones are left out);
+        ``terminal``: only those that must hold on a terminal too."""
+        by_collection: dict[str, list[Record]] = {name: [] for name in self._collections}
+        for record in records:
+            if not record.deleted:
+                by_collection.setdefault(record.collection, []).append(record)
+        for rows in by_collection.values():
+            rows.sort(key=lambda r: r.record_id)
+        out: list[InvariantViolation] = []
+        for plugin, invariant in self._invariants:
+            if terminal and not invariant.on_terminals:
+                continue
+            for message in invariant.check(by_collection):
+                out.append(InvariantViolation(plugin, invariant.name, message))
         return out
 
     def perform(self, effect: Effect) -> None:

@@ -8,11 +8,10 @@ Nothing is global: two apps in one process share nothing (but the Prometheus reg
 
 from __future__ import annotations
 
-import importlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -36,12 +35,13 @@ from fynlo_sync.errors import (
     UnauthenticatedError,
 )
 from fynlo_sync.hlc import HybridClock
-from fynlo_sync.plugins import DomainPlugin, Registry
+from fynlo_sync.plugins import Registry
 from server.auth import make_jwt_auth
 from server.backends import open_backend
+from server.plugins import load_plugins
 from server.pokes import make_channels, redis_client
 from server.routes import ROUTES, Runtime
-from server.settings import Settings, SettingsError
+from server.settings import Settings
 
 __all__ = [
     "PROBLEM_JSON",
@@ -121,17 +121,10 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     )
 
 
-def registry_from(settings: Settings) -> Registry:
-    """The registry of the plugins that ``settings.plugins`` names (``module:Class``)."""
-    plugins: list[DomainPlugin] = []
-    for spec in settings.plugins:
-        module_name, _, class_name = spec.partition(":")
-        try:
-            plugin_class = getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError) as exc:
-            raise SettingsError(f"FYNLO_PLUGINS: cannot load {spec!r}: {exc}") from exc
-        plugins.append(plugin_class())
-    return conflict.registry(plugins)
+def registry_from(settings: Settings, environ: Mapping[str, str] | None = None) -> Registry:
+    """The registry of the plugins that ``settings.plugins`` names (``module:Class``), each
+    with its settings read from ``environ`` (default: the process's environment)."""
+    return conflict.registry(load_plugins(settings.plugins, environ))
 
 
 def create_app(

@@ -68,6 +68,9 @@ def _serve(args: argparse.Namespace) -> int:
         # One key for every worker process (a per-process one would split them).
         os.environ.setdefault("FYNLO_SECRET_KEY", secrets.token_urlsafe(32))
     settings = _settings(signs=True)  # fail here, clearly, before uvicorn starts workers
+    from server.app import registry_from
+
+    registry_from(settings)  # and on a plugin's settings (the error names the variable)
     if args.workers > 1 and settings.kind == "sqlite" and not settings.redis_url:
         print(
             "fynlo serve: --workers > 1 needs FYNLO_REDIS_URL (pokes cross processes through "

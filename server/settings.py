@@ -19,6 +19,8 @@ FYNLO_MIGRATE_ON_START     apply migrations at start-up, ``1``/``0`` (``1``)
 FYNLO_PLUGINS              domain plugins, ``module:Class`` separated by commas
                            (``fynlo_sync.domains.orders:OrdersPlugin``)
 FYNLO_REDIS_PREFIX         prefix of this deployment's Redis channels (``FYNLO``)
+FYNLO_<PLUGIN>_<FIELD>     a plugin's own settings (its ``settings_model``), validated at
+                           start-up; see ``docs/plugins.md``
 =========================  ===========================================================
 """
 
@@ -30,15 +32,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from fynlo_sync.errors import CallerError
+from fynlo_sync.errors import SettingsError
 
 __all__ = ["Settings", "SettingsError"]
-
-
-class SettingsError(CallerError):
-    """A setting is missing or invalid; the message says which and how to fix it."""
-
-    code = "settings"
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:

@@ -9,16 +9,24 @@ of the map merge line by line under ``smart_merge``). ``total`` is derived: the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from fynlo_sync.canonical import MAX_SAFE_INTEGER
-from fynlo_sync.domains.orders.states import PRECEDENCE, TERMINAL_STATES, next_state
-from fynlo_sync.errors import IllegalTransitionError, RejectedOpError
+from fynlo_sync.domains.orders.states import TABLE, TERMINAL_STATES
+from fynlo_sync.errors import RejectedOpError
 from fynlo_sync.ops import Change, Op
-from fynlo_sync.plugins import Collection, CommandContext, DomainPlugin, Effect, Field
+from fynlo_sync.plugins import (
+    Collection,
+    CommandContext,
+    DomainPlugin,
+    Effect,
+    Field,
+    Invariant,
+    RecordsByCollection,
+)
 
-__all__ = ["ORDERS", "ORDERS_COLLECTION", "OrdersPlugin", "order_total"]
+__all__ = ["ORDERS", "ORDERS_COLLECTION", "ORDER_TOTAL", "OrdersPlugin", "order_total"]
 
 ORDERS = "orders"
 
@@ -36,16 +44,7 @@ def order_total(fields: Mapping[str, Any]) -> int:
 
 
 def _transition(ctx: CommandContext, command: str) -> str:
-    state = None if ctx.record is None else ctx.record.get("status")
-    target = next_state(state, command)
-    if target is None:
-        raise IllegalTransitionError(
-            f"an order cannot {command} when {state or 'it does not exist'}",
-            reason="illegal-transition",
-            state=state,
-            command=command,
-        )
-    return target
+    return TABLE.advance(ctx.record, command, "an order")
 
 
 def _arg(ctx: CommandContext, name: str, kind: type, *, required: bool = True) -> Any:
@@ -157,7 +156,7 @@ ORDERS_COLLECTION = Collection(
         "void_reason": Field("str", command_only=True),
     },
     strategy="smart_merge",
-    states=PRECEDENCE,
+    state_table=TABLE,
     commands={
         "open": _open,
         "add_line": _add_line,
@@ -173,6 +172,25 @@ ORDERS_COLLECTION = Collection(
 )
 
 
+def _totals_add_up(records: RecordsByCollection) -> Iterator[str]:
+    for record in records.get(ORDERS, ()):
+        total = record.fields.get("total")
+        try:
+            want: int | str = order_total(record.fields)
+        except (RejectedOpError, TypeError, KeyError, AttributeError) as exc:
+            want = f"nothing (its lines are malformed: {type(exc).__name__})"
+        if total != want:
+            yield f"order {record.record_id} total {total} but its lines sum to {want}"
+
+
+#: Every order's total equals the sum of qty * unit_price over its lines.
+ORDER_TOTAL = Invariant(
+    "order-total",
+    _totals_add_up,
+    description="an order's total is the sum of qty * unit_price over its lines",
+)
+
+
 class OrdersPlugin(DomainPlugin):
     """Orders. After the server commits an order going to the kitchen, it emits a
     ``kitchen_ticket`` effect; ``ticket_printer`` (injected) receives it."""
@@ -180,10 +198,14 @@ class OrdersPlugin(DomainPlugin):
     name = "orders"
 
     def __init__(self, ticket_printer: Callable[[Effect], None] | None = None) -> None:
+        super().__init__()
         self.ticket_printer = ticket_printer
 
     def collections(self) -> Iterable[Collection]:
         return (ORDERS_COLLECTION,)
+
+    def invariants(self) -> Iterable[Invariant]:
+        return (ORDER_TOTAL,)
 
     def effects(self, changes: list[Change]) -> list[Effect]:
         tickets = []

@@ -11,7 +11,17 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["COMMANDS", "PRECEDENCE", "STATES", "TERMINAL_STATES", "TRANSITIONS", "next_state"]
+from fynlo_sync.plugins import StateTable
+
+__all__ = [
+    "COMMANDS",
+    "PRECEDENCE",
+    "STATES",
+    "TABLE",
+    "TERMINAL_STATES",
+    "TRANSITIONS",
+    "next_state",
+]
 
 STATES: Final = ("open", "sent", "ready", "served", "closed", "voided")
 PRECEDENCE: Final = STATES
@@ -47,6 +57,16 @@ TRANSITIONS: Final[dict[tuple[str | None, str], str]] = {
 }
 
 
+#: The table as data: what the orders collection enforces and the schema export publishes.
+TABLE: Final = StateTable(
+    field="status",
+    states=PRECEDENCE,
+    transitions=TRANSITIONS,
+    commands=COMMANDS,
+    final=TERMINAL_STATES,
+)
+
+
 def next_state(state: str | None, command: str) -> str | None:
     """The state after ``command`` in ``state``, or ``None`` if the transition is illegal."""
-    return TRANSITIONS.get((state, command))
+    return TABLE.next(state, command)
