@@ -11,7 +11,6 @@ The token comes in ``Authorization: Bearer <token>``; a WebSocket may pass it as
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -114,35 +113,6 @@ def make_jwt_auth(
         token_cls=AccessToken,
         description="A device's access token from POST /v1/auth/device or /v1/auth/refresh.",
     )
-
-
-class Recheck:
-    """Re-validates the device behind a long-lived connection (the poke WebSocket): at most
-    once per ``every_s`` seconds, so a revoked device's socket closes at its next poke."""
-
-    def __init__(
-        self,
-        accounts: Callable[[], Accounts],
-        device: Device,
-        epoch: int,
-        *,
-        every_s: float = 1.0,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._accounts = accounts
-        self._device = device
-        self._epoch = epoch
-        self._every = every_s
-        self._monotonic = monotonic
-        self._checked = monotonic()
-
-    async def valid(self) -> bool:
-        now = self._monotonic()
-        if now - self._checked < self._every:
-            return True
-        self._checked = now
-        state = await self._accounts().device(self._device.tenant_id, self._device.node_id)
-        return state is not None and not state.revoked and state.epoch == self._epoch
 
 
 def issue_access_token(auth: JWTAuth[Device, AccessToken], grant: Grant) -> str:

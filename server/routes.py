@@ -7,6 +7,8 @@ ops.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from random import Random
 from typing import Annotated, Any, Literal
 
@@ -23,11 +25,11 @@ from fynlo_sync.hlc import HybridClock
 from fynlo_sync.ops import Record
 from fynlo_sync.plugins import Registry
 from fynlo_sync.protocol import PullPage, PushResult
-from server.accounts import Grant
-from server.auth import WS_UNAUTHENTICATED, AccessToken, Device, Recheck, issue_access_token
+from server.accounts import DeviceState, Grant
+from server.auth import WS_UNAUTHENTICATED, AccessToken, Device, issue_access_token
 from server.backends import EmbeddedBackend, PostgresBackend
 from server.conflicts import ResolveRequest, list_conflicts, resolve_conflict
-from server.pokes import channel_for, poke_bytes
+from server.pokes import Outlet, PokeHub, channel_for, poke_bytes
 from server.settings import Settings
 
 __all__ = ["ROUTES", "Runtime"]
@@ -56,6 +58,10 @@ class Runtime:
         self.redis = redis
         self.auth: JWTAuth[Device, AccessToken] | None = None
         self.backend_: EmbeddedBackend | PostgresBackend | None = None
+        self.hub = PokeHub(channels, self._devices)
+
+    async def _devices(self, tenant: str) -> list[DeviceState]:
+        return await self.backend.accounts.devices(tenant)
 
     @property
     def backend(self) -> EmbeddedBackend | PostgresBackend:
@@ -141,30 +147,33 @@ async def pull(
 @websocket("/v1/sync/ws")
 async def pokes(socket: WebSocket[Device, AccessToken, Any], rt: NamedDependency[Runtime]) -> None:
     """Sends ``{"type":"poke","cursor":N}`` when the tenant's feed moves (first the cursor
-    now, on connect). Messages from the client are ignored. A revoked device's socket is
-    closed (code 4401) at its next poke."""
+    now, on connect); pokes the socket has not sent yet coalesce to the newest. Messages
+    from the client are ignored. A revoked device's socket is closed (code 4401) at its
+    next poke."""
     await socket.accept()
-    tenant = socket.user.tenant_id
-    recheck = Recheck(lambda: rt.backend.accounts, socket.user, socket.auth.ep)
-    closed = False
+    device = socket.user
+    tenant = device.tenant_id
 
-    async def send(data: bytes) -> None:
-        nonlocal closed
-        if closed:
-            return
-        if not await recheck.valid():
-            closed = True
-            await socket.close(code=WS_UNAUTHENTICATED, reason="the device's tokens are revoked")
-            return
-        await socket.send_text(data.decode())
+    async def sender(outlet: Outlet) -> None:
+        while True:
+            text = await outlet.next()
+            if not await rt.hub.valid(tenant, outlet):
+                reason = "the device's tokens are revoked"
+                await socket.close(code=WS_UNAUTHENTICATED, reason=reason)
+                return
+            await socket.send_text(text)
 
-    async with (
-        rt.channels.start_subscription([channel_for(tenant)]) as subscriber,
-        subscriber.run_in_background(send),
-    ):
-        await send(poke_bytes(await rt.backend.cursor(tenant)))
-        while (await socket.receive())["type"] != "websocket.disconnect":
-            continue
+    async with rt.hub.attach(tenant, device.node_id, socket.auth.ep) as outlet:
+        cursor = await rt.backend.cursor(tenant)
+        outlet.offer(cursor, poke_bytes(cursor).decode())
+        task = asyncio.create_task(sender(outlet))
+        try:
+            while (await socket.receive())["type"] != "websocket.disconnect":
+                continue
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 @get("/v1/conflicts", tags=["conflicts"])
