@@ -33,7 +33,12 @@ from typing import Any
 __all__ = ["COMMAND_MODULES", "EXTRAS", "ExtraMissing", "build_parser", "main", "require"]
 
 #: Modules with ``register(subparsers)`` (see the rule above).
-COMMAND_MODULES = ("server.cli", "fynlo_sync.sim.cli", "fynlo_sync.sandbox.cli")
+COMMAND_MODULES = (
+    "server.cli",
+    "fynlo_sync.sim.cli",
+    "fynlo_sync.sandbox.cli",
+    "fynlo_sync.plugin_cli",
+)
 
 #: The import names of each optional extra's packages (``pyproject.toml`` declares them; a
 #: test holds the two together).

@@ -527,14 +527,15 @@ class Registry:
                     raise CallerError(f"collection {collection.name!r} is declared twice")
                 self._collections[collection.name] = collection
         self._invariants: list[tuple[str, Invariant]] = []
+        seen: dict[str, str] = {}
         for plugin in self.plugins:
-            seen: set[str] = set()
             for invariant in plugin.invariants():
                 if invariant.name in seen:
                     raise CallerError(
-                        f"plugin {plugin.name!r} declares invariant {invariant.name!r} twice"
+                        f"invariant {invariant.name!r} of plugin {plugin.name!r} is declared "
+                        f"already (by {seen[invariant.name]!r}): names are unique"
                     )
-                seen.add(invariant.name)
+                seen[invariant.name] = plugin.name
                 self._invariants.append((plugin.name, invariant))
         for collection in self._collections.values():
             names = [collection.strategy, *collection.field_strategies.values()]
@@ -551,6 +552,10 @@ class Registry:
     @property
     def collection_names(self) -> list[str]:
         return sorted(self._collections)
+
+    @property
+    def strategy_names(self) -> list[str]:
+        return sorted(self._strategies)
 
     def collection(self, name: str) -> Collection:
         try:

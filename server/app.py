@@ -1,8 +1,10 @@
 """``create_app(settings)``: the Litestar app is wiring.
 
-The lifespan opens the database (and applies migrations), Channels carries pokes, the JWT
-security backend authenticates devices, exception handlers turn every error into an RFC 9457
-``application/problem+json`` body, Prometheus serves ``/metrics``, OpenAPI ``/schema``.
+The lifespan opens the database (and applies migrations), then runs the plugins' lifespan
+hooks; plugins' routes are mounted under ``/v1/plugins/<name>`` (:mod:`server.plugins`).
+Channels carries pokes, the JWT security backend authenticates devices, exception handlers
+turn every error into an RFC 9457 ``application/problem+json`` body, Prometheus serves
+``/metrics``, OpenAPI ``/schema``.
 Nothing is global: two apps in one process share nothing (but the Prometheus registry).
 """
 
@@ -12,7 +14,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Request, Response
@@ -35,10 +37,11 @@ from fynlo_sync.errors import (
     UnauthenticatedError,
 )
 from fynlo_sync.hlc import HybridClock
+from fynlo_sync.plugin_loader import load_plugins
 from fynlo_sync.plugins import Registry
 from server.auth import make_jwt_auth
 from server.backends import open_backend
-from server.plugins import load_plugins
+from server.plugins import plugin_servers
 from server.pokes import make_channels, redis_client
 from server.routes import ROUTES, Runtime
 from server.settings import Settings
@@ -155,12 +158,17 @@ def create_app(
         exclude=PUBLIC,
     )
     rt.auth = auth
+    extensions = plugin_servers(rt, clock_fn)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         rt.backend_ = await open_backend(settings, rt.registry, clock_fn, rt.notify)
         try:
-            yield
+            async with AsyncExitStack() as hooks:
+                for extension in extensions:
+                    if extension.lifespan is not None:
+                        await hooks.enter_async_context(extension.lifespan(extension.context))
+                yield
         finally:
             backend, rt.backend_ = rt.backend_, None
             await backend.close()
@@ -169,7 +177,7 @@ def create_app(
 
     prometheus = PrometheusConfig(app_name="fynlo", prefix="fynlo", group_path=True)
     return Litestar(
-        route_handlers=[*ROUTES, PrometheusController],
+        route_handlers=[*ROUTES, *(e.router() for e in extensions), PrometheusController],
         dependencies={"rt": Provide(lambda: rt, use_cache=True, sync_to_thread=False)},
         plugins=[channels],
         on_app_init=[auth.on_app_init],

@@ -1,43 +1,144 @@
-"""The server's seam for domain plugins: loading them, with their settings.
+"""The server's seam for domain plugins: mounting their HTTP routes, running their
+lifespan hooks. (Loading them by name, with their settings, is
+:mod:`fynlo_sync.plugin_loader`.)
 
-``FYNLO_PLUGINS`` names plugins as ``module:Class``. Each is built by
-:meth:`~fynlo_sync.plugins.DomainPlugin.from_env`, which reads the plugin's own settings from
-``FYNLO_<PLUGIN>_<FIELD>`` and validates them, so a bad setting stops the server at start-up
-with an error naming the variable (see ``docs/plugins.md``).
+A plugin whose ``server_module`` names a module gets, from that module (which only the server
+imports, so the plugin's domain code never depends on the web framework):
+
+* ``ROUTES``: Litestar route handlers, mounted under ``/v1/plugins/<plugin name>``. They
+  need a device's access token like every ``/v1`` route, unless a handler declares
+  ``exclude_from_auth=True``: such a public route (a provider's webhook) authenticates the
+  request itself, for instance by a signature over the raw body.
+* ``lifespan`` (optional): ``lifespan(ctx) -> AsyncContextManager[None]``, entered after the
+  database is open and left before it closes, in plugin order (left in reverse).
+
+Handlers and the lifespan get a :class:`PluginContext` (the dependency ``plugin``): the
+backend, the plugin and its settings, the registry, the clock. See ``docs/plugins.md``.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any
 
 from fynlo_sync.errors import SettingsError
-from fynlo_sync.plugins import DomainPlugin
+from fynlo_sync.plugins import DomainPlugin, Registry
 
-__all__ = ["load_plugin", "load_plugins"]
+if TYPE_CHECKING:
+    from litestar import Router
+
+    from server.backends import EmbeddedBackend, PostgresBackend
+    from server.routes import Runtime
+
+__all__ = [
+    "PLUGIN_PREFIX",
+    "PluginContext",
+    "PluginServer",
+    "plugin_servers",
+]
+
+#: Where a plugin's routes are mounted: ``/v1/plugins/<plugin name>/...``.
+PLUGIN_PREFIX = "/v1/plugins"
+
+Lifespan = Callable[["PluginContext"], AbstractAsyncContextManager[None]]
 
 
-def load_plugin(spec: str, environ: Mapping[str, str]) -> DomainPlugin:
-    """Import ``module:Class`` and build the plugin with its settings from ``environ``."""
-    module_name, _, class_name = spec.partition(":")
-    try:
-        plugin_class = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        raise SettingsError(f"FYNLO_PLUGINS: cannot load {spec!r}: {exc}") from exc
-    if not (isinstance(plugin_class, type) and issubclass(plugin_class, DomainPlugin)):
-        raise SettingsError(f"FYNLO_PLUGINS: {spec!r} is not a DomainPlugin class")
-    return plugin_class.from_env(environ)
+class PluginContext:
+    """What a plugin's route handlers and lifespan see (the dependency named ``plugin``).
+
+    A plain class, not a dataclass: Litestar would try to convert a dataclass dependency.
+    """
+
+    def __init__(self, plugin: DomainPlugin, rt: Runtime, wall: Callable[[], int]) -> None:
+        self.plugin = plugin
+        self._rt = rt
+        self._wall = wall
+
+    @property
+    def settings(self) -> Any:
+        """The plugin's settings (an instance of its ``settings_model``), or None."""
+        return self.plugin.settings
+
+    @property
+    def backend(self) -> EmbeddedBackend | PostgresBackend:
+        """The open database (read records, the feed's cursor, ...)."""
+        return self._rt.backend
+
+    @property
+    def registry(self) -> Registry:
+        return self._rt.registry
+
+    def now_ms(self) -> int:
+        """The server's wall clock, in milliseconds (injected: tests control it)."""
+        return self._wall()
 
 
-def load_plugins(
-    specs: Iterable[str], environ: Mapping[str, str] | None = None
-) -> list[DomainPlugin]:
-    """Every plugin ``specs`` names, in order (``environ``: default the process's)."""
-    env = os.environ if environ is None else environ
-    plugins = [load_plugin(spec, env) for spec in specs]
-    names = [p.name for p in plugins]
-    for name in names:
-        if names.count(name) > 1:
-            raise SettingsError(f"FYNLO_PLUGINS: two plugins are named {name!r}")
-    return plugins
+class PluginServer:
+    """One plugin's server side: its context, routes and lifespan hook."""
+
+    def __init__(
+        self,
+        context: PluginContext,
+        routes: Sequence[Any],
+        lifespan: Lifespan | None,
+    ) -> None:
+        self.context = context
+        self.routes = list(routes)
+        self.lifespan = lifespan
+
+    @property
+    def name(self) -> str:
+        return self.context.plugin.name
+
+    @property
+    def path(self) -> str:
+        return f"{PLUGIN_PREFIX}/{self.name}"
+
+    def router(self) -> Router:
+        """The plugin's routes under :attr:`path`, with the ``plugin`` dependency."""
+        from litestar import Router
+        from litestar.di import Provide
+
+        context = self.context
+        return Router(
+            path=self.path,
+            route_handlers=self.routes,
+            dependencies={"plugin": Provide(lambda: context, use_cache=True, sync_to_thread=False)},
+            tags=[f"plugin: {self.name}"],
+            signature_namespace={"PluginContext": PluginContext},
+        )
+
+
+def _url_safe(name: str) -> bool:
+    return bool(name) and all(ch.isascii() and (ch.isalnum() or ch in "-_") for ch in name)
+
+
+def plugin_servers(rt: Runtime, wall: Callable[[], int]) -> list[PluginServer]:
+    """The server side of every plugin of ``rt.registry`` that declares a
+    ``server_module``: its module imported, its ``ROUTES`` and ``lifespan`` checked."""
+    out: list[PluginServer] = []
+    for plugin in rt.registry.plugins:
+        name = plugin.server_module
+        if name is None:
+            continue
+        if not _url_safe(plugin.name):
+            raise SettingsError(
+                f"plugin {plugin.name!r} has routes, so its name must be letters, digits, "
+                "'-' and '_' (it is part of their path)"
+            )
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise SettingsError(
+                f"plugin {plugin.name!r}: cannot import its server module {name!r}: {exc}"
+            ) from exc
+        routes = getattr(module, "ROUTES", [])
+        if not isinstance(routes, list | tuple):
+            raise SettingsError(f"{name}.ROUTES must be a list of route handlers")
+        lifespan = getattr(module, "lifespan", None)
+        if lifespan is not None and not callable(lifespan):
+            raise SettingsError(f"{name}.lifespan must be a function of the plugin context")
+        out.append(PluginServer(PluginContext(plugin, rt, wall), routes, lifespan))
+    return out

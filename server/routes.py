@@ -25,6 +25,7 @@ from fynlo_sync.hlc import HybridClock
 from fynlo_sync.ops import Record
 from fynlo_sync.plugins import Registry
 from fynlo_sync.protocol import PullPage, PushResult
+from fynlo_sync.schema import domains_document
 from server.accounts import DeviceState, Grant
 from server.auth import WS_UNAUTHENTICATED, AccessToken, Device, issue_access_token
 from server.backends import EmbeddedBackend, PostgresBackend
@@ -223,4 +224,22 @@ async def ready(rt: NamedDependency[Runtime]) -> Response[Health]:
     return Response(Health("ok" if ok else "unavailable", checks), status_code=200 if ok else 503)
 
 
-ROUTES = [auth_device, auth_refresh, push, pull, pokes, conflicts, resolve, live, ready]
+@get("/v1/schema/domains", tags=["schema"])
+async def schema_domains(rt: NamedDependency[Runtime]) -> dict[str, Any]:
+    """Every plugin's collections, field types and kinds, strategies and state tables: the
+    domains document (docs/protocol.md section 21), the same as `fynlo schema export`."""
+    return domains_document(rt.registry)
+
+
+ROUTES = [
+    auth_device,
+    auth_refresh,
+    push,
+    pull,
+    pokes,
+    conflicts,
+    resolve,
+    schema_domains,
+    live,
+    ready,
+]

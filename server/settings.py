@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from fynlo_sync.errors import SettingsError
+from fynlo_sync.plugin_loader import DEFAULT_PLUGINS, plugin_specs
 
 __all__ = ["Settings", "SettingsError"]
 
@@ -70,7 +71,7 @@ class Settings:
     #: Prefix of the Redis keys and channels this deployment uses.
     redis_prefix: str = "FYNLO"
     #: Domain plugins to serve, as ``module:Class`` (a class with no required arguments).
-    plugins: tuple[str, ...] = ("fynlo_sync.domains.orders:OrdersPlugin",)
+    plugins: tuple[str, ...] = DEFAULT_PLUGINS
 
     def __post_init__(self) -> None:
         if not self.secret_key:
@@ -113,9 +114,7 @@ class Settings:
             pg_pool_max=_int(env, "FYNLO_PG_POOL_MAX", cls.pg_pool_max),
             migrate_on_start=env.get("FYNLO_MIGRATE_ON_START", "1") not in ("0", "false", "no"),
             redis_prefix=env.get("FYNLO_REDIS_PREFIX") or cls.redis_prefix,
-            plugins=tuple(p.strip() for p in env["FYNLO_PLUGINS"].split(",") if p.strip())
-            if env.get("FYNLO_PLUGINS") is not None
-            else cls.plugins,
+            plugins=plugin_specs(env),
         )
 
     def to_env(self) -> dict[str, str]:

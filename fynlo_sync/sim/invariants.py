@@ -14,10 +14,14 @@ After every step, for every tenant:
 * stock counts are exact: on the server, the sum of the deltas of the ops that applied;
   in a terminal's view, the confirmed count plus its own pending deltas not yet in it;
 * no row of another tenant on any replica;
-* every order's total equals the sum of its lines, on every replica;
+* every registered plugin's invariants (:meth:`DomainPlugin.invariants
+  <fynlo_sync.plugins.DomainPlugin.invariants>`; orders: a total equals the sum of its
+  lines) hold on the server, and those marked ``on_terminals`` on every terminal's local
+  and confirmed views;
 * each node's ops carry strictly increasing HLCs (crashes and clock jumps included).
 
-At the end (everything healed and synced until quiet): every replica equals the server;
+At the end (everything healed and synced until quiet): the plugins' invariants hold on the
+server; every replica equals the server;
 every op ever made has exactly one outcome on the server; every conflict outcome has its
 record in the queue, open or resolved; every op that was not simply applied, and whose
 answer reached its author, is remembered by the author with its reason. (An op whose
@@ -32,7 +36,6 @@ from collections import Counter
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
-from fynlo_sync.domains.orders import ORDERS, order_total
 from fynlo_sync.hlc import from_wire
 from fynlo_sync.ops import Change, Outcome, Record
 from fynlo_sync.plugins import CONFLICTS
@@ -42,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["INVARIANTS", "Violation", "check_end", "check_step", "parked_by", "quiet"]
 
-#: Every invariant by name, for reports.
+#: Every invariant of the engine by name, for reports (plugins add theirs, by their names).
 INVARIANTS = (
     "feed-gap",
     "server-state",
@@ -54,7 +57,6 @@ INVARIANTS = (
     "confirmed-state",
     "stock-count",
     "tenant-isolation",
-    "order-total",
     "hlc-order",
     "protocol",
     "high-water",
@@ -96,16 +98,11 @@ def _fold(changes: list[Change]) -> dict[tuple[str, str], Record]:
     return out
 
 
-def _check_total(where: str, record: Record) -> None:
-    if record.collection != ORDERS or record.deleted:
-        return
-    total = record.fields.get("total")
-    if total != order_total(record.fields):
-        raise Violation(
-            "order-total",
-            f"{where}: order {record.record_id} total {total} but its lines sum to "
-            f"{order_total(record.fields)}",
-        )
+def _check_plugins(world: World, where: str, records: list[Record], *, terminal: bool) -> None:
+    """The registered plugins' invariants over one replica's view of a tenant."""
+    found = world.registry.check_invariants(records, terminal=terminal)
+    if found:
+        raise Violation(found[0].invariant, f"{where}: {found[0].message}")
 
 
 def _check_tenant(where: str, tenant: str, nodes: set[str], record: Record) -> None:
@@ -238,8 +235,8 @@ def _check_server(world: World, view: _TenantView) -> None:
         if outcome.status in ("applied", "merged")
     ]
     deltas = _stock_deltas(applied)
+    _check_plugins(world, f"server {tenant}", view.records, terminal=False)
     for record in view.records:
-        _check_total(f"server {tenant}", record)
         if record.collection == _STOCK and record.fields.get("count") != deltas[record.record_id]:
             raise Violation(
                 "stock-count",
@@ -292,8 +289,10 @@ def _check_terminal(
     pending = [op for seq, op in sorted(outbox.items()) if seq not in reflected]
     deltas = _stock_deltas(pending)
     nodes = set(view.nodes)
-    for record in store.records():
-        _check_total(where, record)
+    local = store.records()
+    _check_plugins(world, where, local, terminal=True)
+    _check_plugins(world, f"{where} confirmed", server_rows, terminal=True)
+    for record in local:
         _check_tenant(where, view.tenant, nodes, record)
         if record.collection == _STOCK:
             base = confirmed.get(record.key)
@@ -305,8 +304,6 @@ def _check_terminal(
                     f"confirmed {None if base is None else base.fields.get('count')} plus "
                     f"pending deltas {deltas[record.record_id]} is {want}",
                 )
-    for record in server_rows:
-        _check_total(where, record)
 
 
 def quiet(world: World) -> bool:
@@ -326,6 +323,7 @@ def check_end(world: World) -> None:
         raise Violation("not-quiet", "replicas still have work after healing and syncing")
     for tenant in world.tenants:
         view = _TenantView(world, tenant)
+        _check_plugins(world, f"server {tenant} at the end", view.records, terminal=False)
         for term in world.terminals:
             if term.tenant != tenant:
                 continue

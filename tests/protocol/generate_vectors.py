@@ -19,13 +19,16 @@ from typing import Any
 
 import msgspec
 
+import conflict
 from fynlo_sync.canonical import canonical_text, checksum
+from fynlo_sync.domains.orders import OrdersPlugin
 from fynlo_sync.domains.orders.states import COMMANDS, STATES, next_state
 from fynlo_sync.engine import apply_op
 from fynlo_sync.errors import ClockError, InvalidValueError
 from fynlo_sync.hlc import HybridClock, from_wire, pack, to_wire
 from fynlo_sync.ops import Batch, Op, Record, Stamp, ops_checksum
 from fynlo_sync.plugins import Collection, Field, Registry
+from fynlo_sync.schema import domains_document
 from tests.protocol.vectors import (
     VECTOR_DIR,
     RawJSON,
@@ -1467,15 +1470,38 @@ def _check_push(vectors: list[dict[str, Any]]) -> None:
     assert parked[2]["body"]["changes"][0]["record"]["collection"] == "conflicts"
 
 
+# ----------------------------------------------------------------------- domains as data
+
+
+def domains_vector() -> dict[str, Any]:
+    """Section 21: the domains document of the default plugins (what `fynlo schema export
+    --json` prints with FYNLO_PLUGINS unset); its orders table is exactly section 15.1's."""
+    doc = domains_document(conflict.registry([OrdersPlugin()]))
+    orders = next(c for c in doc["collections"] if c["name"] == "orders")
+    table = orders["state_table"]
+    assert orders["plugin"] == "orders" and orders["derive"] and orders["validate"]
+    assert table["states"] == list(STATES) and table["commands"] == list(COMMANDS)
+    rows = {(t["from"], t["command"]): t["to"] for t in table["transitions"]}
+    assert len(rows) == len(table["transitions"]) == 16
+    assert rows == {
+        (state, command): next_state(state, command)
+        for state in (None, *STATES)
+        for command in COMMANDS
+        if next_state(state, command) is not None
+    }
+    return doc
+
+
 # -------------------------------------------------------------------------------- main
 
-BUILDERS: dict[str, Callable[[], list[dict[str, Any]]]] = {
+BUILDERS: dict[str, Callable[[], Any]] = {
     "canonical.json": canonical_vectors,
     "checksum.json": checksum_vectors,
     "hlc.json": hlc_vectors,
     "conflicts.json": conflict_vectors,
     "orders_state.json": orders_vectors,
     "push.json": push_vectors,
+    "domains.json": domains_vector,
 }
 
 
@@ -1488,7 +1514,8 @@ def main() -> None:
     VECTOR_DIR.mkdir(parents=True, exist_ok=True)
     for name, text in build_all().items():
         (VECTOR_DIR / name).write_text(text, encoding="utf-8")
-        print(f"{name}: {len(json.loads(text))} vectors")
+        data = json.loads(text)
+        print(f"{name}: {len(data)} vectors" if isinstance(data, list) else f"{name}: a document")
 
 
 if __name__ == "__main__":

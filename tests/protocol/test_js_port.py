@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,8 +12,16 @@ import pytest
 from tests.protocol.vectors import VECTOR_DIR, load
 
 RUNNER = Path(__file__).resolve().parents[2] / "examples" / "ports" / "js" / "run_vectors.js"
-#: The files the port checks in full (push.json: every checksum in it).
-PORTED = ("canonical.json", "checksum.json", "hlc.json", "conflicts.json", "push.json")
+#: The files the port checks in full (push.json: every checksum in it; orders_state.json:
+#: through the state table and schema it loads from domains.json).
+PORTED = (
+    "canonical.json",
+    "checksum.json",
+    "hlc.json",
+    "conflicts.json",
+    "orders_state.json",
+    "push.json",
+)
 
 
 def _node() -> str:
@@ -55,3 +64,24 @@ def test_the_javascript_port_fails_on_an_altered_vector(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "FAIL canonical.json: members sorted, no whitespace" in done.stdout
+
+
+def test_the_javascript_port_takes_the_orders_table_from_the_domains_document(
+    tmp_path: Path,
+) -> None:
+    """Drop one transition from domains.json and the port's orders vectors fail: it has no
+    table of its own."""
+    node = _node()
+    for source in VECTOR_DIR.glob("*.json"):
+        shutil.copy(source, tmp_path / source.name)
+    doc = json.loads((tmp_path / "domains.json").read_text(encoding="utf-8"))
+    orders = next(c for c in doc["collections"] if c["name"] == "orders")
+    dropped = {"from": "ready", "command": "serve", "to": "served"}
+    orders["state_table"]["transitions"].remove(dropped)
+    (tmp_path / "domains.json").write_text(json.dumps(doc), encoding="utf-8")
+    done = subprocess.run(
+        [node, str(RUNNER), str(tmp_path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    assert "orders_state.json: 55 passed, 1 failed" in done.stdout
+    assert "FAIL orders_state.json: ready + serve: allowed by the table" in done.stdout

@@ -15,10 +15,12 @@ from typing import Any
 import conflict
 from fynlo_sync.domains.orders import OrdersPlugin
 from fynlo_sync.plugins import Collection, DomainPlugin, Field, Registry
+from fynlo_sync.schema import collection_schema
 
 __all__ = [
     "VECTOR_DIR",
     "VECTOR_FILES",
+    "DOCUMENT_FILES",
     "RawJSON",
     "collection_from_json",
     "collection_to_json",
@@ -37,6 +39,8 @@ VECTOR_FILES = (
     "orders_state.json",
     "push.json",
 )
+#: Files that hold one document, not an array of named vectors.
+DOCUMENT_FILES = ("domains.json",)
 
 #: Members that carry text for people; vectors leave them out and ports must not rely on them.
 INFORMATIVE = frozenset({"detail", "title"})
@@ -112,22 +116,7 @@ def normative(response: Any) -> Any:
 
 
 def collection_to_json(collection: Collection) -> dict[str, Any]:
-    return {
-        "name": collection.name,
-        "strategy": collection.strategy,
-        "field_strategies": dict(sorted(collection.field_strategies.items())),
-        "states": list(collection.states),
-        "strict": collection.strict,
-        "fields": {
-            name: {
-                "type": spec.type,
-                "kind": spec.kind,
-                "required": spec.required,
-                "command_only": spec.command_only,
-            }
-            for name, spec in collection.fields.items()
-        },
-    }
+    return collection_schema(collection)
 
 
 def collection_from_json(data: Mapping[str, Any]) -> Collection:

@@ -275,4 +275,4 @@ function applyOp(collection, cur, op, s) {
   }
 }
 
-module.exports = { STRATEGIES, applyOp, lww, union };
+module.exports = { Rejected, STRATEGIES, applyOp, lww, schemaCheck, union };

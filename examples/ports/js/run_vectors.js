@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 'use strict';
 // Check this port against docs/protocol/vectors: canonical.json, checksum.json, hlc.json,
-// conflicts.json (every vector: put/patch/delete under the four built-in strategies), and
-// every checksum that appears in push.json (batch bodies, refusals' `expected`, pull pages).
+// conflicts.json (every vector: put/patch/delete under the four built-in strategies),
+// orders_state.json (from the orders state table and schema in domains.json, the domains
+// document of section 21: no copy of the table here), and every checksum that appears in
+// push.json (batch bodies, refusals' `expected`, pull pages).
 //
 //   node examples/ports/js/run_vectors.js [vector directory]
 //
@@ -14,7 +16,8 @@ const path = require('node:path');
 const { CanonicalError, canonical, checksum } = require('./canonical');
 const { ClockError, HybridClock, counterOf, fromWire, millisOf, toWire } = require('./hlc');
 const { parse } = require('./json');
-const { applyOp } = require('./merge');
+const { loadDomains, nextState } = require('./domains');
+const { Rejected, applyOp, schemaCheck } = require('./merge');
 
 const dir = process.argv[2] || path.join(__dirname, '..', '..', '..', 'docs', 'protocol', 'vectors');
 const load = (name) => parse(fs.readFileSync(path.join(dir, name), 'utf8'));
@@ -108,6 +111,37 @@ for (const v of load('conflicts.json')) {
     for (const key of ['status', 'reason', 'record', 'conflict']) {
       // Compare whole JSON values by their canonical form (member order does not matter).
       assertEqual(canonical(got[key]), canonical(v.expect[key]), key);
+    }
+  });
+}
+
+// ------------------------------------------------- orders_state.json, from domains.json
+// The table and the field schema come from the domains document; the commands' own
+// argument rules and effects on lines are domain code (section 15.2) and are not ported,
+// so each vector checks what the document decides: allowed or not, the state it leads to,
+// and that the resulting record fits the collection's schema.
+const domains = loadDomains(load('domains.json'));
+for (const v of load('orders_state.json')) {
+  check('orders_state.json', v.name, () => {
+    const orders = domains.get(v.op.collection);
+    if (orders === undefined) throw new Error(`domains.json has no collection ${v.op.collection}`);
+    const table = orders.state_table;
+    const state = v.record === null ? null : v.record.fields[table.field];
+    assertEqual(state, v.state, 'the fixture record\'s state');
+    const next = nextState(table, state, v.op.name);
+    assertEqual(next !== null, v.allowed, 'allowed by the table');
+    assertEqual(next, v.next, 'state after the command');
+    if (next === null) {
+      assertEqual(v.expect.status, 'rejected', 'outcome');
+      return assertEqual(v.expect.reason, 'illegal-transition', 'reason');
+    }
+    assertEqual(v.expect.status, 'applied', 'outcome');
+    assertEqual(v.expect.record.fields[table.field], next, `record ${table.field}`);
+    try {
+      schemaCheck(orders, v.expect.record.fields, true);
+    } catch (exc) {
+      if (exc instanceof Rejected) throw new Error(`the record breaks the schema: ${exc.reason}`);
+      throw exc;
     }
   });
 }

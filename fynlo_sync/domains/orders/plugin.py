@@ -173,11 +173,13 @@ ORDERS_COLLECTION = Collection(
 
 
 def _totals_add_up(records: RecordsByCollection) -> Iterator[str]:
+    # Summed here, not by order_total: the check must not share the code it checks.
     for record in records.get(ORDERS, ()):
         total = record.fields.get("total")
         try:
-            want: int | str = order_total(record.fields)
-        except (RejectedOpError, TypeError, KeyError, AttributeError) as exc:
+            lines = record.fields.get("lines") or {}
+            want: int | str = sum(line["qty"] * line["unit_price"] for line in lines.values())
+        except (TypeError, KeyError, AttributeError) as exc:
             want = f"nothing (its lines are malformed: {type(exc).__name__})"
         if total != want:
             yield f"order {record.record_id} total {total} but its lines sum to {want}"

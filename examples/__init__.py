@@ -1,0 +1,1 @@
+"""Examples: the README's quickstart, a complete example plugin (``loyalty``), ports."""

@@ -1,0 +1,213 @@
+"""A loyalty stamp card: the pure part of the example plugin.
+
+A card (collection ``loyalty_cards``, one record per card) collects stamps; every ``goal``
+stamps earn a reward, which a later visit redeems. Terminals stamp cards offline: ``stamp``
+is a command, so two tills stamping one card both count (commands run against the server's
+state when they arrive). The whole card life is one state table (``TABLE``).
+
+The plugin's settings (``FYNLO_LOYALTY_*``, :class:`LoyaltySettings`) hold the secret that
+signs the links printed on receipts, so a customer can look at their card without an
+account (``examples.loyalty.server``). Its invariant (:data:`CARD_BALANCE`) is what
+``fynlo check`` and the simulator hold every card to.
+
+Pure: no I/O, no clock, no framework (``hmac`` and ``hashlib`` compute).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Iterator
+from typing import Annotated, Any
+
+import msgspec
+
+from fynlo_sync.errors import CallerError, PeerError, RejectedOpError
+from fynlo_sync.plugins import (
+    Collection,
+    CommandContext,
+    DomainPlugin,
+    Field,
+    Invariant,
+    RecordsByCollection,
+    StateTable,
+)
+
+__all__ = [
+    "CARDS",
+    "CARDS_COLLECTION",
+    "CARD_BALANCE",
+    "MAX_GOAL",
+    "TABLE",
+    "BadSignatureError",
+    "CardNotFoundError",
+    "LoyaltyPlugin",
+    "LoyaltySettings",
+    "link_signature",
+    "verify_link",
+]
+
+CARDS = "loyalty_cards"
+#: The most stamps a card may need for one reward.
+MAX_GOAL = 50
+
+TABLE = StateTable(
+    field="status",
+    states=("active", "closed"),
+    transitions={
+        (None, "issue"): "active",
+        ("active", "stamp"): "active",
+        ("active", "redeem"): "active",
+        ("active", "close"): "closed",
+    },
+    commands=("issue", "stamp", "redeem", "close"),
+    final=frozenset({"closed"}),
+)
+
+
+class LoyaltySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``FYNLO_LOYALTY_LINK_SECRET`` (required, 32+ characters) signs customer links;
+    ``FYNLO_LOYALTY_LINK_TTL_DAYS`` is how long a printed link stays valid (365)."""
+
+    link_secret: Annotated[str, msgspec.Meta(min_length=32)]
+    link_ttl_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 365
+
+
+class CardNotFoundError(CallerError):
+    code = "card-not-found"
+    status = 404
+
+
+class BadSignatureError(PeerError):
+    """A customer link whose signature is wrong, or which has expired."""
+
+    code = "bad-signature"
+    status = 403
+
+
+def _int_arg(ctx: CommandContext, name: str, low: int, high: int) -> int:
+    value = ctx.args.get(name)
+    if type(value) is not int or not low <= value <= high:
+        raise RejectedOpError(
+            f"argument {name!r} must be an integer from {low} to {high}",
+            reason="invalid-argument",
+            argument=name,
+        )
+    return value
+
+
+def _issue(ctx: CommandContext) -> dict[str, Any]:
+    status = TABLE.advance(ctx.record, "issue", "a card")
+    customer = ctx.args.get("customer")
+    if type(customer) is not str or not customer:
+        raise RejectedOpError(
+            "argument 'customer' must be a non-empty string", reason="invalid-argument"
+        )
+    goal = _int_arg(ctx, "goal", 1, MAX_GOAL)
+    return {
+        "status": status,
+        "customer": customer,
+        "goal": goal,
+        "stamps": 0,
+        "rewards": 0,
+        "earned": 0,
+    }
+
+
+def _stamp(ctx: CommandContext) -> dict[str, Any]:
+    """``count`` stamps (1 to the card's goal); every ``goal`` stamps become a reward."""
+    status = TABLE.advance(ctx.record, "stamp", "a card")
+    assert ctx.record is not None
+    goal = ctx.record["goal"]
+    stamps = ctx.record["stamps"] + _int_arg(ctx, "count", 1, goal)
+    new = stamps // goal
+    return {
+        "status": status,
+        "stamps": stamps % goal,
+        "rewards": ctx.record["rewards"] + new,
+        "earned": ctx.record["earned"] + new,
+    }
+
+
+def _redeem(ctx: CommandContext) -> dict[str, Any]:
+    status = TABLE.advance(ctx.record, "redeem", "a card")
+    assert ctx.record is not None
+    if ctx.record["rewards"] < 1:
+        raise RejectedOpError("the card has no reward to redeem", reason="no-reward")
+    return {"status": status, "rewards": ctx.record["rewards"] - 1}
+
+
+def _close(ctx: CommandContext) -> dict[str, Any]:
+    return {"status": TABLE.advance(ctx.record, "close", "a card")}
+
+
+CARDS_COLLECTION = Collection(
+    name=CARDS,
+    fields={
+        "status": Field("str", kind="state", required=True, command_only=True),
+        "customer": Field("str", required=True, command_only=True),
+        "goal": Field("int", command_only=True),
+        "stamps": Field("int", command_only=True),
+        "rewards": Field("int", command_only=True),
+        "earned": Field("int", command_only=True),
+        "note": Field("str"),
+    },
+    strategy="smart_merge",
+    state_table=TABLE,
+    commands={"issue": _issue, "stamp": _stamp, "redeem": _redeem, "close": _close},
+)
+
+
+def _balanced(records: RecordsByCollection) -> Iterator[str]:
+    for card in records.get(CARDS, ()):
+        counts = [card.fields.get(k) for k in ("goal", "stamps", "rewards", "earned")]
+        goal, stamps, rewards, earned = (v if type(v) is int else None for v in counts)
+        if goal is None or stamps is None or rewards is None or earned is None:
+            yield f"card {card.record_id}: goal, stamps, rewards and earned must be integers"
+            continue
+        if not 0 <= stamps < goal:
+            yield f"card {card.record_id} holds {stamps} stamps of {goal}: a reward not earned"
+        if not 0 <= rewards <= earned:
+            yield f"card {card.record_id} has {rewards} rewards to redeem of {earned} earned"
+
+
+#: Every card holds fewer stamps than its goal, and never more rewards than it earned.
+CARD_BALANCE = Invariant(
+    "card-balance",
+    _balanced,
+    description="0 <= stamps < goal and 0 <= rewards <= earned, on every card",
+)
+
+
+def link_signature(secret: str, tenant: str, card_id: str, expires_day: int) -> str:
+    """HMAC-SHA256 (hex) over ``tenant``, ``card_id`` and the day (days since the epoch) the
+    link expires, keyed by the plugin's ``link_secret``."""
+    message = f"{tenant}\n{card_id}\n{expires_day}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def verify_link(
+    secret: str, tenant: str, card_id: str, expires_day: int, signature: str, today: int
+) -> None:
+    """Raise :class:`BadSignatureError` unless ``signature`` is right (constant-time
+    compare) and the link has not expired by ``today``."""
+    want = link_signature(secret, tenant, card_id, expires_day)
+    if not hmac.compare_digest(want, signature):
+        raise BadSignatureError("the link's signature is wrong")
+    if today > expires_day:
+        raise BadSignatureError("the link has expired", expired_day=expires_day)
+
+
+class LoyaltyPlugin(DomainPlugin):
+    """Stamp cards. Settings: :class:`LoyaltySettings`; routes: ``examples.loyalty.server``."""
+
+    name = "loyalty"
+    settings_model = LoyaltySettings
+    server_module = "examples.loyalty.server"
+    settings: LoyaltySettings
+
+    def collections(self) -> Iterable[Collection]:
+        return (CARDS_COLLECTION,)
+
+    def invariants(self) -> Iterable[Invariant]:
+        return (CARD_BALANCE,)

@@ -1,0 +1,207 @@
+"""The example plugin (examples/loyalty): its commands and invariant, and its routes, settings
+error and invariant through a real ``fynlo serve`` subprocess that loads it from
+FYNLO_PLUGINS."""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+import conflict
+from examples.loyalty.plugin import (
+    CARDS,
+    LoyaltyPlugin,
+    LoyaltySettings,
+    link_signature,
+    verify_link,
+)
+from fynlo_sync.client import Terminal
+from fynlo_sync.domains.orders import OrdersPlugin
+from fynlo_sync.errors import IllegalTransitionError, PeerError, RejectedOpError
+from fynlo_sync.plugins import InvariantViolation, Registry
+from fynlo_sync.replica import ServerReplica
+from fynlo_sync.store import MemoryServerStore, SqliteTerminalStore
+from fynlo_sync.testing import ManualClock
+from fynlo_sync.transport import LoopbackTransport
+from fynlo_sync.transport.http import HttpTransport
+from server import admin
+from server.settings import Settings
+from server.testing import free_port
+from tests.core.test_plugin_seam import _record
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "s" * 40
+PLUGINS = "fynlo_sync.domains.orders:OrdersPlugin,examples.loyalty.plugin:LoyaltyPlugin"
+PROBLEM = "https://fynlo.dev/problems/"
+
+
+def _registry() -> Registry:
+    return conflict.registry([OrdersPlugin(), LoyaltyPlugin(LoyaltySettings(SECRET))])
+
+
+def _till(folder: Path, link: object, registry: Registry, node: str = "till") -> Terminal:
+    return Terminal(
+        SqliteTerminalStore(folder / f"{node}.db", node),
+        registry,
+        link,  # type: ignore[arg-type]
+        wall=ManualClock(1_700_000_000_000),
+        rng=random.Random(1),
+    )
+
+
+def test_stamps_turn_into_rewards_and_two_tills_offline_both_count(tmp_path: Path) -> None:
+    registry = _registry()
+    server = ServerReplica(MemoryServerStore(), registry)
+    a = _till(tmp_path, LoopbackTransport(server, "t1", "a"), registry, "a")
+    b = _till(tmp_path, LoopbackTransport(server, "t1", "b"), registry, "b")
+    a.command(CARDS, "c1", "issue", {"customer": "Ada", "goal": 5})
+    a.sync()
+    b.sync()
+    a.command(CARDS, "c1", "stamp", {"count": 3})
+    b.command(CARDS, "c1", "stamp", {"count": 4})
+    a.sync()
+    b.sync()
+    a.sync()
+    card = server.store.load("t1", [(CARDS, "c1")])[(CARDS, "c1")]
+    assert (card.fields["stamps"], card.fields["rewards"], card.fields["earned"]) == (2, 1, 1)
+    assert a.get(CARDS, "c1") == b.get(CARDS, "c1") == card
+    with pytest.raises(RejectedOpError, match="integer from 1 to 5"):
+        a.command(CARDS, "c1", "stamp", {"count": 6})
+    a.command(CARDS, "c1", "redeem", {})
+    with pytest.raises(RejectedOpError, match="no reward"):
+        a.command(CARDS, "c1", "redeem", {})
+    a.command(CARDS, "c1", "close", {})
+    with pytest.raises(IllegalTransitionError, match="a card cannot stamp when closed"):
+        a.command(CARDS, "c1", "stamp", {"count": 1})
+    assert registry.check_invariants(server.store.records("t1")) == []
+
+
+def test_the_card_invariant_reports_a_card_that_kept_a_full_set_of_stamps() -> None:
+    registry = _registry()
+    full = _record(CARDS, "c9", status="active", goal=5, stamps=5, rewards=0, earned=0)
+    fine = _record(CARDS, "c8", status="active", goal=5, stamps=4, rewards=1, earned=1)
+    assert registry.check_invariants([fine, full]) == [
+        InvariantViolation(
+            "loyalty", "card-balance", "card c9 holds 5 stamps of 5: a reward not earned"
+        )
+    ]
+
+
+def test_a_link_is_verified_in_constant_time_and_expires() -> None:
+    sig = link_signature(SECRET, "t1", "c1", 100)
+    verify_link(SECRET, "t1", "c1", 100, sig, today=100)
+    with pytest.raises(PeerError, match="signature is wrong"):
+        verify_link(SECRET, "t1", "c2", 100, sig, today=100)
+    with pytest.raises(PeerError, match="expired"):
+        verify_link(SECRET, "t1", "c1", 100, sig, today=101)
+
+
+def _serve(folder: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, Path]:
+    port = free_port()
+    log = folder / f"serve-{port}.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fynlo_sync.cli", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    return proc, f"http://127.0.0.1:{port}", log
+
+
+def _env(folder: Path, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "FYNLO_DATABASE_URL": f"sqlite:///{folder / 'server.db'}",
+        "FYNLO_SECRET_KEY": secrets.token_urlsafe(32),
+        "FYNLO_PLUGINS": PLUGINS,
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Settings]]:
+    """``fynlo serve`` (uvicorn, its own process) with the loyalty plugin loaded from
+    FYNLO_PLUGINS and its settings from FYNLO_LOYALTY_*."""
+    folder = tmp_path_factory.mktemp("loyalty")
+    env = _env(folder, FYNLO_LOYALTY_LINK_SECRET=SECRET, FYNLO_LOYALTY_LINK_TTL_DAYS="30")
+    proc, url, log = _serve(folder, env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"fynlo serve exited {proc.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(url + "/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"fynlo serve not ready in 60 s:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield url, Settings.from_env(env)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_the_plugins_routes_through_fynlo_serve(
+    served: tuple[str, Settings], tmp_path: Path
+) -> None:
+    url, settings = served
+    tenant = admin.create_tenant(settings, "cafe", "cafe-" + secrets.token_hex(4))
+    link = HttpTransport.enroll(url, admin.enroll_device(settings, tenant).enrollment_code)
+    till = _till(tmp_path, link, _registry(), link.node_id)
+    till.command(CARDS, "c1", "issue", {"customer": "Ada", "goal": 4})
+    till.command(CARDS, "c1", "stamp", {"count": 3})
+    till.sync()
+    assert link.tokens is not None
+    bearer = {"Authorization": f"Bearer {link.tokens.access_token}"}
+    base = url + "/v1/plugins/loyalty"
+
+    # An ordinary plugin route needs a device's token, like every /v1 route.
+    anonymous = httpx.get(base + "/cards/c1/link", timeout=10)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["type"] == PROBLEM + "unauthenticated"
+    missing = httpx.get(base + "/cards/nope/link", headers=bearer, timeout=10)
+    assert (missing.status_code, missing.json()["type"]) == (404, PROBLEM + "card-not-found")
+    got = httpx.get(base + "/cards/c1/link", headers=bearer, timeout=10)
+    assert got.status_code == 200, got.text
+    today = time.time_ns() // 86_400_000_000_000
+    assert got.json()["expires_day"] in (today + 30, today + 31)
+    public_path = got.json()["url"]
+    assert public_path.startswith(f"/v1/plugins/loyalty/public/{tenant}/c1?expires=")
+
+    # The public route needs no token: the link's signature authenticates it.
+    card = httpx.get(url + public_path, timeout=10)
+    assert card.status_code == 200, card.text
+    assert card.json() == {
+        "card_id": "c1",
+        "status": "active",
+        "stamps": 3,
+        "goal": 4,
+        "rewards": 0,
+    }
+    forged = httpx.get(url + public_path.replace(f"/{tenant}/c1", f"/{tenant}/c2"), timeout=10)
+    assert (forged.status_code, forged.json()["type"]) == (403, PROBLEM + "bad-signature")
+    unsigned = httpx.get(f"{base}/public/{tenant}/c1?expires=1", timeout=10)
+    assert unsigned.status_code == 422
+    link.close()
+
+
+def test_fynlo_serve_names_a_missing_plugin_setting(tmp_path: Path) -> None:
+    proc, _, log = _serve(tmp_path, _env(tmp_path, FYNLO_LOYALTY_LINK_TTL_DAYS="30"))
+    assert proc.wait(timeout=60) == 2
+    assert "FYNLO_LOYALTY_LINK_SECRET is not set" in log.read_text()
+    proc, _, log = _serve(tmp_path, _env(tmp_path, FYNLO_LOYALTY_LINK_SECRET="short"))
+    assert proc.wait(timeout=60) == 2
+    assert "FYNLO_LOYALTY_LINK_SECRET: Expected `str` of length >= 32" in log.read_text()
