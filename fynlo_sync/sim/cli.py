@@ -43,6 +43,14 @@ def register(subparsers: Any) -> None:
     sim.add_argument("--trace", action="store_true", help="print each schedule's trace")
     sim.add_argument("--save", type=Path, help="write the shrunk reproduction here (JSON)")
     sim.add_argument("--shrink-budget", type=int, default=400, help="runs spent shrinking")
+    sim.add_argument(
+        "--payments",
+        type=int,
+        metavar="N",
+        help="instead: N payment attempts under provider faults (lost answers, timeouts, "
+        "5xx, crashes, duplicate/reordered/early webhooks, expiry races); reports "
+        "double_charges and lost_captures",
+    )
     sim.set_defaults(func=_sim)
 
     demo = subparsers.add_parser(
@@ -68,7 +76,31 @@ def register(subparsers: Any) -> None:
     demo.set_defaults(func=_demo, needs=("server",))
 
 
+def _payments(args: argparse.Namespace) -> int:
+    from fynlo_sync.domains.payments.providers.simulation import run
+
+    report = run(args.seed, args.payments, progress=not args.json)
+    bad = [
+        k
+        for k in ("double_charges", "lost_captures", "phantom_captures", "two_live", "live_left")
+        if report[k]
+    ]
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print(
+            f"{report['payment_attempts']} payment attempts ({report['orders']} orders): "
+            f"double charges {report['double_charges']}, lost captures "
+            f"{report['lost_captures']}, phantom captures {report['phantom_captures']}"
+        )
+        for name, count in report["faults"].items():
+            print(f"  {name}: {count}")
+    return 1 if bad else 0
+
+
 def _sim(args: argparse.Namespace) -> int:
+    if args.payments is not None:
+        return _payments(args)
     from fynlo_sync.sim.runner import RunResult, run_many, run_schedule
     from fynlo_sync.sim.schedule import Schedule
 

@@ -1,0 +1,121 @@
+"""The flow's pure half (provider view -> payment_* commands) and the provider-fault
+simulation (no double charge, no lost capture; and it does catch a flow without look-up)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fynlo_sync.domains.payments.providers import ProviderPayment
+from fynlo_sync.domains.payments.providers.flow import attempt_commands
+from fynlo_sync.domains.payments.providers.simulation import Faults, run
+
+
+def pay(status: str, **kw: Any) -> ProviderPayment:
+    return ProviderPayment(
+        provider="stripe",
+        provider_id="pi_1",
+        attempt_id="a1",
+        status=status,  # type: ignore[arg-type]
+        raw_status=status,
+        amount=2000,
+        currency="GBP",
+        **kw,
+    )
+
+
+def names(state: str | None, p: ProviderPayment) -> list[str]:
+    return [name for name, _ in attempt_commands("a1", state, p).commands]
+
+
+@pytest.mark.parametrize(
+    ("state", "status", "expected"),
+    [
+        ("created", "created", ["payment_submit"]),
+        ("pending", "created", []),
+        ("created", "requires_action", ["payment_submit", "payment_require_action"]),
+        ("requires_action", "requires_action", []),
+        ("created", "authorized", ["payment_submit", "payment_authorise"]),
+        ("requires_action", "authorized", ["payment_authorise"]),
+        ("authorised", "authorized", []),
+        ("created", "succeeded", ["payment_submit", "payment_capture"]),
+        ("requires_action", "succeeded", ["payment_authorise", "payment_capture"]),
+        ("authorised", "succeeded", ["payment_capture"]),
+        ("captured", "succeeded", []),  # a duplicate report: nothing
+        ("captured", "authorized", []),  # an older report arriving late: nothing
+        ("pending", "canceled", ["payment_cancel"]),
+        ("cancelled", "canceled", []),
+        ("pending", "failed", ["payment_fail"]),
+        ("failed", "failed", []),
+        (None, "succeeded", []),
+    ],
+)
+def test_provider_views_become_the_commands_that_catch_the_attempt_up(
+    state: str | None, status: str, expected: list[str]
+) -> None:
+    extra = {"amount_received": 2000} if status == "succeeded" else {}
+    assert names(state, pay(status, **extra)) == expected
+
+
+def test_capture_records_what_the_provider_took_and_expiry_is_its_own_command() -> None:
+    plan = attempt_commands("a1", "authorised", pay("succeeded", amount_received=1750))
+    assert plan.commands == (
+        ("payment_capture", {"attempt_id": "a1", "provider_ref": "pi_1", "amount": 1750}),
+    )
+    expired = attempt_commands("a1", "requires_action", pay("failed", failure_code="expired"))
+    assert [n for n, _ in expired.commands] == ["payment_expire"]
+    declined = attempt_commands("a1", "pending", pay("failed", failure_code="card_declined"))
+    assert declined.commands[0][1]["reason"] == "card_declined"
+
+
+def test_money_after_close_and_late_failures_are_findings_not_commands() -> None:
+    late = attempt_commands("a1", "captured", pay("failed", failure_code="provider_rejected"))
+    assert (late.commands, late.finding) == ((), "late-failure")
+    after = attempt_commands("a1", "cancelled", pay("succeeded", amount_received=2000))
+    assert (after.commands, after.finding) == ((), "taken-after-close")
+
+
+def test_thousands_of_attempts_under_faults_charge_once_and_lose_nothing() -> None:
+    report = run(seed=3, attempts=1500)
+    assert report["payment_attempts"] >= 1500
+    for name in ("double_charges", "lost_captures", "phantom_captures", "two_live", "live_left"):
+        assert report[name] == 0, (name, report)
+    # Every fault happened, many times.
+    for name in (
+        "lost_answers",
+        "timeouts",
+        "errors_5xx",
+        "crashes",
+        "duplicate_webhooks",
+        "reordered_webhooks",
+        "webhooks_before_answer",
+        "expiry_races",
+        "late_failures",
+        "fallbacks_to_card",
+        "ambiguous_retries",
+    ):
+        assert report["faults"][name] > 5, (name, report["faults"])
+    assert report == run(seed=3, attempts=1500)  # a seed repeats exactly
+
+
+def test_the_simulation_catches_a_retry_that_does_not_look_up_first() -> None:
+    report = run(seed=3, attempts=1500, lookup_first=False)
+    assert report["provider_payments"] > report["payment_attempts"]
+    assert report["double_charges"] > 0
+
+
+def test_a_provider_that_keeps_keys_needs_the_look_up_less_but_it_still_holds() -> None:
+    report = run(seed=5, attempts=800, faults=Faults(idempotent=True))
+    assert (report["double_charges"], report["lost_captures"]) == (0, 0)
+
+
+def test_fynlo_sim_payments_reports_json(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from fynlo_sync.cli import main
+
+    assert main(["sim", "--payments", "300", "--seed", "2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["payment_attempts"] >= 300
+    assert (report["double_charges"], report["lost_captures"]) == (0, 0)
