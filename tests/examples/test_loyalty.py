@@ -4,6 +4,7 @@ FYNLO_PLUGINS."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import secrets
@@ -37,6 +38,7 @@ from server import admin
 from server.settings import Settings
 from server.testing import free_port
 from tests.core.test_plugin_seam import _record
+from tests.server.test_check import fynlo, plant
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s" * 40
@@ -205,3 +207,35 @@ def test_fynlo_serve_names_a_missing_plugin_setting(tmp_path: Path) -> None:
     proc, _, log = _serve(tmp_path, _env(tmp_path, FYNLO_LOYALTY_LINK_SECRET="short"))
     assert proc.wait(timeout=60) == 2
     assert "FYNLO_LOYALTY_LINK_SECRET: Expected `str` of length >= 32" in log.read_text()
+
+
+def test_the_plugins_invariant_through_fynlo_check_on_the_served_database(
+    served: tuple[str, Settings], tmp_path: Path
+) -> None:
+    url, settings = served
+    tenant = admin.create_tenant(settings, "bar", "bar-" + secrets.token_hex(4))
+    link = HttpTransport.enroll(url, admin.enroll_device(settings, tenant).enrollment_code)
+    till = _till(tmp_path, link, _registry(), link.node_id)
+    till.command(CARDS, "c1", "issue", {"customer": "Bo", "goal": 3})
+    till.command(CARDS, "c1", "stamp", {"count": 2})
+    till.sync()
+    link.close()
+    env = {"FYNLO_PLUGINS": PLUGINS, "FYNLO_LOYALTY_LINK_SECRET": SECRET}
+    clean = fynlo(settings, "check", "--json", "--tenant", tenant, **env)
+    assert clean.returncode == 0, clean.stderr
+    assert json.loads(clean.stdout)["invariants"] == ["orders:order-total", "loyalty:card-balance"]
+    plant(settings, tenant, CARDS, "c1", stamps=3)
+    broken = fynlo(settings, "check", "--json", "--tenant", tenant, **env)
+    assert broken.returncode == 1
+    assert json.loads(broken.stdout)["violations"] == [
+        {
+            "tenant": tenant,
+            "plugin": "loyalty",
+            "invariant": "card-balance",
+            "message": "card c1 holds 3 stamps of 3: a reward not earned",
+        }
+    ]
+    # Without its settings the plugin does not load, so the check cannot run at all.
+    refused = fynlo(settings, "check", "--json", FYNLO_PLUGINS=PLUGINS)
+    assert refused.returncode == 2
+    assert "FYNLO_LOYALTY_LINK_SECRET is not set" in refused.stderr
