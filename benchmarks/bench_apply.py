@@ -281,7 +281,8 @@ async def _pg_copy(url: str, rows: list[BatchRows]) -> float:
 
 
 async def _pg_engine(ctx: Context, url: str, bodies: list[bytes], label: str) -> float:
-    from fynlo_sync.store.postgres import AsyncServerReplica, PostgresServerStore
+    from fynlo_sync.replica import AsyncServerReplica
+    from fynlo_sync.store.postgres import PostgresServerStore
 
     store = await PostgresServerStore.connect(url, max_size=2)
     try:

@@ -160,7 +160,8 @@ def run_http_push(ctx: Context) -> list[Result]:
 def run_http_push_postgres(ctx: Context) -> list[Result]:
     need_server()
     admin = need_postgres(ctx)
-    from fynlo_sync.store.postgres import AsyncServerReplica, PostgresServerStore
+    from fynlo_sync.replica import AsyncServerReplica
+    from fynlo_sync.store.postgres import PostgresServerStore
 
     scale = ctx.scale
     nodes = [f"node-{i:02d}" for i in range(scale.http_concurrency)]

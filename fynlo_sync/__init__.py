@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 from fynlo_sync.canonical import canonical_bytes, checksum
 from fynlo_sync.client import Backoff, SyncReport, Terminal
-from fynlo_sync.engine import PROTOCOL_VERSION, Plan, apply_op, plan_push, rebase
+from fynlo_sync.engine import Plan, apply_op, plan_push, rebase
 from fynlo_sync.errors import (
     CallerError,
     FynloError,
@@ -20,7 +20,7 @@ from fynlo_sync.errors import (
 from fynlo_sync.hlc import HybridClock
 from fynlo_sync.ops import Batch, Change, Conflict, Op, Outcome, Record, Stamp
 from fynlo_sync.plugins import Collection, DomainPlugin, Field, Registry
-from fynlo_sync.protocol import PullPage, PushResult
+from fynlo_sync.protocol import PROTOCOL_VERSION, PullPage, PushResult
 from fynlo_sync.replica import ServerReplica
 
 __all__ = [

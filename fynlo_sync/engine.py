@@ -19,32 +19,18 @@ from typing import Any
 import msgspec
 
 from fynlo_sync.canonical import MAX_SAFE_INTEGER
-from fynlo_sync.errors import (
-    BatchTooLargeError,
-    MalformedError,
-    NodeMismatchError,
-    ProtocolVersionError,
-    RejectedOpError,
-    SeqGapError,
-    SeqReuseError,
-)
+from fynlo_sync.errors import RejectedOpError, SeqGapError, SeqReuseError
 from fynlo_sync.ops import Batch, Change, Conflict, Op, Outcome, OutcomeStatus, Record, Stamp
 from fynlo_sync.plugins import CONFLICTS, Collection, CommandContext, Contest, Effect, Registry
 
 __all__ = [
-    "DEFAULT_MAX_BATCH",
-    "PROTOCOL_VERSION",
     "Applied",
     "Plan",
     "apply_op",
-    "check_batch",
     "conflict_id_of",
     "plan_push",
     "rebase",
 ]
-
-PROTOCOL_VERSION = 1
-DEFAULT_MAX_BATCH = 1000
 
 Key = tuple[str, str]
 
@@ -85,41 +71,6 @@ class Plan:
     #: Work the plugins ask for once the plan is committed (pure descriptions; the
     #: adapter runs them through :meth:`Registry.perform` after the commit).
     effects: list[Effect] = field(default_factory=list)
-
-
-def check_batch(
-    batch: Batch, *, node_id: str | None = None, max_ops: int = DEFAULT_MAX_BATCH
-) -> None:
-    """Envelope rules that need no state: version, size, node, seq continuity."""
-    if batch.protocol != PROTOCOL_VERSION:
-        raise ProtocolVersionError(
-            f"protocol version {batch.protocol} is not supported; this side speaks "
-            f"{PROTOCOL_VERSION}",
-            supported=[PROTOCOL_VERSION],
-        )
-    if len(batch.ops) > max_ops:
-        raise BatchTooLargeError(
-            f"batch has {len(batch.ops)} ops; the limit is {max_ops}", limit=max_ops
-        )
-    if node_id is not None and batch.node_id != node_id:
-        raise NodeMismatchError(
-            f"batch is for node {batch.node_id!r} but the sender is {node_id!r}",
-            node_id=batch.node_id,
-        )
-    previous: int | None = None
-    for index, op in enumerate(batch.ops):
-        if op.node_id != batch.node_id:
-            raise NodeMismatchError(
-                f"op {index} names node {op.node_id!r}, the batch is for {batch.node_id!r}",
-                index=index,
-            )
-        if previous is not None and op.seq != previous + 1:
-            raise MalformedError(
-                f"ops in a batch must have consecutive seqs: op {index} has seq {op.seq} "
-                f"after {previous}",
-                index=index,
-            )
-        previous = op.seq
 
 
 def _stamp(op: Op, seq: int) -> Stamp:
@@ -195,11 +146,20 @@ def _park(op: Op, current: Record | None, contested: list[str]) -> Applied:
     return Applied(status="conflict", conflict=conflict)
 
 
-def apply_op(current: Record | None, op: Op, registry: Registry, seq: int = 0) -> Applied:
+def apply_op(
+    current: Record | None,
+    op: Op,
+    registry: Registry,
+    seq: int = 0,
+    *,
+    received_ms: int | None = None,
+) -> Applied:
     """Decide ``op`` against ``current`` (the record now, or ``None`` if it never existed).
 
-    ``seq`` is the server feed sequence the write will get (0 on a terminal). Deterministic:
-    the same inputs give the same result on every replica.
+    ``seq`` is the server feed sequence the write will get (0 on a terminal);
+    ``received_ms`` the server's receive time of the batch (``None`` on a terminal), which
+    commands see as :attr:`CommandContext.received_ms`. Deterministic: the same inputs give
+    the same result on every replica.
     """
     try:
         collection = registry.collection(op.collection)
@@ -209,7 +169,12 @@ def apply_op(current: Record | None, op: Op, registry: Registry, seq: int = 0) -
             command = registry.command(collection, op.name)
             live = current if current is not None and not current.deleted else None
             patch = command(
-                CommandContext(record=None if live is None else live.fields, args=op.args, op=op)
+                CommandContext(
+                    record=None if live is None else live.fields,
+                    args=op.args,
+                    op=op,
+                    received_ms=received_ms,
+                )
             )
             collection.check_fields(patch, by_command=True)
             fields = dict(live.fields) if live is not None else {}
@@ -425,18 +390,21 @@ def plan_push(
     rows: Mapping[Key, Record],
     registry: Registry,
     cursor: int,
-    max_ops: int = DEFAULT_MAX_BATCH,
+    received_ms: int | None = None,
 ) -> Plan:
     """Plan committing ``batch`` on the server.
 
     ``high_water`` is the node's last applied seq; ``prior`` the stored outcomes of the
     batch's seqs at or below it; ``rows`` the current records the batch touches (missing
-    keys never existed); ``cursor`` the server feed's last sequence number.
+    keys never existed); ``cursor`` the server feed's last sequence number; ``received_ms``
+    the server's receive time (injected by the replica; commands see it).
+
+    The batch has passed :func:`fynlo_sync.protocol.check_batch` (the replica runs it
+    once per push, before taking the lock).
 
     Raises :class:`SeqGapError` when the first new op is not ``high_water + 1`` and
     :class:`SeqReuseError` when a replayed seq carries a different op_id.
     """
-    check_batch(batch, max_ops=max_ops)
     plan = Plan(node_id=batch.node_id, high_water=high_water, cursor=cursor)
     working: dict[Key, Record] = dict(rows)
     for op in batch.ops:
@@ -473,7 +441,7 @@ def plan_push(
                 expected=plan.high_water + 1,
             )
         key = (op.collection, op.record_id)
-        result = apply_op(working.get(key), op, registry, plan.cursor + 1)
+        result = apply_op(working.get(key), op, registry, plan.cursor + 1, received_ms=received_ms)
         outcome = Outcome(
             op_id=op.op_id,
             seq=op.seq,

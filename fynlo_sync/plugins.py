@@ -36,10 +36,12 @@ from fynlo_sync.ops import Change, Op, Record, Stamp
 
 __all__ = [
     "CONFLICTS",
+    "SERVER_NODE",
     "Collection",
     "Command",
     "CommandContext",
     "Contest",
+    "Draft",
     "DomainPlugin",
     "Effect",
     "Field",
@@ -65,6 +67,8 @@ FieldKind = Literal["lww", "counter", "set", "state", "map"]
 
 #: The system collection that holds the manual conflict queue.
 CONFLICTS = "conflicts"
+#: The node id of ops the server authors (effects, webhooks, admin, conflict resolution).
+SERVER_NODE = "server"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +83,14 @@ class Field:
 @dataclass(frozen=True, slots=True)
 class CommandContext:
     """What a command sees: the record's current fields (``None`` if it does not exist or
-    is deleted), the op's arguments, and the op itself (author, HLC)."""
+    is deleted), the op's arguments, the op itself (author, HLC), and ``received_ms``: the
+    server's receive time of the batch in ms (``None`` while a terminal applies the command
+    optimistically; the server's answer, with the server's time, replaces that state)."""
 
     record: Mapping[str, Any] | None
     args: Mapping[str, Any]
     op: Op
+    received_ms: int | None = None
 
 
 #: A command returns the fields it sets (a patch); to refuse, it raises a RejectedOpError.
@@ -425,6 +432,39 @@ def load_settings(model: type[S], prefix: str, environ: Mapping[str, str]) -> S:
             if f"`$.{name}`" in text:
                 raise SettingsError(f"{var}: {text}", variable=var) from None
         raise SettingsError(f"{prefix}*: {text}", variable=prefix + "*") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """An op the server is to author, before it has a seq or an HLC (the replica gives
+    those under the tenant's lock). ``op_id`` is minted then too unless given (a caller
+    that must name the op in another op of the same batch mints it first)."""
+
+    collection: str
+    record_id: str
+    kind: Literal["put", "patch", "delete", "command"]
+    fields: dict[str, Any] | None = None
+    name: str | None = None
+    args: dict[str, Any] | None = None
+    op_id: str | None = None
+
+    @classmethod
+    def command(
+        cls, collection: str, record_id: str, name: str, args: Mapping[str, Any] | None = None
+    ) -> Draft:
+        return cls(collection, record_id, "command", name=name, args=dict(args or {}))
+
+    @classmethod
+    def put(cls, collection: str, record_id: str, fields: Mapping[str, Any]) -> Draft:
+        return cls(collection, record_id, "put", fields=dict(fields))
+
+    @classmethod
+    def patch(cls, collection: str, record_id: str, fields: Mapping[str, Any]) -> Draft:
+        return cls(collection, record_id, "patch", fields=dict(fields))
+
+    @classmethod
+    def delete(cls, collection: str, record_id: str) -> Draft:
+        return cls(collection, record_id, "delete")
 
 
 class DomainPlugin:

@@ -14,21 +14,23 @@ import msgspec
 from msgspec import Struct
 
 from fynlo_sync.canonical import checksum
-from fynlo_sync.engine import DEFAULT_MAX_BATCH, PROTOCOL_VERSION, check_batch
 from fynlo_sync.errors import (
     BatchTooLargeError,
     ChecksumMismatchError,
     InvalidValueError,
     MalformedError,
+    NodeMismatchError,
     ProtocolVersionError,
 )
 from fynlo_sync.ops import Batch, Change, Outcome
 
 __all__ = [
+    "DEFAULT_MAX_BATCH",
     "PROTOCOL_VERSION",
     "Poke",
     "PullPage",
     "PushResult",
+    "check_batch",
     "decode",
     "decode_batch",
     "decode_page",
@@ -39,6 +41,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+PROTOCOL_VERSION = 1
+DEFAULT_MAX_BATCH = 1000
 
 _encoder = msgspec.json.Encoder()
 _generic = msgspec.json.Decoder()
@@ -138,12 +143,52 @@ def decode_page(body: bytes) -> PullPage:
         raise MalformedError(f"invalid PullPage: {exc}") from exc
 
 
+def check_batch(
+    batch: Batch, *, node_id: str | None = None, max_ops: int = DEFAULT_MAX_BATCH
+) -> None:
+    """Envelope rules that need no state: version, size, node (``node_id`` is the
+    authenticated sender, when there is one), seq continuity. The replica runs this once
+    per push, before it takes the tenant's lock; :func:`~fynlo_sync.engine.plan_push`
+    assumes it passed."""
+    if batch.protocol != PROTOCOL_VERSION:
+        raise ProtocolVersionError(
+            f"protocol version {batch.protocol} is not supported; this side speaks "
+            f"{PROTOCOL_VERSION}",
+            supported=[PROTOCOL_VERSION],
+        )
+    if len(batch.ops) > max_ops:
+        raise BatchTooLargeError(
+            f"batch has {len(batch.ops)} ops; the limit is {max_ops}", limit=max_ops
+        )
+    if node_id is not None and batch.node_id != node_id:
+        raise NodeMismatchError(
+            f"batch is for node {batch.node_id!r} but the sender is {node_id!r}",
+            node_id=batch.node_id,
+        )
+    previous: int | None = None
+    for index, op in enumerate(batch.ops):
+        if op.node_id != batch.node_id:
+            raise NodeMismatchError(
+                f"op {index} names node {op.node_id!r}, the batch is for {batch.node_id!r}",
+                index=index,
+            )
+        if previous is not None and op.seq != previous + 1:
+            raise MalformedError(
+                f"ops in a batch must have consecutive seqs: op {index} has seq {op.seq} "
+                f"after {previous}",
+                index=index,
+            )
+        previous = op.seq
+
+
 def encode_batch(batch: Batch) -> bytes:
     return _encoder.encode(batch)
 
 
 def decode_batch(body: bytes, *, max_ops: int = DEFAULT_MAX_BATCH) -> Batch:
-    """Decode and verify a push body. Raises a typed :class:`PeerError` naming the problem."""
+    """Decode and verify a push body (envelope, version, size, floats, checksum, op shapes).
+    Raises a typed :class:`PeerError` naming the problem. The rules over the decoded batch
+    (node, seq continuity) are :func:`check_batch`'s, which the replica runs once."""
     try:
         raw = _generic.decode(body)
     except msgspec.DecodeError as exc:
@@ -179,5 +224,4 @@ def decode_batch(body: bytes, *, max_ops: int = DEFAULT_MAX_BATCH) -> Batch:
         batch = msgspec.convert(raw, Batch)
     except msgspec.ValidationError as exc:
         raise MalformedError(f"invalid batch: {exc}") from exc
-    check_batch(batch, max_ops=max_ops)
     return batch

@@ -162,7 +162,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        rt.backend_ = await open_backend(settings, rt.registry, clock_fn, rt.notify)
+        rt.backend_ = await open_backend(settings, rt.registry, clock_fn, rt.notify, rng=rt.rng)
         try:
             async with AsyncExitStack() as hooks:
                 for extension in extensions:

@@ -4,7 +4,7 @@
   and :class:`~fynlo_sync.replica.ServerReplica`, every call on one worker thread (SQLite
   has one writer; one thread also keeps pulls from reading a push's open transaction).
 * :class:`PostgresBackend`: :class:`~fynlo_sync.store.postgres.PostgresServerStore` and its
-  :class:`~fynlo_sync.store.postgres.AsyncServerReplica` on an asyncpg pool.
+  :class:`~fynlo_sync.replica.AsyncServerReplica` on an asyncpg pool.
 
 Both carry :class:`~server.accounts.Accounts` over the same database, and call
 ``notify(tenant, cursor)`` on the event loop after each commit that moved a tenant's feed.
@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Iterable
+import random
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -24,9 +25,9 @@ import anyio.to_thread
 
 from fynlo_sync.engine import Plan
 from fynlo_sync.ops import Record
-from fynlo_sync.plugins import Registry
+from fynlo_sync.plugins import Draft, Registry
 from fynlo_sync.protocol import PullPage, PushResult
-from fynlo_sync.replica import ServerReplica
+from fynlo_sync.replica import Compose, ServerReplica
 from fynlo_sync.store.base import Key
 from fynlo_sync.store.sqlite import SqliteServerStore
 from server.accounts import Accounts
@@ -45,6 +46,12 @@ class Backend(Protocol):
     accounts: Accounts
 
     async def push(self, tenant: str, body: bytes, *, node_id: str | None) -> PushResult: ...
+
+    async def author(self, tenant: str, drafts: Sequence[Draft] | Compose) -> PushResult:
+        """Commit ops written by the server as node ``server`` (under the tenant's lock)."""
+        ...
+
+    def new_op_id(self) -> str: ...
 
     async def pull(self, tenant: str, since: int, limit: int | None) -> PullPage: ...
 
@@ -77,6 +84,7 @@ class EmbeddedBackend:
         registry: Registry,
         now_ms: Callable[[], int],
         notify: Notify,
+        rng: random.Random | None = None,
     ) -> None:
         path = settings.sqlite_path
         if path not in ("", ":memory:"):
@@ -89,6 +97,8 @@ class EmbeddedBackend:
             max_batch=settings.max_batch,
             max_page=settings.max_page,
             on_commit=self._committed,
+            now_ms=now_ms,
+            rng=rng,
         )
         self.accounts = _accounts(SqliteSql(path), settings, now_ms)
         self._limiter = anyio.CapacityLimiter(1)
@@ -110,6 +120,12 @@ class EmbeddedBackend:
 
     async def push(self, tenant: str, body: bytes, *, node_id: str | None) -> PushResult:
         return await self._run(self.replica.push, tenant, body, node_id=node_id)
+
+    async def author(self, tenant: str, drafts: Sequence[Draft] | Compose) -> PushResult:
+        return await self._run(self.replica.author, tenant, drafts)
+
+    def new_op_id(self) -> str:
+        return self.replica.new_op_id()
 
     async def pull(self, tenant: str, since: int, limit: int | None) -> PullPage:
         return await self._run(self.replica.pull, tenant, since, limit)
@@ -147,8 +163,10 @@ class PostgresBackend:
         registry: Registry,
         now_ms: Callable[[], int],
         notify: Notify,
+        rng: random.Random | None = None,
     ) -> PostgresBackend:
-        from fynlo_sync.store.postgres import AsyncServerReplica, PostgresServerStore
+        from fynlo_sync.replica import AsyncServerReplica
+        from fynlo_sync.store.postgres import PostgresServerStore
 
         store = await PostgresServerStore.connect(
             settings.database_url,
@@ -165,6 +183,8 @@ class PostgresBackend:
             max_batch=settings.max_batch,
             max_page=settings.max_page,
             on_commit=committed,
+            now_ms=now_ms,
+            rng=rng,
         )
         return cls(store, replica, _accounts(PgSql(store.pool), settings, now_ms))
 
@@ -175,6 +195,14 @@ class PostgresBackend:
     async def push(self, tenant: str, body: bytes, *, node_id: str | None) -> PushResult:
         result: PushResult = await self.replica.push(tenant, body, node_id=node_id)
         return result
+
+    async def author(self, tenant: str, drafts: Sequence[Draft] | Compose) -> PushResult:
+        result: PushResult = await self.replica.author(tenant, drafts)
+        return result
+
+    def new_op_id(self) -> str:
+        value: str = self.replica.new_op_id()
+        return value
 
     async def pull(self, tenant: str, since: int, limit: int | None) -> PullPage:
         page: PullPage = await self.replica.pull(tenant, since, limit)
@@ -210,6 +238,7 @@ async def open_backend(
     notify: Notify,
     *,
     migrate: bool | None = None,
+    rng: random.Random | None = None,
 ) -> EmbeddedBackend | PostgresBackend:
     """Open the database that ``settings`` names and (by default, per the settings) apply
     migrations."""
@@ -218,10 +247,10 @@ async def open_backend(
         if run != settings.migrate_on_start:
             settings = settings.with_(migrate_on_start=run)
         backend: EmbeddedBackend | PostgresBackend = await PostgresBackend.open(
-            settings, registry, now_ms, notify
+            settings, registry, now_ms, notify, rng
         )
     else:
-        backend = EmbeddedBackend(settings, registry, now_ms, notify)
+        backend = EmbeddedBackend(settings, registry, now_ms, notify, rng)
     try:
         await backend.start(run)
     except BaseException:

@@ -195,9 +195,7 @@ async def resolve(
     data: JSONBody[ResolveRequest],
 ) -> PushResult:
     """Resolve a parked conflict; the server authors the ops as node ``server``."""
-    return await resolve_conflict(
-        rt.backend, request.user.tenant_id, conflict_id, data, clock=rt.clock, rng=rt.rng
-    )
+    return await resolve_conflict(rt.backend, request.user.tenant_id, conflict_id, data)
 
 
 @get("/health/live", exclude_from_auth=True, tags=["health"])

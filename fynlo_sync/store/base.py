@@ -10,15 +10,23 @@ transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
 from fynlo_sync.engine import Plan
 from fynlo_sync.ops import Change, Op, Outcome, Record
 
-__all__ = ["Key", "ServerStore", "TerminalMeta", "TerminalStore"]
+__all__ = [
+    "AsyncOverSync",
+    "AsyncServerQueries",
+    "AsyncServerStore",
+    "Key",
+    "ServerStore",
+    "TerminalMeta",
+    "TerminalStore",
+]
 
 Key = tuple[str, str]
 
@@ -127,6 +135,65 @@ class ServerStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class AsyncServerQueries(Protocol):
+    """The reads and the commit of :class:`ServerStore`, awaited (one transaction or a pool)."""
+
+    async def high_water(self, tenant: str, node_id: str) -> int: ...
+
+    async def prior_outcomes(
+        self, tenant: str, node_id: str, seqs: Sequence[int]
+    ) -> dict[int, Outcome]: ...
+
+    async def load(self, tenant: str, keys: Iterable[Key]) -> dict[Key, Record]: ...
+
+    async def cursor(self, tenant: str) -> int: ...
+
+    async def commit(self, tenant: str, plan: Plan) -> None: ...
+
+    async def changes(self, tenant: str, since: int, limit: int) -> list[Change]: ...
+
+
+class AsyncServerStore(AsyncServerQueries, Protocol):
+    """An async server store (PostgreSQL): ``transaction`` yields the queries of one
+    transaction holding the tenant's write lock."""
+
+    def transaction(self, tenant: str) -> AbstractAsyncContextManager[AsyncServerQueries]: ...
+
+
+class AsyncOverSync:
+    """A synchronous :class:`ServerStore` behind the async port, calling it inline (for a
+    single-threaded event loop over a memory or SQLite store, and for running one scenario
+    through both replica adapters on every store)."""
+
+    def __init__(self, store: ServerStore) -> None:
+        self.sync = store
+
+    @asynccontextmanager
+    async def transaction(self, tenant: str) -> AsyncIterator[AsyncOverSync]:
+        with self.sync.transaction(tenant):
+            yield self
+
+    async def high_water(self, tenant: str, node_id: str) -> int:
+        return self.sync.high_water(tenant, node_id)
+
+    async def prior_outcomes(
+        self, tenant: str, node_id: str, seqs: Sequence[int]
+    ) -> dict[int, Outcome]:
+        return self.sync.prior_outcomes(tenant, node_id, seqs)
+
+    async def load(self, tenant: str, keys: Iterable[Key]) -> dict[Key, Record]:
+        return self.sync.load(tenant, keys)
+
+    async def cursor(self, tenant: str) -> int:
+        return self.sync.cursor(tenant)
+
+    async def commit(self, tenant: str, plan: Plan) -> None:
+        self.sync.commit(tenant, plan)
+
+    async def changes(self, tenant: str, since: int, limit: int) -> list[Change]:
+        return self.sync.changes(tenant, since, limit)
 
 
 def sorted_records(records: Iterable[Record]) -> list[Record]:

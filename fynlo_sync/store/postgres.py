@@ -1,4 +1,4 @@
-"""The server store on PostgreSQL (asyncpg), and the async twin of the replica loop.
+"""The server store on PostgreSQL (asyncpg).
 
 * :class:`PostgresServerStore` owns an asyncpg pool. Its methods are the
   :class:`~fynlo_sync.store.base.ServerStore` port, made async. ``async with
@@ -10,7 +10,7 @@
 * A push is written by one statement: data-modifying CTEs insert the records, feed
   entries and op outcomes from ``unnest`` arrays and upsert the node's high-water mark, so
   a whole batch costs one round trip however many ops it has.
-* :class:`AsyncServerReplica` is :class:`fynlo_sync.replica.ServerReplica`'s loop, awaited.
+* :class:`~fynlo_sync.replica.AsyncServerReplica` drives the replica's steps over it.
 * :class:`BlockingPostgresStore` is the synchronous port over the async store (an event
   loop in a background thread), for synchronous callers: the conformance suite,
   :class:`~fynlo_sync.replica.ServerReplica`, benchmarks.
@@ -30,13 +30,10 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from fynlo_sync.engine import DEFAULT_MAX_BATCH, Plan, check_batch, plan_push
+from fynlo_sync.engine import Plan
 from fynlo_sync.errors import MissingDependencyError, StoreError
-from fynlo_sync.ops import Batch, Change, Outcome, Record
-from fynlo_sync.plugins import Registry
-from fynlo_sync.protocol import PullPage, PushResult, decode_batch
-from fynlo_sync.replica import DEFAULT_MAX_PAGE, make_page, page_size
-from fynlo_sync.store.base import Key, iter_keys
+from fynlo_sync.ops import Change, Outcome, Record
+from fynlo_sync.store.base import Key
 
 try:
     import asyncpg
@@ -45,7 +42,6 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
 
 __all__ = [
     "STORE_MIGRATIONS",
-    "AsyncServerReplica",
     "BlockingPostgresStore",
     "PostgresServerStore",
     "asyncpg_dsn",
@@ -312,66 +308,6 @@ class PostgresServerStore(PostgresQueries):
 
     async def close(self) -> None:
         await self.pool.close()
-
-
-OnCommit = Callable[[str, Plan], Awaitable[None] | None]
-
-
-class AsyncServerReplica:
-    """Engine + async store: :class:`~fynlo_sync.replica.ServerReplica`'s loop, awaited.
-    ``on_commit(tenant, plan)`` (sync or async) runs after each commit that changed
-    something."""
-
-    def __init__(
-        self,
-        store: PostgresServerStore,
-        registry: Registry,
-        *,
-        max_batch: int = DEFAULT_MAX_BATCH,
-        max_page: int = DEFAULT_MAX_PAGE,
-        on_commit: OnCommit | None = None,
-    ) -> None:
-        self.store = store
-        self.registry = registry
-        self.max_batch = max_batch
-        self.max_page = max_page
-        self.on_commit = on_commit
-
-    async def push(
-        self, tenant: str, body: bytes | Batch, *, node_id: str | None = None
-    ) -> PushResult:
-        batch = decode_batch(body, max_ops=self.max_batch) if isinstance(body, bytes) else body
-        check_batch(batch, node_id=node_id, max_ops=self.max_batch)
-        async with self.store.transaction(tenant) as tx:
-            high_water = await tx.high_water(tenant, batch.node_id)
-            replayed = [op.seq for op in batch.ops if op.seq <= high_water]
-            prior = await tx.prior_outcomes(tenant, batch.node_id, replayed)
-            rows = await tx.load(tenant, iter_keys(batch.ops))
-            plan = plan_push(
-                batch,
-                high_water=high_water,
-                prior=prior,
-                rows=rows,
-                registry=self.registry,
-                cursor=await tx.cursor(tenant),
-                max_ops=self.max_batch,
-            )
-            if plan.new_outcomes:
-                await tx.commit(tenant, plan)
-        if plan.changes and self.on_commit is not None:
-            done = self.on_commit(tenant, plan)
-            if done is not None:
-                await done
-        return PushResult(
-            node_id=batch.node_id,
-            high_water=plan.high_water,
-            cursor=plan.cursor,
-            outcomes=plan.outcomes,
-        )
-
-    async def pull(self, tenant: str, since: int, limit: int | None = None) -> PullPage:
-        size = page_size(since, limit, self.max_page)
-        return make_page(since, await self.store.changes(tenant, since, size + 1), size)
 
 
 class BlockingPostgresStore:

@@ -16,6 +16,7 @@ from fynlo_sync.errors import (
 )
 from fynlo_sync.ops import Batch, Record
 from fynlo_sync.plugins import CONFLICTS, Registry
+from fynlo_sync.protocol import check_batch
 from tests.core.conftest import mkop
 
 
@@ -276,9 +277,9 @@ def test_a_reused_seq_with_another_op_id_is_refused(registry: Registry) -> None:
         )
 
 
-def test_envelope_rules(registry: Registry) -> None:
+def test_envelope_rules() -> None:
     def plan(b: Batch, max_ops: int = 1000) -> None:
-        plan_push(b, high_water=0, prior={}, rows={}, registry=registry, cursor=0, max_ops=max_ops)
+        check_batch(b, max_ops=max_ops)
 
     with pytest.raises(ProtocolVersionError):
         plan(Batch.of("n1", [mkop(1, "put", fields={})], protocol=2))

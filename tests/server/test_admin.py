@@ -14,7 +14,8 @@ from fynlo_sync.cli import main
 from fynlo_sync.errors import UnauthenticatedError
 from fynlo_sync.ops import Batch
 from fynlo_sync.protocol import encode_batch
-from fynlo_sync.store.postgres import AsyncServerReplica, PostgresServerStore
+from fynlo_sync.replica import AsyncServerReplica
+from fynlo_sync.store.postgres import PostgresServerStore
 from fynlo_sync.testing import ManualClock
 from fynlo_sync.transport.http import HttpTransport
 from server.accounts import Accounts

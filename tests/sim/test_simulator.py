@@ -30,7 +30,7 @@ def _forgetful_plan_push(
     rows: Mapping[Key, Record],
     registry: Registry,
     cursor: int,
-    max_ops: int = 1000,
+    received_ms: int | None = None,
 ) -> Plan:
     """A server that skips the high-water-mark check: a replayed op is applied again."""
     first = batch.ops[0].seq if batch.ops else high_water + 1
@@ -41,7 +41,7 @@ def _forgetful_plan_push(
         rows=rows,
         registry=registry,
         cursor=cursor,
-        max_ops=max_ops,
+        received_ms=received_ms,
     )
 
 

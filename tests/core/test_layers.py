@@ -1,0 +1,180 @@
+"""Layering you can trust: every module of ``fynlo_sync``, ``conflict`` and ``server`` has a
+rank, and a module may import only modules of its own rank or lower. The pure core (ranks
+0-6) imports no I/O at all. The checker is tested on a planted upward import (a synthetic
+graph and a real module tree on disk), so its failure path is exercised on every run."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("fynlo_sync", "conflict", "server")
+
+#: Lowest first. The most specific (longest) prefix names a module's rank.
+RANKS: dict[str, int] = {
+    "fynlo_sync.errors": 0,
+    "fynlo_sync.canonical": 1,
+    "fynlo_sync.hlc": 1,
+    "fynlo_sync.ops": 2,
+    "fynlo_sync.protocol": 3,
+    "fynlo_sync.plugins": 4,
+    "fynlo_sync.effects": 5,
+    "fynlo_sync.domains": 5,
+    "fynlo_sync.resolution": 5,
+    "conflict": 5,
+    "fynlo_sync.engine": 6,
+    # ports
+    "fynlo_sync.store.base": 7,
+    "fynlo_sync.transport.base": 7,
+    # adapters
+    "fynlo_sync.replica": 8,
+    "fynlo_sync.client": 8,
+    "fynlo_sync.store": 9,
+    "fynlo_sync.worker": 10,
+    "fynlo_sync.transport": 10,
+    "fynlo_sync.testing": 11,
+    "fynlo_sync": 11,  # the package's re-exports
+    # the server
+    "server.settings": 12,
+    "server.sqlport": 13,
+    "server.accounts": 14,
+    "server.pokes": 14,
+    "server.auth": 15,
+    "server.backends": 16,
+    "server.conflicts": 17,
+    "server.effects": 17,
+    "server.admin": 18,
+    "server.routes": 18,
+    "server.app": 19,
+    "server": 20,
+    "server.cli": 21,
+    "server.testing": 21,
+    # on top of everything: the simulator (its demo runs the real server) and the CLI
+    "fynlo_sync.sim": 22,
+    "fynlo_sync.cli": 23,
+}
+#: Package roots whose rank covers only their ``__init__``.
+ROOTS = {"fynlo_sync", "server"}
+#: Ranks at or below this are the pure core: standard library (no I/O) and msgspec only.
+PURE_RANK = 6
+PURE_ALLOWED = {"__future__", "collections", "dataclasses", "typing", "hashlib", "json", "msgspec"}
+
+
+def rank_of(module: str, ranks: Mapping[str, int]) -> int | None:
+    """The rank of the longest ranked prefix; a package root (``fynlo_sync``, ``server``)
+    ranks only its own ``__init__``, so a new module must be given a rank."""
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:end])
+        if prefix in ROOTS and end < len(parts):
+            return None
+        found = ranks.get(prefix)
+        if found is not None:
+            return found
+    return None
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path, module: str) -> set[str]:
+    """Every module ``path`` imports (anywhere in the file, relative ones resolved)."""
+    found: set[str] = set()
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                prefix = package[: len(package) - node.level + 1]
+                base = ".".join([*prefix, base] if base else prefix)
+            found.add(base)
+    return found
+
+
+def import_graph(root: Path, packages: tuple[str, ...] = PACKAGES) -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            name = module_name(path, root)
+            graph[name] = imports_of(path, name)
+    return graph
+
+
+def violations(
+    graph: Mapping[str, set[str]],
+    ranks: Mapping[str, int],
+    packages: tuple[str, ...] = PACKAGES,
+    pure_rank: int = PURE_RANK,
+) -> list[str]:
+    """Every unranked module, upward import, and I/O import of the pure core."""
+    problems: list[str] = []
+    for module in sorted(graph):
+        mine = rank_of(module, ranks)
+        if mine is None:
+            problems.append(f"{module} has no rank: add it to RANKS")
+            continue
+        for target in sorted(graph[module]):
+            if target.split(".")[0] not in packages:
+                if mine <= pure_rank and target.split(".")[0] not in PURE_ALLOWED:
+                    problems.append(f"{module} (pure, rank {mine}) imports {target}")
+                continue
+            theirs = rank_of(target, ranks)
+            if theirs is None:
+                problems.append(f"{module} imports {target}, which has no rank")
+            elif theirs > mine:
+                problems.append(f"{module} (rank {mine}) imports {target} (rank {theirs})")
+    return problems
+
+
+def test_no_module_imports_upward() -> None:
+    assert violations(import_graph(ROOT), RANKS) == []
+
+
+def test_an_upward_import_in_a_synthetic_graph_is_caught() -> None:
+    graph = {
+        "fynlo_sync.protocol": {"fynlo_sync.ops", "fynlo_sync.engine"},  # the old mistake
+        "fynlo_sync.engine": {"fynlo_sync.protocol"},
+        "fynlo_sync.ops": {"msgspec"},
+        "fynlo_sync.mystery": set(),
+    }
+    assert violations(graph, RANKS) == [
+        "fynlo_sync.mystery has no rank: add it to RANKS",
+        "fynlo_sync.protocol (rank 3) imports fynlo_sync.engine (rank 6)",
+    ]
+
+
+def test_a_planted_upward_import_on_disk_is_caught(tmp_path: Path) -> None:
+    pkg = tmp_path / "fynlo_sync"
+    (pkg / "store").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "ops.py").write_text("import msgspec\n")
+    (pkg / "store" / "__init__.py").write_text("")
+    (pkg / "store" / "base.py").write_text("from fynlo_sync.ops import Op\n")
+    (pkg / "engine.py").write_text(
+        "def late():\n    from .store import base  # planted: the engine reaches a port\n"
+    )
+    (pkg / "plugins.py").write_text("import sqlite3\n")  # planted: I/O in the pure core
+    graph = import_graph(tmp_path, ("fynlo_sync",))
+    assert graph["fynlo_sync.engine"] == {"fynlo_sync.store"}
+    assert violations(graph, RANKS, ("fynlo_sync",)) == [
+        "fynlo_sync.engine (rank 6) imports fynlo_sync.store (rank 9)",
+        "fynlo_sync.plugins (pure, rank 4) imports sqlite3",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("module", "rank"),
+    [("fynlo_sync.store.sqlite", 9), ("fynlo_sync.store.base", 7), ("server.routes", 18)],
+)
+def test_the_most_specific_prefix_ranks_a_module(module: str, rank: int) -> None:
+    assert rank_of(module, RANKS) == rank
