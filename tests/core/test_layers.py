@@ -35,6 +35,8 @@ RANKS: dict[str, int] = {
     "fynlo_sync.client": 8,
     "fynlo_sync.store": 9,
     "fynlo_sync.worker": 10,
+    # payment providers: adapters to the outside world (HTTP), called from effects
+    "fynlo_sync.domains.payments.providers": 10,
     "fynlo_sync.transport": 10,
     "fynlo_sync.testing": 11,
     "fynlo_sync": 11,  # the package's re-exports
@@ -47,6 +49,7 @@ RANKS: dict[str, int] = {
     "server.pokes": 15,
     "server.auth": 16,
     "server.backends": 17,
+    "server.plugins": 17,
     "server.conflicts": 18,
     "server.effects": 18,
     "server.admin": 19,
@@ -57,6 +60,8 @@ RANKS: dict[str, int] = {
     "server.testing": 22,
     # on top of everything: the simulator (its demo runs the real server)
     "fynlo_sync.sim": 23,
+    # stand-ins for outside services, run as their own processes
+    "fynlo_sync.sandbox": 23,
 }
 #: Package roots whose rank covers only their ``__init__``.
 ROOTS = {"fynlo_sync", "server"}
