@@ -27,6 +27,8 @@ RANKS: dict[str, int] = {
     "fynlo_sync.resolution": 5,
     "conflict": 5,
     "fynlo_sync.engine": 6,
+    "fynlo_sync.schema": 6,  # pure: the registry's domains as one JSON document
+    "fynlo_sync.plugin_loader": 7,  # imports plugins by name (FYNLO_PLUGINS)
     # ports
     "fynlo_sync.store.base": 7,
     "fynlo_sync.transport.base": 7,
@@ -42,6 +44,7 @@ RANKS: dict[str, int] = {
     "fynlo_sync": 11,  # the package's re-exports
     "fynlo_sync.__version__": 0,  # a constant in the package's __init__
     "fynlo_sync.cli": 12,  # wiring: finds command modules by name at run time
+    "fynlo_sync.plugin_cli": 23,  # `fynlo check` runs against the server's database
     # the server
     "server.settings": 13,
     "server.sqlport": 14,
@@ -49,11 +52,12 @@ RANKS: dict[str, int] = {
     "server.pokes": 15,
     "server.auth": 16,
     "server.backends": 17,
-    "server.plugins": 17,
     "server.conflicts": 18,
+    "server.checks": 18,
     "server.effects": 18,
     "server.admin": 19,
     "server.routes": 19,
+    "server.plugins": 19,
     "server.app": 20,
     "server": 21,
     "server.cli": 22,
