@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "fynlo_sync.sim.cli",
     "fynlo_sync.sandbox.cli",
     "fynlo_sync.plugin_cli",
+    "fynlo_sync.domains.payments.providers.cli",
 )
 
 #: The import names of each optional extra's packages (``pyproject.toml`` declares them; a

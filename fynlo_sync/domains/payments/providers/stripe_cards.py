@@ -161,6 +161,16 @@ class StripeProvider:
             after = str(data[-1]["id"])
         return sorted(found, key=lambda p: p.provider_id)
 
+    async def register_domain(self, domain: str) -> dict[str, Any]:
+        """Register ``domain`` for Apple Pay (and other wallets) with Stripe's payment
+        method domains API; the same domain is the same request (its idempotency key)."""
+        result: dict[str, Any] = await self._call(
+            self._client.v1.payment_method_domains.create_async,
+            params={"domain_name": domain},
+            key=f"fynlo:payment-method-domain:{domain}",
+        )
+        return result
+
     def parse_webhook(self, body: bytes, headers: Mapping[str, str], *, now_s: int) -> WebhookEvent:
         """Verify ``Stripe-Signature`` over the raw ``body`` and read the event.
 
