@@ -19,6 +19,7 @@ def link(attempt: str = "att-1", amount: int = 2150) -> str:
         "https://pos.example/",
         KEY,
         tenant="cafe",
+        order_id="o-7",
         attempt_id=attempt,
         amount=amount,
         currency="GBP",
@@ -27,15 +28,22 @@ def link(attempt: str = "att-1", amount: int = 2150) -> str:
 
 def test_the_link_is_bound_to_tenant_attempt_amount_and_currency() -> None:
     url = link()
-    assert url.startswith("https://pos.example/pay/cafe/att-1?amount=2150&currency=GBP&sig=")
+    assert url.startswith("https://pos.example/pay/cafe/o-7/att-1?amount=2150&currency=GBP&sig=")
     sig = url.rsplit("sig=", 1)[1]
-    ok = {"tenant": "cafe", "attempt_id": "att-1", "amount": 2150, "currency": "GBP"}
+    ok = {
+        "tenant": "cafe",
+        "order_id": "o-7",
+        "attempt_id": "att-1",
+        "amount": 2150,
+        "currency": "GBP",
+    }
     assert verify_link(KEY, sig=sig, **ok)  # type: ignore[arg-type]
     for name, other in [
         ("amount", 2149),
         ("attempt_id", "att-2"),
         ("tenant", "bar"),
         ("currency", "EUR"),
+        ("order_id", "o-8"),
     ]:
         assert not verify_link(KEY, sig=sig, **{**ok, name: other})  # type: ignore[arg-type]
     assert not verify_link("another-key", sig=sig, **ok)  # type: ignore[arg-type]

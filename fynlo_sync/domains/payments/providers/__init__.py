@@ -39,6 +39,7 @@ __all__ = [
     "LIVE_STATUSES",
     "STATUSES",
     "STRIPE_ATTEMPT_KEY",
+    "STRIPE_TENANT_KEY",
     "TERMINAL_STATUSES",
     "Action",
     "CreatePayment",
@@ -149,6 +150,8 @@ class CreatePayment(msgspec.Struct, frozen=True, kw_only=True):
     attempt_id: str
     amount: int
     currency: str
+    #: Our tenant, kept in the provider's metadata so a webhook finds its way back.
+    tenant: str = ""
     #: ``manual`` holds the money until a capture (a tip added later); ``automatic`` takes it.
     capture: Literal["automatic", "manual"] = "automatic"
     #: A provider payment method (a card token, ``pm_...``), if already known.
@@ -177,6 +180,7 @@ class ProviderPayment(msgspec.Struct, frozen=True, kw_only=True):
     provider_id: str
     attempt_id: str
     status: ProviderStatus
+    tenant: str = ""
     #: The provider's own status word, kept for support and logs.
     raw_status: str
     amount: int
@@ -214,6 +218,7 @@ class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
     provider_id: str | None
     attempt_id: str | None
     created_s: int
+    tenant: str | None = None
 
 
 @runtime_checkable
@@ -315,8 +320,9 @@ _STRIPE: Final[Mapping[str, ProviderStatus]] = {
     "canceled": "canceled",
 }
 
-#: Our metadata key on a PaymentIntent: our attempt id.
+#: Our metadata keys on a PaymentIntent: our attempt id and tenant.
 STRIPE_ATTEMPT_KEY: Final = "fynlo_attempt_id"
+STRIPE_TENANT_KEY: Final = "fynlo_tenant"
 
 
 def stripe_payment(intent: Mapping[str, Any]) -> ProviderPayment:
@@ -357,6 +363,7 @@ def stripe_payment(intent: Mapping[str, Any]) -> ProviderPayment:
         provider="stripe",
         provider_id=str(intent.get("id")),
         attempt_id=str(metadata.get(STRIPE_ATTEMPT_KEY, "")),
+        tenant=str(metadata.get(STRIPE_TENANT_KEY, "")),
         status=status,
         raw_status=raw,
         amount=amount,
@@ -409,6 +416,7 @@ def bank_payment(payment: Mapping[str, Any], *, consent_url: str | None) -> Prov
         provider="bank",
         provider_id=str(payment.get("id")),
         attempt_id=str(metadata.get("attempt_id", "")) if isinstance(metadata, Mapping) else "",
+        tenant=str(metadata.get("tenant", "")) if isinstance(metadata, Mapping) else "",
         status=status,
         raw_status=raw,
         amount=amount,

@@ -89,7 +89,7 @@ class OpenBankingProvider:
             "amount_in_minor": request.amount,
             "currency": request.currency.upper(),
             "reference": request.reference[:18],
-            "metadata": {ATTEMPT_KEY: request.attempt_id},
+            "metadata": {ATTEMPT_KEY: request.attempt_id, "tenant": request.tenant},
             "payment_method": {"type": "bank_transfer"},
         }
         created = await self._send("POST", "/v3/payments", json=body, key=key)
@@ -146,6 +146,7 @@ class OpenBankingProvider:
             type=str(doc.get("type", "")),
             provider_id=payment_id if isinstance(payment_id, str) else None,
             attempt_id=metadata.get(ATTEMPT_KEY) if isinstance(metadata, dict) else None,
+            tenant=metadata.get("tenant") if isinstance(metadata, dict) else None,
             created_s=at_ms // 1000 if type(at_ms) is int else now_s,
         )
 

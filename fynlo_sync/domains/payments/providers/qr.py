@@ -1,11 +1,11 @@
 """One QR per payment attempt, bound to its amount and id (never a static QR).
 
 The QR holds a pay link to the server's pay-at-table page:
-``<base>/pay/<tenant>/<attempt_id>?amount=<minor>&currency=<ISO>&sig=<hex>``, where ``sig``
-is HMAC-SHA256 under the server's pay-link key over the tenant, attempt id, amount and
-currency. The page refuses a link whose signature does not match, so a sticker printed with
-another amount or another payment's id opens nothing; and because the attempt id is in it,
-the same table never reuses a code.
+``<base>/pay/<tenant>/<order_id>/<attempt_id>?amount=<minor>&currency=<ISO>&sig=<hex>``,
+where ``sig`` is HMAC-SHA256 under the server's pay-link key over the tenant, order id,
+attempt id, amount and currency. The page refuses a link whose signature does not match,
+so a sticker printed with another amount or another payment's id opens nothing; and because
+the attempt id is in it, the same table never reuses a code.
 
 Images: PNG (through ``pypng``) and SVG (a path, no dependency), from the ``qrcode`` package
 (``payments`` extra), error correction M.
@@ -42,29 +42,44 @@ class PaymentQr(msgspec.Struct, frozen=True, kw_only=True):
     modules: list[list[bool]]
 
 
-def link_signature(key: str, tenant: str, attempt_id: str, amount: int, currency: str) -> str:
-    message = f"{tenant}\n{attempt_id}\n{amount}\n{currency}".encode()
+def link_signature(
+    key: str, tenant: str, order_id: str, attempt_id: str, amount: int, currency: str
+) -> str:
+    message = f"{tenant}\n{order_id}\n{attempt_id}\n{amount}\n{currency}".encode()
     return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()[:_SIG_HEX]
 
 
 def pay_link(
-    base_url: str, key: str, *, tenant: str, attempt_id: str, amount: int, currency: str
+    base_url: str,
+    key: str,
+    *,
+    tenant: str,
+    order_id: str,
+    attempt_id: str,
+    amount: int,
+    currency: str,
 ) -> str:
     """The signed link a payment's QR holds."""
     if type(amount) is not int or amount <= 0:
         raise CallerError("a pay link needs a positive amount", reason="invalid-amount")
-    sig = link_signature(key, tenant, attempt_id, amount, currency)
+    sig = link_signature(key, tenant, order_id, attempt_id, amount, currency)
     query = urlencode({"amount": amount, "currency": currency, "sig": sig})
-    return (
-        f"{base_url.rstrip('/')}/pay/{quote(tenant, safe='')}/{quote(attempt_id, safe='')}?{query}"
-    )
+    path = "/".join(quote(part, safe="") for part in (tenant, order_id, attempt_id))
+    return f"{base_url.rstrip('/')}/pay/{path}?{query}"
 
 
 def verify_link(
-    key: str, *, tenant: str, attempt_id: str, amount: int, currency: str, sig: str
+    key: str,
+    *,
+    tenant: str,
+    order_id: str,
+    attempt_id: str,
+    amount: int,
+    currency: str,
+    sig: str,
 ) -> bool:
-    """Does ``sig`` bind this tenant, attempt, amount and currency?"""
-    expected = link_signature(key, tenant, attempt_id, amount, currency)
+    """Does ``sig`` bind this tenant, order, attempt, amount and currency?"""
+    expected = link_signature(key, tenant, order_id, attempt_id, amount, currency)
     return hmac.compare_digest(expected.encode(), sig.encode())
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from fynlo_sync.domains.payments.providers import (
     STRIPE_ATTEMPT_KEY,
+    STRIPE_TENANT_KEY,
     CreatePayment,
     ProviderAmbiguousError,
     ProviderPayment,
@@ -71,6 +72,8 @@ class StripeProvider:
 
     async def create(self, request: CreatePayment, *, key: str) -> ProviderPayment:
         metadata = {STRIPE_ATTEMPT_KEY: request.attempt_id}
+        if request.tenant:
+            metadata[STRIPE_TENANT_KEY] = request.tenant
         if request.wallet:
             metadata["fynlo_wallet"] = request.wallet
         params: dict[str, Any] = {
@@ -213,6 +216,7 @@ class StripeProvider:
             type=str(data.get("type", "")),
             provider_id=provider_id if isinstance(provider_id, str) else None,
             attempt_id=metadata.get(STRIPE_ATTEMPT_KEY),
+            tenant=metadata.get(STRIPE_TENANT_KEY),
             created_s=int(data.get("created") or stamp),
         )
 

@@ -1,0 +1,103 @@
+"""The ``providers`` plugin: provider settings, the ``payment_sessions`` collection a
+terminal reads, and the server module with the webhook routes, the pay-at-table page and
+Apple Pay's domain association file.
+
+A payment session (one record per payment attempt, id = the attempt id) is what the
+provider said last, in our terms: ``provider``, ``provider_id``, ``status`` (the port's
+table), ``action`` (what the customer must do: 3-D Secure, or the bank consent the QR
+opens), ``pay_url`` (the signed pay-at-table link the QR holds), ``wallet``, and a
+``finding`` (``late-failure``, ``taken-after-close``) a manager must see. Only the server
+writes sessions; terminals read them. The attempt itself (its state, the money) lives in the
+order and is moved by the ``payment_*`` commands the server authors from the same report.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar
+
+import msgspec
+
+from fynlo_sync.domains.payments.providers import STATUSES
+from fynlo_sync.errors import RejectedOpError
+from fynlo_sync.ops import Op
+from fynlo_sync.plugins import Collection, DomainPlugin, Field
+
+__all__ = ["SESSIONS", "SESSIONS_COLLECTION", "ProvidersPlugin", "ProvidersSettings"]
+
+SESSIONS = "payment_sessions"
+#: The node id of the ops the server authors (fynlo_sync.plugins.SERVER_NODE on the floor).
+SERVER_NODE = "server"
+
+
+class ProvidersSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``FYNLO_PROVIDERS_*``.
+
+    ``pay_link_secret`` (32+ characters) signs the QR's pay links; ``public_url`` is the
+    address a customer's phone reaches the server at. Stripe: ``stripe_secret_key``,
+    ``stripe_webhook_secret``, ``stripe_api_base`` (empty: Stripe itself; localstripe in
+    tests), ``stripe_publishable_key`` (for the pay page). The bank: ``bank_url``,
+    ``bank_api_key``, ``bank_webhook_secret``. ``apple_pay_association``: the text of the
+    domain association file Apple gives (served at
+    ``/.well-known/apple-developer-merchantid-domain-association``)."""
+
+    pay_link_secret: Annotated[str, msgspec.Meta(min_length=32)]
+    public_url: str = "http://127.0.0.1:8000"
+    currency: Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")] = "GBP"
+    stripe_secret_key: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_api_base: str = ""
+    stripe_publishable_key: str = ""
+    bank_url: str = ""
+    bank_api_key: str = ""
+    bank_webhook_secret: str = ""
+    apple_pay_association: str = ""
+
+
+def _server_only(before: Mapping[str, Any] | None, after: Mapping[str, Any], op: Op) -> None:
+    if op.node_id != SERVER_NODE:
+        raise RejectedOpError(
+            "payment sessions are written by the server only", reason="server-only"
+        )
+    status = after.get("status")
+    if status is not None and status not in STATUSES:
+        raise RejectedOpError(f"unknown session status {status!r}", reason="invalid-field")
+
+
+SESSIONS_COLLECTION = Collection(
+    name=SESSIONS,
+    fields={
+        "order_id": Field("str", required=True),
+        "method": Field("str"),
+        "provider": Field("str"),
+        "provider_id": Field("any"),
+        "status": Field("str"),
+        "amount": Field("money"),
+        "currency": Field("str"),
+        "action": Field("any"),
+        "pay_url": Field("any"),
+        "wallet": Field("any"),
+        "failure_code": Field("any"),
+        "finding": Field("any"),
+        "received": Field("money"),
+        "settled": Field("bool"),
+        "tip": Field("money"),
+        "requested_ms": Field("int"),
+        "updated_ms": Field("int"),
+    },
+    strategy="server_wins",
+    validate=_server_only,
+)
+
+
+class ProvidersPlugin(DomainPlugin):
+    """Stripe (cards, Apple Pay) and open banking for the payments plugin."""
+
+    name = "providers"
+    settings_model: ClassVar[type[msgspec.Struct] | None] = ProvidersSettings
+    server_module: ClassVar[str | None] = "server.payment_providers"
+
+    def collections(self) -> tuple[Collection, ...]:
+        return (SESSIONS_COLLECTION,)
