@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from fynlo_sync.errors import SettingsError
 from fynlo_sync.plugins import DomainPlugin
 
-__all__ = ["DEFAULT_PLUGINS", "load_plugin", "load_plugins", "plugin_specs"]
+__all__ = ["DEFAULT_PLUGINS", "check_specs", "load_plugin", "load_plugins", "plugin_specs"]
 
 #: What ``FYNLO_PLUGINS`` means when it is not set.
 DEFAULT_PLUGINS: tuple[str, ...] = ("fynlo_sync.domains.orders:OrdersPlugin",)
@@ -28,10 +28,15 @@ def plugin_specs(environ: Mapping[str, str]) -> tuple[str, ...]:
     if raw is None:
         return DEFAULT_PLUGINS
     specs = tuple(p.strip() for p in raw.split(",") if p.strip())
+    check_specs(specs)
+    return specs
+
+
+def check_specs(specs: Iterable[str]) -> None:
+    """Raise :class:`SettingsError` unless every spec has the form ``module:Class``."""
     for spec in specs:
         if spec.count(":") != 1:
             raise SettingsError(f"FYNLO_PLUGINS: {spec!r} is not of the form module:Class")
-    return specs
 
 
 def load_plugin(spec: str, environ: Mapping[str, str]) -> DomainPlugin:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from fynlo_sync.errors import SettingsError
-from fynlo_sync.plugin_loader import DEFAULT_PLUGINS, plugin_specs
+from fynlo_sync.plugin_loader import DEFAULT_PLUGINS, check_specs, plugin_specs
 
 __all__ = ["Settings", "SettingsError"]
 
@@ -70,7 +70,7 @@ class Settings:
     migrate_on_start: bool = True
     #: Prefix of the Redis keys and channels this deployment uses.
     redis_prefix: str = "FYNLO"
-    #: Domain plugins to serve, as ``module:Class`` (a class with no required arguments).
+    #: Domain plugins to serve, as ``module:Class`` (each built by ``Class.from_env``).
     plugins: tuple[str, ...] = DEFAULT_PLUGINS
 
     def __post_init__(self) -> None:
@@ -85,9 +85,7 @@ class Settings:
             object.__setattr__(self, "secret_key", secrets.token_urlsafe(32))
         elif len(self.secret_key) < 32:
             raise SettingsError("FYNLO_SECRET_KEY is too short: use at least 32 characters")
-        for spec in self.plugins:
-            if spec.count(":") != 1:
-                raise SettingsError(f"FYNLO_PLUGINS: {spec!r} is not of the form module:Class")
+        check_specs(self.plugins)
         if self.kind not in ("sqlite", "postgres"):
             raise SettingsError(
                 f"FYNLO_DATABASE_URL must start with sqlite:/// or postgresql://, "
