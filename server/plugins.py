@@ -13,7 +13,8 @@ imports, so the plugin's domain code never depends on the web framework):
   database is open and left before it closes, in plugin order (left in reverse).
 
 Handlers and the lifespan get a :class:`PluginContext` (the dependency ``plugin``): the
-backend, the plugin and its settings, the registry, the clock. See ``docs/plugins.md``.
+backend, the plugin and its settings, the registry, the clock, and ``author`` (ops as node
+``server``). See ``docs/plugins.md``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 from fynlo_sync.errors import SettingsError
-from fynlo_sync.plugins import DomainPlugin, Registry
+from fynlo_sync.plugins import DomainPlugin, Draft, Registry
+from fynlo_sync.protocol import PushResult
+from fynlo_sync.replica import Compose
 
 if TYPE_CHECKING:
     from litestar import Router
@@ -73,6 +76,11 @@ class PluginContext:
     def now_ms(self) -> int:
         """The server's wall clock, in milliseconds (injected: tests control it)."""
         return self._wall()
+
+    async def author(self, tenant: str, drafts: Sequence[Draft] | Compose) -> PushResult:
+        """Commit ops as node ``server`` through the same engine, feed and pokes as a
+        terminal's push (``Compose`` decides the drafts under the tenant's lock)."""
+        return await self._rt.backend.author(tenant, drafts)
 
 
 class PluginServer:

@@ -45,11 +45,17 @@ __all__ = [
     "LoyaltySettings",
     "link_signature",
     "verify_link",
+    "verify_webhook",
+    "webhook_signature",
 ]
 
 CARDS = "loyalty_cards"
 #: The most stamps a card may need for one reward.
 MAX_GOAL = 50
+#: How many external visit ids a card remembers, to stamp each visit once.
+RECENT_VISITS = 32
+#: How far a webhook's timestamp may be from the server's clock, in seconds.
+WEBHOOK_TOLERANCE_S = 300
 
 TABLE = StateTable(
     field="status",
@@ -67,9 +73,12 @@ TABLE = StateTable(
 
 class LoyaltySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``FYNLO_LOYALTY_LINK_SECRET`` (required, 32+ characters) signs customer links;
-    ``FYNLO_LOYALTY_LINK_TTL_DAYS`` is how long a printed link stays valid (365)."""
+    ``FYNLO_LOYALTY_LINK_TTL_DAYS`` is how long a printed link stays valid (365);
+    ``FYNLO_LOYALTY_WEBHOOK_SECRET`` (required, 32+ characters) is shared with the online
+    shop that stamps cards through the webhook."""
 
     link_secret: Annotated[str, msgspec.Meta(min_length=32)]
+    webhook_secret: Annotated[str, msgspec.Meta(min_length=32)]
     link_ttl_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 365
 
 
@@ -115,18 +124,34 @@ def _issue(ctx: CommandContext) -> dict[str, Any]:
 
 
 def _stamp(ctx: CommandContext) -> dict[str, Any]:
-    """``count`` stamps (1 to the card's goal); every ``goal`` stamps become a reward."""
+    """``count`` stamps (1 to the card's goal); every ``goal`` stamps become a reward.
+    ``visit`` (optional) names an outside visit (the online shop's order id): a visit the
+    card remembers is refused ``duplicate-visit``, so a webhook delivered twice stamps once
+    (the command runs under the tenant's lock, against the server's state)."""
     status = TABLE.advance(ctx.record, "stamp", "a card")
     assert ctx.record is not None
     goal = ctx.record["goal"]
     stamps = ctx.record["stamps"] + _int_arg(ctx, "count", 1, goal)
     new = stamps // goal
-    return {
+    patch: dict[str, Any] = {
         "status": status,
         "stamps": stamps % goal,
         "rewards": ctx.record["rewards"] + new,
         "earned": ctx.record["earned"] + new,
     }
+    visit = ctx.args.get("visit")
+    if visit is not None:
+        if type(visit) is not str or not 0 < len(visit) <= 128:
+            raise RejectedOpError(
+                "argument 'visit' must be a string of 1 to 128 characters",
+                reason="invalid-argument",
+                argument="visit",
+            )
+        visits = list(ctx.record.get("visits") or [])
+        if visit in visits:
+            raise RejectedOpError(f"visit {visit!r} was stamped already", reason="duplicate-visit")
+        patch["visits"] = [*visits, visit][-RECENT_VISITS:]
+    return patch
 
 
 def _redeem(ctx: CommandContext) -> dict[str, Any]:
@@ -150,6 +175,7 @@ CARDS_COLLECTION = Collection(
         "stamps": Field("int", command_only=True),
         "rewards": Field("int", command_only=True),
         "earned": Field("int", command_only=True),
+        "visits": Field("list", command_only=True),
         "note": Field("str"),
     },
     strategy="smart_merge",
@@ -196,6 +222,27 @@ def verify_link(
         raise BadSignatureError("the link's signature is wrong")
     if today > expires_day:
         raise BadSignatureError("the link has expired", expired_day=expires_day)
+
+
+def webhook_signature(secret: str, timestamp: int, body: bytes) -> str:
+    """HMAC-SHA256 (hex) over ``<timestamp>.<raw body>``, keyed by ``webhook_secret``; the
+    header is ``Fynlo-Loyalty-Signature: t=<timestamp>,v1=<signature>``."""
+    message = str(timestamp).encode() + b"." + body
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def verify_webhook(secret: str, header: str, body: bytes, now_s: int) -> None:
+    """Raise :class:`BadSignatureError` unless ``header`` signs ``body`` (the raw bytes,
+    checked before anything parses them) with a timestamp within
+    :data:`WEBHOOK_TOLERANCE_S` of ``now_s``."""
+    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    stamp, signature = parts.get("t", ""), parts.get("v1", "")
+    if not stamp.isascii() or not stamp.isdigit() or not signature:
+        raise BadSignatureError("the webhook has no valid Fynlo-Loyalty-Signature header")
+    if not hmac.compare_digest(webhook_signature(secret, int(stamp), body), signature):
+        raise BadSignatureError("the webhook's signature is wrong")
+    if abs(now_s - int(stamp)) > WEBHOOK_TOLERANCE_S:
+        raise BadSignatureError("the webhook's timestamp is outside the tolerance")
 
 
 class LoyaltyPlugin(DomainPlugin):

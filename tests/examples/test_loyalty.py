@@ -24,6 +24,8 @@ from examples.loyalty.plugin import (
     LoyaltySettings,
     link_signature,
     verify_link,
+    verify_webhook,
+    webhook_signature,
 )
 from fynlo_sync.client import Terminal
 from fynlo_sync.domains.orders import OrdersPlugin
@@ -42,12 +44,13 @@ from tests.server.test_check import fynlo, plant
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s" * 40
+HOOK = "h" * 40
 PLUGINS = "fynlo_sync.domains.orders:OrdersPlugin,examples.loyalty.plugin:LoyaltyPlugin"
 PROBLEM = "https://fynlo.dev/problems/"
 
 
 def _registry() -> Registry:
-    return conflict.registry([OrdersPlugin(), LoyaltyPlugin(LoyaltySettings(SECRET))])
+    return conflict.registry([OrdersPlugin(), LoyaltyPlugin(LoyaltySettings(SECRET, HOOK))])
 
 
 def _till(folder: Path, link: object, registry: Registry, node: str = "till") -> Terminal:
@@ -98,6 +101,23 @@ def test_the_card_invariant_reports_a_card_that_kept_a_full_set_of_stamps() -> N
     ]
 
 
+def test_a_webhook_signature_covers_the_raw_body_and_a_recent_time() -> None:
+    body = b'{"tenant": "t1", "card_id": "c1", "order_id": "o1"}'
+    header = f"t=1000,v1={webhook_signature(HOOK, 1000, body)}"
+    verify_webhook(HOOK, header, body, now_s=1000 + 300)
+    for wrong_body, wrong_header, now in [
+        (body + b" ", header, 1000),
+        (body, header.replace("t=1000", "t=1001"), 1000),
+        (body, header, 1000 + 301),
+        (body, header, 1000 - 301),
+        (body, "v1=" + webhook_signature(HOOK, 1000, body), 1000),
+        (body, "t=1e3,v1=x", 1000),
+        (body, "", 1000),
+    ]:
+        with pytest.raises(PeerError):
+            verify_webhook(HOOK, wrong_header, wrong_body, now_s=now)
+
+
 def test_a_link_is_verified_in_constant_time_and_expires() -> None:
     sig = link_signature(SECRET, "t1", "c1", 100)
     verify_link(SECRET, "t1", "c1", 100, sig, today=100)
@@ -135,7 +155,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Sett
     """``fynlo serve`` (uvicorn, its own process) with the loyalty plugin loaded from
     FYNLO_PLUGINS and its settings from FYNLO_LOYALTY_*."""
     folder = tmp_path_factory.mktemp("loyalty")
-    env = _env(folder, FYNLO_LOYALTY_LINK_SECRET=SECRET, FYNLO_LOYALTY_LINK_TTL_DAYS="30")
+    env = _env(
+        folder,
+        FYNLO_LOYALTY_LINK_SECRET=SECRET,
+        FYNLO_LOYALTY_WEBHOOK_SECRET=HOOK,
+        FYNLO_LOYALTY_LINK_TTL_DAYS="30",
+    )
     proc, url, log = _serve(folder, env)
     try:
         deadline = time.monotonic() + 60
@@ -201,10 +226,11 @@ def test_the_plugins_routes_through_fynlo_serve(
 
 
 def test_fynlo_serve_names_a_missing_plugin_setting(tmp_path: Path) -> None:
-    proc, _, log = _serve(tmp_path, _env(tmp_path, FYNLO_LOYALTY_LINK_TTL_DAYS="30"))
+    hook = {"FYNLO_LOYALTY_WEBHOOK_SECRET": HOOK}
+    proc, _, log = _serve(tmp_path, _env(tmp_path, FYNLO_LOYALTY_LINK_TTL_DAYS="30", **hook))
     assert proc.wait(timeout=60) == 2
     assert "FYNLO_LOYALTY_LINK_SECRET is not set" in log.read_text()
-    proc, _, log = _serve(tmp_path, _env(tmp_path, FYNLO_LOYALTY_LINK_SECRET="short"))
+    proc, _, log = _serve(tmp_path, _env(tmp_path, FYNLO_LOYALTY_LINK_SECRET="short", **hook))
     assert proc.wait(timeout=60) == 2
     assert "FYNLO_LOYALTY_LINK_SECRET: Expected `str` of length >= 32" in log.read_text()
 
@@ -220,7 +246,11 @@ def test_the_plugins_invariant_through_fynlo_check_on_the_served_database(
     till.command(CARDS, "c1", "stamp", {"count": 2})
     till.sync()
     link.close()
-    env = {"FYNLO_PLUGINS": PLUGINS, "FYNLO_LOYALTY_LINK_SECRET": SECRET}
+    env = {
+        "FYNLO_PLUGINS": PLUGINS,
+        "FYNLO_LOYALTY_LINK_SECRET": SECRET,
+        "FYNLO_LOYALTY_WEBHOOK_SECRET": HOOK,
+    }
     clean = fynlo(settings, "check", "--json", "--tenant", tenant, **env)
     assert clean.returncode == 0, clean.stderr
     assert json.loads(clean.stdout)["invariants"] == ["orders:order-total", "loyalty:card-balance"]
@@ -239,3 +269,51 @@ def test_the_plugins_invariant_through_fynlo_check_on_the_served_database(
     refused = fynlo(settings, "check", "--json", FYNLO_PLUGINS=PLUGINS)
     assert refused.returncode == 2
     assert "FYNLO_LOYALTY_LINK_SECRET is not set" in refused.stderr
+
+
+def _signed(body: bytes, at: int | None = None) -> dict[str, str]:
+    stamp = int(time.time()) if at is None else at
+    return {
+        "Fynlo-Loyalty-Signature": f"t={stamp},v1={webhook_signature(HOOK, stamp, body)}",
+        "Content-Type": "application/json",
+    }
+
+
+def test_the_shops_webhook_stamps_once_per_order_through_fynlo_serve(
+    served: tuple[str, Settings], tmp_path: Path
+) -> None:
+    url, settings = served
+    tenant = admin.create_tenant(settings, "deli", "deli-" + secrets.token_hex(4))
+    link = HttpTransport.enroll(url, admin.enroll_device(settings, tenant).enrollment_code)
+    till = _till(tmp_path, link, _registry(), link.node_id)
+    till.command(CARDS, "c1", "issue", {"customer": "Cy", "goal": 3})
+    till.sync()
+    hook = url + "/v1/plugins/loyalty/webhooks/stamp"
+    body = json.dumps({"tenant": tenant, "card_id": "c1", "order_id": "web-1", "count": 2})
+    raw = body.encode()
+
+    first = httpx.post(hook, content=raw, headers=_signed(raw), timeout=10)
+    assert first.status_code == 200, first.text
+    assert first.json()["status"] == "applied"
+    again = httpx.post(hook, content=raw, headers=_signed(raw), timeout=10)
+    assert again.json() == {"status": "rejected", "reason": "duplicate-visit", "seq": 2}
+
+    def refused(content: bytes, headers: dict[str, str]) -> tuple[int, str]:
+        got = httpx.post(hook, content=content, headers=headers, timeout=10)
+        return got.status_code, got.json()["type"].removeprefix(PROBLEM)
+
+    assert refused(raw, {}) == (403, "bad-signature")
+    assert refused(raw, _signed(raw, at=int(time.time()) - 3600)) == (403, "bad-signature")
+    assert refused(raw.replace(b"web-1", b"web-2"), _signed(raw)) == (403, "bad-signature")
+    other = body.replace('"c1"', '"c404"').encode()
+    assert refused(other, _signed(other)) == (404, "card-not-found")
+    junk = b'{"tenant": 1}'
+    assert refused(junk, _signed(junk)) == (422, "malformed")
+
+    # The server-authored stamp reaches the till through the feed, like any op.
+    till.sync()
+    card = till.get(CARDS, "c1")
+    assert card is not None
+    assert (card.fields["stamps"], card.fields["visits"]) == (2, ["web-1"])
+    assert card.stamps["stamps"].node_id == "server"
+    link.close()
