@@ -32,13 +32,13 @@ __all__ = ["BatchRows", "plan_rows", "run_engine_sqlite", "run_server_sqlite", "
 _enc = msgspec.json.Encoder()
 
 RECORDS_SQL = (
-    "INSERT OR REPLACE INTO records(tenant, collection, record_id, version, body) "
+    "INSERT OR REPLACE INTO fynlo_records(tenant, collection, record_id, version, body) "
     "VALUES (?, ?, ?, ?, ?)"
 )
-FEED_SQL = "INSERT INTO feed(tenant, seq, body) VALUES (?, ?, ?)"
-OPLOG_SQL = "INSERT INTO oplog(tenant, node_id, seq, op_id, body) VALUES (?, ?, ?, ?, ?)"
+FEED_SQL = "INSERT INTO fynlo_feed(tenant, seq, body) VALUES (?, ?, ?)"
+OPLOG_SQL = "INSERT INTO fynlo_oplog(tenant, node_id, seq, op_id, body) VALUES (?, ?, ?, ?, ?)"
 NODES_SQL = (
-    "INSERT INTO nodes(tenant, node_id, high_water) VALUES (?, ?, ?) "
+    "INSERT INTO fynlo_nodes(tenant, node_id, high_water) VALUES (?, ?, ?) "
     "ON CONFLICT(tenant, node_id) DO UPDATE SET high_water = excluded.high_water"
 )
 
@@ -133,7 +133,7 @@ def engine_apply(
 def _check(store: SqliteServerStore, rows: list[BatchRows]) -> None:
     """The engine run wrote what the plan pass says it should (else the figure is void)."""
     conn = store.db.conn
-    feed = conn.execute("SELECT COUNT(*) FROM feed WHERE tenant = ?", (TENANT,)).fetchone()[0]
+    feed = conn.execute("SELECT COUNT(*) FROM fynlo_feed WHERE tenant = ?", (TENANT,)).fetchone()[0]
     want = sum(len(b.feed) for b in rows)
     if feed != want:
         raise RuntimeError(f"engine run wrote {feed} feed rows, the plan pass {want}")

@@ -56,11 +56,13 @@ def run_local_write(ctx: Context) -> list[Result]:
     # The same rows, already encoded: every op body from the outbox, and the record body
     # of its order (its final state, as large as or larger than the intermediate ones).
     conn = store.db.conn
-    bodies = {(c, r): b for c, r, b in conn.execute("SELECT collection, record_id, body FROM rows")}
+    bodies = {
+        (c, r): b for c, r, b in conn.execute("SELECT collection, record_id, body FROM fynlo_rows")
+    }
     writes = [
         (c, r, seq, op, bodies[(c, r)])
         for seq, c, r, op in conn.execute(
-            "SELECT seq, collection, record_id, body FROM outbox ORDER BY seq"
+            "SELECT seq, collection, record_id, body FROM fynlo_outbox ORDER BY seq"
         )
     ]
     store.close()
@@ -70,22 +72,22 @@ def run_local_write(ctx: Context) -> list[Result]:
     for i, (collection, record_id, seq, op_body, record_body) in enumerate(writes):
         start = clock()
         raw.execute("BEGIN IMMEDIATE")
-        raw.execute("SELECT node_id, next_seq, cursor, acked_seq, hlc FROM meta WHERE id = 1")
+        raw.execute("SELECT node_id, next_seq, cursor, acked_seq, hlc FROM fynlo_meta WHERE id = 1")
         raw.execute(
-            "SELECT body FROM rows WHERE collection = ? AND record_id = ?",
+            "SELECT body FROM fynlo_rows WHERE collection = ? AND record_id = ?",
             (collection, record_id),
         ).fetchone()
         raw.execute(
-            "INSERT OR REPLACE INTO rows(collection, record_id, body) VALUES (?, ?, ?)",
+            "INSERT OR REPLACE INTO fynlo_rows(collection, record_id, body) VALUES (?, ?, ?)",
             (collection, record_id, record_body),
         )
         raw.execute(
-            "INSERT INTO outbox(seq, collection, record_id, body, acked_cursor) "
+            "INSERT INTO fynlo_outbox(seq, collection, record_id, body, acked_cursor) "
             "VALUES (?, ?, ?, ?, NULL)",
             (seq, collection, record_id, op_body),
         )
         raw.execute(
-            "UPDATE meta SET next_seq = ?, cursor = ?, acked_seq = ?, hlc = ? WHERE id = 1",
+            "UPDATE fynlo_meta SET next_seq = ?, cursor = ?, acked_seq = ?, hlc = ? WHERE id = 1",
             (seq + 1, 0, 0, "0"),
         )
         raw.execute("COMMIT")

@@ -55,7 +55,8 @@ def run_pull(ctx: Context) -> list[Result]:
     pages: list[list[tuple[str, str, bytes]]] = []
     current: dict[tuple[str, str], bytes] = {}
     for n, (body,) in enumerate(
-        conn.execute("SELECT body FROM feed WHERE tenant = ? ORDER BY seq", (TENANT,)), start=1
+        conn.execute("SELECT body FROM fynlo_feed WHERE tenant = ? ORDER BY seq", (TENANT,)),
+        start=1,
     ):
         record = _change.decode(body).record
         current[record.key] = _enc.encode(record)
@@ -71,17 +72,17 @@ def run_pull(ctx: Context) -> list[Result]:
     since = 0
     for rows in pages:
         fetched = conn.execute(
-            "SELECT seq, body FROM feed WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, body FROM fynlo_feed WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?",
             (TENANT, since, page),
         ).fetchall()
         since = fetched[-1][0]
         raw.execute("BEGIN IMMEDIATE")
-        for table in ("server_rows", "rows"):
+        for table in ("fynlo_server_rows", "fynlo_rows"):
             raw.executemany(
                 f"INSERT OR REPLACE INTO {table}(collection, record_id, body) VALUES (?, ?, ?)",
                 rows,
             )
-        raw.execute("UPDATE meta SET cursor = ? WHERE id = 1", (since,))
+        raw.execute("UPDATE fynlo_meta SET cursor = ? WHERE id = 1", (since,))
         raw.execute("COMMIT")
     raw_s = time.perf_counter() - start
     raw_store.close()

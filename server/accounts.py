@@ -11,7 +11,7 @@
   the device's current one, or whose device is revoked, is refused at once.
 * Refresh tokens are 256-bit random strings, stored as their SHA-256.
 
-The logic is written once over :class:`~server.sqlport.SqlPort` (PostgreSQL or SQLite).
+The logic is written once over :class:`~fynlo_sync.store.sqlport.SqlPort` (PostgreSQL or SQLite).
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from fynlo_sync.errors import CallerError, UnauthenticatedError
-from server.sqlport import SqlConn, SqlPort
+from fynlo_sync.store.migrations import Component
+from fynlo_sync.store.sqlport import SqlConn, SqlPort
 
 __all__ = [
+    "ACCOUNTS",
     "ACCOUNT_MIGRATIONS",
     "Accounts",
     "DeviceNotFoundError",
@@ -72,6 +74,9 @@ ACCOUNT_MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX fynlo_refresh_tokens_device ON fynlo_refresh_tokens (tenant_id, node_id)
     """,
 )
+
+#: The account tables' component (the same SQL on SQLite and PostgreSQL).
+ACCOUNTS = Component("accounts", ACCOUNT_MIGRATIONS)
 
 #: Node ids the server keeps for itself (it authors conflict resolutions as ``server``).
 RESERVED_NODES = frozenset({"server"})
@@ -138,7 +143,7 @@ class Accounts:
         self.refresh_ttl_ms = refresh_ttl_s * 1000
 
     async def migrate(self) -> list[int]:
-        return await self.db.migrate("accounts", ACCOUNT_MIGRATIONS)
+        return await self.db.migrate(ACCOUNTS)
 
     async def create_tenant(self, name: str, tenant_id: str | None = None) -> str:
         tenant = tenant_id or "t_" + secrets.token_hex(8)

@@ -30,9 +30,9 @@ from fynlo_sync.protocol import PullPage, PushResult
 from fynlo_sync.replica import Compose, ServerReplica
 from fynlo_sync.store.base import Key
 from fynlo_sync.store.sqlite import SqliteServerStore
+from fynlo_sync.store.sqlport import PgSql, SqliteSql
 from server.accounts import Accounts
 from server.settings import Settings
-from server.sqlport import PgSql, SqliteSql
 
 __all__ = ["Backend", "EmbeddedBackend", "Notify", "PostgresBackend", "open_backend"]
 

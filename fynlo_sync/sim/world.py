@@ -61,7 +61,7 @@ def _fresh_db(path: Path, kind: str) -> None:
                 SqliteServerStore(made).close()
             else:
                 store = SqliteTerminalStore(made, "template")
-                store.db.conn.execute("DELETE FROM meta")
+                store.db.conn.execute("DELETE FROM fynlo_meta")
                 store.close()
             _TEMPLATES[kind] = made.read_bytes()
     path.write_bytes(_TEMPLATES[kind])

@@ -5,8 +5,9 @@
   store.transaction(tenant) as tx`` opens one transaction on one connection, takes the
   tenant's advisory lock (pushes of one tenant serialize, across every server process), and
   yields the same queries bound to that connection.
-* :func:`migrate` applies versioned SQL migrations, each in one transaction, under a
-  session advisory lock so that several processes starting at once migrate once.
+* :data:`STORE` is the ``store`` component's PostgreSQL scripts; :func:`migrate` runs a
+  component through the one runner (:mod:`fynlo_sync.store.migrations`, via
+  :class:`~fynlo_sync.store.sqlport.PgSql`).
 * A push is written by one statement: data-modifying CTEs insert the records, feed
   entries and op outcomes from ``unnest`` arrays and upsert the node's high-water mark, so
   a whole batch costs one round trip however many ops it has.
@@ -34,6 +35,7 @@ from fynlo_sync.engine import Plan
 from fynlo_sync.errors import MissingDependencyError, StoreError
 from fynlo_sync.ops import Change, Outcome, Record
 from fynlo_sync.store.base import Key
+from fynlo_sync.store.migrations import Component
 
 try:
     import asyncpg
@@ -41,6 +43,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
     raise MissingDependencyError("asyncpg", "postgres") from exc
 
 __all__ = [
+    "STORE",
     "STORE_MIGRATIONS",
     "BlockingPostgresStore",
     "PostgresServerStore",
@@ -89,8 +92,8 @@ STORE_MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-#: Session advisory lock key held while migrating ("fynlo" + "mig" in ASCII).
-_MIGRATION_LOCK = 0x66796E6C6F6D6967
+#: The server's sync tables on PostgreSQL: the same component as the embedded store's.
+STORE = Component("store", STORE_MIGRATIONS)
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -110,42 +113,12 @@ def _tenant_lock(tenant: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-async def migrate(
-    db: Any, migrations: Sequence[str] = STORE_MIGRATIONS, component: str = "store"
-) -> list[int]:
-    """Apply the migrations of ``component`` not yet applied, each in one transaction.
-    ``db`` is an asyncpg pool or connection. Returns the versions applied now."""
-    if hasattr(db, "acquire"):
-        async with db.acquire() as conn:
-            return await migrate(conn, migrations, component)
-    conn = db
-    applied: list[int] = []
-    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
-    try:
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS fynlo_migrations ("
-            " component text NOT NULL, version integer NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now(),"
-            " PRIMARY KEY (component, version))"
-        )
-        rows = await conn.fetch(
-            "SELECT version FROM fynlo_migrations WHERE component = $1", component
-        )
-        done = {row[0] for row in rows}
-        for version, sql in enumerate(migrations, start=1):
-            if version in done:
-                continue
-            async with conn.transaction():
-                await conn.execute(sql)
-                await conn.execute(
-                    "INSERT INTO fynlo_migrations(component, version) VALUES ($1, $2)",
-                    component,
-                    version,
-                )
-            applied.append(version)
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
-    return applied
+async def migrate(pool: Any, component: Component = STORE) -> list[int]:
+    """Apply ``component``'s pending migrations on an asyncpg pool; return the versions
+    applied now."""
+    from fynlo_sync.store.sqlport import PgSql
+
+    return await PgSql(pool).migrate(component)
 
 
 _COMMIT = """

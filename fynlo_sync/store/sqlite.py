@@ -1,8 +1,9 @@
 """SQLite stores: the terminal's local database, and the server's embedded one.
 
-Schema and migrations go through sqlite-utils (each migration in one transaction, its
-number recorded in ``_migrations``). Hot paths use prepared ``executemany`` on the
-connection: ``insert_all`` is several times slower for our row shapes. The database runs
+Migrations are SQL text run by :mod:`fynlo_sync.store.migrations` (components ``terminal``
+and ``store``, recorded in ``fynlo_migrations``; every table is ``fynlo_*``; a file of
+release 0.1.0 is adopted in place). Hot paths use prepared ``executemany`` on the
+connection. The database runs
 in WAL mode; ``synchronous`` is ``NORMAL`` by default (a commit survives a crash of the
 process, as the SIGKILL test shows; pass ``synchronous="FULL"`` to survive power loss too).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,16 +24,23 @@ from fynlo_sync.engine import Plan
 from fynlo_sync.errors import StoreError
 from fynlo_sync.ops import Change, Op, Outcome, Record
 from fynlo_sync.store.base import Key, TerminalMeta
+from fynlo_sync.store.migrations import Component, Legacy, migrate_sqlite
 
-__all__ = ["SqliteServerStore", "SqliteTerminalStore", "connect"]
+__all__ = [
+    "SERVER_MIGRATIONS",
+    "STORE",
+    "TERMINAL",
+    "TERMINAL_MIGRATIONS",
+    "SqliteServerStore",
+    "SqliteTerminalStore",
+    "connect",
+]
 
 _rec_enc = msgspec.json.Encoder()
 _rec_dec = msgspec.json.Decoder(Record)
 _op_dec = msgspec.json.Decoder(Op)
 _change_dec = msgspec.json.Decoder(Change)
 _outcome_dec = msgspec.json.Decoder(Outcome)
-
-Migration = Callable[[sqlite_utils.Database], None]
 
 
 def connect(path: str | Path, synchronous: str = "NORMAL") -> sqlite_utils.Database:
@@ -49,21 +57,12 @@ def connect(path: str | Path, synchronous: str = "NORMAL") -> sqlite_utils.Datab
     return db
 
 
-def _migrate(db: sqlite_utils.Database, migrations: Sequence[Migration]) -> None:
-    conn = db.conn
-    db.table("_migrations").create({"version": int}, pk="version", if_not_exists=True)
-    done = {row[0] for row in conn.execute("SELECT version FROM _migrations")}
-    for version, migration in enumerate(migrations, start=1):
-        if version in done:
-            continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            migration(db)
-            conn.execute("INSERT INTO _migrations(version) VALUES (?)", (version,))
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+def _migrate_or_close(db: sqlite_utils.Database, component: Component) -> None:
+    try:
+        migrate_sqlite(db.conn, component)
+    except BaseException:
+        db.conn.close()
+        raise
 
 
 class _Transactional:
@@ -96,37 +95,70 @@ class _Transactional:
             conn.execute("COMMIT")
 
 
-def _terminal_v1(db: sqlite_utils.Database) -> None:
-    db.table("meta").create(
-        {"id": int, "node_id": str, "next_seq": int, "cursor": int, "acked_seq": int, "hlc": str},
-        pk="id",
-    )
-    for table in ("rows", "server_rows"):
-        db.table(table).create(
-            {"collection": str, "record_id": str, "body": bytes}, pk=("collection", "record_id")
-        )
-    db.table("outbox").create(
-        {"seq": int, "collection": str, "record_id": str, "body": bytes, "acked_cursor": int},
-        pk="seq",
-    )
-    db.table("outbox").create_index(["collection", "record_id"])
-    db.table("outcomes").create({"seq": int, "body": bytes}, pk="seq")
+#: The terminal's migrations (SQL text). Append; never edit a released one.
+TERMINAL_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE fynlo_meta (
+        id INTEGER PRIMARY KEY,
+        node_id TEXT,
+        next_seq INTEGER,
+        cursor INTEGER,
+        acked_seq INTEGER,
+        hlc TEXT
+    );
+    CREATE TABLE fynlo_rows (
+        collection TEXT,
+        record_id TEXT,
+        body BLOB,
+        PRIMARY KEY (collection, record_id)
+    );
+    CREATE TABLE fynlo_server_rows (
+        collection TEXT,
+        record_id TEXT,
+        body BLOB,
+        PRIMARY KEY (collection, record_id)
+    );
+    CREATE TABLE fynlo_outbox (
+        seq INTEGER PRIMARY KEY,
+        collection TEXT,
+        record_id TEXT,
+        body BLOB,
+        acked_cursor INTEGER
+    );
+    CREATE INDEX fynlo_outbox_key ON fynlo_outbox (collection, record_id);
+    CREATE TABLE fynlo_outcomes (
+        seq INTEGER PRIMARY KEY,
+        body BLOB
+    );
+    """,
+)
+
+TERMINAL = Component(
+    "terminal",
+    TERMINAL_MIGRATIONS,
+    Legacy(
+        renames=tuple(
+            (name, f"fynlo_{name}")
+            for name in ("meta", "rows", "server_rows", "outbox", "outcomes")
+        ),
+        after="DROP INDEX IF EXISTS idx_outbox_collection_record_id;"
+        " CREATE INDEX fynlo_outbox_key ON fynlo_outbox (collection, record_id)",
+    ),
+)
 
 
 class SqliteTerminalStore(_Transactional):
     """A terminal's SQLite file. A local write (state + outbox) is one transaction."""
 
-    MIGRATIONS: tuple[Migration, ...] = (_terminal_v1,)
-
     def __init__(self, path: str | Path, node_id: str, synchronous: str = "NORMAL") -> None:
         self._db = connect(path, synchronous)
         self._init_tx()
-        _migrate(self._db, self.MIGRATIONS)
+        _migrate_or_close(self._db, TERMINAL)
         conn = self._db.conn
-        row = conn.execute("SELECT node_id FROM meta WHERE id = 1").fetchone()
+        row = conn.execute("SELECT node_id FROM fynlo_meta WHERE id = 1").fetchone()
         if row is None:
             conn.execute(
-                "INSERT INTO meta(id, node_id, next_seq, cursor, acked_seq, hlc) "
+                "INSERT INTO fynlo_meta(id, node_id, next_seq, cursor, acked_seq, hlc) "
                 "VALUES (1, ?, 1, 0, 0, '0')",
                 (node_id,),
             )
@@ -142,13 +174,13 @@ class SqliteTerminalStore(_Transactional):
 
     def meta(self) -> TerminalMeta:
         row = self._db.conn.execute(
-            "SELECT node_id, next_seq, cursor, acked_seq, hlc FROM meta WHERE id = 1"
+            "SELECT node_id, next_seq, cursor, acked_seq, hlc FROM fynlo_meta WHERE id = 1"
         ).fetchone()
         return TerminalMeta(row[0], row[1], row[2], row[3], int(row[4]))
 
     def set_meta(self, meta: TerminalMeta) -> None:
         self._db.conn.execute(
-            "UPDATE meta SET next_seq = ?, cursor = ?, acked_seq = ?, hlc = ? WHERE id = 1",
+            "UPDATE fynlo_meta SET next_seq = ?, cursor = ?, acked_seq = ?, hlc = ? WHERE id = 1",
             (meta.next_seq, meta.cursor, meta.acked_seq, str(meta.hlc)),
         )
 
@@ -174,49 +206,49 @@ class SqliteTerminalStore(_Transactional):
         return [_rec_dec.decode(row[0]) for row in cur]
 
     def get(self, key: Key) -> Record | None:
-        return self._get("rows", key)
+        return self._get("fynlo_rows", key)
 
     def put(self, records: Iterable[Record]) -> None:
-        self._put("rows", records)
+        self._put("fynlo_rows", records)
 
     def records(self, collection: str | None = None) -> list[Record]:
-        return self._all("rows", collection)
+        return self._all("fynlo_rows", collection)
 
     def forget(self, key: Key) -> None:
-        self._db.conn.execute("DELETE FROM rows WHERE collection = ? AND record_id = ?", key)
+        self._db.conn.execute("DELETE FROM fynlo_rows WHERE collection = ? AND record_id = ?", key)
 
     def get_server(self, key: Key) -> Record | None:
-        return self._get("server_rows", key)
+        return self._get("fynlo_server_rows", key)
 
     def put_server(self, records: Iterable[Record]) -> None:
-        self._put("server_rows", records)
+        self._put("fynlo_server_rows", records)
 
     def server_records(self) -> list[Record]:
-        return self._all("server_rows", None)
+        return self._all("fynlo_server_rows", None)
 
     def append_outbox(self, op: Op) -> None:
         self._db.conn.execute(
-            "INSERT INTO outbox(seq, collection, record_id, body, acked_cursor) "
+            "INSERT INTO fynlo_outbox(seq, collection, record_id, body, acked_cursor) "
             "VALUES (?, ?, ?, ?, NULL)",
             (op.seq, op.collection, op.record_id, _rec_enc.encode(op)),
         )
 
     def outbox(self, after_seq: int = 0, limit: int | None = None) -> list[Op]:
         cur = self._db.conn.execute(
-            "SELECT body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT body FROM fynlo_outbox WHERE seq > ? ORDER BY seq LIMIT ?",
             (after_seq, -1 if limit is None else limit),
         )
         return [_op_dec.decode(row[0]) for row in cur]
 
     def outbox_for(self, key: Key) -> list[Op]:
         cur = self._db.conn.execute(
-            "SELECT body FROM outbox WHERE collection = ? AND record_id = ? ORDER BY seq", key
+            "SELECT body FROM fynlo_outbox WHERE collection = ? AND record_id = ? ORDER BY seq", key
         )
         return [_op_dec.decode(row[0]) for row in cur]
 
     def ack(self, upto_seq: int, cursor: int) -> None:
         self._db.conn.execute(
-            "UPDATE outbox SET acked_cursor = ? WHERE seq <= ? "
+            "UPDATE fynlo_outbox SET acked_cursor = ? WHERE seq <= ? "
             "AND (acked_cursor IS NULL OR acked_cursor > ?)",
             (cursor, upto_seq, cursor),
         )
@@ -224,54 +256,80 @@ class SqliteTerminalStore(_Transactional):
     def trim(self, cursor: int) -> list[Op]:
         conn = self._db.conn
         cur = conn.execute(
-            "SELECT body FROM outbox WHERE acked_cursor IS NOT NULL AND acked_cursor <= ? "
+            "SELECT body FROM fynlo_outbox WHERE acked_cursor IS NOT NULL AND acked_cursor <= ? "
             "ORDER BY seq",
             (cursor,),
         )
         ops = [_op_dec.decode(row[0]) for row in cur]
         conn.execute(
-            "DELETE FROM outbox WHERE acked_cursor IS NOT NULL AND acked_cursor <= ?", (cursor,)
+            "DELETE FROM fynlo_outbox WHERE acked_cursor IS NOT NULL AND acked_cursor <= ?",
+            (cursor,),
         )
         return ops
 
     def record_outcomes(self, outcomes: Sequence[Outcome]) -> None:
         self._db.conn.executemany(
-            "INSERT OR REPLACE INTO outcomes(seq, body) VALUES (?, ?)",
+            "INSERT OR REPLACE INTO fynlo_outcomes(seq, body) VALUES (?, ?)",
             [(o.seq, _rec_enc.encode(o)) for o in outcomes],
         )
 
     def outcomes(self) -> list[Outcome]:
-        cur = self._db.conn.execute("SELECT body FROM outcomes ORDER BY seq")
+        cur = self._db.conn.execute("SELECT body FROM fynlo_outcomes ORDER BY seq")
         return [_outcome_dec.decode(row[0]) for row in cur]
 
     def close(self) -> None:
         self._db.conn.close()
 
 
-def _server_v1(db: sqlite_utils.Database) -> None:
-    db.table("records").create(
-        {"tenant": str, "collection": str, "record_id": str, "version": int, "body": bytes},
-        pk=("tenant", "collection", "record_id"),
-    )
-    db.table("feed").create({"tenant": str, "seq": int, "body": bytes}, pk=("tenant", "seq"))
-    db.table("oplog").create(
-        {"tenant": str, "node_id": str, "seq": int, "op_id": str, "body": bytes},
-        pk=("tenant", "node_id", "seq"),
-    )
-    db.table("nodes").create(
-        {"tenant": str, "node_id": str, "high_water": int}, pk=("tenant", "node_id")
-    )
+#: The embedded server's sync tables (SQLite; PostgreSQL's are in
+#: :mod:`fynlo_sync.store.postgres`, the same component). Append; never edit a released one.
+SERVER_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE fynlo_records (
+        tenant TEXT,
+        collection TEXT,
+        record_id TEXT,
+        version INTEGER,
+        body BLOB,
+        PRIMARY KEY (tenant, collection, record_id)
+    );
+    CREATE TABLE fynlo_feed (
+        tenant TEXT,
+        seq INTEGER,
+        body BLOB,
+        PRIMARY KEY (tenant, seq)
+    );
+    CREATE TABLE fynlo_oplog (
+        tenant TEXT,
+        node_id TEXT,
+        seq INTEGER,
+        op_id TEXT,
+        body BLOB,
+        PRIMARY KEY (tenant, node_id, seq)
+    );
+    CREATE TABLE fynlo_nodes (
+        tenant TEXT,
+        node_id TEXT,
+        high_water INTEGER,
+        PRIMARY KEY (tenant, node_id)
+    );
+    """,
+)
+
+STORE = Component(
+    "store",
+    SERVER_MIGRATIONS,
+    Legacy(renames=tuple((n, f"fynlo_{n}") for n in ("records", "feed", "oplog", "nodes"))),
+)
 
 
 class SqliteServerStore(_Transactional):
     """The server's embedded store: every tenant in one SQLite file."""
 
-    MIGRATIONS: tuple[Migration, ...] = (_server_v1,)
-
     def __init__(self, path: str | Path, synchronous: str = "NORMAL") -> None:
         self._db = connect(path, synchronous)
         self._init_tx()
-        _migrate(self._db, self.MIGRATIONS)
+        _migrate_or_close(self._db, STORE)
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -282,7 +340,7 @@ class SqliteServerStore(_Transactional):
 
     def high_water(self, tenant: str, node_id: str) -> int:
         row = self._db.conn.execute(
-            "SELECT high_water FROM nodes WHERE tenant = ? AND node_id = ?", (tenant, node_id)
+            "SELECT high_water FROM fynlo_nodes WHERE tenant = ? AND node_id = ?", (tenant, node_id)
         ).fetchone()
         return 0 if row is None else int(row[0])
 
@@ -290,7 +348,8 @@ class SqliteServerStore(_Transactional):
         if not seqs:
             return {}
         cur = self._db.conn.execute(
-            "SELECT seq, body FROM oplog WHERE tenant = ? AND node_id = ? AND seq BETWEEN ? AND ?",
+            "SELECT seq, body FROM fynlo_oplog WHERE tenant = ? AND node_id = ?"
+            " AND seq BETWEEN ? AND ?",
             (tenant, node_id, min(seqs), max(seqs)),
         )
         return {row[0]: _outcome_dec.decode(row[1]) for row in cur}
@@ -310,7 +369,7 @@ class SqliteServerStore(_Transactional):
                 chunk = ids[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 cur = conn.execute(
-                    "SELECT body FROM records WHERE tenant = ? AND collection = ? "
+                    "SELECT body FROM fynlo_records WHERE tenant = ? AND collection = ? "
                     f"AND record_id IN ({marks})",
                     [tenant, collection, *chunk],
                 )
@@ -321,14 +380,14 @@ class SqliteServerStore(_Transactional):
 
     def cursor(self, tenant: str) -> int:
         row = self._db.conn.execute(
-            "SELECT MAX(seq) FROM feed WHERE tenant = ?", (tenant,)
+            "SELECT MAX(seq) FROM fynlo_feed WHERE tenant = ?", (tenant,)
         ).fetchone()
         return int(row[0] or 0)
 
     def commit(self, tenant: str, plan: Plan) -> None:
         conn = self._db.conn
         conn.executemany(
-            "INSERT OR REPLACE INTO records(tenant, collection, record_id, version, body) "
+            "INSERT OR REPLACE INTO fynlo_records(tenant, collection, record_id, version, body) "
             "VALUES (?, ?, ?, ?, ?)",
             [
                 (tenant, r.collection, r.record_id, r.version, _rec_enc.encode(r))
@@ -336,22 +395,22 @@ class SqliteServerStore(_Transactional):
             ],
         )
         conn.executemany(
-            "INSERT INTO feed(tenant, seq, body) VALUES (?, ?, ?)",
+            "INSERT INTO fynlo_feed(tenant, seq, body) VALUES (?, ?, ?)",
             [(tenant, c.seq, _rec_enc.encode(c)) for c in plan.changes],
         )
         conn.executemany(
-            "INSERT INTO oplog(tenant, node_id, seq, op_id, body) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO fynlo_oplog(tenant, node_id, seq, op_id, body) VALUES (?, ?, ?, ?, ?)",
             [(tenant, plan.node_id, o.seq, o.op_id, _rec_enc.encode(o)) for o in plan.new_outcomes],
         )
         conn.execute(
-            "INSERT INTO nodes(tenant, node_id, high_water) VALUES (?, ?, ?) "
+            "INSERT INTO fynlo_nodes(tenant, node_id, high_water) VALUES (?, ?, ?) "
             "ON CONFLICT(tenant, node_id) DO UPDATE SET high_water = excluded.high_water",
             (tenant, plan.node_id, plan.high_water),
         )
 
     def changes(self, tenant: str, since: int, limit: int) -> list[Change]:
         cur = self._db.conn.execute(
-            "SELECT body FROM feed WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?",
+            "SELECT body FROM fynlo_feed WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?",
             (tenant, since, limit),
         )
         return [_change_dec.decode(row[0]) for row in cur]
@@ -359,25 +418,27 @@ class SqliteServerStore(_Transactional):
     def records(self, tenant: str, collection: str | None = None) -> list[Record]:
         if collection is None:
             cur = self._db.conn.execute(
-                "SELECT body FROM records WHERE tenant = ? ORDER BY collection, record_id",
+                "SELECT body FROM fynlo_records WHERE tenant = ? ORDER BY collection, record_id",
                 (tenant,),
             )
         else:
             cur = self._db.conn.execute(
-                "SELECT body FROM records WHERE tenant = ? AND collection = ? ORDER BY record_id",
+                "SELECT body FROM fynlo_records WHERE tenant = ? AND collection = ?"
+                " ORDER BY record_id",
                 (tenant, collection),
             )
         return [_rec_dec.decode(row[0]) for row in cur]
 
     def high_waters(self, tenant: str) -> dict[str, int]:
         cur = self._db.conn.execute(
-            "SELECT node_id, high_water FROM nodes WHERE tenant = ? ORDER BY node_id", (tenant,)
+            "SELECT node_id, high_water FROM fynlo_nodes WHERE tenant = ? ORDER BY node_id",
+            (tenant,),
         )
         return {row[0]: int(row[1]) for row in cur}
 
     def op_log(self, tenant: str, node_id: str) -> list[Outcome]:
         cur = self._db.conn.execute(
-            "SELECT body FROM oplog WHERE tenant = ? AND node_id = ? ORDER BY seq",
+            "SELECT body FROM fynlo_oplog WHERE tenant = ? AND node_id = ? ORDER BY seq",
             (tenant, node_id),
         )
         return [_outcome_dec.decode(row[0]) for row in cur]

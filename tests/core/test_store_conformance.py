@@ -62,6 +62,6 @@ def test_sqlite_migrations_run_once(tmp_path: Path) -> None:
     store = SqliteServerStore(tmp_path / "s.db")
     store.close()
     again = SqliteServerStore(tmp_path / "s.db")
-    versions = [row[0] for row in again.db.conn.execute("SELECT version FROM _migrations")]
-    assert versions == [1]
+    versions = list(again.db.conn.execute("SELECT component, version FROM fynlo_migrations"))
+    assert versions == [("store", 1)]
     again.close()

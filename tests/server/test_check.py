@@ -49,8 +49,8 @@ def plant(settings: Settings, tenant: str, collection: str, record_id: str, **fi
         with sqlite3.connect(settings.sqlite_path) as db:
             where = "tenant = ? AND collection = ? AND record_id = ?"
             key = (tenant, collection, record_id)
-            (body,) = db.execute(f"SELECT body FROM records WHERE {where}", key).fetchone()
-            db.execute(f"UPDATE records SET body = ? WHERE {where}", (edit(body), *key))
+            (body,) = db.execute(f"SELECT body FROM fynlo_records WHERE {where}", key).fetchone()
+            db.execute(f"UPDATE fynlo_records SET body = ? WHERE {where}", (edit(body), *key))
         return
 
     async def on_postgres() -> None:

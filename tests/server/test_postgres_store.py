@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from fynlo_sync.store.base import ServerStore
+from fynlo_sync.store.migrations import Component
 from fynlo_sync.store.postgres import BlockingPostgresStore, PostgresServerStore, migrate
 from fynlo_sync.testing import SERVER_STORE_CHECKS
 
@@ -29,7 +30,8 @@ def test_migrations_apply_once(postgres_url: str) -> None:
         store = await PostgresServerStore.connect(postgres_url)
         try:
             again = await migrate(store.pool)
-            extra = await migrate(store.pool, ("CREATE TABLE fynlo_probe (x int)",), "probe")
+            probe = Component("probe", ("CREATE TABLE fynlo_probe (x int)",))
+            extra = await migrate(store.pool, probe)
             rows = await store.pool.fetch(
                 "SELECT component, version FROM fynlo_migrations ORDER BY component"
             )

@@ -50,7 +50,9 @@ def test_a_rejection_reaches_its_author_when_the_answer_was_lost_and_it_pulled_f
         world.close()
 
 
-ACK_BEFORE_07A2202 = ("UPDATE outbox SET acked_cursor = ? WHERE seq <= ? AND acked_cursor IS NULL",)
+ACK_BEFORE_07A2202 = (
+    "UPDATE fynlo_outbox SET acked_cursor = ? WHERE seq <= ? AND acked_cursor IS NULL",
+)
 
 
 def ack_seen_in_the_feed() -> Schedule:
