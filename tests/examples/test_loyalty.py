@@ -11,7 +11,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -317,3 +317,48 @@ def test_the_shops_webhook_stamps_once_per_order_through_fynlo_serve(
     assert (card.fields["stamps"], card.fields["visits"]) == (2, ["web-1"])
     assert card.stamps["stamps"].node_id == "server"
     link.close()
+
+
+@pytest.fixture
+def notice_service() -> Iterator[Callable[[int], str]]:
+    """Start the notice service (tests/examples/notice_service.py) in its own process,
+    its first ``fail_first`` answers 503; returns its URL. Stopped after the test."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(fail_first: int = 0) -> str:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.examples.notice_service",
+                "--fail-first",
+                str(fail_first),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        procs.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("PORT "), line
+        return f"http://127.0.0.1:{int(line.split()[1])}"
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_the_notice_service_performs_once_per_key(
+    notice_service: Callable[[int], str],
+) -> None:
+    notices = notice_service(1)
+    refused = httpx.post(notices, json={}, headers={"Idempotency-Key": "k1"}, timeout=5)
+    assert refused.status_code == 503
+    for _ in range(2):
+        got = httpx.post(notices, json={"x": 1}, headers={"Idempotency-Key": "k1"}, timeout=5)
+        assert got.status_code == 200 and got.json()["notice"] == "k1"
+    assert httpx.post(notices, json={}, timeout=5).status_code == 400
+    state = httpx.get(notices + "/state", timeout=5).json()
+    assert state == {"seen": {"k1": 3}, "performed": ["k1"], "requests": 3}
