@@ -150,6 +150,28 @@ def _env(folder: Path, **extra: str) -> dict[str, str]:
     }
 
 
+def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"fynlo serve exited {proc.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(url + "/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"fynlo serve not ready in 60 s:\n{log.read_text()}")
+        time.sleep(0.1)
+
+
+def _enrolled(url: str, settings: Settings, folder: Path) -> tuple[str, HttpTransport, Terminal]:
+    """A new tenant on the served database, a device of it, and a till on that device."""
+    tenant = admin.create_tenant(settings, "cafe", "cafe-" + secrets.token_hex(4))
+    link = HttpTransport.enroll(url, admin.enroll_device(settings, tenant).enrollment_code)
+    return tenant, link, _till(folder, link, _registry(), link.node_id)
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Settings]]:
     """``fynlo serve`` (uvicorn, its own process) with the loyalty plugin loaded from
@@ -163,18 +185,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Sett
     )
     proc, url, log = _serve(folder, env)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"fynlo serve exited {proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(url + "/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"fynlo serve not ready in 60 s:\n{log.read_text()}")
-            time.sleep(0.1)
+        _wait_ready(proc, url, log)
         yield url, Settings.from_env(env)
     finally:
         proc.terminate()
@@ -185,9 +196,7 @@ def test_the_plugins_routes_through_fynlo_serve(
     served: tuple[str, Settings], tmp_path: Path
 ) -> None:
     url, settings = served
-    tenant = admin.create_tenant(settings, "cafe", "cafe-" + secrets.token_hex(4))
-    link = HttpTransport.enroll(url, admin.enroll_device(settings, tenant).enrollment_code)
-    till = _till(tmp_path, link, _registry(), link.node_id)
+    tenant, link, till = _enrolled(url, settings, tmp_path)
     till.command(CARDS, "c1", "issue", {"customer": "Ada", "goal": 4})
     till.command(CARDS, "c1", "stamp", {"count": 3})
     till.sync()
@@ -239,9 +248,7 @@ def test_the_plugins_invariant_through_fynlo_check_on_the_served_database(
     served: tuple[str, Settings], tmp_path: Path
 ) -> None:
     url, settings = served
-    tenant = admin.create_tenant(settings, "bar", "bar-" + secrets.token_hex(4))
-    link = HttpTransport.enroll(url, admin.enroll_device(settings, tenant).enrollment_code)
-    till = _till(tmp_path, link, _registry(), link.node_id)
+    tenant, link, till = _enrolled(url, settings, tmp_path)
     till.command(CARDS, "c1", "issue", {"customer": "Bo", "goal": 3})
     till.command(CARDS, "c1", "stamp", {"count": 2})
     till.sync()
@@ -283,9 +290,7 @@ def test_the_shops_webhook_stamps_once_per_order_through_fynlo_serve(
     served: tuple[str, Settings], tmp_path: Path
 ) -> None:
     url, settings = served
-    tenant = admin.create_tenant(settings, "deli", "deli-" + secrets.token_hex(4))
-    link = HttpTransport.enroll(url, admin.enroll_device(settings, tenant).enrollment_code)
-    till = _till(tmp_path, link, _registry(), link.node_id)
+    tenant, link, till = _enrolled(url, settings, tmp_path)
     till.command(CARDS, "c1", "issue", {"customer": "Cy", "goal": 3})
     till.sync()
     hook = url + "/v1/plugins/loyalty/webhooks/stamp"
