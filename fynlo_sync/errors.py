@@ -32,8 +32,12 @@ __all__ = [
     "RejectedOpError",
     "SeqGapError",
     "SeqReuseError",
+    "ServerError",
     "SettingsError",
+    "StoreBusyError",
     "StoreError",
+    "StoreFullError",
+    "StoreUnavailableError",
     "TransportError",
     "UnauthenticatedError",
     "UnknownCollectionError",
@@ -86,10 +90,36 @@ class PeerError(FynloError):
 
 
 class StoreError(FynloError):
-    """The store failed or is inconsistent."""
+    """The store failed or is inconsistent. A driver's error (``sqlite3``, ``asyncpg``)
+    arrives as this or one of the subclasses below, the driver's error chained as
+    ``__cause__`` (:mod:`fynlo_sync.store.driver`)."""
 
     code = "store-error"
     status = 500
+
+
+class StoreBusyError(StoreError):
+    """The database is locked by another writer, or a lock wait or statement timed out.
+    Nothing was written; retry shortly."""
+
+    code = "store-busy"
+    status = 503
+
+
+class StoreFullError(StoreError):
+    """The disk, or the database's space, is full. Nothing was written; an operator must
+    free space."""
+
+    code = "store-full"
+    status = 507
+
+
+class StoreUnavailableError(StoreError):
+    """The connection to the database was lost or cannot be made (or the file cannot be
+    opened). Nothing more was written; retry once it is back."""
+
+    code = "store-unavailable"
+    status = 503
 
 
 class TransportError(FynloError):
@@ -97,6 +127,21 @@ class TransportError(FynloError):
 
     code = "transport-error"
     status = 503
+
+
+class ServerError(TransportError):
+    """The server answered 5xx: its store was busy (``store-busy``), full (``store-full``)
+    or unreachable (``store-unavailable``), or it failed (``internal-error``). ``code`` and
+    ``status`` are the server's; ``retry_after_s`` is its ``Retry-After`` (or ``None``).
+    A :class:`TransportError`, so a terminal backs off and retries."""
+
+    def __init__(
+        self, detail: str, code: str, status: int, retry_after_s: int | None = None, **extra: Any
+    ) -> None:
+        super().__init__(detail, **extra)
+        self.code = code  # type: ignore[misc]
+        self.status = status  # type: ignore[misc]
+        self.retry_after_s = retry_after_s
 
 
 class MissingDependencyError(FynloError, ImportError):

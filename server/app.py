@@ -34,6 +34,9 @@ from fynlo_sync.errors import (
     BatchTooLargeError,
     FynloError,
     MalformedError,
+    StoreBusyError,
+    StoreError,
+    StoreUnavailableError,
     UnauthenticatedError,
 )
 from fynlo_sync.hlc import HybridClock
@@ -75,8 +78,20 @@ def problem_response(error: FynloError, headers: dict[str, str] | None = None) -
     )
 
 
-def _fynlo_error(_: Request[Any, Any, Any], exc: FynloError) -> Response[Any]:
+#: Seconds a client should wait before retrying, by problem (RFC 9110 ``Retry-After``).
+RETRY_AFTER_S: dict[type[FynloError], int] = {StoreBusyError: 1, StoreUnavailableError: 5}
+
+
+def _fynlo_error(request: Request[Any, Any, Any], exc: FynloError) -> Response[Any]:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    wait = RETRY_AFTER_S.get(type(exc))
+    if wait is not None:
+        headers = {"Retry-After": str(wait)}
+    if isinstance(exc, StoreError):
+        # The store failed, not the caller: logged with the driver's error it came from.
+        _log.error(
+            "store error on %s %s: %s", request.method, request.url.path, exc.code, exc_info=exc
+        )
     return problem_response(exc, headers)
 
 

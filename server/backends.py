@@ -89,7 +89,7 @@ class EmbeddedBackend:
         path = settings.sqlite_path
         if path not in ("", ":memory:"):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.store = SqliteServerStore(path)
+        self.store = SqliteServerStore(path, busy_timeout_ms=settings.sqlite_busy_ms)
         self._notify = notify
         self.replica = ServerReplica(
             self.store,
@@ -100,7 +100,9 @@ class EmbeddedBackend:
             now_ms=now_ms,
             rng=rng,
         )
-        self.accounts = _accounts(SqliteSql(path), settings, now_ms)
+        self.accounts = _accounts(
+            SqliteSql(path, busy_timeout_ms=settings.sqlite_busy_ms), settings, now_ms
+        )
         self._limiter = anyio.CapacityLimiter(1)
 
     def _committed(self, tenant: str, plan: Plan) -> None:

@@ -15,6 +15,8 @@ FYNLO_MAX_BODY_BYTES       largest request body, bytes (8388608); larger gets 41
 FYNLO_MAX_BATCH            most ops in one pushed batch (1000); more gets 413
 FYNLO_MAX_PAGE             most changes in one pulled page (1000)
 FYNLO_PG_POOL_MAX          PostgreSQL pool size per process (10)
+FYNLO_SQLITE_BUSY_MS       how long an embedded write waits for the lock before answering
+                           503 ``store-busy``, milliseconds (5000)
 FYNLO_MIGRATE_ON_START     apply migrations at start-up, ``1``/``0`` (``1``)
 FYNLO_PLUGINS              domain plugins, ``module:Class`` separated by commas
                            (``fynlo_sync.domains.orders:OrdersPlugin``)
@@ -67,6 +69,7 @@ class Settings:
     max_batch: int = 1000
     max_page: int = 1000
     pg_pool_max: int = 10
+    sqlite_busy_ms: int = 5000
     migrate_on_start: bool = True
     #: Prefix of the Redis keys and channels this deployment uses.
     redis_prefix: str = "FYNLO"
@@ -110,6 +113,7 @@ class Settings:
             max_batch=_int(env, "FYNLO_MAX_BATCH", cls.max_batch),
             max_page=_int(env, "FYNLO_MAX_PAGE", cls.max_page),
             pg_pool_max=_int(env, "FYNLO_PG_POOL_MAX", cls.pg_pool_max),
+            sqlite_busy_ms=_int(env, "FYNLO_SQLITE_BUSY_MS", cls.sqlite_busy_ms, 0),
             migrate_on_start=env.get("FYNLO_MIGRATE_ON_START", "1") not in ("0", "false", "no"),
             redis_prefix=env.get("FYNLO_REDIS_PREFIX") or cls.redis_prefix,
             plugins=plugin_specs(env),
@@ -129,6 +133,7 @@ class Settings:
             "FYNLO_MAX_BATCH": str(self.max_batch),
             "FYNLO_MAX_PAGE": str(self.max_page),
             "FYNLO_PG_POOL_MAX": str(self.pg_pool_max),
+            "FYNLO_SQLITE_BUSY_MS": str(self.sqlite_busy_ms),
             "FYNLO_MIGRATE_ON_START": "1" if self.migrate_on_start else "0",
             "FYNLO_REDIS_PREFIX": self.redis_prefix,
             "FYNLO_PLUGINS": ",".join(self.plugins),

@@ -35,6 +35,7 @@ from fynlo_sync.engine import Plan
 from fynlo_sync.errors import MissingDependencyError, StoreError
 from fynlo_sync.ops import Change, Outcome, Record
 from fynlo_sync.store.base import Key
+from fynlo_sync.store.driver import driver_errors, translating
 from fynlo_sync.store.migrations import Component
 
 try:
@@ -146,6 +147,7 @@ WHERE r.tenant = $1
 """
 
 
+@translating
 class PostgresQueries:
     """The store's queries, over a pool (each its own transaction) or one connection."""
 
@@ -248,6 +250,7 @@ class PostgresQueries:
         return [_outcome_dec.decode(row[0]) for row in rows]
 
 
+@translating
 class PostgresServerStore(PostgresQueries):
     """Every tenant in one PostgreSQL database, over an asyncpg pool that this owns."""
 
@@ -272,9 +275,10 @@ class PostgresServerStore(PostgresQueries):
     @asynccontextmanager
     async def transaction(self, tenant: str) -> AsyncIterator[PostgresQueries]:
         """One transaction holding the tenant's write lock."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _tenant_lock(tenant))
-            yield PostgresQueries(conn)
+        with driver_errors():
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _tenant_lock(tenant))
+                yield PostgresQueries(conn)
 
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")

@@ -24,6 +24,7 @@ from fynlo_sync.engine import Plan
 from fynlo_sync.errors import StoreError
 from fynlo_sync.ops import Change, Op, Outcome, Record
 from fynlo_sync.store.base import Key, TerminalMeta
+from fynlo_sync.store.driver import driver_errors, translated, translating
 from fynlo_sync.store.migrations import Component, Legacy, migrate_sqlite
 
 __all__ = [
@@ -43,12 +44,21 @@ _change_dec = msgspec.json.Decoder(Change)
 _outcome_dec = msgspec.json.Decoder(Outcome)
 
 
-def connect(path: str | Path, synchronous: str = "NORMAL") -> sqlite_utils.Database:
+@translated
+def connect(
+    path: str | Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000
+) -> sqlite_utils.Database:
     """Open (creating if needed) a SQLite database in WAL mode, in autocommit mode so that
-    transactions are explicit."""
+    transactions are explicit. A write waits up to ``busy_timeout_ms`` for another writer,
+    then raises :class:`~fynlo_sync.errors.StoreBusyError`."""
     if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
         raise StoreError(f"unknown synchronous level {synchronous!r}")
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(
+        str(path),
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=busy_timeout_ms / 1000,
+    )
     db = sqlite_utils.Database(conn)
     if str(path) != ":memory:":
         db.enable_wal()
@@ -83,16 +93,19 @@ class _Transactional:
                     self._depth -= 1
                 return
             conn = self._db.conn
-            conn.execute("BEGIN IMMEDIATE")
-            self._depth = 1
-            try:
-                yield
-            except BaseException:
-                self._depth = 0
-                conn.execute("ROLLBACK")
-                raise
-            self._depth = 0
-            conn.execute("COMMIT")
+            with driver_errors():
+                conn.execute("BEGIN IMMEDIATE")
+                self._depth = 1
+                try:
+                    yield
+                    conn.execute("COMMIT")
+                except BaseException:
+                    # Also when COMMIT failed (busy, disk full): the transaction stays open.
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                finally:
+                    self._depth = 0
 
 
 #: The terminal's migrations (SQL text). Append; never edit a released one.
@@ -147,11 +160,18 @@ TERMINAL = Component(
 )
 
 
+@translating
 class SqliteTerminalStore(_Transactional):
     """A terminal's SQLite file. A local write (state + outbox) is one transaction."""
 
-    def __init__(self, path: str | Path, node_id: str, synchronous: str = "NORMAL") -> None:
-        self._db = connect(path, synchronous)
+    def __init__(
+        self,
+        path: str | Path,
+        node_id: str,
+        synchronous: str = "NORMAL",
+        busy_timeout_ms: int = 5000,
+    ) -> None:
+        self._db = connect(path, synchronous, busy_timeout_ms)
         self._init_tx()
         _migrate_or_close(self._db, TERMINAL)
         conn = self._db.conn
@@ -323,11 +343,14 @@ STORE = Component(
 )
 
 
+@translating
 class SqliteServerStore(_Transactional):
     """The server's embedded store: every tenant in one SQLite file."""
 
-    def __init__(self, path: str | Path, synchronous: str = "NORMAL") -> None:
-        self._db = connect(path, synchronous)
+    def __init__(
+        self, path: str | Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000
+    ) -> None:
+        self._db = connect(path, synchronous, busy_timeout_ms)
         self._init_tx()
         _migrate_or_close(self._db, STORE)
 

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import anyio
 import anyio.to_thread
 
+from fynlo_sync.store.driver import driver_errors, translating
 from fynlo_sync.store.migrations import (
     APPLIED,
     MIGRATIONS_TABLE,
@@ -59,6 +60,7 @@ class SqlPort(SqlConn, Protocol):
     async def close(self) -> None: ...
 
 
+@translating
 class _PgConn:
     def __init__(self, db: Any) -> None:
         self._db = db
@@ -76,6 +78,7 @@ class _PgConn:
         return int(last) if last.isdigit() else 0
 
 
+@translating
 class PgSql(_PgConn):
     """Over an asyncpg pool (owned by the caller)."""
 
@@ -85,8 +88,9 @@ class PgSql(_PgConn):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqlConn]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield _PgConn(conn)
+        with driver_errors():
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield _PgConn(conn)
 
     async def migrate(self, component: Component) -> list[int]:
         """Each script in one transaction that first takes the migration advisory lock, so
@@ -112,13 +116,13 @@ class PgSql(_PgConn):
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
+@translating
 class SqliteSql:
     """Over its own connection to a SQLite file (WAL; other connections may share it)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self._db = connect(path)
+    def __init__(self, path: str | Path, busy_timeout_ms: int = 5000) -> None:
+        self._db = connect(path, busy_timeout_ms=busy_timeout_ms)
         self._conn: sqlite3.Connection = self._db.conn
-        self._conn.execute("PRAGMA busy_timeout = 10000")
         self._lock = anyio.Lock()
         self._limiter = anyio.CapacityLimiter(1)
         self._in_tx: contextvars.ContextVar[bool] = contextvars.ContextVar("in_tx", default=False)
@@ -151,20 +155,22 @@ class SqliteSql:
         async with self._lock:
             token = self._in_tx.set(True)
             try:
-                await anyio.to_thread.run_sync(
-                    self._conn.execute, "BEGIN IMMEDIATE", limiter=self._limiter
-                )
-                try:
-                    yield self
-                except BaseException:
-                    with anyio.CancelScope(shield=True):
-                        await anyio.to_thread.run_sync(
-                            self._conn.execute, "ROLLBACK", limiter=self._limiter
-                        )
-                    raise
-                await anyio.to_thread.run_sync(self._conn.execute, "COMMIT", limiter=self._limiter)
+                with driver_errors():
+                    await self._exec("BEGIN IMMEDIATE")
+                    try:
+                        yield self
+                        await self._exec("COMMIT")
+                    except BaseException:
+                        # Also when COMMIT failed (busy, disk full): the transaction is open.
+                        with anyio.CancelScope(shield=True):
+                            if self._conn.in_transaction:
+                                await self._exec("ROLLBACK")
+                        raise
             finally:
                 self._in_tx.reset(token)
+
+    async def _exec(self, sql: str) -> None:
+        await anyio.to_thread.run_sync(self._conn.execute, sql, limiter=self._limiter)
 
     async def migrate(self, component: Component) -> list[int]:
         async with self._lock:

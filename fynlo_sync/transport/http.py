@@ -31,6 +31,7 @@ from fynlo_sync.errors import (
     FynloError,
     MissingDependencyError,
     PeerError,
+    ServerError,
     TransportError,
     UnauthenticatedError,
 )
@@ -89,15 +90,23 @@ class _RemoteError(PeerError):
         self.status = status  # type: ignore[misc]
 
 
-def error_from_problem(status: int, body: bytes) -> FynloError:
-    """The typed error for a problem-details response (or a TransportError for a 5xx)."""
+def _retry_after(value: str | None) -> int | None:
+    return int(value) if value is not None and value.strip().isdigit() else None
+
+
+def error_from_problem(status: int, body: bytes, retry_after: str | None = None) -> FynloError:
+    """The typed error for a problem-details response: the server's own class for a 4xx of
+    a type this client knows, :class:`~fynlo_sync.errors.ServerError` (a TransportError:
+    retry) for a 5xx, with the problem's code (``store-busy``, ``store-full``, ...) and
+    ``Retry-After``."""
     try:
         problem = msgspec.json.decode(body)
     except msgspec.DecodeError:
         problem = None
+    wait = _retry_after(retry_after)
     if not isinstance(problem, dict):
         if status >= 500:
-            return TransportError(f"the server answered {status}", status=status)
+            return ServerError(f"the server answered {status}", "http-error", status, wait)
         return _RemoteError(f"the server answered {status}", "http-error", status)
     type_uri = str(problem.get("type", ""))
     code = type_uri.removeprefix(PROBLEM_BASE) if type_uri.startswith(PROBLEM_BASE) else ""
@@ -105,7 +114,7 @@ def error_from_problem(status: int, body: bytes) -> FynloError:
     extra = {k: v for k, v in problem.items() if k not in _STANDARD}
     cls = _error_classes().get(code)
     if status >= 500 and (cls is None or not issubclass(cls, PeerError)):
-        return TransportError(detail, status=status, **extra)
+        return ServerError(detail, code or "http-error", status, wait, **extra)
     if cls is None or cls.status != status:
         return _RemoteError(detail, code or "http-error", status, **extra)
     error = cls.__new__(cls)
@@ -167,7 +176,9 @@ class HttpTransport:
     def _grant(self, path: str, body: dict[str, str]) -> Tokens:
         response = self._send("POST", path, json=body)
         if response.status_code != 200:
-            raise error_from_problem(response.status_code, response.content)
+            raise error_from_problem(
+                response.status_code, response.content, response.headers.get("Retry-After")
+            )
         got = decode(response.content, _TokenBody)
         tokens = Tokens(
             got.access_token, got.refresh_token, got.node_id, got.tenant_id, got.expires_in
@@ -199,7 +210,9 @@ class HttpTransport:
                         self._grant("/v1/auth/refresh", {"refresh_token": used.refresh_token})
                 continue
             if response.status_code != 200:
-                raise error_from_problem(response.status_code, response.content)
+                raise error_from_problem(
+                    response.status_code, response.content, response.headers.get("Retry-After")
+                )
             return response.content
         raise AssertionError("unreachable")
 

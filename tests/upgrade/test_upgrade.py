@@ -210,8 +210,9 @@ def test_postgres_refuses_a_newer_database_and_rolls_back_a_failed_script(
         try:
             port = PgSql(pool)
             broken = Component("probe2", ("CREATE TABLE fynlo_p2 (x int); SELECT 1/0",))
-            with pytest.raises(asyncpg.DivisionByZeroError):
+            with pytest.raises(StoreError) as failed:
                 await port.migrate(broken)
+            assert isinstance(failed.value.__cause__, asyncpg.DivisionByZeroError)
             left = await pool.fetchval("SELECT to_regclass('fynlo_p2') IS NOT NULL")
             applied = await port.migrate(Component("probe2", ("CREATE TABLE fynlo_p2 (x int)",)))
             await pool.execute(
