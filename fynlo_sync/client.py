@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from msgspec import UNSET
+
 from fynlo_sync.canonical import check_value
 from fynlo_sync.engine import apply_op, rebase
 from fynlo_sync.errors import (
@@ -91,6 +93,9 @@ class Terminal:
         self.node_id = meta.node_id
         self.clock = HybridClock(wall, last=meta.hlc)
         self.backoff = Backoff(self.rng)
+        #: The employee signed in on this terminal: the actor of every op it makes (None:
+        #: device-level ops, no actor).
+        self.actor: str | None = None
 
     # ----------------------------------------------------------------- local writes
 
@@ -124,13 +129,26 @@ class Terminal:
                 fields=None if fields is None else dict(fields),
                 name=name,
                 args=None if args is None else dict(args),
+                actor=UNSET if self.actor is None else self.actor,
             )
         except (ValueError, TypeError) as exc:
             raise CallerError(str(exc)) from exc
-        result = apply_op(self.store.get((collection, record_id)), op, self.registry, 0)
+        result = apply_op(
+            self.store.get((collection, record_id)),
+            op,
+            self.registry,
+            0,
+            actor=self._actor_record(op),
+        )
         if result.error is not None:
             raise result.error
         return op, result.record
+
+    def _actor_record(self, op: Op) -> Record | None:
+        policy, actor_id = self.registry.actor_policy, op.actor_id
+        if policy is None or actor_id is None:
+            return None
+        return self.store.get((policy.collection, actor_id))
 
     def _write(self, kind: OpKind, collection: str, record_id: str, **parts: Any) -> Op:
         with self.store.transaction():
@@ -309,7 +327,9 @@ class Terminal:
                 touched = set(latest)
                 touched.update((op.collection, op.record_id) for op in trimmed)
                 for key in sorted(touched):
-                    local = rebase(store.get_server(key), store.outbox_for(key), self.registry)
+                    local = rebase(
+                        store.get_server(key), store.outbox_for(key), self.registry, store.get
+                    )
                     if local is None:
                         store.forget(key)
                     else:

@@ -12,7 +12,7 @@ it on the server; :func:`rebase` runs a terminal's pending ops over the server's
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,12 +21,22 @@ import msgspec
 from fynlo_sync.canonical import MAX_SAFE_INTEGER
 from fynlo_sync.errors import RejectedOpError, SeqGapError, SeqReuseError
 from fynlo_sync.ops import Batch, Change, Conflict, Op, Outcome, OutcomeStatus, Record, Stamp
-from fynlo_sync.plugins import CONFLICTS, Collection, CommandContext, Contest, Effect, Registry
+from fynlo_sync.plugins import (
+    CONFLICTS,
+    SERVER_NODE,
+    Collection,
+    CommandContext,
+    Contest,
+    Effect,
+    Registry,
+)
 
 __all__ = [
     "Applied",
     "Plan",
+    "actor_keys",
     "apply_op",
+    "authorize",
     "conflict_id_of",
     "plan_push",
     "rebase",
@@ -146,6 +156,44 @@ def _park(op: Op, current: Record | None, contested: list[str]) -> Applied:
     return Applied(status="conflict", conflict=conflict)
 
 
+def _forbidden(message: str, permission: str | None) -> RejectedOpError:
+    return RejectedOpError(message, reason="forbidden", permission=permission)
+
+
+def authorize(op: Op, registry: Registry, actor: Record | None) -> None:
+    """Raise a ``forbidden`` :class:`RejectedOpError` unless ``op``'s actor may make it.
+
+    ``actor`` is the actor's record as this replica knows it (``None``: no such record).
+    With no actor policy in the registry, actors are recorded but not checked. An op with
+    an actor needs that actor to be an active employee holding the permission the op
+    needs (if any); an op without one may not need a permission, unless the server made it.
+    """
+    policy = registry.actor_policy
+    if policy is None:
+        return
+    collection = registry.collection(op.collection)
+    needed = collection.permissions.get(op.name or op.kind)
+    actor_id = op.actor_id
+    if actor_id is None:
+        if needed is None or op.node_id == SERVER_NODE:
+            return
+        raise _forbidden(f"{needed} is needed: sign in an employee who holds it", needed)
+    if actor is None or actor.deleted:
+        raise _forbidden(f"actor {actor_id!r} is not an employee of the tenant", needed)
+    if not policy.active(actor.fields):
+        raise _forbidden(f"employee {actor_id!r} is not active", needed)
+    if needed is not None and needed not in policy.permissions(actor.fields):
+        raise _forbidden(f"employee {actor_id!r} does not hold {needed}", needed)
+
+
+def actor_keys(ops: Sequence[Op], registry: Registry) -> list[Key]:
+    """The actor records a batch's check reads (load them in the push's transaction)."""
+    policy = registry.actor_policy
+    if policy is None:
+        return []
+    return sorted({(policy.collection, a) for op in ops if (a := op.actor_id) is not None})
+
+
 def apply_op(
     current: Record | None,
     op: Op,
@@ -153,16 +201,19 @@ def apply_op(
     seq: int = 0,
     *,
     received_ms: int | None = None,
+    actor: Record | None = None,
 ) -> Applied:
     """Decide ``op`` against ``current`` (the record now, or ``None`` if it never existed).
 
     ``seq`` is the server feed sequence the write will get (0 on a terminal);
     ``received_ms`` the server's receive time of the batch (``None`` on a terminal), which
-    commands see as :attr:`CommandContext.received_ms`. Deterministic: the same inputs give
-    the same result on every replica.
+    commands see as :attr:`CommandContext.received_ms`; ``actor`` the record of the op's
+    actor, if it has one (see :func:`authorize`). Deterministic: the same inputs give the
+    same result on every replica.
     """
     try:
         collection = registry.collection(op.collection)
+        authorize(op, registry, actor)
         stamp = _stamp(op, seq)
         if op.kind == "command":
             assert op.name is not None and op.args is not None
@@ -395,8 +446,8 @@ def plan_push(
     """Plan committing ``batch`` on the server.
 
     ``high_water`` is the node's last applied seq; ``prior`` the stored outcomes of the
-    batch's seqs at or below it; ``rows`` the current records the batch touches (missing
-    keys never existed); ``cursor`` the server feed's last sequence number; ``received_ms``
+    batch's seqs at or below it; ``rows`` the current records the batch touches and those of
+    its actors (:func:`actor_keys`; missing keys never existed); ``cursor`` the server feed's last sequence number; ``received_ms``
     the server's receive time (injected by the replica; commands see it).
 
     The batch has passed :func:`fynlo_sync.protocol.check_batch` (the replica runs it
@@ -441,7 +492,14 @@ def plan_push(
                 expected=plan.high_water + 1,
             )
         key = (op.collection, op.record_id)
-        result = apply_op(working.get(key), op, registry, plan.cursor + 1, received_ms=received_ms)
+        result = apply_op(
+            working.get(key),
+            op,
+            registry,
+            plan.cursor + 1,
+            received_ms=received_ms,
+            actor=_actor_of(op, registry, working),
+        )
         outcome = Outcome(
             op_id=op.op_id,
             seq=op.seq,
@@ -471,15 +529,33 @@ def plan_push(
     return plan
 
 
-def rebase(server: Record | None, pending: Sequence[Op], registry: Registry) -> Record | None:
+def _actor_of(op: Op, registry: Registry, rows: Mapping[Key, Record]) -> Record | None:
+    policy, actor_id = registry.actor_policy, op.actor_id
+    if policy is None or actor_id is None:
+        return None
+    return rows.get((policy.collection, actor_id))
+
+
+def rebase(
+    server: Record | None,
+    pending: Sequence[Op],
+    registry: Registry,
+    actors: Callable[[Key], Record | None] | None = None,
+) -> Record | None:
     """A terminal's view of one record: the server's state with its pending ops re-applied.
 
     Conflicts are predicted exactly as the server will decide them if nothing else arrives
-    first; a parked or rejected op leaves the record as it was.
+    first; a parked or rejected op leaves the record as it was. ``actors`` reads an actor's
+    record from the terminal's local view (for :func:`authorize`).
     """
     record = server
+    policy = registry.actor_policy
     for op in pending:
-        result = apply_op(record, op, registry, 0)
+        actor_id = op.actor_id
+        actor = None
+        if policy is not None and actor_id is not None and actors is not None:
+            actor = actors((policy.collection, actor_id))
+        result = apply_op(record, op, registry, 0, actor=actor)
         if result.record is not None:
             record = result.record
     return record

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta, Struct
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 from fynlo_sync.canonical import MAX_SAFE_INTEGER, check_value, checksum
 from fynlo_sync.hlc import WIRE_PATTERN
@@ -43,6 +43,11 @@ class Op(Struct, frozen=True, omit_defaults=False):
     ``kind`` is ``put`` / ``patch`` (with ``fields``), ``delete`` (no fields), or
     ``command`` (a named domain command with ``name`` and ``args``, run by a plugin).
     Unused members are ``null`` on the wire.
+
+    ``actor`` (optional, added within protocol 1) is the employee signed in on the terminal
+    when the op was made; it is *omitted* for a device-level op, so an op without an actor
+    has exactly the bytes (and checksum) an older terminal sends. ``null`` is read as
+    absent. Use :attr:`actor_id`.
     """
 
     op_id: Ident
@@ -56,6 +61,12 @@ class Op(Struct, frozen=True, omit_defaults=False):
     fields: dict[str, Any] | None = None
     name: str | None = None
     args: dict[str, Any] | None = None
+    actor: Ident | UnsetType | None = UNSET
+
+    @property
+    def actor_id(self) -> str | None:
+        """The op's actor (an employee id), or ``None`` for a device-level op."""
+        return self.actor if isinstance(self.actor, str) else None
 
     def __post_init__(self) -> None:
         if self.kind in ("put", "patch"):

@@ -37,6 +37,7 @@ from fynlo_sync.ops import Change, Op, Record, Stamp
 __all__ = [
     "CONFLICTS",
     "SERVER_NODE",
+    "ActorPolicy",
     "Collection",
     "Command",
     "CommandContext",
@@ -207,6 +208,9 @@ class Collection:
     validate: Callable[[Mapping[str, Any] | None, Mapping[str, Any], Op], None] | None = None
     #: The state machine of one of its ``state`` fields, as data.
     state_table: StateTable | None = None
+    #: The permission an op's actor must hold, by command name (or ``put``/``patch``/
+    #: ``delete``); see :class:`ActorPolicy`.
+    permissions: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         table = self.state_table
@@ -467,6 +471,17 @@ class Draft:
         return cls(collection, record_id, "delete")
 
 
+@dataclass(frozen=True, slots=True)
+class ActorPolicy:
+    """Who may act. An op's ``actor`` names a record of ``collection`` (the tenant's
+    employees); the engine checks that it exists, is ``active``, and holds the permission
+    the op needs (:attr:`Collection.permissions`) among ``permissions`` of its fields."""
+
+    collection: str
+    active: Callable[[Mapping[str, Any]], bool]
+    permissions: Callable[[Mapping[str, Any]], frozenset[str]]
+
+
 class DomainPlugin:
     """Base class with no-op defaults. Override what the domain needs.
 
@@ -500,6 +515,10 @@ class DomainPlugin:
     def invariants(self) -> Iterable[Invariant]:
         """Pure rules over the tenant's records (see :class:`Invariant`)."""
         return ()
+
+    def actor_policy(self) -> ActorPolicy | None:
+        """The plugin that owns the tenant's employees says who may act (at most one)."""
+        return None
 
     def collections(self) -> Iterable[Collection]:
         return ()
@@ -557,6 +576,13 @@ class Registry:
         self.plugins: tuple[DomainPlugin, ...] = tuple(plugins)
         self._collections: dict[str, Collection] = {CONFLICTS: _CONFLICTS_COLLECTION}
         self._strategies: dict[str, Strategy] = {}
+        self.actor_policy: ActorPolicy | None = None
+        for plugin in self.plugins:
+            policy = plugin.actor_policy()
+            if policy is not None:
+                if self.actor_policy is not None:
+                    raise CallerError("two plugins declare who may act (an actor policy)")
+                self.actor_policy = policy
         for strategy in strategies:
             self.add_strategy(strategy)
         for plugin in self.plugins:

@@ -23,7 +23,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from fynlo_sync.engine import Plan, plan_push
+from fynlo_sync.engine import Plan, actor_keys, plan_push
 from fynlo_sync.errors import CallerError, ClockError, MalformedError
 from fynlo_sync.hlc import HybridClock, from_wire, to_wire
 from fynlo_sync.ops import Batch, Change, Op, Record
@@ -84,7 +84,8 @@ def push_step(
     high_water: int = yield Call("high_water", (tenant, batch.node_id))
     replayed = [op.seq for op in batch.ops if op.seq <= high_water]
     prior = yield Call("prior_outcomes", (tenant, batch.node_id, replayed))
-    rows = yield Call("load", (tenant, list(iter_keys(batch.ops))))
+    keys = [*iter_keys(batch.ops), *actor_keys(batch.ops, registry)]
+    rows = yield Call("load", (tenant, keys))
     cursor: int = yield Call("cursor", (tenant,))
     plan = plan_push(
         batch,

@@ -1,0 +1,20 @@
+"""Staff: employees, roles and permissions (who may act)."""
+
+from fynlo_sync.domains.staff.plugin import (
+    EMPLOYEES,
+    EMPLOYEES_COLLECTION,
+    StaffPlugin,
+    employee_permissions,
+)
+from fynlo_sync.domains.staff.roles import PERMISSIONS, ROLE_ORDER, ROLES, permissions_of_role
+
+__all__ = [
+    "EMPLOYEES",
+    "EMPLOYEES_COLLECTION",
+    "PERMISSIONS",
+    "ROLES",
+    "ROLE_ORDER",
+    "StaffPlugin",
+    "employee_permissions",
+    "permissions_of_role",
+]
