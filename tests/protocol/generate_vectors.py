@@ -29,6 +29,7 @@ from fynlo_sync.hlc import HybridClock, from_wire, pack, to_wire
 from fynlo_sync.ops import Batch, Op, Record, Stamp, ops_checksum
 from fynlo_sync.plugins import Collection, Field, Registry
 from fynlo_sync.schema import domains_document
+from tests.protocol.staff_vectors import overtime_vectors, timeclock_vectors
 from tests.protocol.vectors import (
     VECTOR_DIR,
     RawJSON,
@@ -279,12 +280,32 @@ def checksum_vectors() -> list[dict[str, Any]]:
             "escapes and controls inside field values",
             [_op(1, "put", fields={"body": 'line 1\nline 2\t"quoted" \\ \u0007'})],
         ),
+        (
+            "an op with its actor (section 20): the actor sorts first",
+            [
+                msgspec.structs.replace(
+                    _op(
+                        4,
+                        "command",
+                        collection="timecards",
+                        record="e-7.2026-11-30",
+                        name="approve_day",
+                        args={"day": 2, "decision": "approve"},
+                    ),
+                    actor="e-1",
+                )
+            ],
+        ),
     ]
     by_hand = {
         "an empty batch": "[]",
         "one delete": '[{"args":null,"base_seq":0,"collection":"notes","fields":null,'
         '"hlc":"018bcfe568010000","kind":"delete","name":null,"node_id":"till-1",'
         '"op_id":"till-1-op-1","record_id":"r1","seq":1}]',
+        "an op with its actor (section 20): the actor sorts first": '[{"actor":"e-1",'
+        '"args":{"day":2,"decision":"approve"},"base_seq":0,"collection":"timecards",'
+        '"fields":null,"hlc":"018bcfe568040000","kind":"command","name":"approve_day",'
+        '"node_id":"till-1","op_id":"till-1-op-4","record_id":"e-7.2026-11-30","seq":4}]',
     }
     out = []
     for name, ops in batches:
@@ -1502,6 +1523,8 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "orders_state.json": orders_vectors,
     "push.json": push_vectors,
     "domains.json": domains_vector,
+    "timeclock_state.json": timeclock_vectors,
+    "overtime.json": overtime_vectors,
 }
 
 

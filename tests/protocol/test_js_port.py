@@ -21,6 +21,8 @@ PORTED = (
     "conflicts.json",
     "orders_state.json",
     "push.json",
+    "timeclock_state.json",
+    "overtime.json",
 )
 
 

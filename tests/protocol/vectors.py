@@ -38,6 +38,8 @@ VECTOR_FILES = (
     "conflicts.json",
     "orders_state.json",
     "push.json",
+    "timeclock_state.json",
+    "overtime.json",
 )
 #: Files that hold one document, not an array of named vectors.
 DOCUMENT_FILES = ("domains.json",)

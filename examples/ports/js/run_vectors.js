@@ -18,6 +18,7 @@ const { ClockError, HybridClock, counterOf, fromWire, millisOf, toWire } = requi
 const { parse } = require('./json');
 const { loadDomains, nextState } = require('./domains');
 const { Rejected, applyOp, schemaCheck } = require('./merge');
+const timeclock = require('./timeclock');
 
 const dir = process.argv[2] || path.join(__dirname, '..', '..', '..', 'docs', 'protocol', 'vectors');
 const load = (name) => parse(fs.readFileSync(path.join(dir, name), 'utf8'));
@@ -176,6 +177,37 @@ for (const v of load('push.json')) {
     if (checked === 0 && v.steps.every((s) => s.push && s.push.body_text === undefined)) {
       throw new Error('nothing to check');
     }
+  });
+}
+
+// ----------------------------------------------------- timeclock_state.json, overtime.json
+for (const v of load('timeclock_state.json')) {
+  check('timeclock_state.json', v.name, () => {
+    if (v.punch !== undefined) {
+      assertEqual(timeclock.nextState(v.state, v.punch), v.next, 'next state');
+      return;
+    }
+    const shifts = timeclock.deriveShifts(v.punches, v.week_start_ms);
+    assertEqual(canonical(shifts), canonical(v.expect.shifts), 'shifts');
+    assertEqual(canonical(timeclock.sequenceErrors(v.punches)), canonical(v.expect.errors), 'errors');
+  });
+}
+
+for (const v of load('overtime.json')) {
+  check('overtime.json', v.name, () => {
+    if (v.rounding !== undefined) {
+      const { step_min: step, apply } = v.rounding;
+      const days = v.entries_ms.map((day) => (apply === 'entry'
+        ? day.reduce((sum, e) => sum + timeclock.roundDuration(e, step), 0)
+        : timeclock.roundDuration(day.reduce((a, b) => a + b, 0), step)));
+      assertEqual(canonical(days), canonical(v.expect.days_ms), 'rounded days');
+      return;
+    }
+    const days = timeclock.overtime(v.days_ms, v.rules);
+    assertEqual(canonical(days), canonical(v.expect.days), 'days');
+    const total = { 100: 0, 150: 0, 200: 0 };
+    for (const d of days) for (const [rate, ms] of Object.entries(d)) total[rate] += ms;
+    assertEqual(canonical(Object.fromEntries(Object.entries(total).map(([k, ms]) => [String(k), ms]))), canonical(v.expect.total), 'total');
   });
 }
 
