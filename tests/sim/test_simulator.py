@@ -194,8 +194,10 @@ def test_stock_counts_catch_an_op_applied_twice_in_a_terminal_view(
 
     real = engine.rebase
 
-    def twice(server: Record | None, pending: Any, registry: Registry) -> Record | None:
-        return real(server, [*pending, *pending], registry)
+    def twice(
+        server: Record | None, pending: Any, registry: Registry, *actors: Any
+    ) -> Record | None:
+        return real(server, [*pending, *pending], registry, *actors)
 
     monkeypatch.setattr(client, "rebase", twice)
     schedule = Schedule(

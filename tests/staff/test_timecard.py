@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
 from fynlo_sync.client import Terminal
@@ -251,3 +252,44 @@ def test_timecard_creation_arguments_are_checked(
         if reason is not None:
             assert info.value.extra["reason"] == reason  # type: ignore[attr-defined]
     assert t.pending() == []
+
+
+def test_the_invariants_hold_after_real_flows_and_catch_a_break_counted_twice(
+    staffed: ServerReplica, make_terminal: TerminalFactory, registry: Any
+) -> None:
+    a, b = make_terminal("ipad-a"), make_terminal("ipad-b")
+    a.sync(), b.sync()
+    punch(a, "s1", "p1", "clock_in", at(0, 5))
+    punch(a, "s1", "p2", "break_start", at(0, 8), paid=False, expected_min=30)
+    punch(a, "s1", "p3", "break_end", at(0, 8.5))
+    punch(b, "s1", "p4", "clock_out", at(0, 14))
+    punch(b, "s2", "q1", "clock_in", at(0, 6))
+    b.sync(), a.sync(), b.sync()
+    records = staffed.store.records("t1")
+    assert registry.check_invariants(records) == []
+    assert registry.check_invariants(a.store.records("timecards"), terminal=True) == []
+    # The same break counted twice (once per device that saw it): caught.
+    card_record = next(r for r in records if r.record_id == card("s1"))
+    fields = dict(card_record.fields)
+    shift = dict(fields["shifts"][0])
+    shift["breaks"] = shift["breaks"] * 2
+    shift["unpaid_break_ms"] *= 2
+    fields["shifts"] = [shift]
+    bad = msgspec.structs.replace(card_record, fields=fields)
+    messages = [v.message for v in registry.check_invariants([bad])]
+    assert any("overlapping" in m for m in messages)
+    assert any("breaks differ" in m for m in messages)
+    # Two open shifts for one employee across weeks: caught on the server's view.
+    other = msgspec.structs.replace(
+        bad,
+        record_id="s2.2026-12-07",
+        fields={
+            **bad.fields,
+            "shifts": [
+                {**shift, "in_ms": 1, "out_ms": None},
+                {**shift, "shift_id": "x", "in_ms": 2, "out_ms": None},
+            ],
+            "employee_id": "s2",
+        },
+    )
+    assert any(v.invariant == "one-open-shift" for v in registry.check_invariants([other]))

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from itertools import pairwise
 from typing import Any, Final
 
+from fynlo_sync.domains.timeclock.invariants import INVARIANTS
 from fynlo_sync.domains.timeclock.rules import (
     MINUTE_MS,
     Rounding,
@@ -50,8 +51,7 @@ from fynlo_sync.domains.timeclock.shifts import (
 )
 from fynlo_sync.domains.timeclock.states import DECISIONS, next_approval, next_state
 from fynlo_sync.errors import IllegalTransitionError, RejectedOpError
-from fynlo_sync.ops import Record
-from fynlo_sync.plugins import Collection, CommandContext, DomainPlugin, Field
+from fynlo_sync.plugins import Collection, CommandContext, DomainPlugin, Field, Invariant
 
 __all__ = [
     "MAX_SKEW_MS",
@@ -541,18 +541,6 @@ TIMECARDS_COLLECTION: Final = Collection(
 )
 
 
-def open_shifts(records: Iterable[Record]) -> dict[str, list[str]]:
-    """Open shifts by employee across timecards (the invariant: at most one each)."""
-    out: dict[str, list[str]] = {}
-    for record in records:
-        if record.deleted or record.collection != TIMECARDS:
-            continue
-        for shift in record.fields.get("shifts") or []:
-            if shift["in_ms"] is not None and shift["out_ms"] is None:
-                out.setdefault(record.fields["employee_id"], []).append(shift["shift_id"])
-    return out
-
-
 class TimeclockPlugin(DomainPlugin):
     """Timecards: punches, breaks, overtime, approvals."""
 
@@ -560,3 +548,6 @@ class TimeclockPlugin(DomainPlugin):
 
     def collections(self) -> Iterable[Collection]:
         return (TIMECARDS_COLLECTION,)
+
+    def invariants(self) -> Iterable[Invariant]:
+        return INVARIANTS

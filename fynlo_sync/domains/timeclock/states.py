@@ -20,8 +20,12 @@ from __future__ import annotations
 
 from typing import Final
 
+from fynlo_sync.plugins import StateTable
+
 __all__ = [
     "APPROVALS",
+    "APPROVAL_TABLE",
+    "CLOCK_TABLE",
     "APPROVAL_STATES",
     "DECISIONS",
     "PUNCHES",
@@ -38,7 +42,7 @@ PUNCHES: Final = ("clock_in", "break_start", "break_end", "clock_out", "auto_out
 #: break starts, a break ends before the shift closes.
 PUNCH_RANK: Final = {"clock_in": 0, "break_start": 1, "break_end": 2, "clock_out": 3, "auto_out": 4}
 
-TRANSITIONS: Final[dict[tuple[str, str], str]] = {
+TRANSITIONS: Final[dict[tuple[str | None, str], str]] = {
     ("off", "clock_in"): "working",
     ("working", "break_start"): "on_break",
     ("on_break", "break_end"): "working",
@@ -49,17 +53,29 @@ TRANSITIONS: Final[dict[tuple[str, str], str]] = {
 
 APPROVAL_STATES: Final = ("to_approve", "approved", "refused")
 DECISIONS: Final = ("approve", "refuse")
-APPROVALS: Final[dict[tuple[str, str], str]] = {
+APPROVALS: Final[dict[tuple[str | None, str], str]] = {
     ("to_approve", "approve"): "approved",
     ("to_approve", "refuse"): "refused",
 }
 
+#: The tables as data (the plugin floor's :class:`StateTable`), for the schema export.
+CLOCK_TABLE: Final = StateTable(
+    field="clock", states=STATES, transitions=TRANSITIONS, commands=PUNCHES
+)
+APPROVAL_TABLE: Final = StateTable(
+    field="approval",
+    states=APPROVAL_STATES,
+    transitions=APPROVALS,
+    commands=DECISIONS,
+    final=frozenset({"approved", "refused"}),
+)
+
 
 def next_state(state: str, punch: str) -> str | None:
     """The clock state after ``punch`` in ``state``, or ``None`` if the pair is illegal."""
-    return TRANSITIONS.get((state, punch))
+    return CLOCK_TABLE.next(state, punch)
 
 
 def next_approval(state: str, decision: str) -> str | None:
     """The approval state after ``decision``; decided states are final (``None``)."""
-    return APPROVALS.get((state, decision))
+    return APPROVAL_TABLE.next(state, decision)
