@@ -447,8 +447,9 @@ def plan_push(
 
     ``high_water`` is the node's last applied seq; ``prior`` the stored outcomes of the
     batch's seqs at or below it; ``rows`` the current records the batch touches and those of
-    its actors (:func:`actor_keys`; missing keys never existed); ``cursor`` the server feed's last sequence number; ``received_ms``
-    the server's receive time (injected by the replica; commands see it).
+    its actors (:func:`actor_keys`; missing keys never existed); ``cursor`` the server
+    feed's last sequence number; ``received_ms`` the server's receive time (injected by the
+    replica; commands see it).
 
     The batch has passed :func:`fynlo_sync.protocol.check_batch` (the replica runs it
     once per push, before taking the lock).

@@ -62,8 +62,15 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def server(registry: Registry) -> ServerReplica:
-    return ServerReplica(MemoryServerStore(), registry)
+def server_clock() -> ManualClock:
+    """The server's clock (its receive time): the end of the test week, so no punch of the
+    week is ahead of it (punches then count as made offline)."""
+    return ManualClock(start_ms=WEEK_START + 8 * 24 * HOUR_MS)
+
+
+@pytest.fixture
+def server(registry: Registry, server_clock: ManualClock) -> ServerReplica:
+    return ServerReplica(MemoryServerStore(), registry, now_ms=server_clock)
 
 
 TerminalFactory = Callable[..., Terminal]

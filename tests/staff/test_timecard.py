@@ -293,3 +293,35 @@ def test_the_invariants_hold_after_real_flows_and_catch_a_break_counted_twice(
         },
     )
     assert any(v.invariant == "one-open-shift" for v in registry.check_invariants([other]))
+
+
+def test_calendar_arithmetic_matches_the_standard_library() -> None:
+    import datetime
+
+    from fynlo_sync.domains.timeclock.plugin import civil_from_days, days_from_civil, week_of
+
+    for days in range(-700_000, 2_900_000, 997):
+        day = datetime.date(1970, 1, 1) + datetime.timedelta(days=days)
+        assert civil_from_days(days) == day.isoformat()
+        assert days_from_civil(day.year, day.month, day.day) == days
+        assert week_of(days) == (day - datetime.timedelta(days=day.weekday())).isoformat()
+
+
+def test_the_server_stamps_receive_time_flags_late_punches_and_refuses_future_ones(
+    staffed: ServerReplica, make_terminal: TerminalFactory, server_clock: ManualClock
+) -> None:
+    t = make_terminal("ipad-a")
+    t.sync()
+    server_clock.set(at(0, 5) + 30_000)
+    punch(t, "s1", "p1", "clock_in", at(0, 5))
+    t.sync()
+    punches = fields(t, "s1")["punches"]
+    assert punches["p1"]["received_ms"] == at(0, 5) + 30_000
+    assert "offline" not in fields(t, "s1")["shifts"][0]["flags"]
+    punch(t, "s1", "p2", "clock_out", at(0, 9))  # the device's clock runs 4 h ahead
+    t.sync()
+    assert [(o.status, o.reason) for o in t.outcomes()] == [("rejected", "punch-in-future")]
+    server_clock.set(at(0, 12))
+    punch(t, "s1", "p3", "clock_out", at(0, 9))  # made offline, synced 3 h later
+    t.sync()
+    assert "offline" in fields(t, "s1")["shifts"][0]["flags"]

@@ -28,9 +28,7 @@ Commands and the permission each needs (checked against the op's actor by the en
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Iterable, Mapping, Sequence
-from itertools import pairwise
 from typing import Any, Final
 
 from fynlo_sync.domains.timeclock.invariants import INVARIANTS
@@ -94,9 +92,34 @@ def timecard_id(employee_id: str, week: str) -> str:
     return f"{employee_id}.{week}"
 
 
-def week_of(day: _dt.date) -> str:
-    """The ISO date of the Monday of ``day``'s workweek."""
-    return (day - _dt.timedelta(days=day.weekday())).isoformat()
+def days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm: pure
+    integer arithmetic, the same in every port)."""
+    year -= month <= 2
+    era = year // 400
+    yoe = year - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def civil_from_days(days: int) -> str:
+    """The ISO date ``days`` after 1970-01-01."""
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = mp + (3 if mp < 10 else -9)
+    return f"{yoe + era * 400 + (month <= 2):04d}-{month:02d}-{day:02d}"
+
+
+def week_of(days: int) -> str:
+    """The ISO date of the Monday of the workweek holding day ``days`` (since 1970-01-01,
+    a Thursday)."""
+    return civil_from_days(days - (days + 3) % 7)
 
 
 def _bad(message: str, reason: str = "invalid-argument", **extra: Any) -> RejectedOpError:
@@ -112,14 +135,15 @@ def _arg(args: Mapping[str, Any], name: str, kind: type, *, required: bool = Tru
     return value
 
 
-def _monday(week: str) -> _dt.date:
-    try:
-        day = _dt.date.fromisoformat(week)
-    except ValueError:
-        raise _bad(f"week {week!r} is not an ISO date", argument="week") from None
-    if len(week) != 10 or day.weekday() != 0:
+def _monday(week: str) -> int:
+    """Days since 1970-01-01 of ``week``, which must be the ISO date of a Monday."""
+    parts = week.split("-")
+    if len(week) != 10 or len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts):
+        raise _bad(f"week {week!r} is not an ISO date", argument="week")
+    days = days_from_civil(int(parts[0]), int(parts[1]), int(parts[2]))
+    if civil_from_days(days) != week or (days + 3) % 7 != 0:
         raise _bad(f"week {week!r} is not the ISO date of a Monday", argument="week")
-    return day
+    return days
 
 
 def _new_card(ctx: CommandContext) -> dict[str, Any]:
@@ -131,7 +155,7 @@ def _new_card(ctx: CommandContext) -> dict[str, Any]:
     if ctx.op.record_id != timecard_id(employee, week):
         raise _bad(f"a timecard's id is <employee_id>.<week>: {timecard_id(employee, week)}")
     start = _arg(args, "week_start_ms", int)
-    midnight = (monday - _dt.date(1970, 1, 1)).days * DAY_MS
+    midnight = monday * DAY_MS
     # Local Monday 00:00 + the business-day cutoff, for UTC offsets -14 h .. +14 h.
     if not midnight - 14 * 60 * MINUTE_MS <= start < midnight + 38 * 60 * MINUTE_MS:
         raise _bad("week_start_ms is not the start of that week in any time zone")
@@ -193,7 +217,7 @@ def _punch_value(ctx: CommandContext, kind: str, at: int, **extra: Any) -> dict[
         "at_ms": at,
         "node": ctx.op.node_id,
         "actor": ctx.op.actor_id,
-        "received_ms": getattr(ctx, "received_ms", None),
+        "received_ms": ctx.received_ms,
         "paid": bool(extra.get("paid", False)),
         "expected_min": int(extra.get("expected_min", 0)),
         "source": extra.get("source", "punch"),
@@ -205,7 +229,7 @@ def _check_time(card: Mapping[str, Any], ctx: CommandContext, kind: str, at: int
     end = start + 7 * DAY_MS if kind == "clock_in" else start + 7 * DAY_MS + MAX_SHIFT_MS
     if not start <= at < end:
         raise _bad(f"at_ms {at} is outside the timecard's week", reason="outside-week")
-    received = getattr(ctx, "received_ms", None)
+    received = ctx.received_ms
     if received is not None and at > received + MAX_SKEW_MS:
         raise _bad("the punch is ahead of the server's clock", reason="punch-in-future")
 
@@ -426,7 +450,7 @@ def _alerts(
                 alerts.append(f"missed-break:{day}")
     if rules.daily_rest_min is not None:
         closed = [s for s in shifts if s.closed]
-        for prev, nxt in pairwise(closed):
+        for prev, nxt in zip(closed, closed[1:], strict=False):  # noqa: RUF007 (pure core)
             assert prev.out_ms is not None and nxt.in_ms is not None
             if nxt.in_ms - prev.out_ms < rules.daily_rest_min * MINUTE_MS:
                 alerts.append(f"short-rest:{nxt.shift_id}")
