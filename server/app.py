@@ -177,7 +177,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        rt.backend_ = await open_backend(settings, rt.registry, clock_fn, rt.notify, rng=rt.rng)
+        rt.backend_ = await open_backend(settings, rt.registry, clock_fn, rt.notify)
         try:
             async with AsyncExitStack() as hooks:
                 for extension in extensions:
@@ -192,7 +192,12 @@ def create_app(
 
     prometheus = PrometheusConfig(app_name="fynlo", prefix="fynlo", group_path=True)
     return Litestar(
-        route_handlers=[*ROUTES, *(e.router() for e in extensions), PrometheusController],
+        route_handlers=[
+            *ROUTES,
+            *(e.router() for e in extensions),
+            *(r for e in extensions if (r := e.root_router()) is not None),
+            PrometheusController,
+        ],
         dependencies={"rt": Provide(lambda: rt, use_cache=True, sync_to_thread=False)},
         plugins=[channels],
         on_app_init=[auth.on_app_init],

@@ -9,6 +9,8 @@ imports, so the plugin's domain code never depends on the web framework):
   need a device's access token like every ``/v1`` route, unless a handler declares
   ``exclude_from_auth=True``: such a public route (a provider's webhook) authenticates the
   request itself, for instance by a signature over the raw body.
+* ``ROOT_ROUTES`` (optional): route handlers mounted at the root, for paths a standard fixes
+  (``/.well-known/...``); the same rules and the same ``plugin`` dependency.
 * ``lifespan`` (optional): ``lifespan(ctx) -> AsyncContextManager[None]``, entered after the
   database is open and left before it closes, in plugin order (left in reverse).
 
@@ -91,9 +93,11 @@ class PluginServer:
         context: PluginContext,
         routes: Sequence[Any],
         lifespan: Lifespan | None,
+        root_routes: Sequence[Any] = (),
     ) -> None:
         self.context = context
         self.routes = list(routes)
+        self.root_routes = list(root_routes)
         self.lifespan = lifespan
 
     @property
@@ -106,13 +110,20 @@ class PluginServer:
 
     def router(self) -> Router:
         """The plugin's routes under :attr:`path`, with the ``plugin`` dependency."""
+        return self._router(self.path, self.routes)
+
+    def root_router(self) -> Router | None:
+        """The plugin's ``ROOT_ROUTES`` at ``/``, if it has any."""
+        return self._router("/", self.root_routes) if self.root_routes else None
+
+    def _router(self, path: str, routes: Sequence[Any]) -> Router:
         from litestar import Router
         from litestar.di import Provide
 
         context = self.context
         return Router(
-            path=self.path,
-            route_handlers=self.routes,
+            path=path,
+            route_handlers=list(routes),
             dependencies={"plugin": Provide(lambda: context, use_cache=True, sync_to_thread=False)},
             tags=[f"plugin: {self.name}"],
             signature_namespace={"PluginContext": PluginContext},
@@ -143,10 +154,11 @@ def plugin_servers(rt: Runtime, wall: Callable[[], int]) -> list[PluginServer]:
                 f"plugin {plugin.name!r}: cannot import its server module {name!r}: {exc}"
             ) from exc
         routes = getattr(module, "ROUTES", [])
-        if not isinstance(routes, list | tuple):
-            raise SettingsError(f"{name}.ROUTES must be a list of route handlers")
+        root_routes = getattr(module, "ROOT_ROUTES", [])
+        if not isinstance(routes, list | tuple) or not isinstance(root_routes, list | tuple):
+            raise SettingsError(f"{name}.ROUTES and ROOT_ROUTES must be lists of route handlers")
         lifespan = getattr(module, "lifespan", None)
         if lifespan is not None and not callable(lifespan):
             raise SettingsError(f"{name}.lifespan must be a function of the plugin context")
-        out.append(PluginServer(PluginContext(plugin, rt, wall), routes, lifespan))
+        out.append(PluginServer(PluginContext(plugin, rt, wall), routes, lifespan, root_routes))
     return out

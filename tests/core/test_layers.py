@@ -58,6 +58,7 @@ RANKS: dict[str, int] = {
     "server.admin": 19,
     "server.routes": 19,
     "server.plugins": 19,
+    "server.payment_providers": 20,  # the providers plugin's routes (server.plugins loads it)
     "server.app": 20,
     "server": 21,
     "server.cli": 22,

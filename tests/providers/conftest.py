@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,3 +92,125 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture
 def tmp(tmp_path: Path) -> Path:
     return tmp_path
+
+
+# The server with the providers plugin, localstripe and the sandbox bank ------------------
+
+PAY_LINK_SECRET = "pay-link-secret-for-tests-0123456789"
+STRIPE_WEBHOOK_SECRET = "whsec_fynlo_tests_0123456789"
+BANK_SECRET = "sandbox-webhook-secret"
+APPLE_ASSOCIATION = "7B227073704964223A2266796E6C6F2D74657374227D"
+
+
+class PayWorld:
+    """A running server (embedded SQLite) with the orders and providers plugins, wired to
+    localstripe and the sandbox bank (their webhooks come back to it), one tenant and one
+    enrolled terminal."""
+
+    def __init__(
+        self,
+        url: str,
+        settings: Any,
+        registry: Any,
+        bank: ServiceProcess,
+        stripe: ServiceProcess,
+        tenant: str,
+        folder: Path,
+    ) -> None:
+        self.url = url
+        self.settings = settings
+        self.registry = registry
+        self.bank = bank
+        self.stripe = stripe
+        self.tenant = tenant
+        self.folder = folder
+        self._n = 0
+
+    def terminal(self) -> Any:
+        from fynlo_sync.client import Terminal
+        from fynlo_sync.store.sqlite import SqliteTerminalStore
+        from fynlo_sync.transport.http import HttpTransport
+        from server import admin
+
+        self._n += 1
+        code = admin.enroll_device(self.settings, self.tenant).enrollment_code
+        link = HttpTransport.enroll(self.url, code)
+        return Terminal(
+            SqliteTerminalStore(self.folder / f"t{self._n}.db", link.node_id),
+            self.registry,
+            link,
+            wall=lambda: time.time_ns() // 1_000_000,
+        )
+
+    def bank_admin(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        import httpx
+
+        r = httpx.post(
+            self.bank.url + path, json=body, headers={"Authorization": "Bearer sandbox-key"}
+        )
+        assert r.status_code == 200, r.text
+        out: dict[str, Any] = r.json()
+        return out
+
+
+def wait_until(pred: Any, timeout_s: float = 20.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = pred()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout_s} s")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def pay_world(
+    tmp_path_factory: pytest.TempPathFactory, localstripe: ServiceProcess
+) -> Iterator[PayWorld]:
+    import httpx
+
+    import conflict
+    from fynlo_sync.domains.orders import OrdersPlugin
+    from fynlo_sync.domains.payments.providers.plugin import ProvidersPlugin, ProvidersSettings
+    from fynlo_sync.sandbox.processes import free_port, run_sandbox_bank
+    from server import admin
+    from server.testing import embedded_settings, run_in_thread
+
+    folder = tmp_path_factory.mktemp("pay")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with run_sandbox_bank(folder, settle_after_ms=200) as bank:
+        plugin = ProvidersPlugin(
+            settings=ProvidersSettings(
+                pay_link_secret=PAY_LINK_SECRET,
+                public_url=url,
+                stripe_secret_key="sk_test_fynlo",
+                stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
+                stripe_api_base=localstripe.url,
+                stripe_publishable_key="pk_test_fynlo",
+                bank_url=bank.url,
+                bank_api_key="sandbox-key",
+                bank_webhook_secret=BANK_SECRET,
+                apple_pay_association=APPLE_ASSOCIATION,
+            )
+        )
+        registry = conflict.registry([OrdersPlugin(), plugin])
+        settings = embedded_settings(folder)
+        with run_in_thread(settings, registry=registry, port=port) as served:
+            assert served == url
+            hooks = f"{url}/v1/plugins/providers/webhooks"
+            r = httpx.post(
+                bank.url + "/_admin/webhooks",
+                json={"url": hooks + "/bank"},
+                headers={"Authorization": "Bearer sandbox-key"},
+            )
+            assert r.status_code == 200, r.text
+            r = httpx.post(
+                f"{localstripe.url}/_config/webhooks/fynlo-{port}",
+                data={"url": hooks + "/stripe", "secret": STRIPE_WEBHOOK_SECRET},
+                headers={"Authorization": "Bearer sk_test_fynlo"},
+            )
+            assert r.status_code == 200, r.text
+            tenant = admin.create_tenant(settings, "cafe")
+            yield PayWorld(url, settings, registry, bank, localstripe, tenant, folder)

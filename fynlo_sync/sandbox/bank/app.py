@@ -152,7 +152,12 @@ async def list_payments(request: Request[Any, Any, Any]) -> dict[str, Any]:
     ]
     if len(pairs) != 1:
         raise BankError(400, "invalid-query", "filter by exactly one metadata.KEY=VALUE")
-    return {"items": _rt(request).bank.find(pairs[0][0], pairs[0][1])}
+    rt = _rt(request)
+    items = rt.bank.find(pairs[0][0], pairs[0][1])
+    for view in items:
+        if view["status"] in ("authorization_required", "authorizing"):
+            view["consent_url"] = _consent_url(rt, view["id"], rt.bank.consent_token(view["id"]))
+    return {"items": items}
 
 
 @post("/v3/payments/{payment_id:str}/actions/cancel", status_code=202)

@@ -194,6 +194,8 @@ class ProviderPayment(msgspec.Struct, frozen=True, kw_only=True):
     wallet: str | None = None
     #: The bank has settled it into the merchant's account (open banking only).
     settled: bool = False
+    #: What a device's SDK confirms the payment with (Stripe.js, a wallet), if any.
+    client_secret: str | None = None
 
     @property
     def live(self) -> bool:
@@ -379,6 +381,7 @@ def stripe_payment(intent: Mapping[str, Any]) -> ProviderPayment:
         else None,
         action=action,
         wallet=wallet if isinstance(wallet, str) else None,
+        client_secret=_str_or_none(intent.get("client_secret")),
     )
 
 

@@ -23,13 +23,11 @@ import msgspec
 from fynlo_sync.domains.payments.providers import STATUSES
 from fynlo_sync.errors import RejectedOpError
 from fynlo_sync.ops import Op
-from fynlo_sync.plugins import Collection, DomainPlugin, Field
+from fynlo_sync.plugins import SERVER_NODE, Collection, DomainPlugin, Field
 
 __all__ = ["SESSIONS", "SESSIONS_COLLECTION", "ProvidersPlugin", "ProvidersSettings"]
 
 SESSIONS = "payment_sessions"
-#: The node id of the ops the server authors (fynlo_sync.plugins.SERVER_NODE on the floor).
-SERVER_NODE = "server"
 
 
 class ProvidersSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -1,0 +1,658 @@
+"""The ``providers`` plugin's server side: webhooks, the QR, the pay-at-table page, Apple Pay.
+
+Mounted under ``/v1/plugins/providers`` (``server.plugins``):
+
+==============================================  =========================================
+route                                           what
+==============================================  =========================================
+``POST /qr``                                    (device) a new attempt's pay link and QR
+``POST /webhooks/{stripe|bank}``                public: signature on the raw body
+``GET /pay/{tenant}/{order}/{attempt}``         public: the page the QR opens (signed)
+``POST /pay/{tenant}/{order}/{attempt}/bank``   public (signed): pay by bank, the consent
+``POST /pay/.../apple-pay``                     public (signed): a Stripe intent for a wallet
+``GET /pay/.../status``                         public (signed): the session's status
+``GET /.well-known/apple-developer-merchantid-domain-association``  (at the root)
+==============================================  =========================================
+
+Every provider call that changes something is made after the payment session that names
+the attempt (and so the idempotency key, derived from the attempt id) was committed, so a
+crash between the call and its record is retried as a look-up by the attempt id
+(:func:`fynlo_sync.domains.payments.providers.flow.start` with ``retry``). A webhook is
+verified on the raw body, the payment re-fetched (so order does not matter) and the
+provider's view authored as server ops under the tenant's lock: the ``payment_sessions``
+record, and the ``payment_*`` commands on the order when the payments plugin is loaded. A
+duplicate authors nothing. Handlers decode, call the library, encode.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import weakref
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
+from msgspec import Struct
+
+from fynlo_sync.domains.payments.providers import (
+    CreatePayment,
+    PaymentProvider,
+    ProviderPayment,
+    WebhookError,
+    flow,
+    is_newer,
+)
+from fynlo_sync.domains.payments.providers.plugin import SESSIONS, ProvidersSettings
+from fynlo_sync.domains.payments.providers.qr import pay_link, payment_qr, verify_link
+from fynlo_sync.errors import CallerError, RejectedOpError
+from fynlo_sync.ops import Record
+from fynlo_sync.plugins import Draft
+from fynlo_sync.replica import Compose
+from server.auth import AccessToken, Device
+from server.plugins import PLUGIN_PREFIX, PluginContext
+
+__all__ = ["ROOT_ROUTES", "ROUTES", "lifespan", "tip_of"]
+
+ORDERS = "orders"
+TIPS_PERCENT = (0, 5, 10, 20)
+
+
+class Providers:
+    def __init__(self, settings: ProvidersSettings) -> None:
+        self.by_name: dict[str, PaymentProvider] = {}
+        if settings.stripe_secret_key:
+            from fynlo_sync.domains.payments.providers.stripe_cards import StripeProvider
+
+            self.by_name["stripe"] = StripeProvider(
+                settings.stripe_secret_key,
+                webhook_secret=settings.stripe_webhook_secret,
+                api_base=settings.stripe_api_base or None,
+            )
+        if settings.bank_url:
+            from fynlo_sync.domains.payments.providers.open_banking import OpenBankingProvider
+
+            self.by_name["bank"] = OpenBankingProvider(
+                settings.bank_url,
+                api_key=settings.bank_api_key,
+                webhook_secret=settings.bank_webhook_secret,
+            )
+
+    def get(self, name: str) -> PaymentProvider:
+        provider = self.by_name.get(name)
+        if provider is None:
+            raise NotConfiguredError(f"no {name} provider is configured", provider=name)
+        return provider
+
+    async def aclose(self) -> None:
+        for provider in self.by_name.values():
+            await provider.aclose()  # type: ignore[attr-defined]
+
+
+class NotConfiguredError(CallerError):
+    code = "provider-not-configured"
+    status = 404
+
+
+class OrderNotFoundError(CallerError):
+    code = "record-not-found"
+    status = 404
+
+
+class InvalidTipError(CallerError):
+    code = "invalid-tip"
+
+
+class PayLinkError(CallerError):
+    code = "bad-pay-link"
+    status = 403
+
+
+_PROVIDERS: weakref.WeakKeyDictionary[PluginContext, Providers] = weakref.WeakKeyDictionary()
+
+
+@asynccontextmanager
+async def lifespan(ctx: PluginContext) -> AsyncIterator[None]:
+    providers = Providers(ctx.settings)
+    _PROVIDERS[ctx] = providers
+    try:
+        yield
+    finally:
+        await providers.aclose()
+
+
+def _providers(plugin: PluginContext) -> Providers:
+    return _PROVIDERS[plugin]
+
+
+def _settings(plugin: PluginContext) -> ProvidersSettings:
+    settings: ProvidersSettings = plugin.settings
+    return settings
+
+
+def _payments_loaded(plugin: PluginContext) -> bool:
+    try:
+        return "payment_submit" in plugin.registry.collection(ORDERS).commands
+    except RejectedOpError:
+        return False
+
+
+def _method_provider(method: str) -> str:
+    return "bank" if method == "open_banking" else "stripe"
+
+
+def _session_view(session: Mapping[str, Any], attempt_id: str) -> ProviderPayment | None:
+    if not session.get("status") or not session.get("provider_id"):
+        return None
+    return ProviderPayment(
+        provider=str(session.get("provider")),
+        provider_id=str(session["provider_id"]),
+        attempt_id=attempt_id,
+        status=session["status"],
+        raw_status="",
+        amount=int(session.get("amount") or 0),
+        currency=str(session.get("currency") or ""),
+        amount_received=int(session.get("received") or 0),
+        settled=bool(session.get("settled")),
+    )
+
+
+async def _record(
+    plugin: PluginContext, tenant: str, attempt_id: str, payment: ProviderPayment
+) -> int:
+    """Author what ``payment`` tells about the attempt (under the tenant's lock): the
+    session, and the order's ``payment_*`` commands. Returns how many ops were authored."""
+    payments_loaded = _payments_loaded(plugin)
+    now = plugin.now_ms()
+    session_key = (SESSIONS, attempt_id)
+
+    def build(found: Mapping[tuple[str, str], Record]) -> Sequence[Draft]:
+        session_record = found.get(session_key)
+        if session_record is None or session_record.deleted:
+            return []
+        session = session_record.fields
+        order_id = str(session["order_id"])
+        drafts: list[Draft] = []
+        if payments_loaded:
+            order = found.get((ORDERS, order_id))
+            state = flow.attempt_state(None if order is None else order.fields, attempt_id)
+            plan = flow.attempt_commands(attempt_id, state, payment)
+            drafts += [Draft.command(ORDERS, order_id, n, a) for n, a in plan.commands]
+            finding = plan.finding
+        else:
+            finding = None
+        before = _session_view(session, attempt_id)
+        if is_newer(before, payment) or finding:
+            patch: dict[str, Any] = {
+                "provider": payment.provider,
+                "provider_id": payment.provider_id,
+                "status": payment.status,
+                "received": payment.amount_received,
+                "settled": payment.settled,
+                "failure_code": payment.failure_code,
+                "action": None
+                if payment.action is None
+                else {
+                    "type": payment.action.type,
+                    "url": payment.action.url,
+                    "client_secret": payment.action.client_secret,
+                    "expires_at_ms": payment.action.expires_at_ms,
+                },
+                "updated_ms": now,
+            }
+            if payment.wallet:
+                patch["wallet"] = payment.wallet
+            if finding:
+                patch["finding"] = finding
+            drafts.append(Draft.patch(SESSIONS, attempt_id, patch))
+        return drafts
+
+    # The order's key is known only from the session: read it first (a session's order
+    # never changes), then decide under the lock.
+    found = await plugin.backend.load(tenant, [session_key])
+    session_record = found.get(session_key)
+    if session_record is None:
+        return 0
+    keys = [session_key, (ORDERS, str(session_record.fields["order_id"]))]
+    try:
+        result = await plugin.backend.author(tenant, Compose(keys, build))
+    except CallerError as exc:
+        if "at least one op" in exc.detail:
+            return 0  # nothing new: a duplicate or an older report
+        raise
+    return len(result.outcomes)
+
+
+# Webhooks ---------------------------------------------------------------------------------
+
+
+class Received(Struct, frozen=True):
+    event_id: str
+    applied: int
+
+
+@post("/webhooks/{provider_name:str}", exclude_from_auth=True, status_code=200)
+async def webhook(
+    request: Request[Any, Any, Any],
+    plugin: NamedDependency[PluginContext],
+    provider_name: FromPath[str],
+) -> Received:
+    """A provider's webhook. Public: authenticated by its signature over the raw body."""
+    provider = _providers(plugin).get(provider_name)
+    body = await request.body()
+    event = provider.parse_webhook(body, dict(request.headers), now_s=plugin.now_ms() // 1000)
+    if not event.provider_id:
+        return Received(event.event_id, 0)
+    payment = await provider.retrieve(event.provider_id)
+    tenant = payment.tenant or event.tenant
+    if not tenant or not payment.attempt_id:
+        raise WebhookError("the payment names no tenant or attempt", reason="unknown-payment")
+    applied = await _record(plugin, tenant, payment.attempt_id, payment)
+    return Received(event.event_id, applied)
+
+
+# The QR ------------------------------------------------------------------------------------
+
+
+class QrRequest(Struct, frozen=True, forbid_unknown_fields=True):
+    order_id: str
+    method: str = "open_banking"
+
+
+class QrAnswer(Struct, frozen=True):
+    attempt_id: str
+    pay_url: str
+    amount: int
+    currency: str
+    svg: str
+    png_base64: str
+
+
+def _balance(order: Mapping[str, Any]) -> int:
+    due = order.get("balance_due")
+    return int(order.get("total") or 0) if due is None else int(due)
+
+
+@post("/qr", status_code=200)
+async def new_qr(
+    request: Request[Device, AccessToken, Any],
+    plugin: NamedDependency[PluginContext],
+    data: JSONBody[QrRequest],
+) -> QrAnswer:
+    """A new payment session for the order's balance due, with its own signed pay link and
+    QR (one per attempt: a second call makes another attempt id)."""
+    tenant = request.user.tenant_id
+    if data.method not in ("open_banking", "apple_pay", "card"):
+        raise CallerError("method must be open_banking, apple_pay or card", reason="invalid-method")
+    settings = _settings(plugin)
+    found = await plugin.backend.load(tenant, [(ORDERS, data.order_id)])
+    order = found.get((ORDERS, data.order_id))
+    if order is None or order.deleted:
+        raise OrderNotFoundError(f"no order {data.order_id!r}", order_id=data.order_id)
+    amount = _balance(order.fields)
+    if amount <= 0:
+        raise CallerError("nothing is due on this order", reason="nothing-due")
+    currency = str(order.fields.get("currency") or settings.currency)
+    attempt_id = "pay-" + plugin.backend.new_op_id()
+    url = pay_link(
+        settings.public_url + f"{PLUGIN_PREFIX}/providers",
+        settings.pay_link_secret,
+        tenant=tenant,
+        order_id=data.order_id,
+        attempt_id=attempt_id,
+        amount=amount,
+        currency=currency,
+    )
+    await plugin.backend.author(
+        tenant,
+        [
+            Draft.put(
+                SESSIONS,
+                attempt_id,
+                {
+                    "order_id": data.order_id,
+                    "method": data.method,
+                    "amount": amount,
+                    "currency": currency,
+                    "pay_url": url,
+                    "updated_ms": plugin.now_ms(),
+                },
+            )
+        ],
+    )
+    qr = payment_qr(url)
+    return QrAnswer(attempt_id, url, amount, currency, qr.svg, base64.b64encode(qr.png).decode())
+
+
+# The pay-at-table page ------------------------------------------------------------------
+
+
+async def _checked(
+    plugin: PluginContext,
+    tenant: str,
+    order_id: str,
+    attempt_id: str,
+    amount: int,
+    currency: str,
+    sig: str,
+) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    settings = _settings(plugin)
+    ok = verify_link(
+        settings.pay_link_secret,
+        tenant=tenant,
+        order_id=order_id,
+        attempt_id=attempt_id,
+        amount=amount,
+        currency=currency,
+        sig=sig,
+    )
+    if not ok:
+        raise PayLinkError("this pay link is not valid", reason="bad-signature")
+    found = await plugin.backend.load(tenant, [(ORDERS, order_id), (SESSIONS, attempt_id)])
+    order, session = found.get((ORDERS, order_id)), found.get((SESSIONS, attempt_id))
+    if order is None or session is None or session.fields.get("order_id") != order_id:
+        raise PayLinkError("this pay link is not valid", reason="unknown-payment")
+    return order.fields, session.fields
+
+
+def _script_json(value: Any) -> str:
+    """JSON to put inside a <script> element (raw text: entities are not decoded there, so
+    only ``<`` is escaped, which keeps a ``</script>`` in a value from closing it)."""
+    return json.dumps(value).replace("<", "\\u003c")
+
+
+def _money(amount: int, currency: str) -> str:
+    return f"{currency} {amount // 100}.{amount % 100:02d}"
+
+
+def tip_of(amount: int, percent: int) -> int:
+    """``percent`` of ``amount``, rounded half-up (the tip presets' rounding)."""
+    return (amount * percent * 2 + 100) // 200
+
+
+_PAGE_JS = """
+const cfg = JSON.parse(document.getElementById('cfg').textContent);
+let tip = 0;
+function show() {
+  document.getElementById('total').textContent = fmt(cfg.amount + tip);
+  document.querySelectorAll('.tip').forEach(b =>
+    b.classList.toggle('on', Number(b.dataset.tip) === tip));
+}
+function fmt(v) { return cfg.currency + ' ' + Math.floor(v / 100) + '.' +
+  String(v % 100).padStart(2, '0'); }
+document.querySelectorAll('.tip').forEach(b => b.addEventListener('click', () => {
+  tip = Number(b.dataset.tip); show(); }));
+async function call(path) {
+  const r = await fetch(cfg.base + path, {method: 'POST',
+    headers: {'Content-Type': 'application/json'},
+    body: JSON.stringify({tip: tip, amount: cfg.amount, currency: cfg.currency,
+                          sig: cfg.sig})});
+  const body = await r.json();
+  if (!r.ok) { document.getElementById('status').textContent = body.detail; return null; }
+  return body;
+}
+document.getElementById('bank').addEventListener('click', async () => {
+  const body = await call('/bank');
+  if (body && body.consent_url) { window.location.href = body.consent_url; }
+});
+const apple = document.getElementById('apple');
+if (window.ApplePaySession && ApplePaySession.canMakePayments()) {
+  apple.disabled = false;
+  apple.addEventListener('click', async () => { await call('/apple-pay'); });
+} else { document.getElementById('apple-note').hidden = false; }
+async function poll() {
+  const r = await fetch(cfg.base + '/status' + cfg.query);
+  if (r.ok) { const s = await r.json();
+    if (s.status) { document.getElementById('status').textContent = s.label; }
+    if (s.status === 'succeeded') {
+      document.querySelectorAll('button').forEach(b => { b.disabled = true; }); } }
+  setTimeout(poll, 1000);
+}
+show(); poll();
+"""
+
+_PAGE_CSS = (
+    "body{font-family:sans-serif;max-width:26rem;margin:1.5rem auto;padding:0 1rem;"
+    "color:#222}h1{font-size:1.4rem}table{width:100%;border-collapse:collapse}"
+    "td{padding:.3rem 0;border-bottom:1px solid #eee}td.n{text-align:right}"
+    ".total{font-size:1.6rem;font-weight:bold;margin:1rem 0}.tips{display:flex;gap:.4rem}"
+    ".tip{flex:1;padding:.6rem;font-size:1rem;border:1px solid #888;background:#fff;"
+    "border-radius:.4rem}.tip.on{background:#1a5;color:#fff;border-color:#1a5}"
+    ".pay{display:block;width:100%;margin:.6rem 0;padding:.9rem;font-size:1.1rem;"
+    "border:0;border-radius:.5rem;color:#fff}#bank{background:#1a5}#apple{background:#000}"
+    "#apple:disabled{background:#999}#status{margin-top:1rem;font-weight:bold}"
+    ".note{color:#666;font-size:.85rem}"
+)
+
+
+@get("/pay/{tenant:str}/{order_id:str}/{attempt_id:str}", exclude_from_auth=True)
+async def pay_page(
+    plugin: NamedDependency[PluginContext],
+    tenant: FromPath[str],
+    order_id: FromPath[str],
+    attempt_id: FromPath[str],
+    amount: Annotated[int, QueryParameter(ge=1)],
+    currency: Annotated[str, QueryParameter(min_length=3, max_length=3)],
+    sig: Annotated[str, QueryParameter(max_length=128)],
+) -> Response[str]:
+    """The page the QR opens: the bill, a tip, pay by bank or Apple Pay. Public: the
+    link's signature binds the tenant, order, attempt, amount and currency."""
+    order, session = await _checked(plugin, tenant, order_id, attempt_id, amount, currency, sig)
+    lines = order.get("lines") or {}
+    rows = "".join(
+        f"<tr><td>{int(line['qty'])} &times; {html.escape(str(line.get('item', '')))}</td>"
+        f"<td class='n'>{_money(int(line['qty']) * int(line['unit_price']), currency)}</td></tr>"
+        for _, line in sorted(lines.items())
+    )
+    tips = "".join(
+        f"<button class='tip' data-tip='{tip_of(amount, p)}'>"
+        f"{'No tip' if p == 0 else f'{p}%'}</button>"
+        for p in TIPS_PERCENT
+    )
+    query = f"?amount={amount}&currency={currency}&sig={sig}"
+    cfg = {
+        "amount": amount,
+        "currency": currency,
+        "sig": sig,
+        "query": query,
+        "base": f"{PLUGIN_PREFIX}/providers/pay/{tenant}/{order_id}/{attempt_id}",
+    }
+    table = html.escape(str(order.get("table") or ""))
+    body = (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>Your bill</title><style>{_PAGE_CSS}</style></head><body>"
+        f"<h1>Your bill{' &middot; table ' + table if table else ''}</h1>"
+        f"<table id='lines'>{rows}</table>"
+        f"<p>Due <b id='due'>{_money(amount, currency)}</b></p>"
+        f"<p>Add a tip</p><div class='tips'>{tips}</div>"
+        f"<div class='total'>Total <span id='total'>{_money(amount, currency)}</span></div>"
+        "<button class='pay' id='bank'>Pay by bank</button>"
+        "<button class='pay' id='apple' disabled>Apple Pay</button>"
+        "<p class='note' id='apple-note' hidden>Apple Pay is not available on this device.</p>"
+        "<p id='status' role='status'></p>"
+        f"<script type='application/json' id='cfg'>{_script_json(cfg)}"
+        f"</script><script>{_PAGE_JS}</script></body></html>"
+    )
+    del session
+    return Response(body, media_type="text/html")
+
+
+class PayRequest(Struct, frozen=True, forbid_unknown_fields=True):
+    tip: int
+    amount: int
+    currency: str
+    sig: str
+
+
+class BankAnswer(Struct, frozen=True):
+    attempt_id: str
+    consent_url: str | None
+    status: str
+
+
+def _check_tip(data: PayRequest) -> None:
+    if type(data.tip) is not int or data.tip < 0 or data.tip > data.amount:
+        raise InvalidTipError("tip must be between 0 and the amount due", reason="invalid-tip")
+
+
+async def _start(
+    plugin: PluginContext,
+    tenant: str,
+    order_id: str,
+    attempt_id: str,
+    method: str,
+    data: JSONBody[PayRequest],
+) -> ProviderPayment:
+    """Start the provider payment of a session: commit the session's start (and the
+    order's ``payment_start``) first, then call the provider with the attempt's key."""
+    _, session = await _checked(
+        plugin, tenant, order_id, attempt_id, data.amount, data.currency, data.sig
+    )
+    _check_tip(data)
+    provider = _providers(plugin).get(_method_provider(method))
+    if session.get("provider_id"):
+        retry = True  # started before: find it, never make another
+    else:
+        retry = bool(session.get("requested_ms"))
+        drafts = [
+            Draft.patch(
+                SESSIONS,
+                attempt_id,
+                {
+                    "method": method,
+                    "tip": data.tip,
+                    "requested_ms": plugin.now_ms(),
+                    "provider": provider.name,
+                },
+            )
+        ]
+        if not retry and _payments_loaded(plugin):
+            drafts.insert(
+                0,
+                Draft.command(
+                    ORDERS,
+                    order_id,
+                    "payment_start",
+                    {
+                        "attempt_id": attempt_id,
+                        "method": method,
+                        "amount": data.amount,
+                        "tip": data.tip,
+                    },
+                ),
+            )
+        result = await plugin.backend.author(tenant, drafts)
+        rejected = [o for o in result.outcomes if o.status == "rejected"]
+        if rejected:
+            raise RejectedOpError(
+                f"the payment cannot start: {rejected[0].reason}", reason=rejected[0].reason
+            )
+    tip = int(session.get("tip") or data.tip) if retry else data.tip
+    request = CreatePayment(
+        attempt_id=attempt_id,
+        amount=data.amount + tip,
+        currency=data.currency,
+        tenant=tenant,
+        wallet="apple_pay" if method == "apple_pay" else None,
+        reference=f"Table {order_id}"[:18],
+    )
+    payment = await flow.start(provider, request, retry=retry)
+    await _record(plugin, tenant, attempt_id, payment)
+    return payment
+
+
+_PAY_PATH = "/pay/{tenant:str}/{order_id:str}/{attempt_id:str}"
+
+
+@post(_PAY_PATH + "/bank", exclude_from_auth=True, status_code=200)
+async def pay_by_bank(
+    plugin: NamedDependency[PluginContext],
+    tenant: FromPath[str],
+    order_id: FromPath[str],
+    attempt_id: FromPath[str],
+    data: JSONBody[PayRequest],
+) -> BankAnswer:
+    """Pay by bank: the bank payment for the amount and tip; the page goes to its consent."""
+    payment = await _start(plugin, tenant, order_id, attempt_id, "open_banking", data)
+    url = payment.action.url if payment.action is not None else None
+    return BankAnswer(attempt_id, url, payment.status)
+
+
+class WalletAnswer(Struct, frozen=True):
+    attempt_id: str
+    client_secret: str | None
+    publishable_key: str
+    status: str
+
+
+@post(_PAY_PATH + "/apple-pay", exclude_from_auth=True, status_code=200)
+async def pay_by_apple_pay(
+    plugin: NamedDependency[PluginContext],
+    tenant: FromPath[str],
+    order_id: FromPath[str],
+    attempt_id: FromPath[str],
+    data: JSONBody[PayRequest],
+) -> WalletAnswer:
+    """Apple Pay through Stripe: an intent marked with the wallet; Stripe.js on the phone
+    confirms it with the Apple Pay payment method and the webhook brings the result."""
+    payment = await _start(plugin, tenant, order_id, attempt_id, "apple_pay", data)
+    return WalletAnswer(
+        attempt_id,
+        payment.client_secret,
+        _settings(plugin).stripe_publishable_key,
+        payment.status,
+    )
+
+
+class SessionStatus(Struct, frozen=True):
+    status: str | None
+    label: str
+    failure_code: str | None
+
+
+_LABELS = {
+    "requires_action": "Waiting for your approval",
+    "processing": "Processing",
+    "authorized": "Authorised",
+    "succeeded": "Paid. Thank you!",
+    "failed": "The payment failed",
+    "canceled": "The payment was cancelled",
+}
+
+
+@get(_PAY_PATH + "/status", exclude_from_auth=True)
+async def pay_status(
+    plugin: NamedDependency[PluginContext],
+    tenant: FromPath[str],
+    order_id: FromPath[str],
+    attempt_id: FromPath[str],
+    amount: Annotated[int, QueryParameter(ge=1)],
+    currency: Annotated[str, QueryParameter(min_length=3, max_length=3)],
+    sig: Annotated[str, QueryParameter(max_length=128)],
+) -> SessionStatus:
+    _, session = await _checked(plugin, tenant, order_id, attempt_id, amount, currency, sig)
+    status = session.get("status")
+    return SessionStatus(status, _LABELS.get(str(status), ""), session.get("failure_code"))
+
+
+# Apple Pay's domain file, at the root --------------------------------------------------
+
+
+@get("/.well-known/apple-developer-merchantid-domain-association", exclude_from_auth=True)
+async def apple_pay_association(plugin: NamedDependency[PluginContext]) -> Response[str]:
+    """The file Apple fetches to verify the domain (FYNLO_PROVIDERS_APPLE_PAY_ASSOCIATION)."""
+    text = _settings(plugin).apple_pay_association
+    if not text:
+        raise NotConfiguredError(
+            "FYNLO_PROVIDERS_APPLE_PAY_ASSOCIATION is not set", provider="apple_pay"
+        )
+    return Response(text, media_type="text/plain")
+
+
+ROUTES = [webhook, new_qr, pay_page, pay_by_bank, pay_by_apple_pay, pay_status]
+ROOT_ROUTES = [apple_pay_association]
