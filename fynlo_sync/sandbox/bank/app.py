@@ -12,7 +12,7 @@ route                                       what
 ``POST /_admin/clock``                      ``{"advance_ms": N}``: move the bank's clock
 ``POST /_admin/payments/{id}/fail``         ``{"failure_reason": R}``: fail after executed
 ``POST /_admin/webhooks``                   ``{"url": U}``: where webhooks go
-``POST /_admin/faults``                     ``{"duplicate": b, "reverse": b}``: delivery faults
+``POST /_admin/faults``                     ``{"duplicate", "reverse", "hold_ms"}``: faults
 ==========================================  =================================================
 
 Webhooks are POSTed to the configured URL with ``X-Bank-Signature: t=<ms>,v1=<hex>``,
@@ -83,6 +83,9 @@ class _Runtime:
     bank: Bank
     duplicate: bool = False
     reverse: bool = False
+    #: Hold each create's answer this long after the payment exists (a caller can crash
+    #: between the call and its record).
+    hold_ms: int = 0
     pending: list[_Delivery] = field(default_factory=list)
     delivered: int = 0
 
@@ -127,6 +130,8 @@ async def create_payment(request: Request[Any, Any, Any]) -> Response[Any]:
     _authorise(request)
     rt = _rt(request)
     status, answer = rt.bank.create(request.headers.get("idempotency-key"), await _json(request))
+    if rt.hold_ms:
+        await asyncio.sleep(rt.hold_ms / 1000)
     answer = dict(answer)
     answer["consent_url"] = _consent_url(rt, answer["id"], answer["resource_token"])
     return Response(answer, status_code=status)
@@ -275,7 +280,16 @@ async def set_faults(request: Request[Any, Any, Any]) -> dict[str, Any]:
     rt = _rt(request)
     rt.duplicate = bool(body.get("duplicate", False))
     rt.reverse = bool(body.get("reverse", False))
-    return {"duplicate": rt.duplicate, "reverse": rt.reverse, "delivered": rt.delivered}
+    hold = body.get("hold_ms", 0)
+    if type(hold) is not int or not 0 <= hold <= 60_000:
+        raise BankError(400, "invalid-fault", "hold_ms must be an integer from 0 to 60000")
+    rt.hold_ms = hold
+    return {
+        "duplicate": rt.duplicate,
+        "reverse": rt.reverse,
+        "hold_ms": rt.hold_ms,
+        "delivered": rt.delivered,
+    }
 
 
 @get("/health")
