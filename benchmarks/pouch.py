@@ -61,12 +61,14 @@ def ensure_installed(ctx: Context) -> Path:
     return modules
 
 
-def replicate(ctx: Context, docs: int, batch_size: int) -> dict[str, Any]:
-    """Run one replication of ``docs`` documents; returns the script's JSON report."""
+def replicate(ctx: Context, writes: int, batch_size: int, revisions: int = 1) -> dict[str, Any]:
+    """Run one replication of ``writes`` writes (``writes // revisions`` documents, each
+    written ``revisions`` times); returns the script's JSON report."""
+    docs = writes // revisions
     modules = ensure_installed(ctx)
     env = {**os.environ, "NODE_PATH": str(modules)}
     proc = subprocess.run(
-        ["node", str(SCRIPT), str(docs), str(batch_size)],
+        ["node", str(SCRIPT), str(writes), str(batch_size), str(revisions)],
         capture_output=True,
         text=True,
         timeout=max(60.0, ctx.budget_s),

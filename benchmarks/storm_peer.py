@@ -55,9 +55,9 @@ class DeadlineTransport:
         self._check()
         return self.inner.push(batch)
 
-    def pull(self, since: int, limit: int) -> PullPage:
+    def pull(self, since: int, limit: int, *, compact: bool = False) -> PullPage:
         self._check()
-        return self.inner.pull(since, limit)
+        return self.inner.pull(since, limit, compact=compact)
 
 
 def converge(terminal: Terminal, target: int, deadline: float) -> bool:

@@ -34,6 +34,7 @@ from fynlo_sync.errors import (
 from fynlo_sync.hlc import HybridClock, from_wire, to_wire
 from fynlo_sync.ops import Batch, Change, Op, OpKind, Outcome, Record
 from fynlo_sync.plugins import CONFLICTS, Registry
+from fynlo_sync.protocol import PullPage
 from fynlo_sync.store.base import Key, TerminalStore
 from fynlo_sync.transport.base import Transport
 
@@ -80,6 +81,7 @@ class Terminal:
         rng: random.Random | None = None,
         batch_size: int = 100,
         page_size: int = 500,
+        compact: bool = True,
     ) -> None:
         if batch_size < 1 or page_size < 1:
             raise CallerError("batch_size and page_size must be at least 1")
@@ -89,6 +91,8 @@ class Terminal:
         self.rng = rng if rng is not None else random.Random()
         self.batch_size = batch_size
         self.page_size = page_size
+        #: Catch up with compacted pulls (protocol 1.1, ``docs/protocol.md`` section 23).
+        self.compact = compact
         meta = store.meta()
         self.node_id = meta.node_id
         self.clock = HybridClock(wall, last=meta.hlc)
@@ -270,15 +274,40 @@ class Terminal:
             self.store.set_meta(replace(meta, acked_seq=high_water))
 
     def pull(self) -> int:
-        """Pull pages until caught up, rebasing pending ops over each. Returns changes."""
+        """Pull pages until caught up, rebasing pending ops over each. Returns changes.
+
+        With ``compact`` (the default) the pages are compacted (``docs/protocol.md``
+        section 23): each record changed since the cursor once, at its current state.
+        Pages before the last are staged, and the last applies them all at once, so the
+        terminal's state moves from one consistent cut to the next; an interrupted
+        catch-up resumes from its staged cursor."""
         link = self._link()
         pulled = 0
         while True:
             meta = self.store.meta()
-            page = link.pull(meta.cursor, self.page_size)  # verified by the transport
-            if page.since != meta.cursor:
-                raise PeerError(f"asked for changes after {meta.cursor}, got after {page.since}")
-            unanswered = self._apply_page(page.changes, page.cursor)
+            staged = self.store.staging() if self.compact else None
+            since = meta.cursor if staged is None else staged[0]
+            if self.compact:
+                page = link.pull(since, self.page_size, compact=True)
+            else:
+                page = link.pull(since, self.page_size)  # verified by the transport
+            if page.since != since:
+                raise PeerError(f"asked for changes after {since}, got after {page.since}")
+            if not page.compacted and since != meta.cursor:
+                # A server that does not compact answered a resumed catch-up: start again
+                # from this terminal's own cursor, with feed pages.
+                with self.store.transaction():
+                    self.store.clear_staged()
+                continue
+            if page.compacted and page.more:
+                self._stage(page)
+                unanswered: list[Op] = []
+            elif page.compacted and staged is not None:
+                unanswered = self._apply_staged(page)
+            else:
+                unanswered = self._apply_page(
+                    page.changes, page.cursor, acked=page.high_water if page.compacted else None
+                )
             if unanswered:
                 self._replay(link, unanswered)
             pulled += len(page.changes)
@@ -300,21 +329,80 @@ class Terminal:
                 with self.store.transaction():
                     self.store.record_outcomes(notable)
 
-    def _apply_page(self, changes: list[Change], cursor: int) -> list[Op]:
-        """Apply one page; returns the ops it acknowledged that no push answer had (their
-        outcomes are still unknown here)."""
+    def _latest(self, changes: list[Change]) -> tuple[dict[Key, Record], int, int]:
+        """A page's records (the last state of each), the largest ``node_seq`` of this
+        node's entries, and the largest HLC among the records' stamps (9.3)."""
+        latest: dict[Key, Record] = {}
+        mine = 0
+        newest = ""  # wire HLCs are fixed-width lowercase hex: text order is number order
+        me = self.node_id
+        for change in changes:
+            record = change.record
+            latest[record.key] = record
+            if change.node_id == me and change.node_seq > mine:
+                mine = change.node_seq
+            if record.stamps:
+                top = max([stamp.hlc for stamp in record.stamps.values()])
+                newest = max(newest, top)
+        return latest, mine, from_wire(newest) if newest else 0
+
+    def _stage(self, page: PullPage) -> None:
+        """A compacted page that is not the last of its catch-up: into the staging area."""
+        latest, _, newest_hlc = self._latest(page.changes)
+        with self.store.transaction():
+            self.store.stage((latest[k] for k in sorted(latest)), page.cursor, newest_hlc)
+
+    def _apply_staged(self, page: PullPage) -> list[Op]:
+        """The last page of a staged catch-up: apply it and everything staged as one page
+        (``docs/protocol.md`` 23.4 step 3). The staged records go from the staging area to
+        the server's state (and, but for records with pending ops, the local view) inside
+        the store; only the records with pending or acknowledged ops are rebased here."""
         store = self.store
         with store.transaction():
             answered = store.meta().acked_seq
-            latest: dict[Key, Record] = {}
-            mine = 0
-            newest_hlc = 0
-            for change in changes:
-                latest[change.record.key] = change.record
-                if change.node_id == self.node_id:
-                    mine = max(mine, change.node_seq)
-                for stamp in change.record.stamps.values():
-                    newest_hlc = max(newest_hlc, from_wire(stamp.hlc))
+            latest, mine, newest_hlc = self._latest(page.changes)
+            store.stage((latest[k] for k in sorted(latest)), page.cursor, newest_hlc)
+            staged = store.staging()
+            assert staged is not None
+            acked = max(mine, page.high_water or 0)
+            if acked:
+                self._ack(acked, page.cursor)
+            trimmed = store.trim(page.cursor)
+            touched = {(op.collection, op.record_id) for op in store.outbox(0)}
+            touched.update((op.collection, op.record_id) for op in trimmed)
+            store.promote_staged(sorted(touched))
+            self._rebase(touched)
+            self._receive_hlc(staged[1])
+            meta = store.meta()
+            store.set_meta(replace(meta, cursor=page.cursor, hlc=self.clock.last))
+        return [op for op in trimmed if op.seq > answered]
+
+    def _rebase(self, keys: set[Key]) -> None:
+        store = self.store
+        for key in sorted(keys):
+            local = rebase(store.get_server(key), store.outbox_for(key), self.registry, store.get)
+            if local is None:
+                store.forget(key)
+            else:
+                store.put([local])
+
+    def _receive_hlc(self, newest_hlc: int) -> None:
+        if newest_hlc:
+            # A peer's clock may run far ahead: then keep ours (LWW still orders by value).
+            with contextlib.suppress(ClockError):
+                self.clock.update(newest_hlc)
+
+    def _apply_page(self, changes: list[Change], cursor: int, acked: int | None = None) -> list[Op]:
+        """Apply one page; returns the ops it acknowledged that no push answer had (their
+        outcomes are still unknown here). ``acked`` is a compacted page's high-water mark
+        of this node (23.4 step 3)."""
+        store = self.store
+        with store.transaction():
+            answered = store.meta().acked_seq
+            if store.staging() is not None:
+                store.clear_staged()  # a feed page: staged compacted pages are never mixed in
+            latest, mine, newest_hlc = self._latest(changes)
+            mine = max(mine, acked or 0)
             store.put_server(latest[k] for k in sorted(latest))
             if mine:
                 self._ack(mine, cursor)
@@ -326,18 +414,8 @@ class Terminal:
             else:
                 touched = set(latest)
                 touched.update((op.collection, op.record_id) for op in trimmed)
-                for key in sorted(touched):
-                    local = rebase(
-                        store.get_server(key), store.outbox_for(key), self.registry, store.get
-                    )
-                    if local is None:
-                        store.forget(key)
-                    else:
-                        store.put([local])
-            if newest_hlc:
-                # A peer's clock may run far ahead: then keep ours (LWW still orders by value).
-                with contextlib.suppress(ClockError):
-                    self.clock.update(newest_hlc)
+                self._rebase(touched)
+            self._receive_hlc(newest_hlc)
             meta = store.meta()
             store.set_meta(replace(meta, cursor=cursor, hlc=self.clock.last))
         return [op for op in trimmed if op.seq > answered]

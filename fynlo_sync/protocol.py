@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import msgspec
 from msgspec import Struct
 
-from fynlo_sync.canonical import checksum
+from fynlo_sync.canonical import canonical_bytes, checksum
 from fynlo_sync.errors import (
     BatchTooLargeError,
     ChecksumMismatchError,
@@ -30,6 +30,8 @@ __all__ = [
     "Poke",
     "PullPage",
     "PushResult",
+    "WirePage",
+    "canonical_change",
     "check_batch",
     "decode",
     "decode_batch",
@@ -38,6 +40,7 @@ __all__ = [
     "encode_batch",
     "page_checksum",
     "verify_page",
+    "wire_page",
 ]
 
 T = TypeVar("T")
@@ -59,16 +62,36 @@ class PushResult(Struct, frozen=True):
     outcomes: list[Outcome]
 
 
-class PullPage(Struct, frozen=True):
+class PullPage(Struct, frozen=True, omit_defaults=True):
     """Changes after ``since``, in feed order. ``cursor`` is the last change's sequence (or
     ``since`` when empty); ``more`` says whether to ask again; ``checksum`` is the MD5 of the
-    canonical bytes of ``changes``."""
+    canonical bytes of ``changes``.
+
+    A compacted page (protocol 1.1, ``docs/protocol.md`` section 23) says ``compacted`` and
+    carries the requesting node's ``high_water``; a feed page has neither member on the
+    wire (it is byte for byte a version 1.0 page)."""
 
     since: int
     cursor: int
     more: bool
     changes: list[Change]
     checksum: str
+    compacted: bool = False
+    high_water: int | None = None
+
+
+class WirePage(Struct, frozen=True, omit_defaults=True):
+    """A :class:`PullPage` as the server sends it: ``changes`` is the concatenation of the
+    canonical bytes stored for each change at commit, so making a page decodes nothing
+    and the checksum is one MD5 over those bytes."""
+
+    since: int
+    cursor: int
+    more: bool
+    changes: msgspec.Raw
+    checksum: str
+    compacted: bool = False
+    high_water: int | None = None
 
 
 class Poke(Struct, frozen=True, tag="poke"):
@@ -108,6 +131,46 @@ def page_checksum(changes: list[Change]) -> str:
     return checksum(msgspec.to_builtins(changes))
 
 
+#: Every byte but the UTF-8 lead bytes of characters outside the BMP (there, UTF-16 code
+#: unit order and code point order can differ, so msgspec's sorted keys may not be RFC
+#: 8785's): deleting these leaves nothing when no such character appears.
+_BMP_BYTES = bytes(range(0xF0))
+
+
+def canonical_change(change: Change) -> bytes:
+    """The RFC 8785 bytes of a change this side made (its values were validated): msgspec's
+    sorted-key encoding, or the full canonicaliser when a character outside the BMP
+    appears. Stores keep these bytes at commit; a page is their concatenation."""
+    fast = _sorted_encoder.encode(change)
+    if not fast.translate(None, _BMP_BYTES):
+        return fast
+    return canonical_bytes(msgspec.to_builtins(change))
+
+
+def wire_page(
+    since: int,
+    rows: list[tuple[int, bytes]],
+    size: int,
+    *,
+    compacted: bool = False,
+    high_water: int | None = None,
+) -> WirePage:
+    """The page for ``rows`` (feed seq, canonical change bytes) read with ``LIMIT size + 1``
+    (the extra one says ``more``)."""
+    more = len(rows) > size
+    rows = rows[:size]
+    body = b"[" + b",".join(b for _, b in rows) + b"]"
+    return WirePage(
+        since=since,
+        cursor=rows[-1][0] if rows else since,
+        more=more,
+        changes=msgspec.Raw(body),
+        checksum=hashlib.md5(body, usedforsecurity=False).hexdigest(),
+        compacted=compacted,
+        high_water=high_water,
+    )
+
+
 def verify_page(page: PullPage) -> None:
     """Check an already decoded page with the full canonicaliser (it may hold values this
     side did not validate, so :func:`page_checksum`'s shortcut does not apply)."""
@@ -123,7 +186,32 @@ def decode_page(body: bytes) -> PullPage:
     A newer server may add members to changes and records (``docs/protocol.md`` section
     17); decoding drops them, so a checksum recomputed from the decoded page would not
     match: this checks the bytes that arrived. Every transport returns pages decoded by
-    this function, so the terminal does not verify them a second time."""
+    this function, so the terminal does not verify them a second time.
+
+    First the MD5 of the ``changes`` bytes exactly as received: a server that sends the
+    canonical bytes (every 1.1 server, :class:`WirePage`) is verified by that one hash, and
+    the changes are decoded straight into Structs. Otherwise (re-encoded on the way, an
+    older server) the changes are canonicalised and hashed, as section 9.3 says."""
+    try:
+        wire = _wire_page.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        wire = None
+    if wire is not None and (
+        hashlib.md5(wire.changes, usedforsecurity=False).hexdigest() == wire.checksum
+    ):
+        try:
+            changes = _changes_decoder.decode(wire.changes)
+        except msgspec.ValidationError as exc:
+            raise MalformedError(f"invalid PullPage: {exc}") from exc
+        return PullPage(
+            since=wire.since,
+            cursor=wire.cursor,
+            more=wire.more,
+            changes=changes,
+            checksum=wire.checksum,
+            compacted=wire.compacted,
+            high_water=wire.high_water,
+        )
     try:
         raw = _generic.decode(body)
     except msgspec.DecodeError as exc:
@@ -179,6 +267,10 @@ def check_batch(
                 index=index,
             )
         previous = op.seq
+
+
+_wire_page = msgspec.json.Decoder(WirePage)
+_changes_decoder = msgspec.json.Decoder(list[Change])
 
 
 def encode_batch(batch: Batch) -> bytes:

@@ -4,7 +4,10 @@ A step is a generator that yields :class:`Call` values (a store method and its a
 and receives their answers; it never touches a store itself. :func:`push_step` is the
 whole push (high-water mark, stored outcomes of replayed seqs, touched records, cursor,
 plan, commit), :func:`author_step` the same push for ops the server itself writes (as node
-``server``: seqs allocated under the tenant's lock), :func:`pull_step` one feed read.
+``server``: seqs allocated under the tenant's lock), :func:`pull_step` one page (of the
+feed, or compacted: ``docs/protocol.md`` section 23), :func:`wire_step` the same page as
+sent, made of the canonical bytes stored at commit and served from a :class:`PageCache`
+when another terminal asked for it before.
 
 :class:`ServerReplica` drives steps over a synchronous
 :class:`~fynlo_sync.store.base.ServerStore` (SQLite, memory, the blocking Postgres port);
@@ -23,18 +26,23 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import msgspec
+
 from fynlo_sync.engine import Plan, actor_keys, plan_push
 from fynlo_sync.errors import CallerError, ClockError, MalformedError
 from fynlo_sync.hlc import HybridClock, from_wire, to_wire
 from fynlo_sync.ops import Batch, Change, Op, Record
 from fynlo_sync.plugins import SERVER_NODE, Draft, Registry
+from fynlo_sync.pages import PageCache
 from fynlo_sync.protocol import (
     DEFAULT_MAX_BATCH,
     PullPage,
     PushResult,
+    WirePage,
     check_batch,
     decode_batch,
     page_checksum,
+    wire_page,
 )
 from fynlo_sync.store.base import AsyncServerStore, Key, ServerStore, iter_keys
 
@@ -45,10 +53,12 @@ __all__ = [
     "Compose",
     "ServerReplica",
     "author_step",
+    "compacted",
     "make_page",
     "page_size",
     "pull_step",
     "push_step",
+    "wire_step",
 ]
 
 DEFAULT_MAX_PAGE = 1000
@@ -152,10 +162,59 @@ def author_step(
     return batch, plan
 
 
-def pull_step(tenant: str, since: int, limit: int | None, max_page: int) -> Step[PullPage]:
+def pull_step(
+    tenant: str,
+    since: int,
+    limit: int | None,
+    max_page: int,
+    *,
+    compact: bool = False,
+    node_id: str | None = None,
+) -> Step[PullPage]:
+    """A feed page, or (``compact``) a compacted page for ``node_id``: its high-water mark
+    is read before the records (``docs/protocol.md`` 23.2)."""
     size = page_size(since, limit, max_page)
-    changes = yield Call("changes", (tenant, since, size + 1))
-    return make_page(since, changes, size)
+    if not compact:
+        changes = yield Call("changes", (tenant, since, size + 1))
+        return make_page(since, changes, size)
+    high_water = 0 if node_id is None else (yield Call("high_water", (tenant, node_id)))
+    latest = yield Call("latest", (tenant, since, size + 1))
+    return compacted(make_page(since, latest, size), high_water)
+
+
+def wire_step(
+    tenant: str,
+    since: int,
+    limit: int | None,
+    max_page: int,
+    *,
+    compact: bool = False,
+    node_id: str | None = None,
+    cache: PageCache | None = None,
+) -> Step[WirePage]:
+    """:func:`pull_step`'s page as sent: the canonical bytes stored at commit, concatenated
+    (nothing decoded), or the cached page when it is still the right answer (a last page
+    only while the tenant's cursor has not moved, ``docs/protocol.md`` 23.7)."""
+    size = page_size(since, limit, max_page)
+    high_water: int | None = None
+    if compact:
+        high_water = 0 if node_id is None else (yield Call("high_water", (tenant, node_id)))
+    key = (tenant, since, size, compact)
+    page = None
+    if cache is not None:
+        candidate = cache.peek(key)
+        now = None
+        if candidate is not None and not candidate.more:
+            now = yield Call("cursor", (tenant,))
+        page = cache.get(key, now)
+    if page is None:
+        rows = yield Call("latest_bytes" if compact else "changes_bytes", (tenant, since, size + 1))
+        page = wire_page(since, rows, size, compacted=compact)
+        if cache is not None:
+            cache.put(key, page)
+    if compact:
+        page = msgspec.structs.replace(page, high_water=high_water)
+    return page
 
 
 def drive(step: Step[T], store: Any) -> T:
@@ -200,8 +259,11 @@ class _Loop:
         max_page: int,
         now_ms: Callable[[], int] | None,
         rng: random.Random | None,
+        cache: PageCache | None = None,
     ) -> None:
         self.registry = registry
+        #: Pull pages many terminals ask for again (``None``: no cache).
+        self.cache = cache
         self.max_batch = max_batch
         self.max_page = max_page
         #: The server's clock in ms (injected): commands see it as ``received_ms``.
@@ -248,8 +310,11 @@ class ServerReplica(_Loop):
         on_commit: Callable[[str, Plan], None] | None = None,
         now_ms: Callable[[], int] | None = None,
         rng: random.Random | None = None,
+        cache: PageCache | None = None,
     ) -> None:
-        super().__init__(registry, max_batch=max_batch, max_page=max_page, now_ms=now_ms, rng=rng)
+        super().__init__(
+            registry, max_batch=max_batch, max_page=max_page, now_ms=now_ms, rng=rng, cache=cache
+        )
         self.store = store
         self.on_commit = on_commit
 
@@ -278,8 +343,39 @@ class ServerReplica(_Loop):
         self._after(tenant, plan)
         return _answer(SERVER_NODE, plan)
 
-    def pull(self, tenant: str, since: int, limit: int | None = None) -> PullPage:
-        return drive(pull_step(tenant, since, limit, self.max_page), self.store)
+    def pull(
+        self,
+        tenant: str,
+        since: int,
+        limit: int | None = None,
+        *,
+        compact: bool = False,
+        node_id: str | None = None,
+    ) -> PullPage:
+        """A page, decoded (``compact``: for ``node_id``, section 23)."""
+        step = pull_step(tenant, since, limit, self.max_page, compact=compact, node_id=node_id)
+        return drive(step, self.store)
+
+    def pull_wire(
+        self,
+        tenant: str,
+        since: int,
+        limit: int | None = None,
+        *,
+        compact: bool = False,
+        node_id: str | None = None,
+    ) -> WirePage:
+        """:meth:`pull` as sent (what the HTTP server and the loopback answer)."""
+        step = wire_step(
+            tenant,
+            since,
+            limit,
+            self.max_page,
+            compact=compact,
+            node_id=node_id,
+            cache=self.cache,
+        )
+        return drive(step, self.store)
 
 
 class AsyncServerReplica(_Loop):
@@ -296,8 +392,11 @@ class AsyncServerReplica(_Loop):
         on_commit: OnCommit | None = None,
         now_ms: Callable[[], int] | None = None,
         rng: random.Random | None = None,
+        cache: PageCache | None = None,
     ) -> None:
-        super().__init__(registry, max_batch=max_batch, max_page=max_page, now_ms=now_ms, rng=rng)
+        super().__init__(
+            registry, max_batch=max_batch, max_page=max_page, now_ms=now_ms, rng=rng, cache=cache
+        )
         self.store = store
         self.on_commit = on_commit
 
@@ -328,8 +427,37 @@ class AsyncServerReplica(_Loop):
         await self._after(tenant, plan)
         return _answer(SERVER_NODE, plan)
 
-    async def pull(self, tenant: str, since: int, limit: int | None = None) -> PullPage:
-        return await drive_async(pull_step(tenant, since, limit, self.max_page), self.store)
+    async def pull(
+        self,
+        tenant: str,
+        since: int,
+        limit: int | None = None,
+        *,
+        compact: bool = False,
+        node_id: str | None = None,
+    ) -> PullPage:
+        step = pull_step(tenant, since, limit, self.max_page, compact=compact, node_id=node_id)
+        return await drive_async(step, self.store)
+
+    async def pull_wire(
+        self,
+        tenant: str,
+        since: int,
+        limit: int | None = None,
+        *,
+        compact: bool = False,
+        node_id: str | None = None,
+    ) -> WirePage:
+        step = wire_step(
+            tenant,
+            since,
+            limit,
+            self.max_page,
+            compact=compact,
+            node_id=node_id,
+            cache=self.cache,
+        )
+        return await drive_async(step, self.store)
 
 
 def page_size(since: int, limit: int | None, max_page: int) -> int:
@@ -342,6 +470,11 @@ def page_size(since: int, limit: int | None, max_page: int) -> int:
             f"limit {size} is outside 1..{max_page}", field="limit", limit=max_page
         )
     return size
+
+
+def compacted(page: PullPage, high_water: int) -> PullPage:
+    """``page`` (read from the store's ``latest``) marked as compacted, for a node."""
+    return msgspec.structs.replace(page, compacted=True, high_water=high_water)
 
 
 def make_page(since: int, changes: list[Change], size: int) -> PullPage:

@@ -243,6 +243,29 @@ def check_server_loads_many_keys(store: ServerStore) -> None:
     assert sorted(loaded) == sorted(keys[:-1])
 
 
+def check_server_latest_is_compacted(store: ServerStore) -> None:
+    """``latest``: each changed record once, at the feed entry of its current state,
+    ascending by version; tombstones stay; other tenants never appear."""
+    replica = ServerReplica(store, _registry())
+    replica.push("t", encode_batch(_orders_batch("n1", 1, 3)))  # o1: seqs 1..3
+    replica.push("t", encode_batch(_orders_batch("n2", 1, 2, record="o2")))  # o2: 4..5
+    replica.push("u", encode_batch(_orders_batch("n1", 1, 1, record="elsewhere")))
+    void = _op("n1", 4, name="void", args={"reason": "test"})
+    delete = _op("n1", 5, kind="delete")
+    replica.push("t", encode_batch(Batch.of("n1", [void, delete])))  # o1: 6 (void), 7 (gone)
+    latest = store.latest("t", 0, 10)
+    assert [(c.seq, c.record.record_id) for c in latest] == [(5, "o2"), (7, "o1")]
+    assert latest == [store.changes("t", 4, 1)[0], store.changes("t", 6, 1)[0]]
+    assert latest[1].record.deleted and latest[1].node_seq == 5 and latest[1].op_id == "n1-5"
+    assert store.latest("t", 0, 1) == latest[:1]
+    assert store.latest("t", 5, 10) == latest[1:]
+    assert store.latest("t", 7, 10) == [] and store.latest("nobody", 0, 10) == []
+    page = replica.pull("t", 0, 1, compact=True, node_id="n1")
+    assert page.compacted and page.high_water == 5 and page.more and page.cursor == 5
+    last = replica.pull("t", 5, 1, compact=True, node_id="n2")
+    assert last.high_water == 2 and not last.more and last.changes == latest[1:]
+
+
 def check_terminal_meta_and_rows(store: TerminalStore) -> None:
     meta = store.meta()
     assert (meta.next_seq, meta.cursor, meta.acked_seq, meta.hlc) == (1, 0, 0, 0)
@@ -312,6 +335,42 @@ def check_terminal_outcomes(store: TerminalStore) -> None:
     assert store.outcomes() == [outcomes[1], outcomes[0]]
 
 
+def check_terminal_staging(store: TerminalStore) -> None:
+    """The staging area of a compacted catch-up: a later record replaces a staged one;
+    promoting copies everything to the server's state and all but the kept keys to the
+    local view, in the caller's transaction; a rollback keeps what was staged before."""
+    assert store.staging() is None
+    a1 = Record("orders", "a", {"x": 1}, {})
+    a2 = Record("orders", "a", {"x": 2}, {})
+    b = Record("orders", "b", {"x": 3}, {})
+    mine = Record("orders", "mine", {"x": 4}, {})
+    store.stage([a1, b], cursor=4, hlc=9)
+    store.stage([a2], cursor=6, hlc=7)
+    assert store.staging() == (6, 9)
+    try:
+        with store.transaction():
+            store.stage([mine], cursor=8, hlc=20)
+            raise _Boom
+    except _Boom:
+        pass
+    assert store.staging() == (6, 9)
+    assert store.server_records() == [] and store.records() == []
+    local = Record("orders", "mine", {"x": 5}, {})
+    store.put([local])
+    with store.transaction():
+        store.stage([mine], cursor=8, hlc=20)
+        store.promote_staged([("orders", "mine")])
+    assert store.staging() is None
+    assert store.server_records() == [a2, b, mine]
+    assert store.records() == [a2, b, local]
+    store.stage([a1], cursor=9, hlc=1)
+    store.clear_staged()
+    assert store.staging() is None
+    with store.transaction():
+        store.promote_staged([])
+    assert store.server_records() == [a2, b, mine]
+
+
 SERVER_STORE_CHECKS: tuple[Callable[[ServerStore], None], ...] = (
     check_server_empty,
     check_server_push_and_pull,
@@ -321,10 +380,12 @@ SERVER_STORE_CHECKS: tuple[Callable[[ServerStore], None], ...] = (
     check_server_tenants_are_isolated,
     check_server_rejections_and_conflicts_are_kept,
     check_server_loads_many_keys,
+    check_server_latest_is_compacted,
 )
 TERMINAL_STORE_CHECKS: tuple[Callable[[TerminalStore], None], ...] = (
     check_terminal_meta_and_rows,
     check_terminal_outbox,
     check_terminal_transaction_rolls_back,
     check_terminal_outcomes,
+    check_terminal_staging,
 )

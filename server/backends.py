@@ -22,11 +22,13 @@ from typing import Any, Protocol, TypeVar
 import anyio
 import anyio.from_thread
 import anyio.to_thread
+from prometheus_client import Counter
 
 from fynlo_sync.engine import Plan
 from fynlo_sync.ops import Record
+from fynlo_sync.pages import PageCache
 from fynlo_sync.plugins import Draft, Registry
-from fynlo_sync.protocol import PullPage, PushResult
+from fynlo_sync.protocol import PushResult, WirePage
 from fynlo_sync.replica import Compose, ServerReplica
 from fynlo_sync.store.base import Key
 from fynlo_sync.store.sqlite import SqliteServerStore
@@ -34,7 +36,15 @@ from fynlo_sync.store.sqlport import PgSql, SqliteSql
 from server.accounts import Accounts
 from server.settings import Settings
 
-__all__ = ["Backend", "EmbeddedBackend", "Notify", "PostgresBackend", "open_backend"]
+__all__ = [
+    "Backend",
+    "EmbeddedBackend",
+    "Notify",
+    "PAGE_CACHE",
+    "PostgresBackend",
+    "open_backend",
+    "page_cache",
+]
 
 T = TypeVar("T")
 
@@ -53,7 +63,9 @@ class Backend(Protocol):
 
     def new_op_id(self) -> str: ...
 
-    async def pull(self, tenant: str, since: int, limit: int | None) -> PullPage: ...
+    async def pull(
+        self, tenant: str, since: int, limit: int | None, *, compact: bool, node_id: str
+    ) -> WirePage: ...
 
     async def load(self, tenant: str, keys: Iterable[Key]) -> dict[Key, Record]: ...
 
@@ -66,6 +78,24 @@ class Backend(Protocol):
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+#: Pull requests answered from the page cache, or not (one registry per process, like every
+#: Prometheus metric; ``/metrics`` shows it).
+PAGE_CACHE = Counter(
+    "fynlo_page_cache_requests", "pull pages served from the page cache", ["result"]
+)
+
+
+def _count(hit: bool) -> None:
+    PAGE_CACHE.labels("hit" if hit else "miss").inc()
+
+
+def page_cache(settings: Settings) -> PageCache | None:
+    """The process's cache of pull pages (``FYNLO_PAGE_CACHE_MB``; 0: none)."""
+    if settings.page_cache_mb <= 0:
+        return None
+    return PageCache(max_bytes=settings.page_cache_mb * 1024 * 1024, on_lookup=_count)
 
 
 def _accounts(db: Any, settings: Settings, now_ms: Callable[[], int]) -> Accounts:
@@ -99,6 +129,7 @@ class EmbeddedBackend:
             on_commit=self._committed,
             now_ms=now_ms,
             rng=rng,
+            cache=page_cache(settings),
         )
         self.accounts = _accounts(
             SqliteSql(path, busy_timeout_ms=settings.sqlite_busy_ms), settings, now_ms
@@ -129,8 +160,12 @@ class EmbeddedBackend:
     def new_op_id(self) -> str:
         return self.replica.new_op_id()
 
-    async def pull(self, tenant: str, since: int, limit: int | None) -> PullPage:
-        return await self._run(self.replica.pull, tenant, since, limit)
+    async def pull(
+        self, tenant: str, since: int, limit: int | None, *, compact: bool, node_id: str
+    ) -> WirePage:
+        return await self._run(
+            self.replica.pull_wire, tenant, since, limit, compact=compact, node_id=node_id
+        )
 
     async def load(self, tenant: str, keys: Iterable[Key]) -> dict[Key, Record]:
         return await self._run(self.store.load, tenant, list(keys))
@@ -187,6 +222,7 @@ class PostgresBackend:
             on_commit=committed,
             now_ms=now_ms,
             rng=rng,
+            cache=page_cache(settings),
         )
         return cls(store, replica, _accounts(PgSql(store.pool), settings, now_ms))
 
@@ -206,8 +242,12 @@ class PostgresBackend:
         value: str = self.replica.new_op_id()
         return value
 
-    async def pull(self, tenant: str, since: int, limit: int | None) -> PullPage:
-        page: PullPage = await self.replica.pull(tenant, since, limit)
+    async def pull(
+        self, tenant: str, since: int, limit: int | None, *, compact: bool, node_id: str
+    ) -> WirePage:
+        page: WirePage = await self.replica.pull_wire(
+            tenant, since, limit, compact=compact, node_id=node_id
+        )
         return page
 
     async def load(self, tenant: str, keys: Iterable[Key]) -> dict[Key, Record]:

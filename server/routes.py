@@ -24,7 +24,7 @@ from fynlo_sync.errors import StoreError
 from fynlo_sync.hlc import HybridClock
 from fynlo_sync.ops import Record
 from fynlo_sync.plugins import Registry
-from fynlo_sync.protocol import PullPage, PushResult
+from fynlo_sync.protocol import PushResult, WirePage
 from fynlo_sync.schema import domains_document
 from server.accounts import DeviceState, Grant
 from server.auth import WS_UNAUTHENTICATED, AccessToken, Device, issue_access_token
@@ -140,9 +140,16 @@ async def pull(
     rt: NamedDependency[Runtime],
     cursor: Annotated[int, QueryParameter(ge=0, description="the last feed seq seen")] = 0,
     limit: Annotated[int | None, QueryParameter(ge=1, description="page size")] = None,
-) -> PullPage:
-    """The tenant's changes after ``cursor``, in feed order, with the page's checksum."""
-    return await rt.backend.pull(request.user.tenant_id, cursor, limit)
+    compact: Annotated[
+        int, QueryParameter(ge=0, le=1, description="1: a compacted page (protocol 1.1)")
+    ] = 0,
+) -> WirePage:
+    """The tenant's changes after ``cursor``, in feed order, with the page's checksum; with
+    ``compact=1`` the current state of each record changed after ``cursor``, once."""
+    device = request.user
+    return await rt.backend.pull(
+        device.tenant_id, cursor, limit, compact=bool(compact), node_id=device.node_id
+    )
 
 
 @websocket("/v1/sync/ws")

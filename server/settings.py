@@ -68,6 +68,9 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     max_batch: int = 1000
     max_page: int = 1000
+    #: Pull pages many terminals ask for again (a reconnect storm), kept in this process:
+    #: at most this many MiB of page bodies; 0 turns the cache off.
+    page_cache_mb: int = 64
     pg_pool_max: int = 10
     sqlite_busy_ms: int = 5000
     migrate_on_start: bool = True
@@ -112,6 +115,7 @@ class Settings:
             max_body_bytes=_int(env, "FYNLO_MAX_BODY_BYTES", cls.max_body_bytes, 1024),
             max_batch=_int(env, "FYNLO_MAX_BATCH", cls.max_batch),
             max_page=_int(env, "FYNLO_MAX_PAGE", cls.max_page),
+            page_cache_mb=_int(env, "FYNLO_PAGE_CACHE_MB", cls.page_cache_mb, minimum=0),
             pg_pool_max=_int(env, "FYNLO_PG_POOL_MAX", cls.pg_pool_max),
             sqlite_busy_ms=_int(env, "FYNLO_SQLITE_BUSY_MS", cls.sqlite_busy_ms, 0),
             migrate_on_start=env.get("FYNLO_MIGRATE_ON_START", "1") not in ("0", "false", "no"),
@@ -132,6 +136,7 @@ class Settings:
             "FYNLO_MAX_BODY_BYTES": str(self.max_body_bytes),
             "FYNLO_MAX_BATCH": str(self.max_batch),
             "FYNLO_MAX_PAGE": str(self.max_page),
+            "FYNLO_PAGE_CACHE_MB": str(self.page_cache_mb),
             "FYNLO_PG_POOL_MAX": str(self.pg_pool_max),
             "FYNLO_SQLITE_BUSY_MS": str(self.sqlite_busy_ms),
             "FYNLO_MIGRATE_ON_START": "1" if self.migrate_on_start else "0",

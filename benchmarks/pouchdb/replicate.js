@@ -1,5 +1,6 @@
-// Benchmark (4)'s peer: PouchDB replicating N order-like documents from one memory
-// database to another, in this process. Usage: node replicate.js N BATCH_SIZE
+// Benchmark (4)'s peer: PouchDB replicating N writes (N / REVISIONS order-like documents,
+// each written REVISIONS times, as N offline ops touch N / 5 orders) from one memory
+// database to another, in this process. Usage: node replicate.js N BATCH_SIZE [REVISIONS]
 // Prints one JSON object: the replication time and what was replicated.
 'use strict';
 const PouchDB = require('pouchdb');
@@ -26,17 +27,29 @@ function order(i) {
 async function main() {
   const n = parseInt(process.argv[2], 10);
   const batchSize = parseInt(process.argv[3] || '100', 10);
+  const revisions = parseInt(process.argv[4] || '1', 10);
   const source = new PouchDB(`source-${batchSize}`, {adapter: 'memory'});
   const target = new PouchDB(`target-${batchSize}`, {adapter: 'memory'});
-  const docs = [];
-  for (let i = 0; i < n; i++) docs.push(order(i));
-  for (let i = 0; i < docs.length; i += 1000) await source.bulkDocs(docs.slice(i, i + 1000));
+  const count = Math.floor(n / revisions);
+  let docs = [];
+  for (let i = 0; i < count; i++) docs.push(order(i));
+  for (let r = 0; r < revisions; r++) {
+    const written = [];
+    for (let i = 0; i < docs.length; i += 1000) {
+      const slice = docs.slice(i, i + 1000);
+      const answers = await source.bulkDocs(slice);
+      slice.forEach((doc, k) => written.push({...doc, _rev: answers[k].rev, covers: r + 2}));
+    }
+    docs = written;
+  }
   const start = process.hrtime.bigint();
   const result = await PouchDB.replicate(source, target, {batch_size: batchSize});
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   const info = await target.info();
   process.stdout.write(JSON.stringify({
-    docs: n,
+    docs: count,
+    writes: count * revisions,
+    revisions,
     batch_size: batchSize,
     seconds,
     docs_written: result.docs_written,

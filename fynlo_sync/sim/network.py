@@ -157,8 +157,9 @@ class Network:
         with contextlib.suppress(PeerError):  # the sender has long given up on the answer
             self.deliver(link, batch, late=True)
 
-    def pull(self, link: Link, since: int, limit: int) -> PullPage:
-        return LoopbackTransport(self.replica, link.tenant, link.node_id).pull(since, limit)
+    def pull(self, link: Link, since: int, limit: int, *, compact: bool = False) -> PullPage:
+        wire = LoopbackTransport(self.replica, link.tenant, link.node_id)
+        return wire.pull(since, limit, compact=compact)
 
 
 class Link:
@@ -223,12 +224,12 @@ class Link:
         self.fresh.append(list(result.outcomes))
         return result
 
-    def pull(self, since: int, limit: int) -> PullPage:
+    def pull(self, since: int, limit: int, *, compact: bool = False) -> PullPage:
         fault = self._next()
         if fault in ("drop_request", "drop_response", "delay"):
             self.network.trace(f"  pull after {since} failed ({fault})")
             raise TransportError(f"{self.name}: pull failed")
-        page = self.network.pull(self, since, limit)
+        page = self.network.pull(self, since, limit, compact=compact)
         if fault == "crash":
             self.network.trace(f"  terminal dies reading the page after {since}")
             self.died_here = True

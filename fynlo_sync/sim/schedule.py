@@ -110,6 +110,8 @@ class Schedule:
     page_size: int = 3
     #: The server's store: "sqlite" (a file; it can restart) or "memory".
     server: str = "sqlite"
+    #: Terminals catch up with compacted pulls (protocol 1.1), or with feed pages.
+    compact: bool = True
     #: Informational: how the schedule was made (or shrunk).
     note: str = field(default="", compare=False)
 
@@ -124,6 +126,7 @@ class Schedule:
             "batch_size": self.batch_size,
             "page_size": self.page_size,
             "server": self.server,
+            "compact": self.compact,
             "steps": [s.to_json() for s in self.steps],
         }
 
@@ -136,6 +139,7 @@ class Schedule:
             batch_size=int(raw.get("batch_size", 2)),
             page_size=int(raw.get("page_size", 3)),
             server=str(raw.get("server", "sqlite")),
+            compact=bool(raw.get("compact", True)),
             steps=tuple(Step.from_json(s) for s in raw["steps"]),
         )
 
@@ -235,5 +239,6 @@ def generate(
         batch_size=rng.choice((1, 2, 3, 100)),
         page_size=rng.choice((1, 2, 3, 500)),
         server=rng.choice(("sqlite", "sqlite", "sqlite", "memory")),
+        compact=rng.random() < 0.75,
         note="generated",
     )

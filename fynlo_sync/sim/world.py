@@ -152,6 +152,21 @@ class CrashingStore:
     def outcomes(self) -> list[Outcome]:
         return self.inner.outcomes()
 
+    def stage(self, records: Iterable[Record], cursor: int, hlc: int) -> None:
+        self._write()
+        self.inner.stage(records, cursor, hlc)
+
+    def staging(self) -> tuple[int, int] | None:
+        return self.inner.staging()
+
+    def promote_staged(self, keep_local: Iterable[Key]) -> None:
+        self._write()
+        self.inner.promote_staged(keep_local)
+
+    def clear_staged(self) -> None:
+        self._write()
+        self.inner.clear_staged()
+
     def close(self) -> None:
         self.inner.close()
 
@@ -232,6 +247,7 @@ class World:
             rng=self._rng(node_id, generation),
             batch_size=self.schedule.batch_size,
             page_size=self.schedule.page_size,
+            compact=self.schedule.compact,
         )
         return store, client
 
@@ -267,6 +283,7 @@ class World:
             f"setup seed={self.schedule.seed} terminals={self.schedule.terminals} "
             f"tenants={self.schedule.tenants} batch={self.schedule.batch_size} "
             f"page={self.schedule.page_size} server={self.schedule.server}"
+            f"{'' if self.schedule.compact else ' feed-pulls'}"
         )
 
     def nodes_of(self, tenant: str) -> list[str]:

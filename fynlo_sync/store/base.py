@@ -100,6 +100,24 @@ class TerminalStore(Protocol):
         """Stored outcomes that were not plainly applied (rejections, conflicts, merges)."""
         ...
 
+    def stage(self, records: Iterable[Record], cursor: int, hlc: int) -> None:
+        """Add pages of a compacted catch-up to the staging area (a record replaces a
+        staged one of the same key); the staged cursor becomes ``cursor`` and the staged
+        HLC the larger of it and ``hlc``."""
+        ...
+
+    def staging(self) -> tuple[int, int] | None:
+        """The staged (cursor, largest stamp HLC), or ``None`` when nothing is staged."""
+        ...
+
+    def promote_staged(self, keep_local: Iterable[Key]) -> None:
+        """Copy every staged record into the server's state and (but for the keys in
+        ``keep_local``, which the caller rebases) into the local view; empty the staging
+        area. Set-based where the store can: the records never pass through the caller."""
+        ...
+
+    def clear_staged(self) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -125,6 +143,21 @@ class ServerStore(Protocol):
         ...
 
     def changes(self, tenant: str, since: int, limit: int) -> list[Change]: ...
+
+    def latest(self, tenant: str, since: int, limit: int) -> list[Change]:
+        """Compacted catch-up (``docs/protocol.md`` section 23): for each record whose
+        ``version`` is greater than ``since``, ascending by version, at most ``limit``, the
+        feed entry that produced its current state (tombstones included)."""
+        ...
+
+    def changes_bytes(self, tenant: str, since: int, limit: int) -> list[tuple[int, bytes]]:
+        """:meth:`changes` as (seq, canonical bytes) stored at commit
+        (:func:`fynlo_sync.protocol.canonical_change`): what a page is made of."""
+        ...
+
+    def latest_bytes(self, tenant: str, since: int, limit: int) -> list[tuple[int, bytes]]:
+        """:meth:`latest` as (seq, canonical bytes)."""
+        ...
 
     def records(self, tenant: str, collection: str | None = None) -> list[Record]: ...
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from fynlo_sync.engine import Plan
 from fynlo_sync.ops import Change, Op, Outcome, Record
+from fynlo_sync.protocol import canonical_change
 from fynlo_sync.store.base import Key, TerminalMeta, sorted_records
 
 __all__ = ["MemoryServerStore", "MemoryTerminalStore"]
@@ -53,6 +54,8 @@ class _TerminalState:
     outbox: dict[int, Op] = field(default_factory=dict)
     acked: dict[int, int] = field(default_factory=dict)
     outcomes: dict[int, Outcome] = field(default_factory=dict)
+    staged: dict[Key, Record] = field(default_factory=dict)
+    stage_at: tuple[int, int] | None = None
 
     def copy_parts(self) -> None:
         self.rows = dict(self.rows)
@@ -60,6 +63,7 @@ class _TerminalState:
         self.outbox = dict(self.outbox)
         self.acked = dict(self.acked)
         self.outcomes = dict(self.outcomes)
+        self.staged = dict(self.staged)
 
 
 class MemoryTerminalStore(_Snapshotting):
@@ -132,6 +136,29 @@ class MemoryTerminalStore(_Snapshotting):
     def outcomes(self) -> list[Outcome]:
         return [self._state.outcomes[s] for s in sorted(self._state.outcomes)]
 
+    def stage(self, records: Iterable[Record], cursor: int, hlc: int) -> None:
+        state = self._state
+        for record in records:
+            state.staged[record.key] = record
+        before = 0 if state.stage_at is None else state.stage_at[1]
+        state.stage_at = (cursor, max(before, hlc))
+
+    def staging(self) -> tuple[int, int] | None:
+        return self._state.stage_at
+
+    def promote_staged(self, keep_local: Iterable[Key]) -> None:
+        state = self._state
+        kept = set(keep_local)
+        for key in sorted(state.staged):
+            state.server[key] = state.staged[key]
+            if key not in kept:
+                state.rows[key] = state.staged[key]
+        self.clear_staged()
+
+    def clear_staged(self) -> None:
+        self._state.staged = {}
+        self._state.stage_at = None
+
     def close(self) -> None:
         pass
 
@@ -203,6 +230,22 @@ class MemoryServerStore(_Snapshotting):
         feed = self._t(tenant).feed
         # Feed seqs are 1..n with no holes, so the index of seq s is s - 1.
         return feed[since : since + limit]
+
+    def latest(self, tenant: str, since: int, limit: int) -> list[Change]:
+        t = self._t(tenant)
+        out: list[Change] = []
+        for change in t.feed[since:]:
+            if t.records[change.record.key].version == change.seq:
+                out.append(change)
+                if len(out) == limit:
+                    break
+        return out
+
+    def changes_bytes(self, tenant: str, since: int, limit: int) -> list[tuple[int, bytes]]:
+        return [(c.seq, canonical_change(c)) for c in self.changes(tenant, since, limit)]
+
+    def latest_bytes(self, tenant: str, since: int, limit: int) -> list[tuple[int, bytes]]:
+        return [(c.seq, canonical_change(c)) for c in self.latest(tenant, since, limit)]
 
     def records(self, tenant: str, collection: str | None = None) -> list[Record]:
         rows = self._t(tenant).records.values()

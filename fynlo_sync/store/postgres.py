@@ -34,6 +34,7 @@ import msgspec
 from fynlo_sync.engine import Plan
 from fynlo_sync.errors import MissingDependencyError, StoreError
 from fynlo_sync.ops import Change, Outcome, Record
+from fynlo_sync.protocol import canonical_change
 from fynlo_sync.store.base import Key
 from fynlo_sync.store.driver import driver_errors, translating
 from fynlo_sync.store.migrations import Component
@@ -91,6 +92,12 @@ STORE_MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (tenant, node_id)
     );
     """,
+    # Compacted catch-up reads records by version (docs/protocol.md section 23); feed
+    # bodies written from now on are canonical bytes, and say so.
+    """
+    CREATE INDEX fynlo_records_by_version ON fynlo_records (tenant, version);
+    ALTER TABLE fynlo_feed ADD COLUMN canonical boolean NOT NULL DEFAULT false;
+    """,
 )
 
 #: The server's sync tables on PostgreSQL: the same component as the embedded store's.
@@ -130,8 +137,8 @@ WITH r AS (
     ON CONFLICT (tenant, collection, record_id)
     DO UPDATE SET version = EXCLUDED.version, body = EXCLUDED.body
 ), f AS (
-    INSERT INTO fynlo_feed (tenant, seq, body)
-    SELECT $1, s, b FROM unnest($6::bigint[], $7::bytea[]) AS t(s, b)
+    INSERT INTO fynlo_feed (tenant, seq, body, canonical)
+    SELECT $1, s, b, true FROM unnest($6::bigint[], $7::bytea[]) AS t(s, b)
 ), o AS (
     INSERT INTO fynlo_oplog (tenant, node_id, seq, op_id, body)
     SELECT $1, $8, s, i, b FROM unnest($9::bigint[], $10::text[], $11::bytea[]) AS t(s, i, b)
@@ -145,6 +152,20 @@ SELECT r.body FROM fynlo_records r
 JOIN unnest($2::text[], $3::text[]) AS k(c, i) ON r.collection = k.c AND r.record_id = k.i
 WHERE r.tenant = $1
 """
+
+# A record's version is the seq of the feed entry that wrote its current state.
+_LATEST = """
+SELECT f.body, f.seq, f.canonical FROM fynlo_records r
+JOIN fynlo_feed f ON f.tenant = r.tenant AND f.seq = r.version
+WHERE r.tenant = $1 AND r.version > $2 ORDER BY r.version LIMIT $3
+"""
+
+
+def _canonical_row(row: Any) -> tuple[int, bytes]:
+    """(seq, canonical bytes) of a feed row (one stored before bodies were canonical is
+    made canonical here)."""
+    body = bytes(row[0])
+    return int(row[1]), body if row[2] else canonical_change(_change_dec.decode(body))
 
 
 @translating
@@ -202,7 +223,7 @@ class PostgresQueries:
             [r.version for r in writes],
             [_enc.encode(r) for r in writes],
             [c.seq for c in plan.changes],
-            [_enc.encode(c) for c in plan.changes],
+            [canonical_change(c) for c in plan.changes],
             plan.node_id,
             [o.seq for o in plan.new_outcomes],
             [o.op_id for o in plan.new_outcomes],
@@ -218,6 +239,24 @@ class PostgresQueries:
             limit,
         )
         return [_change_dec.decode(row[0]) for row in rows]
+
+    async def latest(self, tenant: str, since: int, limit: int) -> list[Change]:
+        rows = await self._db.fetch(_LATEST, tenant, since, limit)
+        return [_change_dec.decode(row[0]) for row in rows]
+
+    async def changes_bytes(self, tenant: str, since: int, limit: int) -> list[tuple[int, bytes]]:
+        rows = await self._db.fetch(
+            "SELECT body, seq, canonical FROM fynlo_feed WHERE tenant = $1 AND seq > $2"
+            " ORDER BY seq LIMIT $3",
+            tenant,
+            since,
+            limit,
+        )
+        return [_canonical_row(row) for row in rows]
+
+    async def latest_bytes(self, tenant: str, since: int, limit: int) -> list[tuple[int, bytes]]:
+        rows = await self._db.fetch(_LATEST, tenant, since, limit)
+        return [_canonical_row(row) for row in rows]
 
     async def records(self, tenant: str, collection: str | None = None) -> list[Record]:
         if collection is None:
@@ -350,6 +389,15 @@ class BlockingPostgresStore:
 
     def changes(self, tenant: str, since: int, limit: int) -> list[Change]:
         return self._call(self._q().changes, tenant, since, limit)
+
+    def latest(self, tenant: str, since: int, limit: int) -> list[Change]:
+        return self._call(self._q().latest, tenant, since, limit)
+
+    def changes_bytes(self, tenant: str, since: int, limit: int) -> list[tuple[int, bytes]]:
+        return self._call(self._q().changes_bytes, tenant, since, limit)
+
+    def latest_bytes(self, tenant: str, since: int, limit: int) -> list[tuple[int, bytes]]:
+        return self._call(self._q().latest_bytes, tenant, since, limit)
 
     def records(self, tenant: str, collection: str | None = None) -> list[Record]:
         return self._call(self._q().records, tenant, collection)

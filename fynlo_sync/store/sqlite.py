@@ -23,6 +23,7 @@ import sqlite_utils
 from fynlo_sync.engine import Plan
 from fynlo_sync.errors import StoreError
 from fynlo_sync.ops import Change, Op, Outcome, Record
+from fynlo_sync.protocol import canonical_change
 from fynlo_sync.store.base import Key, TerminalMeta
 from fynlo_sync.store.driver import driver_errors, translated, translating
 from fynlo_sync.store.migrations import Component, Legacy, migrate_sqlite
@@ -42,6 +43,11 @@ _rec_dec = msgspec.json.Decoder(Record)
 _op_dec = msgspec.json.Decoder(Op)
 _change_dec = msgspec.json.Decoder(Change)
 _outcome_dec = msgspec.json.Decoder(Outcome)
+
+
+def _recanonical(body: bytes) -> bytes:
+    """A feed body stored before bodies were canonical, made canonical."""
+    return canonical_change(_change_dec.decode(body))
 
 
 @translated
@@ -143,6 +149,17 @@ TERMINAL_MIGRATIONS: tuple[str, ...] = (
         seq INTEGER PRIMARY KEY,
         body BLOB
     );
+    """,
+    # The staging area of a compacted catch-up (docs/protocol.md 23.4).
+    """
+    CREATE TABLE fynlo_staged (
+        collection TEXT,
+        record_id TEXT,
+        body BLOB,
+        PRIMARY KEY (collection, record_id)
+    );
+    ALTER TABLE fynlo_meta ADD COLUMN stage_cursor INTEGER;
+    ALTER TABLE fynlo_meta ADD COLUMN stage_hlc TEXT;
     """,
 )
 
@@ -297,6 +314,43 @@ class SqliteTerminalStore(_Transactional):
         cur = self._db.conn.execute("SELECT body FROM fynlo_outcomes ORDER BY seq")
         return [_outcome_dec.decode(row[0]) for row in cur]
 
+    def stage(self, records: Iterable[Record], cursor: int, hlc: int) -> None:
+        self._put("fynlo_staged", records)
+        before = self.staging()
+        top = hlc if before is None else max(before[1], hlc)
+        self._db.conn.execute(
+            "UPDATE fynlo_meta SET stage_cursor = ?, stage_hlc = ? WHERE id = 1",
+            (cursor, str(top)),
+        )
+
+    def staging(self) -> tuple[int, int] | None:
+        row = self._db.conn.execute(
+            "SELECT stage_cursor, stage_hlc FROM fynlo_meta WHERE id = 1"
+        ).fetchone()
+        return None if row is None or row[0] is None else (int(row[0]), int(row[1]))
+
+    def promote_staged(self, keep_local: Iterable[Key]) -> None:
+        conn = self._db.conn
+        conn.execute(
+            "INSERT OR REPLACE INTO fynlo_server_rows(collection, record_id, body) "
+            "SELECT collection, record_id, body FROM fynlo_staged"
+        )
+        conn.executemany(
+            "DELETE FROM fynlo_staged WHERE collection = ? AND record_id = ?",
+            sorted(set(keep_local)),
+        )
+        conn.execute(
+            "INSERT OR REPLACE INTO fynlo_rows(collection, record_id, body) "
+            "SELECT collection, record_id, body FROM fynlo_staged"
+        )
+        self.clear_staged()
+
+    def clear_staged(self) -> None:
+        self._db.conn.execute("DELETE FROM fynlo_staged")
+        self._db.conn.execute(
+            "UPDATE fynlo_meta SET stage_cursor = NULL, stage_hlc = NULL WHERE id = 1"
+        )
+
     def close(self) -> None:
         self._db.conn.close()
 
@@ -333,6 +387,13 @@ SERVER_MIGRATIONS: tuple[str, ...] = (
         high_water INTEGER,
         PRIMARY KEY (tenant, node_id)
     );
+    """,
+    # Compacted catch-up reads records by version (docs/protocol.md section 23); feed
+    # bodies written from now on are canonical bytes (pages are made of them as they are)
+    # and say so; older rows are canonicalised when read.
+    """
+    CREATE INDEX fynlo_records_by_version ON fynlo_records (tenant, version);
+    ALTER TABLE fynlo_feed ADD COLUMN canonical INTEGER NOT NULL DEFAULT 0;
     """,
 )
 
@@ -418,8 +479,8 @@ class SqliteServerStore(_Transactional):
             ],
         )
         conn.executemany(
-            "INSERT INTO fynlo_feed(tenant, seq, body) VALUES (?, ?, ?)",
-            [(tenant, c.seq, _rec_enc.encode(c)) for c in plan.changes],
+            "INSERT INTO fynlo_feed(tenant, seq, body, canonical) VALUES (?, ?, ?, 1)",
+            [(tenant, c.seq, canonical_change(c)) for c in plan.changes],
         )
         conn.executemany(
             "INSERT INTO fynlo_oplog(tenant, node_id, seq, op_id, body) VALUES (?, ?, ?, ?, ?)",
@@ -437,6 +498,27 @@ class SqliteServerStore(_Transactional):
             (tenant, since, limit),
         )
         return [_change_dec.decode(row[0]) for row in cur]
+
+    def latest(self, tenant: str, since: int, limit: int) -> list[Change]:
+        return [_change_dec.decode(body) for _, body in self.latest_bytes(tenant, since, limit)]
+
+    def changes_bytes(self, tenant: str, since: int, limit: int) -> list[tuple[int, bytes]]:
+        cur = self._db.conn.execute(
+            "SELECT seq, body, canonical FROM fynlo_feed WHERE tenant = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (tenant, since, limit),
+        )
+        return [(seq, body if ok else _recanonical(body)) for seq, body, ok in cur]
+
+    def latest_bytes(self, tenant: str, since: int, limit: int) -> list[tuple[int, bytes]]:
+        # A record's version is the seq of the feed entry that wrote its current state.
+        cur = self._db.conn.execute(
+            "SELECT f.seq, f.body, f.canonical FROM fynlo_records r "
+            "JOIN fynlo_feed f ON f.tenant = r.tenant AND f.seq = r.version "
+            "WHERE r.tenant = ? AND r.version > ? ORDER BY r.version LIMIT ?",
+            (tenant, since, limit),
+        )
+        return [(seq, body if ok else _recanonical(body)) for seq, body, ok in cur]
 
     def records(self, tenant: str, collection: str | None = None) -> list[Record]:
         if collection is None:

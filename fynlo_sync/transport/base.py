@@ -15,8 +15,10 @@ __all__ = ["Transport"]
 class Transport(Protocol):
     def push(self, batch: Batch) -> PushResult: ...
 
-    def pull(self, since: int, limit: int) -> PullPage:
+    def pull(self, since: int, limit: int, *, compact: bool = False) -> PullPage:
         """A page whose checksum was verified over the bytes received
         (:func:`fynlo_sync.protocol.decode_page`); a mismatch raises
-        :class:`~fynlo_sync.errors.ChecksumMismatchError`."""
+        :class:`~fynlo_sync.errors.ChecksumMismatchError`. ``compact`` asks for a compacted
+        page (``docs/protocol.md`` section 23); a server that does not speak 1.1 answers a
+        feed page."""
         ...

@@ -220,10 +220,11 @@ class HttpTransport:
         body = self._authed("POST", "/v1/sync/push", idempotent=True, content=encode_batch(batch))
         return decode(body, PushResult)
 
-    def pull(self, since: int, limit: int) -> PullPage:
-        body = self._authed(
-            "GET", "/v1/sync/pull", idempotent=True, params={"cursor": since, "limit": limit}
-        )
+    def pull(self, since: int, limit: int, *, compact: bool = False) -> PullPage:
+        params = {"cursor": since, "limit": limit}
+        if compact:
+            params["compact"] = 1
+        body = self._authed("GET", "/v1/sync/pull", idempotent=True, params=params)
         return decode_page(body)  # checksum verified over the changes as received
 
     def get(self, path: str, **params: Any) -> Any:

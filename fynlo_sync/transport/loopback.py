@@ -24,6 +24,8 @@ class LoopbackTransport:
         result = self.replica.push(self.tenant, encode_batch(batch), node_id=self.node_id)
         return decode(encode(result), PushResult)
 
-    def pull(self, since: int, limit: int) -> PullPage:
-        page = self.replica.pull(self.tenant, since, limit)
+    def pull(self, since: int, limit: int, *, compact: bool = False) -> PullPage:
+        page = self.replica.pull_wire(
+            self.tenant, since, limit, compact=compact, node_id=self.node_id
+        )
         return decode_page(encode(page))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,7 +76,7 @@ TerminalFactory = Callable[..., Terminal]
 def make_terminal(
     tmp_path: Path, registry: Registry, server: ServerReplica, clock: ManualClock
 ) -> TerminalFactory:
-    def make(node_id: str, *, tenant: str = "t1", seed: int = 0, **kwargs: int) -> Terminal:
+    def make(node_id: str, *, tenant: str = "t1", seed: int = 0, **kwargs: Any) -> Terminal:
         store = SqliteTerminalStore(tmp_path / f"{tenant}-{node_id}.db", node_id)
         return Terminal(
             store,

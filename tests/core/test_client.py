@@ -83,8 +83,8 @@ def test_two_terminals_converge_through_the_server(make_terminal: TerminalFactor
 
 
 def test_batches_and_pages_are_bounded(make_terminal: TerminalFactory) -> None:
-    a = make_terminal("a", batch_size=3, page_size=4)
-    b = make_terminal("b", page_size=4)
+    a = make_terminal("a", batch_size=3, page_size=4, compact=False)
+    b = make_terminal("b", page_size=4, compact=False)
     open_order(a)
     for i in range(9):
         a.command("orders", "o1", "add_line", {"line_id": f"l{i}", **LINE})
@@ -179,8 +179,8 @@ class FlakyLink:
             raise TransportError("connection reset")
         return result
 
-    def pull(self, since: int, limit: int) -> PullPage:
-        return self.inner.pull(since, limit)
+    def pull(self, since: int, limit: int, *, compact: bool = False) -> PullPage:
+        return self.inner.pull(since, limit, compact=compact)
 
 
 def test_a_lost_ack_is_healed_by_the_replay_and_nothing_applies_twice(
@@ -227,8 +227,8 @@ def test_a_tampered_page_is_refused_and_nothing_changes(
     class Tamper(LoopbackTransport):
         """A page altered on the way: one total changed in the bytes."""
 
-        def pull(self, since: int, limit: int) -> PullPage:
-            body = encode(self.replica.pull(self.tenant, since, limit))
+        def pull(self, since: int, limit: int, *, compact: bool = False) -> PullPage:
+            body = encode(self.replica.pull(self.tenant, since, limit, compact=compact))
             return decode_page(body.replace(b'"total":0', b'"total":1', 1))
 
     b.transport = Tamper(server, "t1", "b")
@@ -288,8 +288,8 @@ def test_sync_retrying_backs_off_then_succeeds(
                 raise TransportError("no route to host")
             return inner.push(batch)
 
-        def pull(self, since: int, limit: int) -> PullPage:
-            return inner.pull(since, limit)
+        def pull(self, since: int, limit: int, *, compact: bool = False) -> PullPage:
+            return inner.pull(since, limit, compact=compact)
 
     t.transport = Unreliable()
     slept: list[float] = []
@@ -337,7 +337,7 @@ def test_server_runs_plugin_effects_after_commit(
 def test_ops_seen_in_the_feed_are_not_reapplied_over_themselves(
     server: ServerReplica, make_terminal: TerminalFactory
 ) -> None:
-    t = make_terminal("n1", page_size=1)
+    t = make_terminal("n1", page_size=1, compact=False)
     t.put("notes", "n", {"likes": 1})
     t.patch("notes", "n", {"likes": 1})
     t.push()  # acknowledged with the batch's final cursor, 2
@@ -348,11 +348,11 @@ def test_ops_seen_in_the_feed_are_not_reapplied_over_themselves(
         def push(self, batch: Batch) -> PushResult:
             return inner.push(batch)
 
-        def pull(self, since: int, limit: int) -> PullPage:
+        def pull(self, since: int, limit: int, *, compact: bool = False) -> PullPage:
             note = t.get("notes", "n")
             assert note is not None
             seen.append(note.fields["likes"])
-            return inner.pull(since, limit)
+            return inner.pull(since, limit, compact=compact)
 
     t.transport = Watch()
     t.pull()

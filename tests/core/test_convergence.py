@@ -62,10 +62,10 @@ class FaultyLink:
             raise TransportError("response lost")
         return result
 
-    def pull(self, since: int, limit: int) -> PullPage:
+    def pull(self, since: int, limit: int, *, compact: bool = False) -> PullPage:
         if self.partitioned or self.fault == "drop_request":
             raise TransportError("request lost")
-        page = self.inner.pull(since, limit)
+        page = self.inner.pull(since, limit, compact=compact)
         if self.fault == "drop_response":
             raise TransportError("response lost")
         return page

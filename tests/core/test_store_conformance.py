@@ -18,6 +18,7 @@ from fynlo_sync.store import (
     SqliteTerminalStore,
     TerminalStore,
 )
+from fynlo_sync.store.sqlite import SERVER_MIGRATIONS
 from fynlo_sync.testing import SERVER_STORE_CHECKS, TERMINAL_STORE_CHECKS
 
 SERVER_FACTORIES: dict[str, Callable[[Path], ServerStore]] = {
@@ -63,5 +64,5 @@ def test_sqlite_migrations_run_once(tmp_path: Path) -> None:
     store.close()
     again = SqliteServerStore(tmp_path / "s.db")
     versions = list(again.db.conn.execute("SELECT component, version FROM fynlo_migrations"))
-    assert versions == [("store", 1)]
+    assert versions == [("store", v) for v in range(1, len(SERVER_MIGRATIONS) + 1)]
     again.close()

@@ -1513,6 +1513,168 @@ def domains_vector() -> dict[str, Any]:
     return doc
 
 
+# ------------------------------------------------------------------ compact.json (23)
+
+
+def _cpull(cursor: int, limit: int = 100, node: str = "till-1") -> dict[str, Any]:
+    return {"pull": {"cursor": cursor, "limit": limit, "compact": True, "node_id": node}}
+
+
+def compact_sequences() -> list[tuple[str, list[dict[str, Any]], dict[str, Any]]]:
+    """(name, steps, options) for every compact.json vector (section 23)."""
+    edits = [
+        _op(1, "put", record="r1", fields={"title": "soup"}),
+        _op(2, "patch", record="r1", fields={"title": "stew"}),
+        _op(3, "put", record="r2", fields={"title": "tea"}),
+        _op(4, "patch", record="r1", fields={"likes": 3}),
+    ]
+    deleted = [
+        _op(1, "put", record="r1", fields={"title": "soup"}),
+        _op(2, "put", record="r2", fields={"title": "tea"}),
+        _op(3, "delete", record="r1"),
+    ]
+    three = _ops(1, 3)
+    moved = [_op(4, "patch", record="r1", fields={"likes": 1})]
+    parked = [
+        _op(
+            1,
+            "put",
+            node="till-a",
+            collection="notes_manual",
+            record="n1",
+            fields={"title": "Soup"},
+            hlc=hlc_of(10),
+        ),
+    ]
+    racing = [
+        _op(
+            1,
+            "patch",
+            node="till-b",
+            collection="notes_manual",
+            record="n1",
+            fields={"title": "Stew"},
+            hlc=hlc_of(12),
+        ),
+    ]
+    resolve = [
+        _op(
+            2,
+            "command",
+            node="till-a",
+            collection="conflicts",
+            record="till-b:1",
+            name="resolve",
+            args={"resolution_op_id": None},
+            hlc=hlc_of(30),
+            base=2,
+        ),
+    ]
+    rejected = [
+        _op(1, "patch", record="missing", fields={"title": "x"}),
+        _op(2, "put", record="r1", fields={"title": "mine"}),
+    ]
+    overwritten = [
+        _op(1, "patch", node="till-2", record="r1", fields={"title": "theirs"}, base=2),
+    ]
+    return [
+        (
+            "a record written several times is sent once, at its current state",
+            [_push(_batch("till-1", edits)), _cpull(0), _pull(0)],
+            {},
+        ),
+        (
+            "a deleted record is sent as its tombstone",
+            [_push(_batch("till-1", deleted)), _cpull(0), _cpull(2)],
+            {},
+        ),
+        (
+            "two pages: a record written after the first moves to the second",
+            [
+                _push(_batch("till-1", three)),
+                _cpull(0, 2),
+                _push(_batch("till-1", moved)),
+                _cpull(2, 2),
+            ],
+            {},
+        ),
+        (
+            "the conflict queue: a parked op's record, then the same record resolved",
+            [
+                _push(_batch("till-a", parked), "till-a"),
+                _push(_batch("till-b", racing), "till-b"),
+                _cpull(0, node="till-a"),
+                _push(_batch("till-a", resolve), "till-a"),
+                _cpull(1, node="till-a"),
+            ],
+            {},
+        ),
+        (
+            "high_water acknowledges ops that have no entry: rejected, or overwritten",
+            [
+                _push(_batch("till-1", rejected)),
+                _push(_batch("till-2", overwritten), "till-2"),
+                _cpull(0),
+                _cpull(0, node="till-2"),
+            ],
+            {},
+        ),
+        ("compact pull: a negative cursor is refused", [_cpull(-1)], {}),
+    ]
+
+
+def compact_vectors() -> list[dict[str, Any]]:
+    from tests.protocol.vectors import run_push_vector
+
+    out = []
+    for name, steps, options in compact_sequences():
+        vector: dict[str, Any] = {
+            "name": name,
+            "collections": [collection_to_json(NOTES), collection_to_json(NOTES_MANUAL)],
+            **options,
+            "steps": steps,
+        }
+        for step, response in zip(steps, run_push_vector(vector), strict=True):
+            step["expect"] = normative(response)
+        out.append(vector)
+    _check_compact(out)
+    return out
+
+
+def _check_compact(vectors: list[dict[str, Any]]) -> None:
+    """Hand-written expectations for section 23."""
+    by_name = {v["name"]: [s["expect"] for s in v["steps"]] for v in vectors}
+
+    def entries(page: dict[str, Any]) -> list[tuple[int, str]]:
+        return [(c["seq"], c["record"]["record_id"]) for c in page["body"]["changes"]]
+
+    once = by_name["a record written several times is sent once, at its current state"]
+    assert entries(once[1]) == [(3, "r2"), (4, "r1")] and once[1]["body"]["compacted"] is True
+    assert once[1]["body"]["changes"][1]["record"]["fields"] == {"title": "stew", "likes": 3}
+    assert once[1]["body"]["high_water"] == 4 and once[1]["body"]["cursor"] == 4
+    assert len(once[2]["body"]["changes"]) == 4 and "compacted" not in once[2]["body"]
+    gone = by_name["a deleted record is sent as its tombstone"]
+    assert entries(gone[1]) == [(2, "r2"), (3, "r1")]
+    assert gone[1]["body"]["changes"][1]["record"]["deleted"] is True
+    assert entries(gone[2]) == [(3, "r1")]
+    moved = by_name["two pages: a record written after the first moves to the second"]
+    assert entries(moved[1]) == [(1, "r1"), (2, "r2")] and moved[1]["body"]["more"] is True
+    assert entries(moved[3]) == [(3, "r3"), (4, "r1")] and moved[3]["body"]["more"] is False
+    queue = by_name["the conflict queue: a parked op's record, then the same record resolved"]
+    assert [c["record"]["collection"] for c in queue[2]["body"]["changes"]] == [
+        "notes_manual",
+        "conflicts",
+    ]
+    (resolved,) = queue[4]["body"]["changes"]
+    assert resolved["record"]["fields"]["state"] == "resolved" and resolved["seq"] == 3
+    acked = by_name["high_water acknowledges ops that have no entry: rejected, or overwritten"]
+    assert acked[0]["body"]["outcomes"][0]["status"] == "rejected"
+    assert [c["node_id"] for c in acked[2]["body"]["changes"]] == ["till-2"]
+    assert acked[2]["body"]["high_water"] == 2 and acked[3]["body"]["high_water"] == 1
+    negative = by_name["compact pull: a negative cursor is refused"][0]
+    assert negative["status"] == 422
+
+
 # -------------------------------------------------------------------------------- main
 
 BUILDERS: dict[str, Callable[[], Any]] = {
@@ -1525,6 +1687,7 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "domains.json": domains_vector,
     "timeclock_state.json": timeclock_vectors,
     "overtime.json": overtime_vectors,
+    "compact.json": compact_vectors,
 }
 
 

@@ -18,6 +18,7 @@ from server.testing import embedded_settings, run_in_thread
 from tests.protocol.vectors import load, normative, registry_for
 
 PUSH = load("push.json")
+PUSH_LIKE = PUSH + load("compact.json")
 #: Extension members of `malformed` are diagnostics (docs/protocol.md section 16): the HTTP
 #: layer reports a bad query parameter as `errors`, the replica as `field`.
 DIAGNOSTIC = "https://fynlo.dev/problems/malformed"
@@ -89,7 +90,7 @@ def _compare(step: dict[str, Any], status: int, body: Any) -> None:
         assert problem == expected["problem"]
 
 
-@pytest.mark.parametrize("vector", PUSH, ids=[v["name"] for v in PUSH])
+@pytest.mark.parametrize("vector", PUSH_LIKE, ids=[v["name"] for v in PUSH_LIKE])
 def test_push_vector_over_http(vector: dict[str, Any], servers: dict[int, Server]) -> None:
     server = servers[vector.get("max_batch", 1000)]
     tenant = admin.create_tenant(server.settings, "vectors", "t" + secrets.token_hex(6))
@@ -115,8 +116,12 @@ def test_push_vector_over_http(vector: dict[str, Any], servers: dict[int, Server
             headers = {**bearer(push["node_id"]), "Content-Type": "application/json"}
             answer = client.post("/v1/sync/push", content=body, headers=headers)
         else:
-            params = {"cursor": step["pull"]["cursor"], "limit": step["pull"]["limit"]}
-            answer = client.get("/v1/sync/pull", params=params, headers=bearer(reader))
+            pull = step["pull"]
+            params = {"cursor": pull["cursor"], "limit": pull["limit"]}
+            if pull.get("compact"):
+                params["compact"] = 1
+            who = pull.get("node_id", reader)
+            answer = client.get("/v1/sync/pull", params=params, headers=bearer(who))
         if answer.status_code != 200:
             assert answer.headers["content-type"].startswith("application/problem+json")
         _compare(step, answer.status_code, answer.json())

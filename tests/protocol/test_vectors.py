@@ -36,6 +36,8 @@ HLC = load("hlc.json")
 CONFLICTS = load("conflicts.json")
 ORDERS = load("orders_state.json")
 PUSH = load("push.json")
+#: compact.json has push.json's shape (section 23.8): the same runner, the same checks.
+PUSH_LIKE = PUSH + load("compact.json")
 
 
 def test_every_vector_file_is_present_and_named_uniquely() -> None:
@@ -156,7 +158,7 @@ def test_orders_vectors_cover_every_state_command_pair() -> None:
     assert pairs == {(s, c) for s in (None, *STATES) for c in COMMANDS}
 
 
-@pytest.mark.parametrize("vector", PUSH, ids=_ids(PUSH))
+@pytest.mark.parametrize("vector", PUSH_LIKE, ids=_ids(PUSH_LIKE))
 def test_push(vector: dict[str, Any]) -> None:
     expected = [step["expect"] for step in vector["steps"]]
     assert [normative(r) for r in run_push_vector(vector)] == expected
@@ -173,7 +175,7 @@ def test_vector_files_are_what_the_generator_writes() -> None:
         )
 
 
-@pytest.mark.parametrize("vector", PUSH, ids=_ids(PUSH))
+@pytest.mark.parametrize("vector", PUSH_LIKE, ids=_ids(PUSH_LIKE))
 def test_push_vectors_checksums_match_their_contents(vector: dict[str, Any]) -> None:
     """Every page checksum in push.json is the MD5 of the page as written in the file, and
     every accepted batch's checksum is the MD5 of its ops (a port re-checks exactly this)."""

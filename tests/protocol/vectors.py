@@ -40,6 +40,7 @@ VECTOR_FILES = (
     "push.json",
     "timeclock_state.json",
     "overtime.json",
+    "compact.json",
 )
 #: Files that hold one document, not an array of named vectors.
 DOCUMENT_FILES = ("domains.json",)
@@ -186,7 +187,13 @@ def run_push_vector(vector: Mapping[str, Any]) -> list[dict[str, Any]]:
                 answer: Any = replica.push("t1", body, node_id=push["node_id"])
             else:
                 pull = step["pull"]
-                answer = replica.pull("t1", pull["cursor"], pull["limit"])
+                answer = replica.pull(
+                    "t1",
+                    pull["cursor"],
+                    pull["limit"],
+                    compact=pull.get("compact", False),
+                    node_id=pull.get("node_id"),
+                )
         except PeerError as exc:
             responses.append({"status": exc.status, "problem": exc.problem()})
             continue

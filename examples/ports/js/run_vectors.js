@@ -5,6 +5,7 @@
 // orders_state.json (from the orders state table and schema in domains.json, the domains
 // document of section 21: no copy of the table here), and every checksum that appears in
 // push.json (batch bodies, refusals' `expected`, pull pages).
+// compact.json (section 23): the same checksums, and the shape of every compacted page.
 //
 //   node examples/ports/js/run_vectors.js [vector directory]
 //
@@ -147,9 +148,10 @@ for (const v of load('orders_state.json')) {
   });
 }
 
-// -------------------------------------------------------------- push.json: checksums
-for (const v of load('push.json')) {
-  check('push.json', v.name, () => {
+// ------------------------------------- push.json and compact.json (23.8): checksums
+for (const [file, v] of [...load('push.json').map((x) => ['push.json', x]),
+                         ...load('compact.json').map((x) => ['compact.json', x])]) {
+  check(file, v.name, () => {
     let checked = 0;
     v.steps.forEach((step, k) => {
       const at = `step ${k}`;
@@ -170,7 +172,20 @@ for (const v of load('push.json')) {
         checked += 1;
       }
       if (step.pull && step.expect.status === 200) {
-        assertEqual(checksum(step.expect.body.changes), step.expect.body.checksum, `${at} page checksum`);
+        const page = step.expect.body;
+        assertEqual(checksum(page.changes), page.checksum, `${at} page checksum`);
+        if (step.pull.compact) {
+          // Section 23.2: each record once, ascending by version, the entry of its state now.
+          const keys = page.changes.map((c) => `${c.record.collection}/${c.record.record_id}`);
+          if (new Set(keys).size !== keys.length) throw new Error(`${at}: a record twice`);
+          page.changes.forEach((c, i) => {
+            assertEqual(c.seq, c.record.version, `${at} entry ${i} seq is the record's version`);
+            if (i && c.seq <= page.changes[i - 1].seq) throw new Error(`${at}: not ascending`);
+          });
+          if (page.compacted !== true || typeof page.high_water !== 'number') {
+            throw new Error(`${at}: a compacted page says compacted and high_water`);
+          }
+        }
         checked += 1;
       }
     });
