@@ -32,8 +32,8 @@ from fynlo_sync.engine import Plan, actor_keys, plan_push
 from fynlo_sync.errors import CallerError, ClockError, MalformedError
 from fynlo_sync.hlc import HybridClock, from_wire, to_wire
 from fynlo_sync.ops import Batch, Change, Op, Record
-from fynlo_sync.plugins import SERVER_NODE, Draft, Registry
 from fynlo_sync.pages import PageCache
+from fynlo_sync.plugins import SERVER_NODE, Draft, Registry
 from fynlo_sync.protocol import (
     DEFAULT_MAX_BATCH,
     PullPage,
