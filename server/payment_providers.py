@@ -45,9 +45,13 @@ from fynlo_sync.domains.payments.providers import (
     ProviderPayment,
     WebhookError,
     flow,
-    is_newer,
 )
-from fynlo_sync.domains.payments.providers.plugin import SESSIONS, ProvidersSettings
+from fynlo_sync.domains.payments.providers.plugin import (
+    ORDERS,
+    SESSIONS,
+    ProvidersSettings,
+    report_drafts,
+)
 from fynlo_sync.domains.payments.providers.qr import pay_link, payment_qr, verify_link
 from fynlo_sync.errors import CallerError, RejectedOpError
 from fynlo_sync.ops import Record
@@ -58,7 +62,6 @@ from server.plugins import PLUGIN_PREFIX, PluginContext
 
 __all__ = ["ROOT_ROUTES", "ROUTES", "lifespan", "tip_of"]
 
-ORDERS = "orders"
 TIPS_PERCENT = (0, 5, 10, 20)
 
 
@@ -145,22 +148,6 @@ def _method_provider(method: str) -> str:
     return "bank" if method == "open_banking" else "stripe"
 
 
-def _session_view(session: Mapping[str, Any], attempt_id: str) -> ProviderPayment | None:
-    if not session.get("status") or not session.get("provider_id"):
-        return None
-    return ProviderPayment(
-        provider=str(session.get("provider")),
-        provider_id=str(session["provider_id"]),
-        attempt_id=attempt_id,
-        status=session["status"],
-        raw_status="",
-        amount=int(session.get("amount") or 0),
-        currency=str(session.get("currency") or ""),
-        amount_received=int(session.get("received") or 0),
-        settled=bool(session.get("settled")),
-    )
-
-
 async def _record(
     plugin: PluginContext, tenant: str, attempt_id: str, payment: ProviderPayment
 ) -> int:
@@ -174,42 +161,15 @@ async def _record(
         session_record = found.get(session_key)
         if session_record is None or session_record.deleted:
             return []
-        session = session_record.fields
-        order_id = str(session["order_id"])
-        drafts: list[Draft] = []
-        if payments_loaded:
-            order = found.get((ORDERS, order_id))
-            state = flow.attempt_state(None if order is None else order.fields, attempt_id)
-            plan = flow.attempt_commands(attempt_id, state, payment)
-            drafts += [Draft.command(ORDERS, order_id, n, a) for n, a in plan.commands]
-            finding = plan.finding
-        else:
-            finding = None
-        before = _session_view(session, attempt_id)
-        if is_newer(before, payment) or finding:
-            patch: dict[str, Any] = {
-                "provider": payment.provider,
-                "provider_id": payment.provider_id,
-                "status": payment.status,
-                "received": payment.amount_received,
-                "settled": payment.settled,
-                "failure_code": payment.failure_code,
-                "action": None
-                if payment.action is None
-                else {
-                    "type": payment.action.type,
-                    "url": payment.action.url,
-                    "client_secret": payment.action.client_secret,
-                    "expires_at_ms": payment.action.expires_at_ms,
-                },
-                "updated_ms": now,
-            }
-            if payment.wallet:
-                patch["wallet"] = payment.wallet
-            if finding:
-                patch["finding"] = finding
-            drafts.append(Draft.patch(SESSIONS, attempt_id, patch))
-        return drafts
+        order = found.get((ORDERS, str(session_record.fields["order_id"])))
+        return report_drafts(
+            attempt_id,
+            session_record.fields,
+            None if order is None else order.fields,
+            payment,
+            payments_loaded=payments_loaded,
+            now_ms=now,
+        )
 
     # The order's key is known only from the session: read it first (a session's order
     # never changes), then decide under the lock.

@@ -119,3 +119,28 @@ def test_fynlo_sim_payments_reports_json(capsys: pytest.CaptureFixture[str]) -> 
     report = json.loads(capsys.readouterr().out)
     assert report["payment_attempts"] >= 300
     assert (report["double_charges"], report["lost_captures"]) == (0, 0)
+
+
+def test_a_report_authors_only_what_is_newer() -> None:
+    from fynlo_sync.domains.payments.providers.plugin import report_drafts
+
+    session: dict[str, Any] = {"order_id": "o1", "amount": 2000, "currency": "GBP"}
+    order = {"payments": {"a1": {"state": "pending"}}}
+    paid = pay("succeeded", amount_received=2000)
+    drafts = report_drafts("a1", session, order, paid, payments_loaded=True, now_ms=5)
+    assert [(d.collection, d.kind, d.name) for d in drafts] == [
+        ("orders", "command", "payment_capture"),
+        ("payment_sessions", "patch", None),
+    ]
+    assert drafts[1].fields is not None
+    after = {**session, **drafts[1].fields}
+    captured = {"payments": {"a1": {"state": "captured"}}}
+    assert report_drafts("a1", after, captured, paid, payments_loaded=True, now_ms=6) == []
+    older = pay("requires_action")
+    assert report_drafts("a1", after, captured, older, payments_loaded=True, now_ms=7) == []
+    late = pay("failed", failure_code="provider_rejected")
+    first = report_drafts("a1", after, captured, late, payments_loaded=True, now_ms=8)
+    assert [d.collection for d in first] == ["payment_sessions"]
+    assert first[0].fields is not None and first[0].fields["finding"] == "late-failure"
+    again = {**after, **first[0].fields}
+    assert report_drafts("a1", again, captured, late, payments_loaded=True, now_ms=9) == []

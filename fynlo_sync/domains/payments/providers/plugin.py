@@ -20,12 +20,23 @@ from typing import Annotated, Any, ClassVar
 
 import msgspec
 
-from fynlo_sync.domains.payments.providers import STATUSES
+from fynlo_sync.domains.payments.providers import STATUSES, ProviderPayment, is_newer
+from fynlo_sync.domains.payments.providers.flow import attempt_commands, attempt_state
 from fynlo_sync.errors import RejectedOpError
 from fynlo_sync.ops import Op
-from fynlo_sync.plugins import SERVER_NODE, Collection, DomainPlugin, Field
+from fynlo_sync.plugins import SERVER_NODE, Collection, DomainPlugin, Draft, Field
 
-__all__ = ["SESSIONS", "SESSIONS_COLLECTION", "ProvidersPlugin", "ProvidersSettings"]
+__all__ = [
+    "ORDERS",
+    "SESSIONS",
+    "SESSIONS_COLLECTION",
+    "ProvidersPlugin",
+    "ProvidersSettings",
+    "report_drafts",
+    "session_view",
+]
+
+ORDERS = "orders"
 
 SESSIONS = "payment_sessions"
 
@@ -99,3 +110,67 @@ class ProvidersPlugin(DomainPlugin):
 
     def collections(self) -> tuple[Collection, ...]:
         return (SESSIONS_COLLECTION,)
+
+
+def session_view(session: Mapping[str, Any], attempt_id: str) -> ProviderPayment | None:
+    """What a session last recorded, as a provider report (None before the first)."""
+    if not session.get("status") or not session.get("provider_id"):
+        return None
+    return ProviderPayment(
+        provider=str(session.get("provider")),
+        provider_id=str(session["provider_id"]),
+        attempt_id=attempt_id,
+        status=session["status"],
+        raw_status="",
+        amount=int(session.get("amount") or 0),
+        currency=str(session.get("currency") or ""),
+        amount_received=int(session.get("received") or 0),
+        settled=bool(session.get("settled")),
+    )
+
+
+def report_drafts(
+    attempt_id: str,
+    session: Mapping[str, Any],
+    order: Mapping[str, Any] | None,
+    payment: ProviderPayment,
+    *,
+    payments_loaded: bool,
+    now_ms: int,
+) -> list[Draft]:
+    """The server ops a provider report calls for: the order's ``payment_*`` commands (when
+    the payments plugin is loaded) and the session's patch, only for what is newer. A
+    duplicate or older report yields nothing."""
+    order_id = str(session["order_id"])
+    drafts: list[Draft] = []
+    finding = None
+    if payments_loaded:
+        plan = attempt_commands(attempt_id, attempt_state(order, attempt_id), payment)
+        drafts += [Draft.command(ORDERS, order_id, n, a) for n, a in plan.commands]
+        finding = plan.finding
+    fresh_finding = finding is not None and session.get("finding") != finding
+    if is_newer(session_view(session, attempt_id), payment) or fresh_finding:
+        action = payment.action
+        patch: dict[str, Any] = {
+            "provider": payment.provider,
+            "provider_id": payment.provider_id,
+            "status": payment.status,
+            "received": payment.amount_received,
+            "settled": payment.settled,
+            "failure_code": payment.failure_code,
+            "action": None
+            if action is None
+            else {
+                "type": action.type,
+                "url": action.url,
+                "client_secret": action.client_secret,
+                "expires_at_ms": action.expires_at_ms,
+            },
+            "updated_ms": now_ms,
+        }
+        if payment.wallet:
+            patch["wallet"] = payment.wallet
+        if fresh_finding:
+            patch["finding"] = finding
+        drafts.append(Draft.patch(SESSIONS, attempt_id, patch))
+    return drafts
