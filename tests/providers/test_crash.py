@@ -191,3 +191,140 @@ def test_a_server_killed_between_the_bank_call_and_its_record_charges_once(
     assert done.fields["received"] == 1800
     payments = bank_payments(bank, qr["attempt_id"])
     assert [p["status"] for p in payments] in (["executed"], ["settled"])
+
+
+class HoldingProxy:
+    """A forwarding HTTP proxy in front of localstripe that, when armed, holds the answer
+    to ``POST /v1/payment_intents`` (the intent exists; its creator has not heard)."""
+
+    def __init__(self, upstream: str) -> None:
+        import http.server
+
+        self.upstream = upstream
+        self.hold_s = 0.0
+        self.created = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                size = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(size) if size else None
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "content-length", "connection")
+                }
+                r = httpx.request(
+                    self.command,
+                    outer.upstream + self.path,
+                    content=body,
+                    headers=headers,
+                    timeout=30,
+                )
+                if self.command == "POST" and self.path == "/v1/payment_intents":
+                    outer.created.set()
+                    time.sleep(outer.hold_s)
+                self.send_response(r.status_code)
+                for k, v in r.headers.items():
+                    if k.lower() not in (
+                        "content-length",
+                        "transfer-encoding",
+                        "connection",
+                        "content-encoding",
+                    ):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(r.content)))
+                self.end_headers()
+                try:
+                    self.wfile.write(r.content)
+                except OSError:
+                    pass  # the caller died
+
+            do_GET = do_POST = do_DELETE = _forward
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_server_killed_after_creating_a_stripe_intent_finds_it_again(
+    tmp_path: Path, localstripe: ServiceProcess
+) -> None:
+    """localstripe keeps no idempotency keys: only the look-up by attempt id stands
+    between a retried create and a second intent."""
+    proxy = HoldingProxy(localstripe.url)
+    port = free_port()
+    with run_sandbox_bank(tmp_path) as bank:
+        server = Served(tmp_path, port, bank)
+        server.env.update(
+            {
+                "FYNLO_PROVIDERS_STRIPE_SECRET_KEY": "sk_test_fynlo",
+                "FYNLO_PROVIDERS_STRIPE_API_BASE": proxy.url,
+                "FYNLO_PROVIDERS_STRIPE_WEBHOOK_SECRET": "whsec_crash_test",
+            }
+        )
+        server.start()
+        try:
+            tenant = admin.create_tenant(server.settings, "cafe")
+            link = HttpTransport.enroll(
+                server.url, admin.enroll_device(server.settings, tenant).enrollment_code
+            )
+            import conflict
+            from fynlo_sync.domains.orders import OrdersPlugin
+            from fynlo_sync.domains.payments.providers.plugin import ProvidersPlugin
+
+            till = Terminal(
+                SqliteTerminalStore(tmp_path / "till.db", link.node_id),
+                conflict.registry([OrdersPlugin(), ProvidersPlugin()]),
+                link,
+                wall=lambda: time.time_ns() // 1_000_000,
+            )
+            till.command("orders", "o1", "open", {"currency": "GBP"})
+            till.command(
+                "orders",
+                "o1",
+                "add_line",
+                {"line_id": "l1", "item": "Tart", "qty": 1, "unit_price": 900},
+            )
+            till.sync()
+            qr = link.post("/v1/plugins/providers/qr", {"order_id": "o1", "method": "apple_pay"})
+            sig = qr["pay_url"].rsplit("sig=", 1)[1]
+            body = {"tip": 0, "amount": qr["amount"], "currency": "GBP", "sig": sig}
+            url = qr["pay_url"].split("?", 1)[0] + "/apple-pay"
+            proxy.hold_s = 5.0
+            failed: list[Any] = []
+
+            def press() -> None:
+                try:
+                    failed.append(httpx.post(url, json=body, timeout=30).status_code)
+                except httpx.TransportError as exc:
+                    failed.append(exc)
+
+            presser = threading.Thread(target=press)
+            presser.start()
+            assert proxy.created.wait(20)
+            server.kill()
+            presser.join(timeout=30)
+            assert failed and isinstance(failed[0], httpx.TransportError), failed
+            proxy.hold_s = 0.0
+            server.start()
+            again = httpx.post(url, json=body, timeout=30)
+            assert again.status_code == 200, again.text
+            intents = httpx.get(
+                localstripe.url + "/v1/payment_intents",
+                params={"limit": 100},
+                headers={"Authorization": "Bearer sk_test_fynlo"},
+            ).json()["data"]
+            mine = [i for i in intents if i["metadata"].get("fynlo_attempt_id") == qr["attempt_id"]]
+            assert len(mine) == 1, mine
+            assert again.json()["client_secret"] == mine[0]["client_secret"]
+        finally:
+            server.stop()
+            proxy.close()

@@ -312,20 +312,10 @@ def test_a_self_signed_event_round_trips(localstripe: ServiceProcess) -> None:
 
 
 def test_reports_in_any_order_never_move_a_payment_back() -> None:
-    def report(status: str, **kw: Any) -> ProviderPayment:
-        return ProviderPayment(
-            provider="stripe",
-            provider_id="pi_1",
-            attempt_id="a",
-            status=status,  # type: ignore[arg-type]
-            raw_status=status,
-            amount=1000,
-            currency="GBP",
-            **kw,
-        )
+    from tests.providers.test_flow import pay as report
 
     created, action = report("created"), report("requires_action")
-    held, paid = report("authorized", amount_capturable=1000), report("succeeded")
+    held, paid = report("authorized", amount_capturable=2000), report("succeeded")
     assert is_newer(None, created)
     assert is_newer(created, action) and is_newer(action, held) and is_newer(held, paid)
     assert not is_newer(paid, held)  # the older report arrives late
