@@ -53,6 +53,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
         "argon2",
         "rich",
         "prometheus_client",
+        "structlog",
         "httpx",
         "websockets",
     ),

@@ -44,6 +44,7 @@ from fynlo_sync.plugin_loader import load_plugins
 from fynlo_sync.plugins import Registry
 from server.auth import make_jwt_auth
 from server.backends import open_backend
+from server.observe import configure_logging, outermost
 from server.plugins import plugin_servers
 from server.pokes import make_channels, redis_client
 from server.routes import ROUTES, Runtime
@@ -200,7 +201,7 @@ def create_app(
         ],
         dependencies={"rt": Provide(lambda: rt, use_cache=True, sync_to_thread=False)},
         plugins=[channels],
-        on_app_init=[auth.on_app_init],
+        on_app_init=[auth.on_app_init, outermost],
         middleware=[prometheus.middleware],
         lifespan=[lifespan],
         exception_handlers={
@@ -212,10 +213,14 @@ def create_app(
             title="fynlo-sync server", version="1", path="/schema", use_handler_docstrings=True
         ),
         request_max_body_size=settings.max_body_bytes,
+        logging_config=None,  # server.observe configures logging (in app_from_env)
         signature_namespace={"Runtime": Runtime},
     )
 
 
 def app_from_env() -> Litestar:
-    """The uvicorn factory: ``uvicorn --factory server.app:app_from_env``."""
-    return create_app(Settings.from_env())
+    """The uvicorn factory: ``uvicorn --factory server.app:app_from_env``. Configures the
+    process's logging (JSON lines in production; see :mod:`server.observe`)."""
+    settings = Settings.from_env()
+    configure_logging(settings.log_format, settings.log_level)
+    return create_app(settings)

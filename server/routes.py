@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable, Coroutine
 from random import Random
 from typing import Annotated, Any, Literal
 
@@ -20,12 +22,13 @@ from litestar.response import Response
 from litestar.security.jwt import JWTAuth
 from msgspec import Struct
 
-from fynlo_sync.errors import StoreError
+from fynlo_sync.errors import FynloError, StoreError
 from fynlo_sync.hlc import HybridClock
 from fynlo_sync.ops import Record
 from fynlo_sync.plugins import Registry
 from fynlo_sync.protocol import PushResult, WirePage
 from fynlo_sync.schema import domains_document
+from server import observe
 from server.accounts import DeviceState, Grant
 from server.auth import WS_UNAUTHENTICATED, AccessToken, Device, issue_access_token
 from server.backends import EmbeddedBackend, PostgresBackend
@@ -131,7 +134,16 @@ async def auth_refresh(
 async def push(request: DeviceRequest, rt: NamedDependency[Runtime]) -> PushResult:
     """Apply a Batch (JSON). The body is verified as sent: checksum over its ops first."""
     device = request.user
-    return await rt.backend.push(device.tenant_id, await request.body(), node_id=device.node_id)
+    start = time.perf_counter()
+    try:
+        result = await rt.backend.push(
+            device.tenant_id, await request.body(), node_id=device.node_id
+        )
+    except FynloError as exc:
+        observe.push_failed(device.tenant_id, device.node_id, exc, start)
+        raise
+    observe.pushed(device.tenant_id, device.node_id, result, start)
+    return result
 
 
 @get("/v1/sync/pull", tags=["sync"])
@@ -147,9 +159,12 @@ async def pull(
     """The tenant's changes after ``cursor``, in feed order, with the page's checksum; with
     ``compact=1`` the current state of each record changed after ``cursor``, once."""
     device = request.user
-    return await rt.backend.pull(
+    start = time.perf_counter()
+    page = await rt.backend.pull(
         device.tenant_id, cursor, limit, compact=bool(compact), node_id=device.node_id
     )
+    observe.pulled(page, start)
+    return page
 
 
 @websocket("/v1/sync/ws")
@@ -170,7 +185,19 @@ async def pokes(socket: WebSocket[Device, AccessToken, Any], rt: NamedDependency
                 await socket.close(code=WS_UNAUTHENTICATED, reason=reason)
                 return
             await socket.send_text(text)
+            observe.POKES_SENT.inc()
 
+    with observe.SOCKETS_OPEN.track_inprogress():
+        await _serve_pokes(socket, rt, tenant, device, sender)
+
+
+async def _serve_pokes(
+    socket: WebSocket[Device, AccessToken, Any],
+    rt: Runtime,
+    tenant: str,
+    device: Device,
+    sender: Callable[[Outlet], Coroutine[Any, Any, None]],
+) -> None:
     async with rt.hub.attach(tenant, device.node_id, socket.auth.ep) as outlet:
         cursor = await rt.backend.cursor(tenant)
         outlet.offer(cursor, poke_bytes(cursor).decode())

@@ -15,6 +15,8 @@ FYNLO_MAX_BODY_BYTES       largest request body, bytes (8388608); larger gets 41
 FYNLO_MAX_BATCH            most ops in one pushed batch (1000); more gets 413
 FYNLO_MAX_PAGE             most changes in one pulled page (1000)
 FYNLO_PG_POOL_MAX          PostgreSQL pool size per process (10)
+FYNLO_LOG_FORMAT           ``json`` or ``console`` (``json``; ``console`` when FYNLO_ENV=dev)
+FYNLO_LOG_LEVEL            ``debug``, ``info``, ``warning``, ``error`` (``info``)
 FYNLO_SQLITE_BUSY_MS       how long an embedded write waits for the lock before answering
                            503 ``store-busy``, milliseconds (5000)
 FYNLO_MIGRATE_ON_START     apply migrations at start-up, ``1``/``0`` (``1``)
@@ -32,7 +34,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 from fynlo_sync.errors import SettingsError
 from fynlo_sync.plugin_loader import DEFAULT_PLUGINS, check_specs, plugin_specs
@@ -51,6 +53,13 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     if value < minimum:
         raise SettingsError(f"{name}={value} is below the minimum {minimum}")
     return value
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> Any:
+    raw = (env.get(name) or default).lower()
+    if raw not in allowed:
+        raise SettingsError(f"{name}={raw!r}: use one of {', '.join(allowed)}")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,8 @@ class Settings:
     page_cache_mb: int = 64
     pg_pool_max: int = 10
     sqlite_busy_ms: int = 5000
+    log_format: Literal["json", "console"] = "json"
+    log_level: str = "info"
     migrate_on_start: bool = True
     #: Prefix of the Redis keys and channels this deployment uses.
     redis_prefix: str = "FYNLO"
@@ -118,6 +129,12 @@ class Settings:
             page_cache_mb=_int(env, "FYNLO_PAGE_CACHE_MB", cls.page_cache_mb, minimum=0),
             pg_pool_max=_int(env, "FYNLO_PG_POOL_MAX", cls.pg_pool_max),
             sqlite_busy_ms=_int(env, "FYNLO_SQLITE_BUSY_MS", cls.sqlite_busy_ms, 0),
+            log_format=_choice(
+                env, "FYNLO_LOG_FORMAT", ("json", "console"), "console" if mode == "dev" else "json"
+            ),
+            log_level=_choice(
+                env, "FYNLO_LOG_LEVEL", ("debug", "info", "warning", "error"), cls.log_level
+            ),
             migrate_on_start=env.get("FYNLO_MIGRATE_ON_START", "1") not in ("0", "false", "no"),
             redis_prefix=env.get("FYNLO_REDIS_PREFIX") or cls.redis_prefix,
             plugins=plugin_specs(env),
@@ -139,6 +156,8 @@ class Settings:
             "FYNLO_PAGE_CACHE_MB": str(self.page_cache_mb),
             "FYNLO_PG_POOL_MAX": str(self.pg_pool_max),
             "FYNLO_SQLITE_BUSY_MS": str(self.sqlite_busy_ms),
+            "FYNLO_LOG_FORMAT": self.log_format,
+            "FYNLO_LOG_LEVEL": self.log_level,
             "FYNLO_MIGRATE_ON_START": "1" if self.migrate_on_start else "0",
             "FYNLO_REDIS_PREFIX": self.redis_prefix,
             "FYNLO_PLUGINS": ",".join(self.plugins),
