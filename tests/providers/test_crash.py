@@ -4,6 +4,7 @@ making a second one, and the customer is charged once."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -235,10 +236,8 @@ class HoldingProxy:
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(r.content)))
                 self.end_headers()
-                try:
+                with contextlib.suppress(OSError):  # the caller may have died
                     self.wfile.write(r.content)
-                except OSError:
-                    pass  # the caller died
 
             do_GET = do_POST = do_DELETE = _forward
 
