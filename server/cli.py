@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import sys
+import tempfile
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,8 @@ def _serve(args: argparse.Namespace) -> int:
         # One key for every worker process (a per-process one would split them).
         os.environ.setdefault("FYNLO_SECRET_KEY", secrets.token_urlsafe(32))
     settings = _settings(signs=True)  # fail here, clearly, before uvicorn starts workers
+    if args.workers > 1:
+        _metrics_folder()  # before anything imports prometheus_client
     from server.app import registry_from
 
     registry_from(settings)  # and on a plugin's settings (the error names the variable)
@@ -89,6 +92,21 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
     )
     return 0
+
+
+def _metrics_folder() -> str:
+    """Several workers share their Prometheus figures through files (prometheus_client's
+    multiprocess mode): ``PROMETHEUS_MULTIPROC_DIR``, made fresh when unset, emptied of a
+    previous run's files when set. The workers inherit it."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder:
+        folder = tempfile.mkdtemp(prefix="fynlo-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):
+        if name.endswith(".db"):
+            os.remove(os.path.join(folder, name))
+    return folder
 
 
 def _migrate(args: argparse.Namespace) -> int:
