@@ -20,7 +20,7 @@ from benchmarks.result import Measure, Result, Target, percentile, speed_ratio
 from benchmarks.storm_peer import converge
 from benchmarks.workload import drive_terminal, new_terminal
 
-__all__ = ["run_storm"]
+__all__ = ["page_cache_counts", "run_storm"]
 
 
 def _alone(ctx: Context, ops: int) -> float:
@@ -85,6 +85,7 @@ def run_storm(ctx: Context) -> list[Result]:
                 proc.stdin.flush()
             results = _expect(procs, lines, "RESULT ", timeout=ctx.budget_s + 60)
             storm_s = time.monotonic() - start
+            cache = page_cache_counts(url)
         finally:
             for proc in procs:
                 if proc.poll() is None:
@@ -134,9 +135,10 @@ def run_storm(ctx: Context) -> list[Result]:
                 "ops_each": ops,
                 "changes_each_pulls": target,
                 "client_processes": processes,
-                "server": "1 uvicorn process, embedded SQLite",
+                "server": "1 uvicorn process, embedded SQLite, page cache 64 MiB",
                 "batch": 1000,
                 "page": 1000,
+                "pull": "compacted (protocol 1.1)",
             },
             details={
                 "converged_s": converged_s,
@@ -149,9 +151,27 @@ def run_storm(ctx: Context) -> list[Result]:
                 "total_ops": target,
                 "transport_retries": retries,
                 "changes_pulled_in_all": target * count,
+                "page_cache_hits": cache["hit"],
+                "page_cache_misses": cache["miss"],
+                "page_cache_hit_rate": cache["hit"] / max(1.0, cache["hit"] + cache["miss"]),
             },
         )
     ]
+
+
+def page_cache_counts(url: str) -> dict[str, float]:
+    """The server's page cache counters, from its Prometheus ``/metrics``."""
+    import re
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found = {"hit": 0.0, "miss": 0.0}
+    for result, value in re.findall(
+        r'^fynlo_page_cache_requests_total\{result="(hit|miss)"\} (\S+)$', text, re.M
+    ):
+        found[result] = float(value)
+    return found
 
 
 def _expect(

@@ -36,6 +36,12 @@ class Scale:
     http_concurrency: int
     http_batch: int
     local_writes: int  # (8)
+    tenant_counts: tuple[int, ...]  # (9): tenants, 5 terminals each
+    tenant_in_flight: int
+    big_sizes: tuple[int, ...]  # (10): records in the tenant at each measurement
+    big_pushes: int
+    catchup_changes: int  # (11)
+    ws_big_clients: int  # (6): sockets over two servers + Redis
 
 
 SCALES: dict[str, Scale] = {
@@ -57,6 +63,12 @@ SCALES: dict[str, Scale] = {
         http_concurrency=32,
         http_batch=100,
         local_writes=10_000,
+        tenant_counts=(1, 100, 1000),
+        tenant_in_flight=64,
+        big_sizes=(0, 250_000, 500_000, 1_000_000),
+        big_pushes=50,
+        catchup_changes=1_000_000,
+        ws_big_clients=10_000,
     ),
     "quick": Scale(
         mode="quick",
@@ -76,6 +88,12 @@ SCALES: dict[str, Scale] = {
         http_concurrency=32,
         http_batch=100,
         local_writes=2000,
+        tenant_counts=(1, 10, 100),
+        tenant_in_flight=32,
+        big_sizes=(0, 20_000, 50_000),
+        big_pushes=20,
+        catchup_changes=50_000,
+        ws_big_clients=1000,
     ),
     "tiny": Scale(
         mode="tiny",
@@ -95,6 +113,12 @@ SCALES: dict[str, Scale] = {
         http_concurrency=4,
         http_batch=50,
         local_writes=100,
+        tenant_counts=(1, 2),
+        tenant_in_flight=4,
+        big_sizes=(0, 500),
+        big_pushes=3,
+        catchup_changes=2000,
+        ws_big_clients=8,
     ),
 }
 

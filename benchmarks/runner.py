@@ -22,12 +22,15 @@ from typing import Any
 
 from benchmarks import (
     bench_apply,
+    bench_big,
+    bench_catchup,
     bench_e2e,
     bench_http,
     bench_local,
     bench_pokes,
     bench_pull,
     bench_storm,
+    bench_tenants,
 )
 from benchmarks.context import SCALES, Context
 from benchmarks.harness import Skip
@@ -62,10 +65,19 @@ BENCHMARKS: list[Benchmark] = [
     Benchmark("storm", 5, "Reconnect storm", bench_storm.run_storm),
     Benchmark("pokes", 6, "WebSocket pokes", bench_pokes.run_pokes),
     Benchmark("pokes-redis", 6, "WebSocket pokes, 2 servers + Redis", bench_pokes.run_pokes_redis),
+    Benchmark(
+        "pokes-big",
+        6,
+        "WebSocket pokes, many sockets, 2 servers + Redis",
+        bench_pokes.run_pokes_big,
+    ),
     Benchmark("http-push", 7, "HTTP push throughput (SQLite)", bench_http.run_http_push),
     Benchmark(
         "http-push-pg", 7, "HTTP push throughput (Postgres)", bench_http.run_http_push_postgres
     ),
+    Benchmark("tenants", 9, "Many tenants on 2 servers (Postgres)", bench_tenants.run_tenants),
+    Benchmark("big-tenant", 10, "One tenant growing: push latency", bench_big.run_big_tenant),
+    Benchmark("catchup", 11, "Catching up many changes: peak memory", bench_catchup.run_catchup),
 ]
 
 

@@ -110,6 +110,8 @@ def test_server_benchmarks_run_against_a_real_server(tmp_path: Path) -> None:
         assert results[key]["baseline"]["value"] > 0
         assert results[key]["ratio"] > 0
     assert results["storm"]["details"]["terminals_converged"] == 2
+    cache = results["storm"]["details"]
+    assert cache["page_cache_hits"] + cache["page_cache_misses"] >= 2  # counted in /metrics
     assert results["pokes"]["details"]["p99_ms"] >= results["pokes"]["details"]["p50_ms"]
 
 
@@ -131,3 +133,30 @@ def test_service_benchmarks_run_on_postgres_and_redis(
         assert r["status"] == "ok", r
         assert r["figure"]["value"] > 0 and r["baseline"]["value"] > 0
     assert results["server-postgres-b100"]["met"] in (True, False)
+
+
+def test_scale_benchmarks_run_at_a_tiny_size(
+    tmp_path: Path, postgres_session_url: str, redis_url: str
+) -> None:
+    """Issue 13's benchmarks: many tenants, a growing tenant, a long catch-up's memory (no
+    figure is asserted). (pokes-big is pokes-redis with more sockets.)"""
+    admin = os.environ.get("FYNLO_TEST_POSTGRES_URL", postgres_session_url)
+    _, doc = run(
+        tmp_path,
+        "tenants,big-tenant,catchup",
+        "--postgres-url",
+        admin,
+        "--redis-url",
+        redis_url,
+    )
+    results = {r["key"]: r for r in doc["results"]}
+    assert set(results) == {"tenants", "big-tenant", "catchup"}
+    for r in results.values():
+        assert r["status"] == "ok", r
+        assert r["figure"]["value"] > 0 and r["baseline"]["value"] > 0 and r["ratio"] > 0
+    assert results["tenants"]["params"]["tenants"] == [1, 2]
+    assert results["catchup"]["details"]["big_records"] == 400
+    assert set(results["big-tenant"]["distributions"]) == {
+        "push at 0 records",
+        "push at 500 records",
+    }
