@@ -36,5 +36,5 @@ clean:
 # options through, e.g. make demo DEMO_ARGS="--seed 3 --terminals 8 --out demo-report".
 .PHONY: demo
 demo: $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[server]'
-	$(BIN)/fynlo demo $(DEMO_ARGS)
+	$(BIN)/python -m pip install -q -e '.[server,payments]' localstripe
+	$(BIN)/fynlo demo --payments 6 $(DEMO_ARGS)

@@ -71,6 +71,14 @@ def register(subparsers: Any) -> None:
     )
     demo.add_argument("--json", action="store_true", help="print one JSON object")
     demo.add_argument(
+        "--payments",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then pay N orders for real, by bank (sandbox bank) and card (localstripe), "
+        "and reconcile them with the providers (needs the payments extra and localstripe)",
+    )
+    demo.add_argument(
         "--pace", type=float, default=None, help="seconds between rounds (default: 0.12 live)"
     )
     demo.set_defaults(func=_demo, needs=("server",))

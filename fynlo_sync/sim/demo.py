@@ -218,7 +218,11 @@ def main(args: argparse.Namespace) -> int:
     try:
         if args.json:
             report = run_demo(**options)
-            print(json.dumps(report.to_json(), indent=2))
+            payments = _payments(report, args.payments)
+            doc = report.to_json()
+            if payments is not None:
+                doc["payments"] = payments
+            print(json.dumps(doc, indent=2))
         else:
             try:
                 from rich.live import Live
@@ -234,8 +238,42 @@ def main(args: argparse.Namespace) -> int:
                 report = run_demo(**options, on_update=show)
             print()
             _print_report(report)
+            payments = _payments(report, args.payments)
+            if payments is not None:
+                _print_payments(payments)
             print(f"({time.perf_counter() - started:.1f} s)")
     except MissingDependencyError as exc:
         print(f"fynlo demo: {exc.detail}", file=sys.stderr)
         return 2
+    if payments is not None and not payments["reconciled"]:
+        return 1
     return 0 if report.audit.converged else 1
+
+
+def _payments(report: Any, orders: int) -> dict[str, Any] | None:
+    """Card and bank payments for real (``--payments N``), written beside the report."""
+    if orders <= 0:
+        return None
+    from fynlo_sync.sandbox.payments_demo import run_payments
+
+    folder = Path(report.files["html"]).parent
+    result = run_payments(orders=orders)
+    (folder / "payments.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _print_payments(payments: dict[str, Any]) -> None:
+    print("payments (paid for real, then reconciled with each provider's own record):")
+    for row in payments["payments"]:
+        mark = "ok" if row["reconciled"] else "MISMATCH"
+        print(
+            f"  {row['order']:<12} {row['method']:<13} due {row['due']:>6} tip {row['tip']:>5}"
+            f"  recorded {row['recorded']:>6}  provider took {row['provider_took']:>6}"
+            f"  ({row['provider_payments']} payment)  {mark}"
+        )
+    for method, figures in sorted(payments["by_method"].items()):
+        print(f"  {method}: {figures['payments']} payments, {figures['taken']} taken")
+    print(
+        f"  double charges {payments['double_charges']}, lost captures "
+        f"{payments['lost_captures']}, reconciled: {payments['reconciled']}"
+    )

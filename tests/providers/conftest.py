@@ -104,49 +104,25 @@ APPLE_ASSOCIATION = "7B227073704964223A2266796E6C6F2D74657374227D"
 
 class PayWorld:
     """A running server (embedded SQLite) with the orders and providers plugins, wired to
-    localstripe and the sandbox bank (their webhooks come back to it), one tenant and one
-    enrolled terminal."""
+    localstripe and the sandbox bank (their webhooks come back to it), and one tenant."""
 
-    def __init__(
-        self,
-        url: str,
-        settings: Any,
-        registry: Any,
-        bank: ServiceProcess,
-        stripe: ServiceProcess,
-        tenant: str,
-        folder: Path,
-    ) -> None:
-        self.url = url
-        self.settings = settings
-        self.registry = registry
-        self.bank = bank
-        self.stripe = stripe
-        self.tenant = tenant
-        self.folder = folder
-        self._n = 0
+    def __init__(self, world: Any) -> None:
+        self.world = world
+        self.url: str = world.url
+        self.settings = world.settings
+        self.registry = world.registry
+        self.tenant: str = world.tenant
+        self.stripe_url: str = world.stripe_url
+        self.bank_url: str = world.bank_url
 
     def terminal(self) -> Any:
-        from fynlo_sync.client import Terminal
-        from fynlo_sync.store.sqlite import SqliteTerminalStore
-        from fynlo_sync.transport.http import HttpTransport
-        from server import admin
-
-        self._n += 1
-        code = admin.enroll_device(self.settings, self.tenant).enrollment_code
-        link = HttpTransport.enroll(self.url, code)
-        return Terminal(
-            SqliteTerminalStore(self.folder / f"t{self._n}.db", link.node_id),
-            self.registry,
-            link,
-            wall=lambda: time.time_ns() // 1_000_000,
-        )
+        return self.world.till()
 
     def bank_admin(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         import httpx
 
         r = httpx.post(
-            self.bank.url + path, json=body, headers={"Authorization": "Bearer sandbox-key"}
+            self.bank_url + path, json=body, headers={"Authorization": "Bearer sandbox-key"}
         )
         assert r.status_code == 200, r.text
         out: dict[str, Any] = r.json()
@@ -168,49 +144,14 @@ def wait_until(pred: Any, timeout_s: float = 20.0, what: str = "condition") -> A
 def pay_world(
     tmp_path_factory: pytest.TempPathFactory, localstripe: ServiceProcess
 ) -> Iterator[PayWorld]:
-    import httpx
+    from fynlo_sync.sandbox.payments_demo import payment_world
 
-    import conflict
-    from fynlo_sync.domains.orders import OrdersPlugin
-    from fynlo_sync.domains.payments.providers.plugin import ProvidersPlugin, ProvidersSettings
-    from fynlo_sync.sandbox.processes import free_port, run_sandbox_bank
-    from server import admin
-    from server.testing import embedded_settings, run_in_thread
-
-    folder = tmp_path_factory.mktemp("pay")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with run_sandbox_bank(folder, settle_after_ms=200) as bank:
-        plugin = ProvidersPlugin(
-            settings=ProvidersSettings(
-                pay_link_secret=PAY_LINK_SECRET,
-                public_url=url,
-                stripe_secret_key="sk_test_fynlo",
-                stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
-                stripe_api_base=localstripe.url,
-                stripe_publishable_key="pk_test_fynlo",
-                bank_url=bank.url,
-                bank_api_key="sandbox-key",
-                bank_webhook_secret=BANK_SECRET,
-                apple_pay_association=APPLE_ASSOCIATION,
-            )
-        )
-        registry = conflict.registry([OrdersPlugin(), plugin])
-        settings = embedded_settings(folder)
-        with run_in_thread(settings, registry=registry, port=port) as served:
-            assert served == url
-            hooks = f"{url}/v1/plugins/providers/webhooks"
-            r = httpx.post(
-                bank.url + "/_admin/webhooks",
-                json={"url": hooks + "/bank"},
-                headers={"Authorization": "Bearer sandbox-key"},
-            )
-            assert r.status_code == 200, r.text
-            r = httpx.post(
-                f"{localstripe.url}/_config/webhooks/fynlo-{port}",
-                data={"url": hooks + "/stripe", "secret": STRIPE_WEBHOOK_SECRET},
-                headers={"Authorization": "Bearer sk_test_fynlo"},
-            )
-            assert r.status_code == 200, r.text
-            tenant = admin.create_tenant(settings, "cafe")
-            yield PayWorld(url, settings, registry, bank, localstripe, tenant, folder)
+    with payment_world(
+        tmp_path_factory.mktemp("pay"),
+        stripe_url=localstripe.url,
+        pay_link_secret=PAY_LINK_SECRET,
+        stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
+        bank_webhook_secret=BANK_SECRET,
+        apple_pay_association=APPLE_ASSOCIATION,
+    ) as world:
+        yield PayWorld(world)

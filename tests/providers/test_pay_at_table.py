@@ -200,7 +200,7 @@ def test_apple_pay_through_stripe_records_the_wallet(pay_world: PayWorld) -> Non
     pi = answer["client_secret"].split("_secret_", 1)[0]
     # Stripe.js on the phone confirms with the wallet's card (localstripe: a test card).
     auth = {"Authorization": "Bearer sk_test_fynlo"}
-    ls = pay_world.stripe.url
+    ls = pay_world.stripe_url
     assert (
         httpx.post(
             f"{ls}/v1/payment_intents/{pi}", data={"payment_method": "pm_card_visa"}, headers=auth
@@ -245,3 +245,15 @@ def test_bad_pay_requests_get_typed_problems_and_start_nothing(pay_world: PayWor
             assert getattr(exc, "status", None) in (400, 404), exc
         else:
             raise AssertionError(f"{body} was accepted")
+
+
+def test_the_demo_pays_by_bank_and_card_and_reconciles(localstripe: Any) -> None:
+    from fynlo_sync.sandbox.payments_demo import run_payments
+
+    report = run_payments(orders=2, stripe_url=localstripe.url)
+    assert report["reconciled"] is True
+    assert (report["double_charges"], report["lost_captures"]) == (0, 0)
+    assert sorted(report["by_method"]) == ["apple_pay", "open_banking"]
+    assert all(
+        r["provider_payments"] == 1 and r["session"] == "succeeded" for r in report["payments"]
+    )
