@@ -479,38 +479,22 @@ async def _start(
         retry = True  # started before: find it, never make another
     else:
         retry = bool(session.get("requested_ms"))
-        drafts = [
-            Draft.patch(
-                SESSIONS,
-                attempt_id,
-                {
-                    "method": method,
-                    "tip": data.tip,
-                    "requested_ms": plugin.now_ms(),
-                    "provider": provider.name,
-                },
-            )
-        ]
-        if not retry and _payments_loaded(plugin):
-            drafts.insert(
-                0,
-                Draft.command(
-                    ORDERS,
-                    order_id,
-                    "payment_start",
-                    {
-                        "attempt_id": attempt_id,
-                        "method": method,
-                        "amount": data.amount,
-                        "tip": data.tip,
-                    },
-                ),
-            )
-        result = await plugin.backend.author(tenant, drafts)
-        rejected = [o for o in result.outcomes if o.status == "rejected"]
-        if rejected:
-            raise RejectedOpError(
-                f"the payment cannot start: {rejected[0].reason}", reason=rejected[0].reason
+        if not retry:
+            await _start_attempt(plugin, tenant, order_id, attempt_id, method, data)
+            await plugin.backend.author(
+                tenant,
+                [
+                    Draft.patch(
+                        SESSIONS,
+                        attempt_id,
+                        {
+                            "method": method,
+                            "tip": data.tip,
+                            "requested_ms": plugin.now_ms(),
+                            "provider": provider.name,
+                        },
+                    )
+                ],
             )
     tip = int(session.get("tip") or data.tip) if retry else data.tip
     request = CreatePayment(
@@ -524,6 +508,36 @@ async def _start(
     payment = await flow.start(provider, request, retry=retry)
     await _record(plugin, tenant, attempt_id, payment)
     return payment
+
+
+async def _start_attempt(
+    plugin: PluginContext,
+    tenant: str,
+    order_id: str,
+    attempt_id: str,
+    method: str,
+    data: PayRequest,
+) -> None:
+    """The order's ``payment_start`` (when the payments plugin is loaded), committed on its
+    own and **before** the session asks for a provider payment: if the order refuses it (an
+    attempt is still live, the amount is above the balance), nothing is asked of any
+    provider. An attempt already started by an earlier press is fine."""
+    if not _payments_loaded(plugin):
+        return
+    args = {"attempt_id": attempt_id, "method": method, "amount": data.amount, "tip": data.tip}
+    result = await plugin.backend.author(
+        tenant, [Draft.command(ORDERS, order_id, "payment_start", args)]
+    )
+    outcome = result.outcomes[0]
+    if outcome.status != "rejected":
+        return
+    found = await plugin.backend.load(tenant, [(ORDERS, order_id)])
+    order = found.get((ORDERS, order_id))
+    if flow.attempt_state(None if order is None else order.fields, attempt_id) is None:
+        raise RejectedOpError(
+            f"the payment cannot start: {outcome.reason} ({outcome.detail})",
+            reason=outcome.reason or "rejected",
+        )
 
 
 _PAY_PATH = "/pay/{tenant:str}/{order_id:str}/{attempt_id:str}"
