@@ -49,6 +49,7 @@ RANKS: dict[str, int] = {
     # the server
     "server.settings": 13,
     "server.sqlport": 14,
+    "server.observe": 14,  # logs and metrics
     "server.accounts": 15,
     "server.pokes": 15,
     "server.auth": 16,
