@@ -74,10 +74,15 @@ def _serve(args: argparse.Namespace) -> int:
     from server.app import registry_from
 
     registry_from(settings)  # and on a plugin's settings (the error names the variable)
-    if args.workers > 1 and settings.kind == "sqlite" and not settings.redis_url:
+    from server.pokes import pokes_backend
+
+    if args.workers > 1 and pokes_backend(settings) == "memory":
+        # Each worker would poke only its own sockets: terminals on the others would wait
+        # for their timer. Refuse rather than split pokes silently.
         print(
-            "fynlo serve: --workers > 1 needs FYNLO_REDIS_URL (pokes cross processes through "
-            "Redis) and should use PostgreSQL",
+            "fynlo serve: --workers > 1 on the embedded database would split pokes between "
+            "the workers; set FYNLO_REDIS_URL, or use PostgreSQL (pokes then cross processes "
+            "by LISTEN/NOTIFY), or run one worker",
             file=sys.stderr,
         )
         return 2

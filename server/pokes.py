@@ -1,6 +1,8 @@
-"""Pokes through Litestar Channels: in-process (memory backend) by default; through Redis
-pub/sub when ``FYNLO_REDIS_URL`` is set, so a push on one server process pokes terminals
-connected to another. A poke carries only the tenant's new feed cursor; terminals pull.
+"""Pokes through Litestar Channels: through Redis pub/sub when ``FYNLO_REDIS_URL`` is set,
+else through PostgreSQL's LISTEN/NOTIFY on PostgreSQL (:mod:`server.pgpokes`), so a push on
+one server process pokes terminals connected to another; in-process (memory) only for the
+embedded database without Redis, which ``fynlo serve`` runs in one process. A poke
+carries only the tenant's new feed cursor; terminals pull.
 Redis is never the only copy of anything: a lost poke costs latency, not data (terminals
 also pull on reconnect and on a timer).
 
@@ -30,7 +32,15 @@ if TYPE_CHECKING:
 
     from server.accounts import DeviceState
 
-__all__ = ["Outlet", "PokeHub", "channel_for", "make_channels", "poke_bytes", "redis_client"]
+__all__ = [
+    "Outlet",
+    "PokeHub",
+    "channel_for",
+    "make_channels",
+    "poke_bytes",
+    "pokes_backend",
+    "redis_client",
+]
 
 _poke_decoder = msgspec.json.Decoder(Poke)
 
@@ -55,14 +65,28 @@ def redis_client(settings: Settings) -> Any:
     return Redis.from_url(settings.redis_url)
 
 
+def pokes_backend(settings: Settings) -> str:
+    """Which backend carries pokes between processes: ``redis`` when FYNLO_REDIS_URL is
+    set, else ``postgres`` (LISTEN/NOTIFY) on PostgreSQL, else ``memory`` (one process
+    only: ``fynlo serve`` refuses several workers with it)."""
+    if settings.redis_url:
+        return "redis"
+    return "postgres" if settings.kind == "postgres" else "memory"
+
+
 def make_channels(settings: Settings, redis: Any) -> ChannelsPlugin:
     backend: ChannelsBackend
-    if redis is None:
-        backend = MemoryChannelsBackend()
-    else:
+    kind = pokes_backend(settings)
+    if kind == "redis":
         from litestar.channels.backends.redis import RedisChannelsPubSubBackend
 
         backend = RedisChannelsPubSubBackend(redis=redis, key_prefix=settings.redis_prefix)
+    elif kind == "postgres":
+        from server.pgpokes import PostgresPokes
+
+        backend = PostgresPokes(settings.database_url)
+    else:
+        backend = MemoryChannelsBackend()
     return ChannelsPlugin(
         backend=backend, arbitrary_channels_allowed=True, create_ws_route_handlers=False
     )

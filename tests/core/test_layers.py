@@ -50,6 +50,7 @@ RANKS: dict[str, int] = {
     "server.settings": 13,
     "server.sqlport": 14,
     "server.observe": 14,  # logs and metrics
+    "server.pgpokes": 14,  # pokes by LISTEN/NOTIFY (server.pokes picks it)
     "server.accounts": 15,
     "server.pokes": 15,
     "server.auth": 16,
