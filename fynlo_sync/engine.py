@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+from msgspec import UNSET
 
 from fynlo_sync.canonical import MAX_SAFE_INTEGER
 from fynlo_sync.errors import RejectedOpError, SeqGapError, SeqReuseError
@@ -508,6 +509,7 @@ def plan_push(
             reason=result.reason,
             detail=result.detail,
             conflict_id=None if result.conflict is None else result.conflict.conflict_id,
+            actor=UNSET if op.actor_id is None else op.actor_id,
         )
         if result.record is not None:
             plan.cursor += 1

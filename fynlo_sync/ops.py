@@ -156,6 +156,8 @@ class Outcome(Struct, frozen=True):
     detail: str | None = None
     conflict_id: str | None = None
     original: OutcomeStatus | None = None
+    #: The op's actor, kept in the op log for audit (omitted when the op had none).
+    actor: str | UnsetType = UNSET
 
 
 ConflictState = Literal["open", "resolved"]

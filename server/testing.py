@@ -17,7 +17,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +58,7 @@ def run_in_thread(
     host: str = "127.0.0.1",
     port: int = 0,
     startup_timeout: float = 20.0,
+    wall: Callable[[], int] | None = None,
 ) -> Iterator[str]:
     """Serve ``create_app(settings)`` on ``host:port`` (0: any free port) on a thread;
     yields the base URL (``http://127.0.0.1:PORT``)."""
@@ -69,7 +70,7 @@ def run_in_thread(
     sock.bind((host, port))
     sock.listen(128)
     bound = sock.getsockname()[1]
-    app = create_app(settings, registry=registry)
+    app = create_app(settings, registry=registry, wall=wall)
     config = uvicorn.Config(app, log_level="warning", lifespan="on", ws="websockets-sansio")
     server = uvicorn.Server(config)
     thread = threading.Thread(

@@ -57,6 +57,7 @@ RANKS: dict[str, int] = {
     "server.backends": 17,
     "server.conflicts": 18,
     "server.checks": 18,
+    "server.staff": 21,  # the staff plugin's server module (PIN secrets, sign-in, admin)
     "server.effects": 18,
     "server.admin": 19,
     "server.routes": 19,
@@ -65,6 +66,7 @@ RANKS: dict[str, int] = {
     "server.app": 20,
     "server": 21,
     "server.cli": 22,
+    "server.staff_cli": 22,
     "server.testing": 22,
     # on top of everything: the simulator (its demo runs the real server)
     "fynlo_sync.sim": 23,

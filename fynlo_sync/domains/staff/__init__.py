@@ -4,6 +4,7 @@ from fynlo_sync.domains.staff.plugin import (
     EMPLOYEES,
     EMPLOYEES_COLLECTION,
     StaffPlugin,
+    StaffSettings,
     employee_permissions,
 )
 from fynlo_sync.domains.staff.roles import PERMISSIONS, ROLE_ORDER, ROLES, permissions_of_role
@@ -15,6 +16,7 @@ __all__ = [
     "ROLES",
     "ROLE_ORDER",
     "StaffPlugin",
+    "StaffSettings",
     "employee_permissions",
     "permissions_of_role",
 ]

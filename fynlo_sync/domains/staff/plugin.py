@@ -15,13 +15,21 @@ permissions of their role.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Annotated, Any, ClassVar, Final
+
+import msgspec
 
 from fynlo_sync.domains.staff.roles import ROLES, permissions_of_role
 from fynlo_sync.errors import IllegalTransitionError, RejectedOpError
 from fynlo_sync.plugins import ActorPolicy, Collection, CommandContext, DomainPlugin, Field
 
-__all__ = ["EMPLOYEES", "EMPLOYEES_COLLECTION", "StaffPlugin", "employee_permissions"]
+__all__ = [
+    "EMPLOYEES",
+    "EMPLOYEES_COLLECTION",
+    "StaffPlugin",
+    "StaffSettings",
+    "employee_permissions",
+]
 
 EMPLOYEES: Final = "employees"
 
@@ -151,10 +159,21 @@ def employee_permissions(fields: Mapping[str, Any]) -> frozenset[str]:
     return permissions_of_role(fields.get("role"))
 
 
+class StaffSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``FYNLO_STAFF_OFFLINE_PIN_TTL_S``: how long a terminal may verify an employee's PIN
+    offline after they signed in on it online (12 h); ``FYNLO_STAFF_SESSION_IDLE_S``: a
+    signed-in employee is signed out after this long without a write (300 s)."""
+
+    offline_pin_ttl_s: Annotated[int, msgspec.Meta(ge=0, le=7 * 24 * 3600)] = 12 * 3600
+    session_idle_s: Annotated[int, msgspec.Meta(ge=10, le=24 * 3600)] = 300
+
+
 class StaffPlugin(DomainPlugin):
     """The tenant's employees; their records decide who may act."""
 
     name = "staff"
+    settings_model: ClassVar[type[msgspec.Struct] | None] = StaffSettings
+    server_module: ClassVar[str | None] = "server.staff"
 
     def collections(self) -> Iterable[Collection]:
         return (EMPLOYEES_COLLECTION,)

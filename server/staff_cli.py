@@ -1,0 +1,139 @@
+"""``fynlo employee add | list | deactivate | set-pin`` and ``fynlo audit``.
+
+Run against the database ``FYNLO_DATABASE_URL`` names, with the plugins of
+``FYNLO_PLUGINS`` (the staff plugin among them). Writes are ops authored by the server's
+own node, so they reach every terminal through the feed. ``set-pin`` reads the PIN from
+``--pin`` or, without it, from standard input (so it stays out of the shell's history).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+NEEDS = ("server",)
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, sort_keys=True) if args.json else text)
+
+
+def _run(args: argparse.Namespace, job: Any) -> Any:
+    from server.cli import _settings
+    from server.staff import run_admin
+
+    return run_admin(_settings(), job)
+
+
+def _guard(fn: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        from fynlo_sync.errors import FynloError
+
+        try:
+            result: int = fn(args)
+            return result
+        except FynloError as exc:
+            print(f"fynlo {args.command}: {exc.detail}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def _add(args: argparse.Namespace) -> int:
+    from server.staff import add_employee
+
+    outcome = _run(
+        args,
+        lambda b: add_employee(
+            b,
+            args.tenant,
+            args.id,
+            args.name,
+            args.role,
+            wage_per_hour=args.wage,
+            currency=args.currency,
+        ),
+    )
+    _emit(args, {"employee_id": args.id, "status": outcome.status}, f"{args.id}: added")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from server.staff import list_employees
+
+    rows = _run(args, lambda b: list_employees(b, args.tenant))
+    text = "\n".join(
+        f"{r['employee_id']}\t{r['role']}\t{'active' if r['active'] else 'inactive'}\t{r['name']}"
+        for r in rows
+    )
+    _emit(args, {"tenant_id": args.tenant, "employees": rows}, text)
+    return 0
+
+
+def _deactivate(args: argparse.Namespace) -> int:
+    from server.staff import deactivate_employee
+
+    outcome = _run(args, lambda b: deactivate_employee(b, args.tenant, args.id))
+    _emit(args, {"employee_id": args.id, "status": outcome.status}, f"{args.id}: deactivated")
+    return 0
+
+
+def _set_pin(args: argparse.Namespace) -> int:
+    from server.staff import _wall_ms, set_employee_pin
+
+    pin = args.pin if args.pin is not None else sys.stdin.readline().strip()
+    outcome = _run(args, lambda b: set_employee_pin(b, args.tenant, args.id, pin, _wall_ms()))
+    _emit(args, {"employee_id": args.id, "pin_set": True, "status": outcome.status}, "PIN set")
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from server.staff import audit
+
+    rows = _run(args, lambda b: audit(b, args.tenant, args.actor))
+    text = "\n".join(
+        f"{r['node_id']}:{r['seq']}\t{r['actor'] or '-'}\t{r['status']}"
+        f"{' ' + r['reason'] if r['reason'] else ''}\t"
+        f"{r['collection'] or ''}/{r['record_id'] or ''}"
+        for r in rows
+    )
+    _emit(args, {"tenant_id": args.tenant, "actor": args.actor, "ops": rows}, text)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    employee = subparsers.add_parser("employee", help="a tenant's employees (staff plugin)")
+    sub = employee.add_subparsers(dest="action", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--tenant", required=True)
+        p.add_argument("--json", action="store_true")
+
+    add = sub.add_parser("add", help="add an employee")
+    common(add)
+    add.add_argument("--id", required=True)
+    add.add_argument("--name", required=True)
+    add.add_argument("--role", required=True, choices=["staff", "supervisor", "manager", "owner"])
+    add.add_argument("--wage", type=int, help="wage per hour in minor units")
+    add.add_argument("--currency")
+    add.set_defaults(needs=NEEDS, func=_guard(_add))
+    lst = sub.add_parser("list", help="list the tenant's employees (no secrets)")
+    common(lst)
+    lst.set_defaults(needs=NEEDS, func=_guard(_list))
+    deact = sub.add_parser("deactivate", help="deactivate an employee")
+    common(deact)
+    deact.add_argument("--id", required=True)
+    deact.set_defaults(needs=NEEDS, func=_guard(_deactivate))
+    pin = sub.add_parser("set-pin", help="set an employee's PIN (from --pin or stdin)")
+    common(pin)
+    pin.add_argument("--id", required=True)
+    pin.add_argument("--pin")
+    pin.set_defaults(needs=NEEDS, func=_guard(_set_pin))
+    aud = subparsers.add_parser("audit", help="the op log by actor")
+    common(aud)
+    aud.add_argument("--actor")
+    aud.set_defaults(needs=NEEDS, func=_guard(_audit))
