@@ -40,6 +40,7 @@ COMMAND_MODULES = (
     "fynlo_sync.plugin_cli",
     "fynlo_sync.domains.payments.providers.cli",
     "server.staff_cli",
+    "fynlo_sync.store.cli",
 )
 
 #: The import names of each optional extra's packages (``pyproject.toml`` declares them; a
