@@ -17,7 +17,8 @@ import msgspec
 import pytest
 from websockets.sync.client import connect
 
-from fynlo_sync.errors import ChecksumMismatchError, UnauthenticatedError
+from fynlo_sync.cli import main
+from fynlo_sync.errors import ChecksumMismatchError, FynloError, UnauthenticatedError
 from fynlo_sync.protocol import encode_batch
 from fynlo_sync.transport.http import USER_AGENT, HttpTransport, PokeListener
 from server import admin
@@ -50,10 +51,24 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def _full_run(settings: Settings, url: str) -> list[str]:
-    """Enroll, push, pull, poke, refresh, refuse, revoke; returns every secret it used."""
-    used = [settings.secret_key]
+PIN = "80613579"
+STAFF = "fynlo_sync.domains.orders:OrdersPlugin,fynlo_sync.domains.staff:StaffPlugin"
+
+
+def _staff(settings: Settings, tenant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in settings.to_env().items():
+        monkeypatch.setenv(name, value)
+    base = ["--tenant", tenant, "--id", "e-ana"]
+    assert main(["employee", "add", *base, "--name", "Ana", "--role", "manager"]) == 0
+    assert main(["employee", "set-pin", *base, "--pin", PIN]) == 0
+
+
+def _full_run(settings: Settings, url: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Enroll, push, pull, poke, refresh, refuse, revoke, sign staff in with a PIN (and a
+    wrong one); returns every secret it used."""
+    used = [settings.secret_key, PIN]
     tenant = admin.create_tenant(settings, "Cafe Logs")
+    _staff(settings, tenant, monkeypatch)
     codes = [admin.enroll_device(settings, tenant).enrollment_code for _ in range(2)]
     used += codes + [code.split(".", 1)[1] for code in codes]
     till = HttpTransport.enroll(url, codes[0])
@@ -69,7 +84,13 @@ def _full_run(settings: Settings, url: str) -> list[str]:
     bad["checksum"] = "0" * 32
     with pytest.raises(ChecksumMismatchError):
         till._authed("POST", "/v1/sync/push", content=msgspec.json.encode(bad))
-    assert len(bar.pull(0, 100).changes) == 3
+    changes = bar.pull(0, 100).changes
+    assert [c.record.collection for c in changes].count("orders") == 3
+    signed = till.post("/v1/plugins/staff/sign-in", {"employee_id": "e-ana", "pin": PIN})
+    used += [str(v) for k, v in signed.items() if "verifier" in k]
+    with pytest.raises(FynloError):
+        till.post("/v1/plugins/staff/sign-in", {"employee_id": "e-ana", "pin": "80613570"})
+    used.append("80613570")
     first = till.tokens
     fresh = till.refresh()
     used += [fresh.access_token, fresh.refresh_token]
@@ -86,14 +107,18 @@ def _full_run(settings: Settings, url: str) -> list[str]:
     return used
 
 
-def test_a_full_run_logs_requests_and_pushes_and_no_secret(tmp_path: Path) -> None:
+def test_a_full_run_logs_requests_and_pushes_and_no_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'server.db'}", secret_key=secrets.token_urlsafe(32)
+        database_url=f"sqlite:///{tmp_path / 'server.db'}",
+        secret_key=secrets.token_urlsafe(32),
+        plugins=tuple(STAFF.split(",")),
     )
     log = tmp_path / "server.log"
     proc, url = _serve(settings, log)
     try:
-        used = _full_run(settings, url)
+        used = _full_run(settings, url, monkeypatch)
     finally:
         _stop(proc)
     text = log.read_text()
@@ -113,3 +138,5 @@ def test_a_full_run_logs_requests_and_pushes_and_no_secret(tmp_path: Path) -> No
     assert ok["ops"] == 3 and ok["outcomes"] == {"applied": 3} and ok["node"]
     assert any(e.get("problem") == "checksum-mismatch" for e in pushes)
     assert any(e["event"] == "socket" and e["path"] == "/v1/sync/ws" for e in lines)
+    assert ("POST", "/v1/plugins/staff/sign-in", 200) in paths
+    assert ("POST", "/v1/plugins/staff/sign-in", 403) in paths
