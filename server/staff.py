@@ -429,15 +429,14 @@ async def audit(backend: Any, tenant: str, actor: str | None) -> list[dict[str, 
     targets: dict[tuple[str, int], tuple[str, str]] = {}
     cursor = 0
     while True:
-        page = await backend.pull(tenant, cursor, None)
-        for change in page.changes:
+        changes = await _maybe(store.changes(tenant, cursor, 1000))
+        for change in changes:
             record = change.record
-            targets.setdefault(
-                (change.node_id, change.node_seq), (record.collection, record.record_id)
-            )
-        cursor = page.cursor
-        if not page.more:
+            key = (change.node_id, change.node_seq)
+            targets.setdefault(key, (record.collection, record.record_id))
+        if len(changes) < 1000:
             break
+        cursor = changes[-1].seq
     out: list[dict[str, Any]] = []
     nodes = await _maybe(store.high_waters(tenant))
     for node in sorted(nodes):
@@ -486,3 +485,13 @@ def _wall_ms() -> int:
 
 def _ignore(tenant: str, cursor: int) -> None:
     pass
+
+
+async def labour(backend: Any, tenant: str, week: str) -> Any:
+    """The labour report of ``week`` from the tenant's timecards and employees."""
+    from fynlo_sync.domains.timeclock.report import labour_report
+
+    _require_staff(backend)
+    return labour_report(
+        week, await backend.records(tenant, "timecards"), await backend.records(tenant, EMPLOYEES)
+    )

@@ -1,4 +1,5 @@
-"""``fynlo employee add | list | deactivate | set-pin`` and ``fynlo audit``.
+"""``fynlo employee add | list | deactivate | set-pin``, ``fynlo audit`` and
+``fynlo report labour``.
 
 Run against the database ``FYNLO_DATABASE_URL`` names, with the plugins of
 ``FYNLO_PLUGINS`` (the staff plugin among them). Writes are ops authored by the server's
@@ -105,6 +106,28 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _labour(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from server.staff import labour
+
+    report = _run(args, lambda b: labour(b, args.tenant, args.week))
+    if args.svg:
+        Path(args.svg).write_text(report.svg(), encoding="utf-8")
+    if args.csv:
+        sys.stdout.write(report.csv())
+    elif args.json:
+        print(json.dumps(report.to_json(), sort_keys=True))
+    else:
+        for row in report.rows:
+            print(
+                f"{row.employee_id}\t{row.day}\t{row.worked_ms / 3_600_000:.2f} h\t"
+                f"ot {row.overtime_ms / 3_600_000:.2f}\tdt {row.double_ms / 3_600_000:.2f}\t"
+                f"pending {row.pending_ms / 3_600_000:.2f}\tcost {row.cost} {row.currency or ''}"
+            )
+    return 0
+
+
 def register(subparsers: Any) -> None:
     employee = subparsers.add_parser("employee", help="a tenant's employees (staff plugin)")
     sub = employee.add_subparsers(dest="action", required=True)
@@ -137,3 +160,11 @@ def register(subparsers: Any) -> None:
     common(aud)
     aud.add_argument("--actor")
     aud.set_defaults(needs=NEEDS, func=_guard(_audit))
+    report = subparsers.add_parser("report", help="reports (labour: the time clock)")
+    which = report.add_subparsers(dest="report", required=True)
+    lab = which.add_parser("labour", help="hours and cost per employee per day of a week")
+    common(lab)
+    lab.add_argument("--week", required=True, help="ISO date of the week's Monday")
+    lab.add_argument("--csv", action="store_true")
+    lab.add_argument("--svg", help="also write the picture (SVG) to this file")
+    lab.set_defaults(needs=NEEDS, func=_guard(_labour))

@@ -30,6 +30,7 @@ RANKS: dict[str, int] = {
     "fynlo_sync.engine": 6,
     "fynlo_sync.schema": 6,  # pure: the registry's domains as one JSON document
     "fynlo_sync.plugin_loader": 7,  # imports plugins by name (FYNLO_PLUGINS)
+    "fynlo_sync.domains.timeclock.report": 7,  # renders CSV and SVG (no I/O, not pure core)
     # ports
     "fynlo_sync.store.base": 7,
     "fynlo_sync.transport.base": 7,
