@@ -40,7 +40,7 @@ from server import admin
 from server.settings import Settings
 from server.testing import free_port
 from tests.core.test_plugin_seam import _record
-from tests.server.test_check import fynlo, plant
+from tests.server.test_check import fynlo, plant, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s" * 40
@@ -246,7 +246,10 @@ def test_fynlo_serve_names_a_missing_plugin_setting(tmp_path: Path) -> None:
 
 
 def test_the_plugins_invariant_through_fynlo_check_on_the_served_database(
-    served: tuple[str, Settings], tmp_path: Path
+    served: tuple[str, Settings],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     url, settings = served
     tenant, link, till = _enrolled(url, settings, tmp_path)
@@ -259,9 +262,11 @@ def test_the_plugins_invariant_through_fynlo_check_on_the_served_database(
         "FYNLO_LOYALTY_LINK_SECRET": SECRET,
         "FYNLO_LOYALTY_WEBHOOK_SECRET": HOOK,
     }
-    clean = fynlo(settings, "check", "--json", "--tenant", tenant, **env)
-    assert clean.returncode == 0, clean.stderr
-    assert json.loads(clean.stdout)["invariants"] == ["orders:order-total", "loyalty:card-balance"]
+    code, out, err = run_cli(
+        monkeypatch, capsys, settings, "check", "--json", "--tenant", tenant, **env
+    )
+    assert code == 0, err
+    assert json.loads(out)["invariants"] == ["orders:order-total", "loyalty:card-balance"]
     plant(settings, tenant, CARDS, "c1", stamps=3)
     broken = fynlo(settings, "check", "--json", "--tenant", tenant, **env)
     assert broken.returncode == 1
@@ -274,9 +279,11 @@ def test_the_plugins_invariant_through_fynlo_check_on_the_served_database(
         }
     ]
     # Without its settings the plugin does not load, so the check cannot run at all.
-    refused = fynlo(settings, "check", "--json", FYNLO_PLUGINS=PLUGINS)
-    assert refused.returncode == 2
-    assert "FYNLO_LOYALTY_LINK_SECRET is not set" in refused.stderr
+    for name in ("FYNLO_LOYALTY_LINK_SECRET", "FYNLO_LOYALTY_WEBHOOK_SECRET"):
+        monkeypatch.delenv(name)
+    code, _, err = run_cli(monkeypatch, capsys, settings, "check", "--json", FYNLO_PLUGINS=PLUGINS)
+    assert code == 2
+    assert "FYNLO_LOYALTY_LINK_SECRET is not set" in err
 
 
 def _signed(body: bytes, at: int | None = None) -> dict[str, str]:
