@@ -41,6 +41,7 @@ COMMAND_MODULES = (
     "fynlo_sync.domains.payments.providers.cli",
     "server.staff_cli",
     "fynlo_sync.store.cli",
+    "fynlo_sync.domains.payments.cli",
 )
 
 #: The import names of each optional extra's packages (``pyproject.toml`` declares them; a

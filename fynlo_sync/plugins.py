@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 import msgspec
@@ -45,6 +45,7 @@ __all__ = [
     "Draft",
     "DomainPlugin",
     "Effect",
+    "Extension",
     "Field",
     "FieldKind",
     "FieldType",
@@ -482,6 +483,68 @@ class ActorPolicy:
     permissions: Callable[[Mapping[str, Any]], frozenset[str]]
 
 
+@dataclass(frozen=True, slots=True)
+class Extension:
+    """Fields, commands and derived fields that one plugin adds to a collection another
+    plugin declares (the payments plugin keeps an order's payment attempts in the order, so
+    that one command sees the order's total and every attempt at once).
+
+    The registry merges it into the collection: a field or command name the collection
+    already has is refused, and ``derive`` runs after the collection's own ``derive``,
+    seeing its results (so it can read an order's derived ``total``). ``guard`` is a rule
+    over every command of the collection, its own and the extension's:
+    ``guard(before, after, ctx)`` sees the record's fields before the command and after
+    its patch and derive, and raises a RejectedOpError to refuse it (payments refuses to
+    void an order that holds captured money)."""
+
+    collection: str
+    fields: Mapping[str, Field] = field(default_factory=dict)
+    commands: Mapping[str, Command] = field(default_factory=dict)
+    derive: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    guard: Callable[[Mapping[str, Any] | None, Mapping[str, Any], CommandContext], None] | None = (
+        None
+    )
+
+
+def _extended(base: Collection, ext: Extension) -> Collection:
+    for kind, theirs, ours in (
+        ("field", base.fields, ext.fields),
+        ("command", base.commands, ext.commands),
+    ):
+        for name in sorted(ours):
+            if name in theirs:
+                raise CallerError(f"an extension redeclares {base.name}.{name} ({kind})")
+    derive = base.derive
+    if ext.derive is not None:
+        first, then = base.derive, ext.derive
+
+        def derive(fields: Mapping[str, Any]) -> dict[str, Any]:
+            out = {} if first is None else first(fields)
+            out.update(then({**fields, **out}))
+            return out
+
+    commands = {**base.commands, **ext.commands}
+    if ext.guard is not None:
+        commands = {name: _guarded(commands[name], ext.guard, derive) for name in commands}
+    return replace(base, fields={**base.fields, **ext.fields}, commands=commands, derive=derive)
+
+
+def _guarded(
+    command: Command,
+    guard: Callable[[Mapping[str, Any] | None, Mapping[str, Any], CommandContext], None],
+    derive: Callable[[Mapping[str, Any]], dict[str, Any]] | None,
+) -> Command:
+    def run(ctx: CommandContext) -> dict[str, Any]:
+        patch = command(ctx)
+        after = {**(ctx.record or {}), **patch}
+        if derive is not None:
+            after.update(derive(after))
+        guard(ctx.record, after, ctx)
+        return patch
+
+    return run
+
+
 class DomainPlugin:
     """Base class with no-op defaults. Override what the domain needs.
 
@@ -521,6 +584,10 @@ class DomainPlugin:
         return None
 
     def collections(self) -> Iterable[Collection]:
+        return ()
+
+    def extensions(self) -> Iterable[Extension]:
+        """Additions to collections that other plugins declare (see :class:`Extension`)."""
         return ()
 
     def strategies(self) -> Iterable[Strategy]:
@@ -603,6 +670,14 @@ class Registry:
                     )
                 seen[invariant.name] = plugin.name
                 self._invariants.append((plugin.name, invariant))
+        for plugin in self.plugins:
+            for ext in plugin.extensions():
+                base = self._collections.get(ext.collection)
+                if base is None:
+                    raise CallerError(
+                        f"plugin {plugin.name!r} extends unknown collection {ext.collection!r}"
+                    )
+                self._collections[ext.collection] = _extended(base, ext)
         for collection in self._collections.values():
             names = [collection.strategy, *collection.field_strategies.values()]
             for name in names:

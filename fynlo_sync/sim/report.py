@@ -71,6 +71,12 @@ class Report:
             "orders": a.orders,
             "orders_total_minor": a.orders_total_minor,
             "totals_add_up": a.totals_ok,
+            **{
+                key: a.money[key]
+                for key in ("money_adds_up", "payments", "double_charges", "ledger_balanced")
+                if key in a.money
+            },
+            **({"money": a.money["money"]} if a.money else {}),
             "audited_against": "server op log" if a.exact else "server feed + terminal outcomes",
             "differences": a.differences,
             "sync": {t.name: t.to_json() for t in self.terminals},
@@ -96,6 +102,7 @@ class Report:
             ("converged", "yes" if a.converged else "NO"),
             ("orders / their totals add up", f"{a.orders} / {'yes' if a.totals_ok else 'NO'}"),
             ("audited against", "the server's op log" if a.exact else "the server's feed"),
+            *_money_rows(a.money),
         ]
 
     def markdown(self, picture: str) -> str:
@@ -110,6 +117,7 @@ class Report:
             "|---|---|",
             *(f"| {k} | {v} |" for k, v in self.rows()),
             "",
+            *(["![revenue per day by method](revenue.svg)", ""] if self.audit.money else []),
             "## Sync time per terminal",
             "",
             "| terminal | ops made | syncs ok | failed | median ms | max ms | offline s "
@@ -166,8 +174,45 @@ class Report:
         files["picture"].write_text(svg, encoding="utf-8")
         files["markdown"].write_text(self.markdown("timeline.svg"), encoding="utf-8")
         files["html"].write_text(self.html_page(svg), encoding="utf-8")
+        if self.audit.money:
+            from fynlo_sync.domains.payments.reports import revenue_svg
+
+            files["revenue_picture"] = folder / "revenue.svg"
+            files["revenue_picture"].write_text(
+                revenue_svg(self.audit.money["revenue_rows"], "Demo bistro: revenue by method"),
+                encoding="utf-8",
+            )
         self.files = {k: str(v) for k, v in files.items()}
         return self.files
+
+
+def _money_rows(money: dict[str, Any]) -> list[tuple[str, str]]:
+    """The money lines of the report (none without the payments plugin)."""
+    if not money:
+        return []
+    m = money["money"]
+    drawers = "; ".join(
+        f"{name.rsplit('.', 1)[-1]} counted {d['counted']} of {d['expected']} "
+        f"({d['difference']:+d})"
+        for name, d in sorted(m["drawers"].items())
+        if d["counted"] is not None
+    )
+    return [
+        ("money adds up", "yes" if money["money_adds_up"] else "NO"),
+        ("payments by method", ", ".join(f"{k} {v}" for k, v in money["payments"].items())),
+        ("collected per method", ", ".join(f"{k} {v}" for k, v in m["collected"].items())),
+        ("tips (passed in full)", str(m["tips"])),
+        ("processing fees / platform revenue", f"{m['processing_fees']} / {m['platform_revenue']}"),
+        (
+            "refunds",
+            f"{m['refunds']} ({m['overpayments']} overpayments found at sync, "
+            f"{m['refunds_due_open']} still due)",
+        ),
+        ("voids (authorised, never captured)", str(m["voids"])),
+        ("double charges", str(money["double_charges"])),
+        ("ledger balanced", "yes" if money["ledger_balanced"] else "NO"),
+        ("drawers (Z-reports)", drawers or "none closed"),
+    ]
 
 
 def _figures(desk: Desk, end: float) -> TerminalFigures:

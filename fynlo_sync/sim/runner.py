@@ -48,6 +48,8 @@ class RunResult:
     #: Non-applied outcomes of ops acknowledged through the feed only, never answered to
     #: their author (see :mod:`fynlo_sync.sim.invariants`).
     unseen_outcomes: int = 0
+    #: Payments on the server at the end: by method, refunds, voids, overpayments.
+    payments: Counter[str] = field(default_factory=Counter)
 
     @property
     def ok(self) -> bool:
@@ -81,7 +83,9 @@ def run_schedule(schedule: Schedule, registry: Registry | None = None) -> RunRes
         outcomes: Counter[str] = Counter()
         rejected: Counter[str] = Counter()
         made = 0
+        payments: Counter[str] = Counter()
         try:
+            payments = world.payment_counts()
             for _node, outcome in world.outcomes():
                 outcomes[outcome.status] += 1
                 if outcome.status == "rejected":
@@ -104,6 +108,7 @@ def run_schedule(schedule: Schedule, registry: Registry | None = None) -> RunRes
         ops_made=made,
         seconds=time.perf_counter() - started,
         unseen_outcomes=world.unseen_outcomes,
+        payments=payments,
     )
 
 
@@ -221,6 +226,7 @@ class Summary:
     faults: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
+    payments: Counter[str] = field(default_factory=Counter)
     failures: list[RunResult] = field(default_factory=list)
     reproduction: Schedule | None = None
     reproduction_result: RunResult | None = None
@@ -243,6 +249,7 @@ class Summary:
         self.faults.update(result.faults)
         self.outcomes.update(result.outcomes)
         self.rejected.update(result.rejected)
+        self.payments.update(result.payments)
         self._hash.update(result.trace_hash.encode("ascii"))
         if result.failure is not None:
             self.failures.append(result)
@@ -258,6 +265,7 @@ class Summary:
             "outcomes": dict(sorted(self.outcomes.items())),
             "rejected": dict(sorted(self.rejected.items())),
             "unseen_outcomes": self.unseen_outcomes,
+            "payments": dict(sorted(self.payments.items())),
             "faults": dict(sorted(self.faults.items())),
             "failures": len(self.failures),
             "trace_hash": self.trace_hash,

@@ -15,6 +15,7 @@ the audit against the server's feed (and its op log when the server runs in-proc
 from __future__ import annotations
 
 import contextlib
+import itertools
 import random
 import time
 from collections import Counter
@@ -25,12 +26,15 @@ from typing import Any
 
 from fynlo_sync.client import Terminal
 from fynlo_sync.domains.orders import ORDERS
+from fynlo_sync.domains.payments.drawers import DRAWERS
+from fynlo_sync.domains.payments.till import Till
 from fynlo_sync.errors import FynloError, RejectedOpError, TransportError
 from fynlo_sync.ops import Change, Op, Outcome, Record
 from fynlo_sync.plugins import CONFLICTS, Registry
 from fynlo_sync.sim import workload
 from fynlo_sync.sim.cable import Cable
 from fynlo_sync.sim.invariants import parked_by
+from fynlo_sync.sim.payments import has_payments, money_report, settle
 from fynlo_sync.sim.schedule import Step
 from fynlo_sync.store.sqlite import SqliteTerminalStore
 from fynlo_sync.transport.http import HttpTransport, PokeListener
@@ -52,6 +56,7 @@ TURN_WRITES = (
     ("covers", 1),
     ("stock", 3),
     ("table", 1),
+    ("pay", 3),
 )
 #: How long a terminal waits for the poke of the newest change before it syncs anyway.
 POKE_WAIT_S = 1.0
@@ -120,6 +125,9 @@ class Audit:
     orders: int = 0
     orders_total_minor: int = 0
     totals_ok: bool = True
+    #: The money at the end (``fynlo_sync.sim.payments.money_report``), or empty without
+    #: the payments plugin.
+    money: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -234,7 +242,9 @@ class Service:
     def write(self, desk: Desk, what: str, a: int, b: int, order_id: str | None = None) -> list[Op]:
         step = Step("write", t=desk.index, what=what, a=a, b=b)
         try:
-            ops = workload.act(desk.client, "bistro", desk.index, step, order_id=order_id)
+            ops = workload.act(
+                desk.client, "bistro", desk.index, step, order_id=order_id, online=desk.online
+            )
         except RejectedOpError as exc:
             desk.refused[str(exc.extra.get("reason") or exc.code)] += 1
             return []
@@ -277,7 +287,9 @@ class Service:
             self.pause()
         self.enter("closing")
         self._resolve_parked()
+        self._refund_overpayments()
         self._close_tables()
+        self._close_drawers()
         self.enter("audit")
         audit = self._audit()
         self.say(
@@ -294,11 +306,14 @@ class Service:
 
     def _outage(self, cut: list[Desk]) -> None:
         self.enter("outage")
+        shared = self._shared_bill(cut)
         for desk in cut:
             desk.cable.unplug()
             desk.outages.append([self.now(), -1.0])
             self.say(f"{desk.name} loses the internet")
         self._split_brain(cut[0])
+        if shared is not None:
+            self._double_cash(shared, cut)
 
     def _split_brain(self, away: Desk) -> None:
         """An order and a table edited on both sides of the cut."""
@@ -320,6 +335,99 @@ class Service:
                     continue
                 self.write(desk, what, table, self.rng.randrange(100), order_id=order.record_id)
             self.sync(desk, "turn")
+
+    # ------------------------------------------------------------------ payments
+
+    def _till(self, desk: Desk) -> Till:
+        ids = itertools.count()
+        return Till(
+            desk.client,
+            f"bistro.drawer.{desk.name}",
+            lambda: f"{desk.name}.{desk.client.store.meta().next_seq}.{next(ids)}",
+            online=lambda: desk.online,
+        )
+
+    def _pay(self, desk: Desk, order_id: str, how: int) -> None:
+        first = desk.client.store.meta().next_seq
+        try:
+            settle(desk.client, self._till(desk), order_id, how)
+        except RejectedOpError as exc:
+            desk.refused[str(exc.extra.get("reason") or exc.code)] += 1
+        desk.made.extend(op for op in desk.client.pending() if op.seq >= first)
+
+    def _shared_bill(self, cut: list[Desk]) -> str | None:
+        """Just before the outage: a table's bill that the terminals about to be cut off
+        (and the manager's till) all have."""
+        manager = self.desks[0]
+        if not has_payments(manager.client):
+            return None
+        order_id = "bistro.o0.shared"
+        manager.made.append(manager.client.command(ORDERS, order_id, "open", {"currency": "GBP"}))
+        line = {"line_id": "s1", "item": "steak", "qty": 2, "unit_price": 2400}
+        manager.made.append(manager.client.command(ORDERS, order_id, "add_line", line))
+        for desk in (manager, *cut):
+            self.sync(desk, "turn")
+        return order_id
+
+    def _double_cash(self, order_id: str, cut: list[Desk]) -> None:
+        """Two terminals cut off from the server both take cash for the whole bill (the
+        second one is the manager's, online, when only one terminal is cut off)."""
+        pair = cut[:2] if len(cut) >= 2 else [cut[0], self.desks[0]]
+        self.say(f"{pair[0].name} and {pair[1].name} both take cash for {order_id}")
+        for desk in pair:
+            self._pay(desk, order_id, 0)
+            self.sync(desk, "turn")
+
+    def _refund_overpayments(self) -> None:
+        """The manager sees what is due back (an overpayment found at sync) and refunds it
+        from the drawer; and voids a card payment a guest changed their mind about."""
+        manager = self.desks[0]
+        if not has_payments(manager.client):
+            return
+        till = self._till(manager)
+        for order in manager.client.records(ORDERS):
+            for attempt_id, due in sorted((order.fields.get("refunds_due") or {}).items()):
+                first = manager.client.store.meta().next_seq
+                try:
+                    with manager.client.store.transaction():
+                        if manager.client.get(DRAWERS, till.drawer_id) is None:
+                            till.open_drawer(10_000, "GBP")
+                        till.refund(order.record_id, attempt_id, due["amount"], approved_by="mgr")
+                    self.say(
+                        f"{manager.name} refunds {due['amount']} overpaid on {order.record_id}"
+                    )
+                except RejectedOpError as exc:
+                    manager.refused[str(exc.extra.get("reason") or exc.code)] += 1
+                manager.made.extend(op for op in manager.client.pending() if op.seq >= first)
+        for order in manager.client.records(ORDERS):
+            if order.fields.get("status") not in ("open", "served") or not order.fields.get(
+                "balance_due"
+            ):
+                continue
+            first = manager.client.store.meta().next_seq
+            with contextlib.suppress(RejectedOpError):
+                attempt_id = till.start(order.record_id, "card", 1)
+                for name in ("submit", "authorise"):
+                    manager.client.command(
+                        ORDERS, order.record_id, f"payment_{name}", {"attempt_id": attempt_id}
+                    )
+                till.void(order.record_id, attempt_id)
+                self.say(f"{manager.name} voids an authorised card payment on {order.record_id}")
+            manager.made.extend(op for op in manager.client.pending() if op.seq >= first)
+            break
+        self.sync(manager, "closing")
+
+    def _close_drawers(self) -> None:
+        """Every till counts its drawer (the bar is 50p short) and closes it: a Z-report."""
+        for desk in self.desks:
+            self.sync(desk, "closing")
+            drawer = desk.client.get(DRAWERS, f"bistro.drawer.{desk.name}")
+            if drawer is None or drawer.fields.get("status") != "open":
+                continue
+            counted = int(drawer.fields["expected"]) - (50 if desk.name == "bar" else 0)
+            desk.made.append(self._till(desk).close_drawer(counted))
+            self.sync(desk, "closing")
+        self.drain_pokes()
 
     def _reconnect(self, cut: list[Desk]) -> None:
         self.enter("back online")
@@ -362,6 +470,8 @@ class Service:
                     if step is None or not order.record_id.startswith(f"bistro.o{desk.index}."):
                         continue  # each till closes its own tables
                     busy = True
+                    if step == "close" and has_payments(desk.client):
+                        self._pay(desk, order.record_id, self.rng.randrange(3))
                     self.write(desk, step, 0, 0, order_id=order.record_id)
                 self.sync(desk, "closing")
             self.drain_pokes()
@@ -448,6 +558,8 @@ class Service:
                     line["qty"] * line["unit_price"] for line in lines.values()
                 ):
                     audit.totals_ok = False
+        if has_payments(self.desks[0].client):
+            audit.money = money_report(server_rows)
         audit.converged = not audit.differences and audit.ops_lost == 0 and audit.totals_ok
         return audit
 

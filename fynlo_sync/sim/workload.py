@@ -19,6 +19,7 @@ from fynlo_sync.domains.orders import ORDERS
 from fynlo_sync.ops import Op, Record
 from fynlo_sync.plugins import CONFLICTS
 from fynlo_sync.sim.floor import STOCK, TABLES
+from fynlo_sync.sim.payments import PAYMENT_WRITES, act_payment
 from fynlo_sync.sim.schedule import Step
 
 __all__ = ["INITIAL_STOCK", "MENU", "STOCKED", "TABLE_COUNT", "act", "seed_floor"]
@@ -50,11 +51,20 @@ def seed_floor(client: Terminal, tenant: str) -> list[Op]:
 
 
 def act(
-    client: Terminal, tenant: str, index: int, step: Step, *, order_id: str | None = None
+    client: Terminal,
+    tenant: str,
+    index: int,
+    step: Step,
+    *,
+    order_id: str | None = None,
+    online: bool = True,
 ) -> list[Op]:
     """Do one write of the service on ``client``: ``step.what`` with its selectors resolved
-    against what the terminal sees now (``order_id`` names the order instead of ``a``).
+    against what the terminal sees now (``order_id`` names the order instead of ``a``;
+    ``online`` says whether the terminal can reach the server, which payments need).
     Returns the ops made (``[]``: nothing to do)."""
+    if step.what in PAYMENT_WRITES:
+        return act_payment(client, tenant, step, online=online)
     seq = client.store.meta().next_seq
     orders = [o for o in client.records(ORDERS) if o.record_id.startswith(tenant + ".")]
 

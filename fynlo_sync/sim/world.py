@@ -23,6 +23,7 @@ from typing import Any
 import conflict
 from fynlo_sync.client import Terminal
 from fynlo_sync.domains.orders import OrdersPlugin
+from fynlo_sync.domains.payments import PaymentsPlugin
 from fynlo_sync.errors import FynloError, RejectedOpError, TransportError
 from fynlo_sync.ops import Op, Outcome, Record
 from fynlo_sync.plugins import Registry
@@ -32,6 +33,7 @@ from fynlo_sync.sim.clock import TerminalClock, VirtualTime
 from fynlo_sync.sim.floor import FloorPlugin
 from fynlo_sync.sim.invariants import Violation
 from fynlo_sync.sim.network import Crashed, Link, Network
+from fynlo_sync.sim.payments import payment_counts
 from fynlo_sync.sim.schedule import Schedule, Step
 from fynlo_sync.store.base import Key, ServerStore, TerminalMeta
 from fynlo_sync.store.memory import MemoryServerStore, MemoryTerminalStore
@@ -44,7 +46,7 @@ QUIET_ROUNDS = 6
 
 
 def restaurant_registry() -> Registry:
-    return conflict.registry([OrdersPlugin(), FloorPlugin()])
+    return conflict.registry([OrdersPlugin(), PaymentsPlugin(), FloorPlugin()])
 
 
 _TEMPLATES: dict[str, bytes] = {}
@@ -445,7 +447,8 @@ class World:
             )
 
     def _action(self, term: SimTerminal, step: Step) -> list[Op]:
-        return workload.act(term.client, term.tenant, term.index, step)
+        online = not term.link.partitioned
+        return workload.act(term.client, term.tenant, term.index, step, online=online)
 
     # ------------------------------------------------------------------ the end
 
@@ -488,6 +491,13 @@ class World:
             for node in self.nodes_of(tenant):
                 for outcome in store.op_log(tenant, node):
                     yield node, outcome
+
+    def payment_counts(self) -> Counter[str]:
+        """Payments by method, refunds, voids and overpayments on the server, all tenants."""
+        counts: Counter[str] = Counter()
+        for tenant in self.tenants:
+            counts.update(payment_counts(self.replica.store.records(tenant, "orders")))
+        return counts
 
     def close(self) -> None:
         for term in self.terminals:

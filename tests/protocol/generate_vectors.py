@@ -30,6 +30,7 @@ from fynlo_sync.ops import Batch, Op, Record, Stamp, ops_checksum
 from fynlo_sync.plugins import Collection, Field, Registry
 from fynlo_sync.schema import domains_document
 from tests.protocol.staff_vectors import overtime_vectors, timeclock_vectors
+from tests.protocol.payments_vectors import fees_vectors, payments_state_vectors
 from tests.protocol.vectors import (
     VECTOR_DIR,
     RawJSON,
@@ -1688,6 +1689,8 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "timeclock_state.json": timeclock_vectors,
     "overtime.json": overtime_vectors,
     "compact.json": compact_vectors,
+    "payments_state.json": payments_state_vectors,
+    "fees.json": fees_vectors,
 }
 
 

@@ -41,6 +41,8 @@ VECTOR_FILES = (
     "timeclock_state.json",
     "overtime.json",
     "compact.json",
+    "payments_state.json",
+    "fees.json",
 )
 #: Files that hold one document, not an array of named vectors.
 DOCUMENT_FILES = ("domains.json",)

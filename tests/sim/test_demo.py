@@ -63,6 +63,17 @@ def test_fynlo_demo_json_on_the_in_process_server(
     assert {"till-1", "till-2", "bar"} <= names
     assert "converged" in (tmp_path / "report.md").read_text()
     assert "<svg" in (tmp_path / "report.html").read_text()
+    # The money: paid in cash and by card, an overpayment by two terminals cut off from
+    # the server found at sync and refunded, a void; every drawer counted and closed.
+    assert data["money_adds_up"] is True and data["ledger_balanced"] is True
+    assert data["double_charges"] == 0
+    assert data["payments"]["cash"] > 0 and data["payments"]["card"] > 0
+    money = data["money"]
+    assert money["overpayments"] == 1 and money["refunds"] > 0 and money["refunds_due_open"] == 0
+    assert money["voids"] >= 1 and money["violations"] == []
+    assert money["drawer_cash"] == money["collected"]["cash"]
+    assert all(d["status"] == "closed" for d in money["drawers"].values())
+    assert ET.parse(tmp_path / "revenue.svg").getroot().tag.endswith("svg")
 
 
 def test_fynlo_demo_against_a_running_server(

@@ -2,6 +2,7 @@
 'use strict';
 // Check this port against docs/protocol/vectors: canonical.json, checksum.json, hlc.json,
 // conflicts.json (every vector: put/patch/delete under the four built-in strategies),
+// fees.json and payments_state.json (the payments domain, payments.js),
 // orders_state.json (from the orders state table and schema in domains.json, the domains
 // document of section 21: no copy of the table here), and every checksum that appears in
 // push.json (batch bodies, refusals' `expected`, pull pages).
@@ -145,6 +146,89 @@ for (const v of load('orders_state.json')) {
       if (exc instanceof Rejected) throw new Error(`the record breaks the schema: ${exc.reason}`);
       throw exc;
     }
+  });
+}
+
+// ------------------------------------------------------ fees.json (section 19.5)
+const pay = require('./payments');
+function runFee(v) {
+  switch (v.kind) {
+    case 'percent': return pay.percentOf(v.amount, v.rate_bp, v.rounding);
+    case 'split_equal': return pay.splitEqual(v.total, v.parts);
+    case 'split_ratio': return pay.splitRatio(v.total, v.weights);
+    case 'gross_up': {
+      const charge = pay.grossUp(v.net, v.rate_bp, v.fixed);
+      const fee = pay.percentOf(charge, v.rate_bp, 'half-up') + v.fixed;
+      return { charge, fee, net: charge - fee };
+    }
+    case 'tip': return pay.tipAmount(v.settings, v.amount, v.order_total, v.choice);
+    case 'fee': {
+      const q = pay.quote(v.rates, v.method, v.country, v.currency, v.day, v.amount);
+      return { processing: q.processing, platform: q.platform };
+    }
+    case 'surcharge': return pay.checkSurcharge(v);
+    case 'service_charge': return pay.percentOf(v.amount, v.rate_bp, v.rounding);
+    case 'route': return pay.rank(v.rates, v.amount, v.country, v.currency, v.day, v.methods);
+    default: throw new Error(`unknown kind ${v.kind}`);
+  }
+}
+for (const v of load('fees.json')) {
+  check('fees.json', v.name, () => {
+    let got;
+    let refused = null;
+    try { got = runFee(v); } catch (exc) {
+      if (!(exc instanceof pay.Rejected)) throw exc;
+      refused = exc.reason;
+    }
+    if (v.error !== undefined) return assertEqual(refused, v.error, 'refusal');
+    if (refused !== null) throw new Error(`refused: ${refused}`);
+    assertEqual(canonical(got), canonical(v.expect), 'value');
+  });
+}
+
+// ------------------------------------------- payments_state.json (sections 19.2-19.4)
+// The payment commands are ported (payments.js); a vector runs the command on the order,
+// applies the patch and the derived fields as section 11.4 and 11.7 say, and compares
+// the whole resulting record.
+const orderTotal = (f) => Object.values(f.lines || {}).reduce((s, l) => s + l.qty * l.unit_price, 0);
+for (const v of load('payments_state.json')) {
+  check('payments_state.json', v.name, () => {
+    const command = v.op.name.replace(/^payment_/, '');
+    const id = v.op.args.attempt_id;
+    const named = v.record.fields.payments[id];
+    const state = named === undefined ? null : named.state;
+    assertEqual(state, v.state, 'the fixture attempt\'s state');
+    const next = pay.nextAttemptState(state, command);
+    assertEqual(next !== null, v.allowed, 'allowed by the table');
+    let patch;
+    try {
+      patch = pay.paymentCommand(v.record.fields, command, v.op.args, v.op);
+    } catch (exc) {
+      if (!(exc instanceof pay.Rejected)) throw exc;
+      assertEqual(v.expect.status, 'rejected', 'outcome');
+      assertEqual(exc.reason, v.expect.reason, 'reason');
+      assertEqual(v.next, null, 'no state after a rejection');
+      return assertEqual(v.expect.record, null, 'record');
+    }
+    const stamp = [v.op.hlc, v.op.node_id, v.seq];
+    const fields = { ...v.record.fields, ...patch };
+    const stamps = { ...v.record.stamps };
+    for (const name of Object.keys(patch)) stamps[name] = stamp;
+    const derived = { total: orderTotal(fields) };
+    Object.assign(derived, pay.deriveMoney({ ...fields, ...derived }));
+    for (const name of Object.keys(derived)) {
+      if (canonical(fields[name]) !== canonical(derived[name]) || !(name in fields)) {
+        fields[name] = derived[name];
+        stamps[name] = stamp;
+      }
+    }
+    const record = {
+      collection: v.op.collection, record_id: v.op.record_id, fields, stamps,
+      deleted: false, deleted_stamp: null, version: v.seq,
+    };
+    assertEqual(v.expect.status, 'applied', 'outcome');
+    assertEqual(canonical(record), canonical(v.expect.record), 'record');
+    assertEqual(record.fields.payments[id].state, v.next, 'attempt state');
   });
 }
 

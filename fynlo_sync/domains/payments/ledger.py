@@ -1,0 +1,233 @@
+"""The ledger: balanced, immutable posting sets, one per payment event.
+
+Every capture and every refund of an attempt posts one set of signed entries that sums to
+zero (one currency per set). A capture of ``captured`` G with ``change`` K, tip T,
+processing fee P and platform fee F posts:
+
+=====================  ==================  ====================
+account                kind                amount
+=====================  ==================  ====================
+``customer``           ``gross``           -G
+``customer``           ``change``          +K
+``processor``          ``processor_fee``   +P
+``platform``           ``platform_fee``    +F
+``tips:<employee>``    ``tip``             +T   (passed through in full)
+``restaurant:<m>``     ``net``             +(G - K - P - F - T)
+=====================  ==================  ====================
+
+A refund R posts ``customer`` +R and ``restaurant:<m>`` -R (kind ``refund``; fees are not
+returned). A correction (the processor's actual fee differs from the estimate) is a new
+set, never an edit. Entries of zero are left out. Set ids are stable:
+``<order>/<attempt>/capture`` and ``<order>/<attempt>/refund/<refund_id>``, so writing
+the same set twice is idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from fynlo_sync.domains.payments.states import SETTLED_STATES
+from fynlo_sync.errors import RejectedOpError
+from fynlo_sync.ops import Record
+from fynlo_sync.plugins import Collection, CommandContext, Field
+
+__all__ = [
+    "LEDGER",
+    "LEDGER_COLLECTION",
+    "Posting",
+    "PostingSet",
+    "correction",
+    "from_fields",
+    "ledger_of",
+    "posting_sets",
+    "unbalanced",
+]
+
+LEDGER: Final = "ledger"
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    account: str
+    kind: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class PostingSet:
+    set_id: str
+    event: str
+    order_id: str
+    attempt_id: str
+    method: str
+    currency: str
+    day: str
+    postings: tuple[Posting, ...]
+
+    def total(self) -> int:
+        return sum(p.amount for p in self.postings)
+
+    def to_fields(self) -> dict[str, Any]:
+        return {
+            "event": self.event,
+            "order_id": self.order_id,
+            "attempt_id": self.attempt_id,
+            "method": self.method,
+            "currency": self.currency,
+            "day": self.day,
+            "postings": [
+                {"account": p.account, "kind": p.kind, "amount": p.amount} for p in self.postings
+            ],
+        }
+
+
+def from_fields(set_id: str, fields: Mapping[str, Any]) -> PostingSet:
+    return PostingSet(
+        set_id=set_id,
+        event=fields["event"],
+        order_id=fields["order_id"],
+        attempt_id=fields["attempt_id"],
+        method=fields["method"],
+        currency=fields["currency"],
+        day=fields["day"],
+        postings=tuple(Posting(p["account"], p["kind"], p["amount"]) for p in fields["postings"]),
+    )
+
+
+def _legs(*legs: tuple[str, str, int]) -> tuple[Posting, ...]:
+    return tuple(Posting(a, k, n) for a, k, n in legs if n != 0)
+
+
+def posting_sets(order_id: str, order: Mapping[str, Any]) -> list[PostingSet]:
+    """Every posting set an order's attempts call for, in a stable order."""
+    out: list[PostingSet] = []
+    attempts = order.get("payments") or {}
+    for attempt_id in sorted(attempts):
+        a = attempts[attempt_id]
+        if a["state"] not in SETTLED_STATES:
+            continue
+        method, fees = a["method"], a["fees"]
+        funds = f"restaurant:{method}"
+        captured, change, tip = a["captured"], a["change"], a["tip"]
+        processing, platform = fees["processing"], fees["platform"]
+        net = captured - change - processing - platform - tip
+        out.append(
+            PostingSet(
+                set_id=f"{order_id}/{attempt_id}/capture",
+                event="capture",
+                order_id=order_id,
+                attempt_id=attempt_id,
+                method=method,
+                currency=a["currency"],
+                day=fees["day"],
+                postings=_legs(
+                    ("customer", "gross", -captured),
+                    ("customer", "change", change),
+                    ("processor", "processor_fee", processing),
+                    ("platform", "platform_fee", platform),
+                    (f"tips:{a.get('employee') or 'pool'}", "tip", tip),
+                    (funds, "net", net),
+                ),
+            )
+        )
+        refunds = a.get("refunds") or {}
+        for refund_id in sorted(refunds):
+            amount = refunds[refund_id]["amount"]
+            out.append(
+                PostingSet(
+                    set_id=f"{order_id}/{attempt_id}/refund/{refund_id}",
+                    event="refund",
+                    order_id=order_id,
+                    attempt_id=attempt_id,
+                    method=method,
+                    currency=a["currency"],
+                    day=refunds[refund_id].get("day") or fees["day"],
+                    postings=_legs(("customer", "refund", amount), (funds, "refund", -amount)),
+                )
+            )
+    return out
+
+
+def correction(original: PostingSet, correction_id: str, actual_fee: int) -> PostingSet:
+    """A new set moving the difference between the estimated and the actual processing
+    fee between the processor and the restaurant (the original set stays as it was)."""
+    estimated = sum(p.amount for p in original.postings if p.kind == "processor_fee")
+    delta = actual_fee - estimated
+    return PostingSet(
+        set_id=f"{original.set_id}/correction/{correction_id}",
+        event="correction",
+        order_id=original.order_id,
+        attempt_id=original.attempt_id,
+        method=original.method,
+        currency=original.currency,
+        day=original.day,
+        postings=_legs(
+            ("processor", "processor_fee", delta),
+            (f"restaurant:{original.method}", "net", -delta),
+        ),
+    )
+
+
+def ledger_of(records: Iterable[Record]) -> tuple[list[PostingSet], int, int]:
+    """A tenant's posting sets from its records: the ``ledger`` collection's, then those
+    its live orders call for that are not written yet. Returns (sets, written, pending)."""
+    live = [r for r in records if not r.deleted]
+    written = {
+        r.record_id: from_fields(r.record_id, r.fields) for r in live if r.collection == LEDGER
+    }
+    pending = []
+    for r in sorted((r for r in live if r.collection == "orders"), key=lambda r: r.record_id):
+        for s in posting_sets(r.record_id, r.fields):
+            if s.set_id not in written:
+                pending.append(s)
+    return [written[k] for k in sorted(written)] + pending, len(written), len(pending)
+
+
+def unbalanced(sets: Iterable[PostingSet]) -> list[str]:
+    """The ids of sets whose entries do not sum to zero."""
+    return [s.set_id for s in sets if s.total() != 0]
+
+
+def _post(ctx: CommandContext) -> dict[str, Any]:
+    """``post``: write a posting set once. The args are the set's fields."""
+    if ctx.record is not None:
+        raise RejectedOpError(
+            "a posting set is immutable; post a correction", reason="posting-exists"
+        )
+    try:
+        candidate = from_fields(ctx.op.record_id, ctx.args)
+    except (KeyError, TypeError) as exc:
+        raise RejectedOpError(f"not a posting set: {exc}", reason="invalid-argument") from None
+    bad = [
+        p
+        for p in candidate.postings
+        if type(p.amount) is not int or type(p.account) is not str or type(p.kind) is not str
+    ]
+    if bad or not candidate.postings:
+        raise RejectedOpError("postings must be {account, kind, amount}", reason="invalid-argument")
+    if candidate.total() != 0:
+        raise RejectedOpError(
+            f"the postings sum to {candidate.total()}, not 0", reason="unbalanced"
+        )
+    return candidate.to_fields()
+
+
+LEDGER_COLLECTION: Final = Collection(
+    name=LEDGER,
+    fields={
+        name: Field(kind_, required=True, command_only=True)  # type: ignore[arg-type]
+        for name, kind_ in (
+            ("event", "str"),
+            ("order_id", "str"),
+            ("attempt_id", "str"),
+            ("method", "str"),
+            ("currency", "str"),
+            ("day", "str"),
+            ("postings", "list"),
+        )
+    },
+    strategy="server_wins",
+    commands={"post": _post},
+)

@@ -1,0 +1,123 @@
+"""The payments plugin: payment attempts in the order, cash drawers, the ledger.
+
+Settings come from ``FYNLO_PAYMENTS_<FIELD>`` (:class:`PaymentsConfig`, validated when the
+server or ``fynlo check`` starts); the fee schedule is the seed data of
+:data:`~fynlo_sync.domains.payments.fees.DEFAULT_SCHEDULE` unless a
+:class:`~fynlo_sync.domains.payments.settings.PaymentsSettings` is passed in code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, ClassVar, Literal
+
+import msgspec
+
+from fynlo_sync.domains.payments.attempts import order_extension
+from fynlo_sync.domains.payments.drawers import DRAWERS, DRAWERS_COLLECTION
+from fynlo_sync.domains.payments.invariants import check_ledger, check_money
+from fynlo_sync.domains.payments.ledger import LEDGER, LEDGER_COLLECTION
+from fynlo_sync.domains.payments.money import MoneyError
+from fynlo_sync.domains.payments.settings import DEFAULT_SETTINGS, PaymentsSettings
+from fynlo_sync.domains.payments.tips import TipSettings
+from fynlo_sync.plugins import (
+    Collection,
+    DomainPlugin,
+    Extension,
+    Invariant,
+    RecordsByCollection,
+)
+
+__all__ = ["PaymentsConfig", "PaymentsPlugin"]
+
+
+class PaymentsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``FYNLO_PAYMENTS_*``: the tenant's payment settings (defaults in protocol 19.4).
+
+    ``FEE_BEARER=customer`` is refused where surcharges are banned (``COUNTRY=GB``:
+    surcharge-banned) and capped where allowed (US: ``SURCHARGE_BP`` <= 300)."""
+
+    country: Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}$")] = "GB"
+    fee_bearer: Literal["restaurant", "customer"] = "restaurant"
+    surcharge_bp: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
+    consumer: bool = True
+    refund_manager_limit: Annotated[int, msgspec.Meta(ge=0)] = 5000
+    offline_manager_limit: Annotated[int, msgspec.Meta(ge=0)] = 10000
+    tips_enabled: bool = True
+    tip_presets_bp: tuple[int, ...] = (500, 1000, 2000)
+    tip_base: Literal["amount", "order_total"] = "amount"
+    tip_rounding: Literal["half-up", "half-even", "floor", "ceil"] = "half-up"
+
+    def __post_init__(self) -> None:
+        try:
+            self.to_settings()
+        except MoneyError as exc:
+            raise ValueError(f"{exc.extra.get('reason')}: {exc.detail}") from None
+
+    def to_settings(self) -> PaymentsSettings:
+        return PaymentsSettings(
+            country=self.country,
+            tips=TipSettings(
+                enabled=self.tips_enabled,
+                presets_bp=self.tip_presets_bp,
+                base=self.tip_base,
+                rounding=self.tip_rounding,
+            ),
+            fee_bearer=self.fee_bearer,
+            surcharge_bp=self.surcharge_bp,
+            consumer=self.consumer,
+            refund_manager_limit=self.refund_manager_limit,
+            offline_manager_limit=self.offline_manager_limit,
+        )
+
+
+def _by_id(records: RecordsByCollection, name: str) -> dict[str, Mapping[str, Any]]:
+    return {r.record_id: r.fields for r in records.get(name, ())}
+
+
+class PaymentsPlugin(DomainPlugin):
+    """Payments. Needs the orders plugin in the same registry (it extends ``orders``)."""
+
+    name = "payments"
+    settings_model: ClassVar[type[msgspec.Struct] | None] = PaymentsConfig
+
+    def __init__(self, settings: PaymentsSettings | PaymentsConfig | None = None) -> None:
+        super().__init__(settings)
+        if isinstance(settings, PaymentsConfig):
+            self.rules = settings.to_settings()
+        else:
+            self.rules = DEFAULT_SETTINGS if settings is None else settings
+
+    def collections(self) -> Iterable[Collection]:
+        return (DRAWERS_COLLECTION, LEDGER_COLLECTION)
+
+    def extensions(self) -> Iterable[Extension]:
+        return (order_extension(self.rules),)
+
+    def invariants(self) -> Iterable[Invariant]:
+        rules = self.rules
+
+        def money(records: RecordsByCollection) -> list[str]:
+            return check_money(
+                {"orders": _by_id(records, "orders"), DRAWERS: _by_id(records, DRAWERS)}, rules
+            )
+
+        def ledger(records: RecordsByCollection) -> list[str]:
+            return check_ledger(_by_id(records, "orders"), _by_id(records, LEDGER))
+
+        return (
+            Invariant(
+                "payments-money",
+                money,
+                "per order: collected = captured - change - refunds, paid <= total + due "
+                "back, refunds <= captures, platform fee = its rate of the non-tip amount; "
+                "per drawer: expected = float + in - out",
+            ),
+            Invariant(
+                "payments-ledger",
+                ledger,
+                "every posting set balances, one capture set per attempt, each written set "
+                "is the one its payment calls for",
+                on_terminals=False,
+            ),
+        )

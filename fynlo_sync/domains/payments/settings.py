@@ -1,0 +1,66 @@
+"""The payments plugin's tenant settings, with documented defaults (protocol section 19.4).
+
+Terminal and server must run with the same settings (they are part of the schema: a
+command decides with them). Until the staff plugin's roles land, "needs a manager" is an
+``approved_by`` argument naming the manager, required above these limits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from fynlo_sync.domains.payments.fees import (
+    DEFAULT_SCHEDULE,
+    DEFAULT_SURCHARGE_RULES,
+    Bearer,
+    FeeSchedule,
+    SurchargeRule,
+    check_surcharge,
+)
+from fynlo_sync.domains.payments.money import MoneyError
+from fynlo_sync.domains.payments.tips import TipSettings
+
+__all__ = ["DEFAULT_SETTINGS", "PaymentsSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentsSettings:
+    #: ISO 3166 country of the restaurant: selects fee rows and surcharge rules.
+    country: str = "GB"
+    schedule: FeeSchedule = DEFAULT_SCHEDULE
+    tips: TipSettings = field(default_factory=TipSettings)
+    #: Who bears the processing fee. ``customer`` is refused where surcharges are banned.
+    fee_bearer: Bearer = "restaurant"
+    #: The surcharge rate when the customer bears the fee (US credit: <= 300 bp).
+    surcharge_bp: int = 0
+    #: Consumer (not business) payments: the UK ban covers these.
+    consumer: bool = True
+    surcharge_rules: tuple[SurchargeRule, ...] = DEFAULT_SURCHARGE_RULES
+    #: A refund above this (minor units) needs a manager.
+    refund_manager_limit: int = 5000
+    #: A cash payment taken offline above this (minor units, tip excluded) needs a manager;
+    #: so does any refund or void made offline.
+    offline_manager_limit: int = 10000
+
+    def __post_init__(self) -> None:
+        if self.refund_manager_limit < 0 or self.offline_manager_limit < 0:
+            raise MoneyError("manager limits must be >= 0", reason="invalid-setting")
+        if self.fee_bearer not in ("restaurant", "customer"):
+            raise MoneyError(f"unknown fee bearer {self.fee_bearer!r}", reason="invalid-setting")
+        if self.fee_bearer == "customer":
+            # Refused where it is banned (GB consumer: surcharge-banned), capped elsewhere.
+            check_surcharge(
+                "customer",
+                country=self.country,
+                method="card",
+                day="9999-12-31",
+                surcharge_bp=self.surcharge_bp,
+                processing_bp=self.surcharge_bp,
+                consumer=self.consumer,
+                funding="credit",
+                rules=self.surcharge_rules,
+            )
+
+
+DEFAULT_SETTINGS: Final = PaymentsSettings()

@@ -1,0 +1,177 @@
+"""Drawers, the till, the ledger and the money invariants, over real sync."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fynlo_sync.client import Terminal
+from fynlo_sync.domains.payments.drawers import z_report
+from fynlo_sync.domains.payments.invariants import check_money
+from fynlo_sync.domains.payments.ledger import correction, posting_sets, unbalanced
+from fynlo_sync.domains.payments.till import Till
+from fynlo_sync.engine import apply_op
+from fynlo_sync.errors import RejectedOpError
+from fynlo_sync.replica import ServerReplica
+from fynlo_sync.store import MemoryServerStore, SqliteTerminalStore
+from fynlo_sync.testing import ManualClock
+from fynlo_sync.transport import LoopbackTransport
+from tests.core.conftest import mkop
+from tests.payments.fixtures import attempt_in, order_with, payments_registry
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Any:
+    registry = payments_registry()
+    server = ServerReplica(MemoryServerStore(), registry)
+    clock = ManualClock(tick_ms=1)
+    counter = itertools.count(1)
+
+    def terminal(node: str) -> tuple[Terminal, Till]:
+        store = SqliteTerminalStore(tmp_path / f"{node}.db", node)
+        t = Terminal(
+            store,
+            registry,
+            LoopbackTransport(server, "t1", node),
+            wall=clock,
+            rng=random.Random(node),
+        )
+        return t, Till(t, f"drawer-{node}", lambda: f"{node}-{next(counter)}")
+
+    return server, terminal
+
+
+def records(terminal: Terminal) -> dict[str, dict[str, dict[str, Any]]]:
+    return {
+        name: {r.record_id: r.fields for r in terminal.records(name)}
+        for name in ("orders", "drawers", "ledger")
+    }
+
+
+def order(terminal: Terminal, order_id: str, *prices: int) -> None:
+    terminal.command("orders", order_id, "open", {"currency": "GBP"})
+    for k, price in enumerate(prices):
+        terminal.command(
+            "orders",
+            order_id,
+            "add_line",
+            {"line_id": f"l{k}", "item": "dish", "qty": 1, "unit_price": price},
+        )
+
+
+def test_a_night_at_the_till_reconciles(world: Any) -> None:
+    _, terminal = world
+    t, till = terminal("till-a")
+    till.open_drawer(10000, "GBP")
+    order(t, "o1", 1250, 600)
+    paid = till.take_cash("o1", 1850, 5000, tip=150)  # change 3000
+    till.move("out", 2000, reason="safe drop")
+    till.move("in", 500, reason="coins from the bank")
+    order(t, "o2", 3000)
+    first = till.take_cash("o2", 1500, 1500)  # a split bill: two halves in cash
+    till.take_cash("o2", 1500, 2000)
+    with pytest.raises(RejectedOpError) as info:
+        till.take_cash("o2", 1, 1)
+    assert info.value.extra["reason"] == "amount-above-balance"
+    till.refund("o2", first, 500, approved_by=None)
+    with pytest.raises(RejectedOpError) as info:
+        till.refund("o2", first, 1001)
+    assert info.value.extra["reason"] == "refund-above-captured"
+    drawer = t.get("drawers", "drawer-till-a")
+    assert drawer is not None
+    # 10000 float + 2000 + 1500 + 1500 sales + 500 in - 2000 out - 500 refund
+    assert drawer.fields["expected"] == 13000
+    till.close_drawer(12990)
+    t.sync()
+    closed = t.get("drawers", "drawer-till-a")
+    assert closed is not None
+    z = z_report("drawer-till-a", closed.fields)
+    assert (z["expected"], z["counted"], z["difference"]) == (13000, 12990, -10)
+    assert z["totals"] == {"in": 500, "out": 2000, "refund": 500, "sale": 5000}
+    assert check_money(records(t)) == []
+    o1 = t.get("orders", "o1")
+    assert o1 is not None and o1.fields["payments"][paid]["change"] == 3000
+    with pytest.raises(RejectedOpError) as info:
+        till.move("in", 1, reason="late")
+    assert info.value.extra["reason"] == "illegal-transition"
+
+
+def test_drawer_rules(world: Any) -> None:
+    _, terminal = world
+    _t, till = terminal("till-b")
+    till.open_drawer(1000, "GBP")
+    for kind, amount, reason, why in [
+        ("out", 1001, "float", "insufficient-cash"),
+        ("out", 10, None, "invalid-argument"),
+        ("in", 10, "  ", "invalid-argument"),
+        ("tip", 10, "x", "invalid-argument"),
+        ("in", 0, "x", "invalid-argument"),
+    ]:
+        with pytest.raises(RejectedOpError) as info:
+            till.move(kind, amount, reason=reason)
+        assert info.value.extra["reason"] == why, kind
+    with pytest.raises(RejectedOpError) as info:
+        till.open_drawer(1000, "GBP")
+    assert info.value.extra["reason"] == "illegal-transition"
+
+
+def test_every_payment_posts_a_balanced_set() -> None:
+    cash = attempt_in("captured", "cash") | {"captured": 2000, "change": 900, "tendered": 2000}
+    order = order_with({"a1": attempt_in("refunded_partial"), "a2": cash})
+    sets = posting_sets("o-1", order.fields)
+    assert [s.set_id for s in sets] == ["o-1/a1/capture", "o-1/a1/refund/r1", "o-1/a2/capture"]
+    assert unbalanced(sets) == []
+    legs = {(p.account, p.kind): p.amount for p in sets[0].postings}
+    assert legs == {
+        ("customer", "gross"): -1100,
+        ("processor", "processor_fee"): 35,
+        ("platform", "platform_fee"): 10,
+        ("tips:emp-1", "tip"): 100,
+        ("restaurant:card", "net"): 955,
+    }
+    assert {(p.account, p.kind): p.amount for p in sets[2].postings}[("customer", "change")] == 900
+    fixed = correction(sets[0], "bt_1", 37)
+    assert fixed.total() == 0 and fixed.set_id == "o-1/a1/capture/correction/bt_1"
+
+
+def test_the_ledger_collection_takes_a_set_once_and_only_balanced() -> None:
+    registry = payments_registry()
+    good = posting_sets("o-1", order_with({"a1": attempt_in("captured")}).fields)[0]
+
+    def post(fields: dict[str, Any], current: Any = None) -> Any:
+        op = mkop(1, "command", collection="ledger", record=good.set_id, name="post", args=fields)
+        return apply_op(current, op, registry, 3)
+
+    first = post(good.to_fields())
+    assert first.status == "applied"
+    assert post(good.to_fields(), first.record).reason == "posting-exists"
+    bad = good.to_fields()
+    bad["postings"] = [*bad["postings"], {"account": "x", "kind": "net", "amount": 1}]
+    assert post(bad).reason == "unbalanced"
+    assert post({"event": "capture"}).reason == "invalid-argument"
+    patch = mkop(2, "patch", collection="ledger", record=good.set_id, fields={"day": "x"})
+    assert apply_op(first.record, patch, registry, 4).reason == "command-only-field"
+
+
+def test_invariants_catch_what_breaks_the_money() -> None:
+    ok = order_with({"a1": attempt_in("captured")}).fields
+    assert check_money({"orders": {"o-1": ok}}) == []
+    wrong_fee = dict(ok)
+    a1 = dict(ok["payments"]["a1"])
+    a1["fees"] = {**a1["fees"], "platform": 11}  # 1 % of the gross, tip included
+    wrong_fee["payments"] = {"a1": a1}
+    assert any("platform fee 11" in v for v in check_money({"orders": {"o-1": wrong_fee}}))
+    over = dict(ok)
+    a2 = dict(
+        a1,
+        refunded=1200,
+        refunds={"r": {"amount": 1200}},
+        state="refunded",
+        fees=ok["payments"]["a1"]["fees"],
+    )
+    over["payments"] = {"a1": a2}
+    assert any("above captured" in v for v in check_money({"orders": {"o-1": over}}))

@@ -1,0 +1,86 @@
+"""Payments over real sync: two offline terminals take cash for one order (SQLite
+terminals, the server replica, the loopback transport)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from fynlo_sync.client import Terminal
+from fynlo_sync.errors import RejectedOpError
+from fynlo_sync.replica import ServerReplica
+from fynlo_sync.store import MemoryServerStore, SqliteTerminalStore
+from fynlo_sync.testing import ManualClock
+from fynlo_sync.transport import LoopbackTransport
+from tests.payments.fixtures import payments_registry
+
+
+def test_two_offline_cash_payments_are_detected_at_sync(tmp_path: Path) -> None:
+    registry = payments_registry()
+    server = ServerReplica(MemoryServerStore(), registry)
+    clock = ManualClock(start_ms=1_700_000_000_000, tick_ms=1)
+
+    def terminal(node: str) -> Terminal:
+        store = SqliteTerminalStore(tmp_path / f"{node}.db", node)
+        link = LoopbackTransport(server, "t1", node)
+        return Terminal(store, registry, link, wall=clock, rng=random.Random(node))
+
+    a, b = terminal("till-a"), terminal("till-b")
+    a.command("orders", "o1", "open", {"currency": "GBP", "table": "T1"})
+    a.command(
+        "orders", "o1", "add_line", {"line_id": "l1", "item": "Fish", "qty": 2, "unit_price": 600}
+    )
+    a.sync()
+    b.sync()
+    # Both offline now: each takes cash for the whole 1200 from its own view.
+    a.command(
+        "orders",
+        "o1",
+        "payment_cash",
+        {"attempt_id": "pa", "amount": 1200, "tendered": 2000, "offline": True},
+    )
+    b.command(
+        "orders",
+        "o1",
+        "payment_cash",
+        {"attempt_id": "pb", "amount": 1200, "tip": 100, "tendered": 1300, "offline": True},
+    )
+    view_b = b.get("orders", "o1")
+    assert view_b is not None and view_b.fields["refunds_due"] == {}  # b cannot know yet
+    # A card payment is refused at once on the terminal, and nothing is queued.
+    pending = len(b.pending())
+    with pytest.raises(RejectedOpError) as info:
+        b.command(
+            "orders",
+            "o1",
+            "payment_start",
+            {"attempt_id": "pc", "method": "card", "amount": 100, "offline": True},
+        )
+    assert info.value.extra["reason"] == "method-needs-network"
+    assert len(b.pending()) == pending
+    a.sync()
+    b.sync()
+    a.sync()
+    for t in (a, b):
+        order = t.get("orders", "o1")
+        assert order is not None
+        fields = order.fields
+        assert fields["payments"]["pb"]["overpaid"] == 1200
+        assert fields["refunds_due"] == {
+            "pb": {"amount": 1200, "reason": "overpayment", "method": "cash"}
+        }
+        assert (fields["paid"], fields["tips"], fields["collected"]) == (2400, 100, 2500)
+    # A manager refunds the overpayment; every replica sees the entry clear.
+    b.command(
+        "orders",
+        "o1",
+        "payment_refund",
+        {"attempt_id": "pb", "refund_id": "over", "amount": 1200, "approved_by": "mgr-1"},
+    )
+    b.sync()
+    a.sync()
+    order = a.get("orders", "o1")
+    assert order is not None and order.fields["refund_due"] == 0
+    assert order.fields["collected"] == 1300 and order.fields["balance_due"] == 0

@@ -1,0 +1,542 @@
+"""``payments_state.json`` and ``fees.json``: the payments domain (protocol section 19).
+
+Built by ``generate_vectors.py``; the hand-written expectations (the ties of the domain
+facts, the state table's shape) are asserted here before a file is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import msgspec
+
+from fynlo_sync.domains.payments.fees import (
+    DEFAULT_SCHEDULE,
+    DEFAULT_SURCHARGE_RULES,
+    check_surcharge,
+    quote,
+    service_charge,
+)
+from fynlo_sync.domains.payments.money import (
+    ROUNDING_MODES,
+    MoneyError,
+    gross_up,
+    percent_of,
+    split_equal,
+    split_ratio,
+)
+from fynlo_sync.domains.payments.routing import rank_methods
+from fynlo_sync.domains.payments.states import COMMANDS, STATES, next_state
+from fynlo_sync.domains.payments.tips import TipSettings, tip_amount
+from fynlo_sync.engine import apply_op
+from fynlo_sync.hlc import pack, to_wire
+from fynlo_sync.ops import Op
+from tests.payments.fixtures import ARGS, attempt_in, order_with, payments_registry
+
+__all__ = ["fees_vectors", "payments_state_vectors", "rate_to_json"]
+
+T0 = 1_700_000_000_000
+SEQ = 12
+
+
+def payments_state_vectors() -> list[dict[str, Any]]:
+    registry = payments_registry()
+    out = []
+    for state in (None, *STATES):
+        for command in COMMANDS:
+            row = order_with({} if state is None else {"a1": attempt_in(state)})
+            op = Op(
+                op_id="till-b-op-9",
+                node_id="till-b",
+                seq=9,
+                hlc=to_wire(pack(T0 + 5_000, 0)),
+                base_seq=4,
+                collection="orders",
+                record_id="o-1",
+                kind="command",
+                name=f"payment_{command}",
+                args=ARGS[command],
+            )
+            result = apply_op(row, op, registry, SEQ)
+            target = next_state(state, command)
+            if command == "refund" and target is not None and state == "refunded_partial":
+                target = "refunded_partial"  # 300 of the 900 left
+            if (target is not None) != (result.status == "applied"):
+                raise AssertionError(f"payments ({state}, {command}): {result}")
+            if target is None and result.reason != "illegal-transition":
+                raise AssertionError(f"payments ({state}, {command}): {result.reason}")
+            if target is not None:
+                assert result.record is not None
+                assert result.record.fields["payments"]["a1"]["state"] == target
+            out.append(
+                {
+                    "name": f"{state or 'absent'} + {command}",
+                    "state": state,
+                    "command": command,
+                    "allowed": target is not None,
+                    "next": target,
+                    "record": msgspec.to_builtins(row),
+                    "op": msgspec.to_builtins(op),
+                    "seq": SEQ,
+                    "expect": {
+                        "status": result.status,
+                        "reason": result.reason,
+                        "record": None
+                        if result.record is None
+                        else msgspec.to_builtins(result.record),
+                    },
+                }
+            )
+    assert len(out) == 110 and sum(v["allowed"] for v in out) == 23
+    return out + _rule_vectors(registry)
+
+
+def _rule_vectors(registry: Any) -> list[dict[str, Any]]:
+    """The rules beyond the table, one vector each (state/next name the attempt the op
+    names; ``allowed`` is the table's verdict, the outcome may still be a rejection)."""
+    paid = order_with({"a1": attempt_in("captured")})
+    cases: list[tuple[str, Any, str, dict[str, Any], str | None]] = [
+        (
+            "rule: cash on a paid order is an overpayment, recorded as due back",
+            paid,
+            "cash",
+            {"attempt_id": "a2", "amount": 1000, "tendered": 1000, "offline": True},
+            None,
+        ),
+        (
+            "rule: a second live attempt is refused",
+            order_with({"a1": attempt_in("pending")}),
+            "start",
+            {"attempt_id": "a2", "method": "open_banking", "amount": 500},
+            "attempt-live",
+        ),
+        (
+            "rule: an attempt cannot start above the balance due",
+            paid,
+            "start",
+            {"attempt_id": "a2", "method": "card", "amount": 1},
+            "amount-above-balance",
+        ),
+        (
+            "rule: a card is refused offline",
+            order_with({}),
+            "start",
+            {"attempt_id": "a2", "method": "card", "amount": 100, "offline": True},
+            "method-needs-network",
+        ),
+        (
+            "rule: a refund above the capture is refused",
+            paid,
+            "refund",
+            {"attempt_id": "a1", "refund_id": "r9", "amount": 1101},
+            "refund-above-captured",
+        ),
+        (
+            "rule: a refund made offline needs a manager",
+            paid,
+            "refund",
+            {"attempt_id": "a1", "refund_id": "r9", "amount": 100, "offline": True},
+            "manager-required",
+        ),
+        (
+            "rule: a refund goes to the original method",
+            paid,
+            "refund",
+            {"attempt_id": "a1", "refund_id": "r9", "amount": 100, "method": "cash"},
+            "refund-method-mismatch",
+        ),
+        (
+            "rule: cash short of what is due is refused",
+            order_with({}),
+            "cash",
+            {"attempt_id": "a2", "amount": 1000, "tip": 100, "tendered": 1099},
+            "tendered-short",
+        ),
+        (
+            "rule: a partial capture releases the rest",
+            order_with({"a1": attempt_in("authorised")}),
+            "capture",
+            {"attempt_id": "a1", "amount": 600},
+            None,
+        ),
+    ]
+    out = []
+    for k, (name, row, command, args, reason) in enumerate(cases):
+        attempt_id = args["attempt_id"]
+        found = (row.fields.get("payments") or {}).get(attempt_id)
+        state = None if found is None else found["state"]
+        op = Op(
+            op_id=f"till-b-op-{20 + k}",
+            node_id="till-b",
+            seq=20 + k,
+            hlc=to_wire(pack(T0 + 6_000 + k, 0)),
+            base_seq=4,
+            collection="orders",
+            record_id="o-1",
+            kind="command",
+            name=f"payment_{command}",
+            args=args,
+        )
+        result = apply_op(row, op, registry, SEQ)
+        assert (result.status, result.reason) == (
+            ("applied", None) if reason is None else ("rejected", reason)
+        ), (name, result)
+        target = next_state(state, command)
+        out.append(
+            {
+                "name": name,
+                "state": state,
+                "command": command,
+                "allowed": target is not None,
+                "next": None
+                if result.record is None
+                else result.record.fields["payments"][attempt_id]["state"],
+                "record": msgspec.to_builtins(row),
+                "op": msgspec.to_builtins(op),
+                "seq": SEQ,
+                "expect": {
+                    "status": result.status,
+                    "reason": result.reason,
+                    "record": None if result.record is None else msgspec.to_builtins(result.record),
+                },
+            }
+        )
+    over = out[0]["expect"]["record"]
+    assert over["fields"]["refunds_due"] == {
+        "a2": {"amount": 1000, "reason": "overpayment", "method": "cash"}
+    }
+    return out
+
+
+def rate_to_json(rate: Any) -> dict[str, Any]:
+    return dict(dataclasses.asdict(rate))
+
+
+def _error(fn: Any) -> str | None:
+    try:
+        fn()
+    except MoneyError as exc:
+        return str(exc.extra["reason"])
+    return None
+
+
+def fees_vectors() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    want: Any
+    mode: Any
+    ties = [(290, 500), (100, 250), (20, 1250), (500, 1010), (1000, 1005)]
+    hand = {
+        "half-up": [15, 3, 3, 51, 101],
+        "half-even": [14, 2, 2, 50, 100],
+        "floor": [14, 2, 2, 50, 100],
+        "ceil": [15, 3, 3, 51, 101],
+    }
+    for mode in ROUNDING_MODES:
+        for k, (bp, amount) in enumerate(ties):
+            got = percent_of(amount, bp, mode)
+            assert got == hand[mode][k]
+            out.append(
+                {
+                    "name": f"{bp} bp of {amount}, {mode}",
+                    "kind": "percent",
+                    "amount": amount,
+                    "rate_bp": bp,
+                    "rounding": mode,
+                    "expect": got,
+                }
+            )
+    signed: list[tuple[int, int, Any, int]] = [
+        (-500, 290, "half-up", -15),
+        (-500, 290, "half-even", -14),
+        (-501, 290, "floor", -15),
+        (-501, 290, "ceil", -14),
+        (0, 290, "half-up", 0),
+        (999, 1, "half-up", 0),
+    ]
+    for amount, bp, mode, want in signed:
+        assert percent_of(amount, bp, mode) == want
+        out.append(
+            {
+                "name": f"{bp} bp of {amount}, {mode}",
+                "kind": "percent",
+                "amount": amount,
+                "rate_bp": bp,
+                "rounding": mode,
+                "expect": want,
+            }
+        )
+    for total, parts, want in [
+        (1000, 3, [334, 333, 333]),
+        (1, 3, [1, 0, 0]),
+        (0, 2, [0, 0]),
+        (1001, 2, [501, 500]),
+        (100, 7, [15, 15, 14, 14, 14, 14, 14]),
+    ]:
+        assert split_equal(total, parts) == want
+        out.append(
+            {
+                "name": f"split {total} in {parts}",
+                "kind": "split_equal",
+                "total": total,
+                "parts": parts,
+                "expect": want,
+            }
+        )
+    for total, weights, want in [
+        (1000, [1, 1, 1], [334, 333, 333]),
+        (100, [1, 2], [33, 67]),
+        (10, [1, 1, 1, 1], [3, 3, 2, 2]),
+        (7, [0, 5], [0, 7]),
+        (1000, [3, 3, 4], [300, 300, 400]),
+        (101, [1, 1], [51, 50]),
+    ]:
+        assert split_ratio(total, weights) == want
+        out.append(
+            {
+                "name": f"split {total} by {weights}",
+                "kind": "split_ratio",
+                "total": total,
+                "weights": weights,
+                "expect": want,
+            }
+        )
+    out.append(
+        {
+            "name": "split by zero weights is refused",
+            "kind": "split_ratio",
+            "total": 10,
+            "weights": [0, 0],
+            "error": "invalid-argument",
+        }
+    )
+    for net, bp, fixed in [(1000, 290, 30), (1000, 150, 20), (1250, 20, 0), (0, 290, 30)]:
+        charge = gross_up(net, bp, fixed)
+        fee = percent_of(charge, bp, "half-up") + fixed
+        assert charge - fee >= net
+        out.append(
+            {
+                "name": f"gross up {net} at {bp} bp + {fixed}",
+                "kind": "gross_up",
+                "net": net,
+                "rate_bp": bp,
+                "fixed": fixed,
+                "expect": {"charge": charge, "fee": fee, "net": charge - fee},
+            }
+        )
+    assert out[-4]["expect"] == {"charge": 1061, "fee": 61, "net": 1000}
+    tip_cases: list[tuple[str, TipSettings, int, int, dict[str, int]]] = [
+        ("preset 5% of 1000", TipSettings(), 1000, 1000, {"preset": 0}),
+        ("preset 10% of 1000", TipSettings(), 1000, 1000, {"preset": 1}),
+        ("preset 20% of 1000", TipSettings(), 1000, 1000, {"preset": 2}),
+        ("preset 5% of 1010 (tie) half-up", TipSettings(), 1010, 1010, {"preset": 0}),
+        (
+            "preset 5% of 1010 (tie) half-even",
+            TipSettings(rounding="half-even"),
+            1010,
+            1010,
+            {"preset": 0},
+        ),
+        ("custom 10% of 1005 (tie)", TipSettings(), 1005, 1005, {"custom_bp": 1000}),
+        ("base: the payment's share", TipSettings(), 500, 1000, {"preset": 1}),
+        ("base: the order total", TipSettings(base="order_total"), 500, 1000, {"preset": 1}),
+        ("custom amount", TipSettings(), 500, 1000, {"custom": 75}),
+        ("no tip", TipSettings(), 500, 1000, {}),
+    ]
+    for name, settings, amount, total, choice in tip_cases:
+        out.append(
+            {
+                "name": f"tip: {name}",
+                "kind": "tip",
+                "settings": _tips(settings),
+                "amount": amount,
+                "order_total": total,
+                "choice": choice,
+                "expect": tip_amount(settings, amount=amount, order_total=total, **choice),
+            }
+        )
+    assert [v["expect"] for v in out[-10:]] == [50, 100, 200, 51, 50, 101, 50, 100, 75, 0]
+    out.append(
+        {
+            "name": "tip: tips turned off",
+            "kind": "tip",
+            "settings": _tips(TipSettings(enabled=False)),
+            "amount": 1000,
+            "order_total": 1000,
+            "choice": {"preset": 0},
+            "error": "tips-disabled",
+        }
+    )
+    fee_cases: list[tuple[Any, str, str, int, tuple[int, int]]] = [
+        ("card", "GB", "GBP", 1000, (35, 10)),
+        ("card", "GB", "GBP", 1250, (39, 13)),  # 18.75 -> 19 + 20; 12.5 -> 13
+        ("card", "US", "USD", 500, (45, 5)),  # 14.5 -> 15 + 30
+        ("apple_pay", "GB", "GBP", 1000, (35, 10)),
+        ("open_banking", "GB", "GBP", 1250, (3, 13)),  # 2.5 -> 3
+        ("cash", "GB", "GBP", 250, (0, 3)),  # platform 2.5 -> 3
+    ]
+    for method, country, currency, amount, want in fee_cases:
+        q = quote(DEFAULT_SCHEDULE, method, country, currency, "2026-01-01", amount)
+        assert (q.processing, q.platform) == want
+        assert q.processing_rate is not None and q.platform_rate is not None
+        out.append(
+            {
+                "name": f"fee: {method} {country} on {amount}",
+                "kind": "fee",
+                "rates": [rate_to_json(q.processing_rate), rate_to_json(q.platform_rate)],
+                "method": method,
+                "country": country,
+                "currency": currency,
+                "day": "2026-01-01",
+                "amount": amount,
+                "expect": {"processing": want[0], "platform": want[1]},
+            }
+        )
+    out.append(
+        {
+            "name": "fee: no row before the UK rate's day",
+            "kind": "fee",
+            "rates": [
+                rate_to_json(r)
+                for r in DEFAULT_SCHEDULE.rates
+                if r.method == "card" and r.country == "GB"
+            ],
+            "method": "card",
+            "country": "GB",
+            "currency": "GBP",
+            "day": "2023-04-09",
+            "amount": 1000,
+            "error": "no-fee-schedule",
+        }
+    )
+    rules = [dataclasses.asdict(r) for r in DEFAULT_SURCHARGE_RULES]
+    for name, kwargs in [
+        (
+            "GB consumer card",
+            {"country": "GB", "method": "card", "surcharge_bp": 150, "processing_bp": 150},
+        ),
+        (
+            "GB consumer open banking",
+            {"country": "GB", "method": "open_banking", "surcharge_bp": 20, "processing_bp": 20},
+        ),
+        (
+            "US credit at the cost",
+            {
+                "country": "US",
+                "method": "card",
+                "surcharge_bp": 290,
+                "processing_bp": 290,
+                "funding": "credit",
+            },
+        ),
+        (
+            "US credit above 3%",
+            {
+                "country": "US",
+                "method": "card",
+                "surcharge_bp": 301,
+                "processing_bp": 350,
+                "funding": "credit",
+            },
+        ),
+        (
+            "US credit above the cost",
+            {
+                "country": "US",
+                "method": "card",
+                "surcharge_bp": 300,
+                "processing_bp": 290,
+                "funding": "credit",
+            },
+        ),
+        (
+            "US debit",
+            {
+                "country": "US",
+                "method": "card",
+                "surcharge_bp": 100,
+                "processing_bp": 290,
+                "funding": "debit",
+            },
+        ),
+        (
+            "unknown country",
+            {"country": "FR", "method": "card", "surcharge_bp": 100, "processing_bp": 290},
+        ),
+    ]:
+        vector: dict[str, Any] = {
+            "name": f"surcharge: {name}",
+            "kind": "surcharge",
+            "rules": rules,
+            "day": "2026-01-01",
+            "consumer": True,
+            "funding": None,
+            **kwargs,
+        }
+        err = _error(lambda kw=kwargs: check_surcharge("customer", day="2026-01-01", **kw))
+        if err is None:
+            vector["expect"] = check_surcharge("customer", day="2026-01-01", **kwargs)  # type: ignore[arg-type]
+        else:
+            vector["error"] = err
+        out.append(vector)
+    want_errors = [
+        "surcharge-banned",
+        "surcharge-banned",
+        None,
+        "surcharge-above-cap",
+        "surcharge-above-cap",
+        "surcharge-not-allowed",
+        "surcharge-not-allowed",
+    ]
+    assert [v.get("error") for v in out[-7:]] == want_errors
+    out.append(
+        {
+            "name": "service charge 12.5% of 1004 (tie)",
+            "kind": "service_charge",
+            "amount": 1004,
+            "rate_bp": 1250,
+            "rounding": "half-up",
+            "expect": service_charge(1004, 1250),
+        }
+    )
+    assert out[-1]["expect"] == 126
+    ranking = rank_methods(
+        DEFAULT_SCHEDULE,
+        amount=2000,
+        country="GB",
+        currency="GBP",
+        day="2026-01-01",
+        methods=["card", "open_banking", "apple_pay"],
+    )
+    out.append(
+        {
+            "name": "route 2000 in GB",
+            "kind": "route",
+            "rates": [rate_to_json(r) for r in DEFAULT_SCHEDULE.rates if r.country == "GB"],
+            "amount": 2000,
+            "country": "GB",
+            "currency": "GBP",
+            "day": "2026-01-01",
+            "methods": ["card", "open_banking", "apple_pay"],
+            "expect": [
+                {
+                    "method": o.method,
+                    "processing": o.quote.processing,
+                    "platform": o.quote.platform,
+                    "cost": o.cost,
+                }
+                for o in ranking
+            ],
+        }
+    )
+    assert [o["method"] for o in out[-1]["expect"]] == ["open_banking", "card", "apple_pay"]
+    return out
+
+
+def _tips(settings: TipSettings) -> dict[str, Any]:
+    return {
+        "enabled": settings.enabled,
+        "presets_bp": list(settings.presets_bp),
+        "base": settings.base,
+        "rounding": settings.rounding,
+    }
