@@ -175,7 +175,7 @@ class Report:
         files["markdown"].write_text(self.markdown("timeline.svg"), encoding="utf-8")
         files["html"].write_text(self.html_page(svg), encoding="utf-8")
         if self.audit.money:
-            from fynlo_sync.domains.payments.reports import revenue_svg
+            from fynlo_sync.domains.payments.render import revenue_svg
 
             files["revenue_picture"] = folder / "revenue.svg"
             files["revenue_picture"].write_text(

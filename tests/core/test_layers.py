@@ -41,6 +41,8 @@ RANKS: dict[str, int] = {
     "fynlo_sync.worker": 10,
     # payment providers: adapters to the outside world (HTTP), called from effects
     "fynlo_sync.domains.payments.providers": 10,
+    "fynlo_sync.domains.payments.render": 10,  # CSV and SVG text of the payments reports
+    "fynlo_sync.domains.payments.cli": 23,  # `fynlo report` reads the server's database
     "fynlo_sync.transport": 10,
     "fynlo_sync.testing": 11,
     "fynlo_sync": 11,  # the package's re-exports

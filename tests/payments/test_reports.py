@@ -20,7 +20,8 @@ import pytest
 
 from fynlo_sync.client import Terminal
 from fynlo_sync.domains.payments.ledger import posting_sets
-from fynlo_sync.domains.payments.reports import revenue, revenue_svg, settlement
+from fynlo_sync.domains.payments.render import revenue_svg
+from fynlo_sync.domains.payments.reports import revenue, settlement
 from fynlo_sync.domains.payments.till import Till
 from fynlo_sync.store import SqliteTerminalStore
 from fynlo_sync.testing import ManualClock

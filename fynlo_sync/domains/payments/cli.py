@@ -27,13 +27,12 @@ def _report(args: argparse.Namespace) -> int:
     import conflict
     from fynlo_sync.cli import require
     from fynlo_sync.domains.payments.ledger import ledger_of
+    from fynlo_sync.domains.payments.render import revenue_svg, to_csv
     from fynlo_sync.domains.payments.reports import (
         REVENUE_COLUMNS,
         SETTLEMENT_COLUMNS,
         revenue,
-        revenue_svg,
         settlement,
-        to_csv,
     )
     from fynlo_sync.errors import FynloError
     from fynlo_sync.plugin_loader import load_plugins, plugin_specs

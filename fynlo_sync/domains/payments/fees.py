@@ -12,7 +12,6 @@ processor's own fee (its balance transaction) is the truth once it is known.
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, NoReturn, get_args
@@ -24,6 +23,7 @@ from fynlo_sync.domains.payments.money import (
     check_rounding,
     percent_of,
 )
+from fynlo_sync.domains.timeclock.plugin import civil_from_days, days_from_civil
 
 __all__ = [
     "DEFAULT_SCHEDULE",
@@ -48,8 +48,16 @@ FeeKind = Literal["processing", "platform"]
 
 
 def date_of(ms: int) -> str:
-    """The UTC calendar day (``YYYY-MM-DD``) of a time in epoch milliseconds."""
-    return _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.UTC).date().isoformat()
+    """The UTC calendar day (``YYYY-MM-DD``) of a time in epoch milliseconds (integer
+    calendar arithmetic, the same in every port)."""
+    return civil_from_days(ms // 86_400_000)
+
+
+def _check_day(day: str) -> None:
+    parts = day.split("-")
+    ok = len(day) == 10 and len(parts) == 3 and all(p.isascii() and p.isdigit() for p in parts)
+    if not ok or civil_from_days(days_from_civil(*(int(p) for p in parts))) != day:
+        raise MoneyError(f"{day!r} is not a day (YYYY-MM-DD)", reason="invalid-schedule")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +108,7 @@ class FeeSchedule:
             check_rounding(rate.rounding)
             if rate.rate_bp < 0 or rate.fixed < 0:
                 raise MoneyError("a fee rate cannot be negative", reason="invalid-schedule")
-            _dt.date.fromisoformat(rate.effective_from)  # ValueError names the bad day
+            _check_day(rate.effective_from)
             key = (rate.kind, rate.method, rate.country, rate.currency, rate.effective_from)
             if key in seen:
                 raise MoneyError(f"two fee rows for {key}", reason="invalid-schedule")

@@ -9,7 +9,6 @@ It works on anything shaped like :class:`fynlo_sync.client.Terminal` (``command`
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from fynlo_sync.domains.payments.attempts import attempt_net
@@ -21,8 +20,14 @@ from fynlo_sync.ops import Op, Record
 __all__ = ["Till", "TillTerminal"]
 
 
+class _Transaction(Protocol):
+    def __enter__(self) -> object: ...
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any, /) -> Any: ...
+
+
 class _Store(Protocol):
-    def transaction(self) -> AbstractContextManager[None]: ...
+    def transaction(self) -> _Transaction: ...
 
 
 class TillTerminal(Protocol):
