@@ -12,7 +12,7 @@ import pytest
 from fynlo_sync.client import Terminal
 from fynlo_sync.domains.payments.drawers import z_report
 from fynlo_sync.domains.payments.invariants import check_money
-from fynlo_sync.domains.payments.ledger import correction, posting_sets, unbalanced
+from fynlo_sync.domains.payments.ledger import correction, posting_sets, set_id, unbalanced
 from fynlo_sync.domains.payments.till import Till
 from fynlo_sync.engine import apply_op
 from fynlo_sync.errors import RejectedOpError
@@ -123,7 +123,7 @@ def test_every_payment_posts_a_balanced_set() -> None:
     cash = attempt_in("captured", "cash") | {"captured": 2000, "change": 900, "tendered": 2000}
     order = order_with({"a1": attempt_in("refunded_partial"), "a2": cash})
     sets = posting_sets("o-1", order.fields)
-    assert [s.set_id for s in sets] == ["o-1/a1/capture", "o-1/a1/refund/r1", "o-1/a2/capture"]
+    assert [s.set_id for s in sets] == ["o-1:a1:capture", "o-1:a1:refund:r1", "o-1:a2:capture"]
     assert unbalanced(sets) == []
     legs = {(p.account, p.kind): p.amount for p in sets[0].postings}
     assert legs == {
@@ -135,7 +135,8 @@ def test_every_payment_posts_a_balanced_set() -> None:
     }
     assert {(p.account, p.kind): p.amount for p in sets[2].postings}[("customer", "change")] == 900
     fixed = correction(sets[0], "bt_1", 37)
-    assert fixed.total() == 0 and fixed.set_id == "o-1/a1/capture/correction/bt_1"
+    assert fixed.total() == 0 and fixed.set_id == "o-1:a1:correction:bt_1"
+    assert set_id("o" * 60, "a" * 60, "refund", "r" * 20).startswith("ps:")
 
 
 def test_the_ledger_collection_takes_a_set_once_and_only_balanced() -> None:

@@ -18,12 +18,14 @@ account                kind                amount
 A refund R posts ``customer`` +R and ``restaurant:<m>`` -R (kind ``refund``; fees are not
 returned). A correction (the processor's actual fee differs from the estimate) is a new
 set, never an edit. Entries of zero are left out. Set ids are stable:
-``<order>/<attempt>/capture`` and ``<order>/<attempt>/refund/<refund_id>``, so writing
-the same set twice is idempotent.
+``<order>:<attempt>:capture`` and ``<order>:<attempt>:refund:<refund_id>`` (an id longer
+than an identifier's 128 characters is ``ps:`` and the MD5 of it), so writing the same set
+twice is idempotent.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -42,6 +44,7 @@ __all__ = [
     "from_fields",
     "ledger_of",
     "posting_sets",
+    "set_id",
     "unbalanced",
 ]
 
@@ -96,6 +99,14 @@ def from_fields(set_id: str, fields: Mapping[str, Any]) -> PostingSet:
     )
 
 
+def set_id(order_id: str, attempt_id: str, event: str, *more: str) -> str:
+    """The stable id of a posting set (a record id of ``ledger``)."""
+    text = ":".join((order_id, attempt_id, event, *more))
+    if len(text) <= 128:
+        return text
+    return "ps:" + hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
 def _legs(*legs: tuple[str, str, int]) -> tuple[Posting, ...]:
     return tuple(Posting(a, k, n) for a, k, n in legs if n != 0)
 
@@ -115,7 +126,7 @@ def posting_sets(order_id: str, order: Mapping[str, Any]) -> list[PostingSet]:
         net = captured - change - processing - platform - tip
         out.append(
             PostingSet(
-                set_id=f"{order_id}/{attempt_id}/capture",
+                set_id=set_id(order_id, attempt_id, "capture"),
                 event="capture",
                 order_id=order_id,
                 attempt_id=attempt_id,
@@ -137,7 +148,7 @@ def posting_sets(order_id: str, order: Mapping[str, Any]) -> list[PostingSet]:
             amount = refunds[refund_id]["amount"]
             out.append(
                 PostingSet(
-                    set_id=f"{order_id}/{attempt_id}/refund/{refund_id}",
+                    set_id=set_id(order_id, attempt_id, "refund", refund_id),
                     event="refund",
                     order_id=order_id,
                     attempt_id=attempt_id,
@@ -156,7 +167,7 @@ def correction(original: PostingSet, correction_id: str, actual_fee: int) -> Pos
     estimated = sum(p.amount for p in original.postings if p.kind == "processor_fee")
     delta = actual_fee - estimated
     return PostingSet(
-        set_id=f"{original.set_id}/correction/{correction_id}",
+        set_id=set_id(original.order_id, original.attempt_id, "correction", correction_id),
         event="correction",
         order_id=original.order_id,
         attempt_id=original.attempt_id,
