@@ -75,24 +75,29 @@ def act_payment(client: Terminal, tenant: str, step: Step, *, online: bool) -> l
     first = client.store.meta().next_seq
     till = _till(client, tenant, online)
     orders = _orders(client, tenant)
-    if step.what == "pay":
-        _pay(client, till, orders, step)
-    elif step.what == "refund":
-        settled = [x for x in _attempts(orders, SETTLED_STATES) if till.refundable(x[0], x[1])]
-        if settled:
-            order_id, attempt_id, _ = settled[step.a % len(settled)]
-            left = till.refundable(order_id, attempt_id)
-            amount = left if step.b % 3 == 0 else max(1, left // 2)
-            with client.store.transaction():
-                _drawer(client, till)
-                till.refund(
-                    order_id, attempt_id, amount, approved_by=MANAGER if step.b % 2 else None
-                )
-    else:
-        live = _attempts(orders, LIVE_STATES)
-        if live:
-            order_id, attempt_id, _ = live[step.a % len(live)]
-            till.void(order_id, attempt_id, approved_by=MANAGER if step.b % 2 else None)
+    # One local transaction: a crash leaves all of the step or none of it.
+    with client.store.transaction():
+        if step.what == "pay":
+            _pay(client, till, orders, step)
+        elif step.what == "refund":
+            settled = [x for x in _attempts(orders, SETTLED_STATES) if till.refundable(x[0], x[1])]
+            if settled:
+                order_id, attempt_id, _ = settled[step.a % len(settled)]
+                left = till.refundable(order_id, attempt_id)
+                amount = left if step.b % 3 == 0 else max(1, left // 2)
+                if step.b % 4 == 3:  # the cashier refunds what was handed over, change too
+                    attempt = settled[step.a % len(settled)][2]
+                    amount = attempt["captured"] - attempt["refunded"]
+                with client.store.transaction():
+                    _drawer(client, till)
+                    till.refund(
+                        order_id, attempt_id, amount, approved_by=MANAGER if step.b % 2 else None
+                    )
+        else:
+            live = _attempts(orders, LIVE_STATES)
+            if live:
+                order_id, attempt_id, _ = live[step.a % len(live)]
+                till.void(order_id, attempt_id, approved_by=MANAGER if step.b % 2 else None)
     return [op for op in client.pending() if op.seq >= first]
 
 

@@ -62,7 +62,7 @@ WRITES = (
     "refund",
     "void_payment",
 )
-_WRITE_WEIGHTS = (6, 10, 2, 4, 3, 3, 3, 2, 4, 3, 2, 1, 4, 2, 3, 8, 2, 1)
+_WRITE_WEIGHTS = (6, 10, 2, 4, 3, 3, 3, 2, 4, 3, 2, 1, 4, 2, 3, 8, 4, 1)
 
 
 @dataclass(frozen=True, slots=True)
