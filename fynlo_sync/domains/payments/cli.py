@@ -63,7 +63,7 @@ def _report(args: argparse.Namespace) -> int:
     sets, written, pending = ledger_of(anyio.run(read))
     first, last = args.from_day or "0000-01-01", args.to_day or "9999-12-31"
     columns: tuple[str, ...]
-    if args.kind == "revenue":
+    if args.report == "revenue":
         rows, columns = revenue(sets, first, last), REVENUE_COLUMNS
     else:
         rows, columns = settlement(sets, first, last), SETTLEMENT_COLUMNS
@@ -80,7 +80,7 @@ def _report(args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     "tenant": args.tenant,
-                    "report": args.kind,
+                    "report": args.report,
                     "from": first,
                     "to": last,
                     "posting_sets": {"written": written, "pending": pending},
@@ -98,9 +98,21 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_kinds(subparsers: Any) -> Any:
+    """The subcommands of ``fynlo report``, shared with other features' reports (the
+    time clock's ``labour``): made here unless a module registered earlier made them."""
+    report = subparsers.choices.get("report")
+    if report is None:
+        report = subparsers.add_parser("report", help="reports (payments, labour)")
+        return report.add_subparsers(dest="report", required=True)
+    for action in report._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return report.add_subparsers(dest="report", required=True)
+
+
 def register(subparsers: Any) -> None:
-    report = subparsers.add_parser("report", help="payments reports from the ledger")
-    sub = report.add_subparsers(dest="kind", required=True)
+    sub = _report_kinds(subparsers)
     for kind, text in (
         ("revenue", "revenue per day and method: collected, tips, fees, net"),
         ("settlement", "what each method settles per day, tips payable, platform fee"),
