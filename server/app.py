@@ -45,6 +45,7 @@ from fynlo_sync.plugins import Registry
 from server.auth import make_jwt_auth
 from server.backends import open_backend
 from server.observe import configure_logging, outermost
+from server.openapi import CompletedJson
 from server.plugins import plugin_servers
 from server.pokes import make_channels, redis_client
 from server.routes import ROUTES, Runtime
@@ -210,7 +211,11 @@ def create_app(
             Exception: _unexpected,
         },
         openapi_config=OpenAPIConfig(
-            title="fynlo-sync server", version="1", path="/schema", use_handler_docstrings=True
+            title="fynlo-sync server",
+            version="1",
+            path="/schema",
+            use_handler_docstrings=True,
+            render_plugins=[CompletedJson()],
         ),
         request_max_body_size=settings.max_body_bytes,
         logging_config=None,  # server.observe configures logging (in app_from_env)

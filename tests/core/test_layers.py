@@ -53,6 +53,7 @@ RANKS: dict[str, int] = {
     "server.settings": 13,
     "server.sqlport": 14,
     "server.observe": 14,  # logs and metrics
+    "server.openapi": 14,  # the OpenAPI document, completed
     "server.pgpokes": 14,  # pokes by LISTEN/NOTIFY (server.pokes picks it)
     "server.accounts": 15,
     "server.pokes": 15,
