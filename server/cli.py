@@ -88,6 +88,11 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if settings.migrate_on_start and args.workers > 1:
         admin.migrate(settings)  # once, before the workers race to
+    from server.observe import configure_logging
+
+    # This process's lines too (with several workers, uvicorn's supervisor logs here); each
+    # worker configures its own in server.app.app_from_env.
+    configure_logging(settings.log_format, settings.log_level)
     uvicorn.run(
         "server.app:app_from_env",
         factory=True,
@@ -95,6 +100,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level=args.log_level,
+        log_config=None,
     )
     return 0
 

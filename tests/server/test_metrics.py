@@ -86,6 +86,9 @@ def test_two_workers_count_every_push_once(
         listener_link.close()
     finally:
         _stop(proc)
+    logged = (tmp_path / "server.log").read_text().splitlines()
+    events = [json.loads(line)["event"] for line in logged if line.strip()]  # all JSON
+    assert events.count("push") == pushes
 
 
 def test_the_dashboard_asks_for_exported_metrics() -> None:
