@@ -37,6 +37,7 @@ RANKS: dict[str, int] = {
     # adapters
     "fynlo_sync.replica": 8,
     "fynlo_sync.client": 8,
+    "fynlo_sync.staff_terminal": 9,  # PIN sign-in on a terminal (imports argon2 lazily)
     "fynlo_sync.store": 9,
     "fynlo_sync.worker": 10,
     # payment providers: adapters to the outside world (HTTP), called from effects

@@ -141,3 +141,61 @@ def test_spraying_one_pin_across_employees_locks_the_device(served: Any) -> None
     assert 0 < answers.count("pin-refused") <= 30 and "pin-locked" in answers
     assert _try(link, "e0", "7777") == "pin-locked"  # the device is locked, for everyone
     assert _try(_link(settings, url, "till-3"), "e0", "7777") == "ok"
+
+
+def test_terminal_sign_in_online_then_offline_with_lockout_reported_and_timeout(
+    served: Any, tmp_path: Path
+) -> None:
+    import random
+
+    import conflict
+    from fynlo_sync.client import Terminal
+    from fynlo_sync.domains.orders import OrdersPlugin
+    from fynlo_sync.domains.staff import StaffPlugin
+    from fynlo_sync.domains.timeclock import TimeclockPlugin
+    from fynlo_sync.staff_terminal import OfflinePinError, TerminalSignIn
+    from fynlo_sync.store import SqliteTerminalStore
+    from server.testing import free_port
+
+    settings, clock, url = served
+    link = _link(settings, url, "till-9")
+    registry = conflict.registry([OrdersPlugin(), StaffPlugin(), TimeclockPlugin()])
+    terminal = Terminal(
+        SqliteTerminalStore(tmp_path / "till.db", "till-9"),
+        registry,
+        link,
+        wall=clock,
+        rng=random.Random(9),
+    )
+    terminal.sync()
+    signin = TerminalSignIn(terminal, link, clock)
+    signin.sign_in("s1", "4821")
+    assert terminal.actor == "s1"
+    signin.sign_out()
+    # The internet goes down: a real connection refused, not a stand-in.
+    down = HttpTransport(f"http://127.0.0.1:{free_port()}")
+    down.tokens = link.tokens
+    signin.transport = down
+    for _ in range(3):
+        with pytest.raises(OfflinePinError):
+            signin.sign_in("s1", "1111")
+    with pytest.raises(OfflinePinError, match="try again"):
+        signin.sign_in("s1", "4821")  # locked locally, as on the server
+    clock.advance(MINUTE)
+    assert signin.sign_in("s1", "4821").employee_id == "s1"
+    with pytest.raises(OfflinePinError, match="not signed in here lately"):
+        signin.sign_in("m1", "0000")
+    # The session times out after the idle limit (300 s by default).
+    clock.advance(299_000)
+    signin.touch()
+    assert terminal.actor == "s1"
+    clock.advance(300_000)
+    signin.touch()
+    assert terminal.actor is None
+    # Back online: the three offline failures count on the server.
+    signin.transport = link
+    assert signin.report_failures() == 3
+    for _ in range(7):
+        assert _try(link, "s1", "9999") in ("pin-refused", "pin-locked")
+        clock.advance(2 * 3_600_000)
+    assert _try(link, "s1", "4821") == "pin-locked"  # 3 offline + 7 online = 10 today
