@@ -39,9 +39,9 @@ COMMAND_MODULES = (
     "fynlo_sync.sandbox.cli",
     "fynlo_sync.plugin_cli",
     "fynlo_sync.domains.payments.providers.cli",
-    "server.staff_cli",
     "fynlo_sync.store.cli",
     "fynlo_sync.domains.payments.cli",
+    "server.staff_cli",  # after payments: it adds `labour` to their `report`
 )
 
 #: The import names of each optional extra's packages (``pyproject.toml`` declares them; a

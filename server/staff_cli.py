@@ -128,6 +128,19 @@ def _labour(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_group(subparsers: Any) -> Any:
+    """The ``report`` command's subcommands: shared with the payments reports (whichever
+    module registers first creates ``report``; this one adds ``labour`` to it)."""
+    existing = subparsers.choices.get("report")
+    if existing is None:
+        report = subparsers.add_parser("report", help="reports (revenue, settlement, labour)")
+        return report.add_subparsers(dest="kind", required=True)
+    for action in existing._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return existing.add_subparsers(dest="kind", required=True)
+
+
 def register(subparsers: Any) -> None:
     employee = subparsers.add_parser("employee", help="a tenant's employees (staff plugin)")
     sub = employee.add_subparsers(dest="action", required=True)
@@ -160,8 +173,7 @@ def register(subparsers: Any) -> None:
     common(aud)
     aud.add_argument("--actor")
     aud.set_defaults(needs=NEEDS, func=_guard(_audit))
-    report = subparsers.add_parser("report", help="reports (labour: the time clock)")
-    which = report.add_subparsers(dest="report", required=True)
+    which = _report_group(subparsers)
     lab = which.add_parser("labour", help="hours and cost per employee per day of a week")
     common(lab)
     lab.add_argument("--week", required=True, help="ISO date of the week's Monday")
