@@ -79,9 +79,11 @@ class Plan:
     conflicts: list[Conflict] = field(default_factory=list)
     #: The server feed sequence after this batch.
     cursor: int = 0
-    #: Work the plugins ask for once the plan is committed (pure descriptions; the
-    #: adapter runs them through :meth:`Registry.perform` after the commit).
+    #: Work the plugins ask for once the plan is committed (pure descriptions with stable
+    #: keys; the store writes them to the tenant's outbox in the commit's transaction).
     effects: list[Effect] = field(default_factory=list)
+    #: The server's receive time of the batch (the outbox's creation time of its effects).
+    received_ms: int | None = None
 
 
 def _stamp(op: Op, seq: int) -> Stamp:
@@ -458,7 +460,9 @@ def plan_push(
     Raises :class:`SeqGapError` when the first new op is not ``high_water + 1`` and
     :class:`SeqReuseError` when a replayed seq carries a different op_id.
     """
-    plan = Plan(node_id=batch.node_id, high_water=high_water, cursor=cursor)
+    plan = Plan(
+        node_id=batch.node_id, high_water=high_water, cursor=cursor, received_ms=received_ms
+    )
     working: dict[Key, Record] = dict(rows)
     for op in batch.ops:
         if op.seq <= high_water:

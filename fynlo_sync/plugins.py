@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 import msgspec
 
+from fynlo_sync.effects import SERVER_NODE, Draft, Effect, EffectContext, EffectHandler
 from fynlo_sync.errors import (
     CallerError,
     IllegalTransitionError,
@@ -45,6 +46,8 @@ __all__ = [
     "Draft",
     "DomainPlugin",
     "Effect",
+    "EffectContext",
+    "EffectHandler",
     "Extension",
     "Field",
     "FieldKind",
@@ -69,8 +72,6 @@ FieldKind = Literal["lww", "counter", "set", "state", "map"]
 
 #: The system collection that holds the manual conflict queue.
 CONFLICTS = "conflicts"
-#: The node id of ops the server authors (effects, webhooks, admin, conflict resolution).
-SERVER_NODE = "server"
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,15 +334,6 @@ class Strategy(Protocol):
     def resolve(self, contest: Contest) -> Resolution: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Effect:
-    """Work a plugin wants done after the server commits (call Stripe, print a ticket)."""
-
-    plugin: str
-    name: str
-    payload: Mapping[str, Any]
-
-
 #: A tenant's live records (not deleted) by collection, each in record id order. Every
 #: collection of the registry has an entry (maybe empty).
 RecordsByCollection = Mapping[str, Sequence[Record]]
@@ -437,39 +429,6 @@ def load_settings(model: type[S], prefix: str, environ: Mapping[str, str]) -> S:
             if f"`$.{name}`" in text:
                 raise SettingsError(f"{var}: {text}", variable=var) from None
         raise SettingsError(f"{prefix}*: {text}", variable=prefix + "*") from None
-
-
-@dataclass(frozen=True, slots=True)
-class Draft:
-    """An op the server is to author, before it has a seq or an HLC (the replica gives
-    those under the tenant's lock). ``op_id`` is minted then too unless given (a caller
-    that must name the op in another op of the same batch mints it first)."""
-
-    collection: str
-    record_id: str
-    kind: Literal["put", "patch", "delete", "command"]
-    fields: dict[str, Any] | None = None
-    name: str | None = None
-    args: dict[str, Any] | None = None
-    op_id: str | None = None
-
-    @classmethod
-    def command(
-        cls, collection: str, record_id: str, name: str, args: Mapping[str, Any] | None = None
-    ) -> Draft:
-        return cls(collection, record_id, "command", name=name, args=dict(args or {}))
-
-    @classmethod
-    def put(cls, collection: str, record_id: str, fields: Mapping[str, Any]) -> Draft:
-        return cls(collection, record_id, "put", fields=dict(fields))
-
-    @classmethod
-    def patch(cls, collection: str, record_id: str, fields: Mapping[str, Any]) -> Draft:
-        return cls(collection, record_id, "patch", fields=dict(fields))
-
-    @classmethod
-    def delete(cls, collection: str, record_id: str) -> Draft:
-        return cls(collection, record_id, "delete")
 
 
 @dataclass(frozen=True, slots=True)
@@ -597,10 +556,17 @@ class DomainPlugin:
         """Pure: which effects the committed changes call for (run by the server)."""
         return []
 
+    def effect_handlers(self) -> Mapping[str, EffectHandler]:
+        """This plugin's effect handlers by effect name: ``async def h(ctx: EffectContext)``
+        (see :mod:`fynlo_sync.effects`). An effect with no handler here goes to
+        :meth:`perform`."""
+        return {}
+
     def perform(self, effect: Effect) -> None:
-        """Carry out one of this plugin's effects after the commit (may do I/O: call
-        Stripe, print a kitchen ticket). It must be idempotent: a crash between commit and
-        effect means the server runs it again on restart."""
+        """The old synchronous hook, still honoured: carry out an effect that has no async
+        handler. It runs on the effect worker like a handler, at least once (a crash
+        between its work and the record of it runs it again), so it must be idempotent
+        by ``effect.key``."""
 
 
 def _resolve_conflict(ctx: CommandContext) -> dict[str, Any]:
@@ -724,10 +690,32 @@ class Registry:
         return self._strategies[name]
 
     def effects(self, changes: list[Change]) -> list[Effect]:
+        """The effects the changes call for, each with its key (see :meth:`Effect.keyed`)."""
         out: list[Effect] = []
         for plugin in self.plugins:
-            out.extend(plugin.effects(changes))
+            out.extend(effect.keyed() for effect in plugin.effects(changes))
         return out
+
+    def plugin(self, name: str) -> DomainPlugin | None:
+        for plugin in self.plugins:
+            if plugin.name == name:
+                return plugin
+        return None
+
+    def handler(self, effect: Effect) -> EffectHandler:
+        """The async handler of ``effect``: its plugin's, or one around the plugin's
+        synchronous :meth:`DomainPlugin.perform`."""
+        plugin = self.plugin(effect.plugin)
+        if plugin is None:
+            raise CallerError(f"no plugin {effect.plugin!r} for effect {effect.name!r}")
+        found = plugin.effect_handlers().get(effect.name)
+        if found is not None:
+            return found
+
+        async def perform(ctx: EffectContext) -> None:
+            plugin.perform(ctx.effect)
+
+        return perform
 
     def invariants(self) -> list[tuple[str, Invariant]]:
         """Every plugin's invariants, as ``(plugin name, invariant)`` in plugin order."""
@@ -753,9 +741,8 @@ class Registry:
         return out
 
     def perform(self, effect: Effect) -> None:
-        """Run ``effect`` through the plugin that asked for it."""
-        for plugin in self.plugins:
-            if plugin.name == effect.plugin:
-                plugin.perform(effect)
-                return
-        raise CallerError(f"no plugin {effect.plugin!r} for effect {effect.name!r}")
+        """Run ``effect`` through the synchronous hook of the plugin that asked for it."""
+        plugin = self.plugin(effect.plugin)
+        if plugin is None:
+            raise CallerError(f"no plugin {effect.plugin!r} for effect {effect.name!r}")
+        plugin.perform(effect)

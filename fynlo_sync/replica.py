@@ -18,18 +18,30 @@ body, the envelope check, the answer, the page) is shared, so the two cannot div
 
 from __future__ import annotations
 
+import asyncio
 import random
+import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
 
+from fynlo_sync.effects import (
+    EffectContext,
+    EffectRow,
+    OpAuthor,
+    PermanentEffectError,
+    RetryableEffectError,
+    RetryPolicy,
+    Settlement,
+    settle,
+)
 from fynlo_sync.engine import Plan, actor_keys, plan_push
-from fynlo_sync.errors import CallerError, ClockError, MalformedError
+from fynlo_sync.errors import CallerError, ClockError, MalformedError, StoreError
 from fynlo_sync.hlc import HybridClock, from_wire, to_wire
 from fynlo_sync.ops import Batch, Change, Op, Record
 from fynlo_sync.pages import PageCache
@@ -51,9 +63,13 @@ __all__ = [
     "AsyncServerReplica",
     "Call",
     "Compose",
+    "LeaseLostError",
     "ServerReplica",
     "author_step",
     "compacted",
+    "drive",
+    "drive_async",
+    "finish_step",
     "make_page",
     "page_size",
     "pull_step",
@@ -217,6 +233,32 @@ def wire_step(
     return page
 
 
+def finish_step(
+    row: EffectRow,
+    settlement: Settlement,
+    now_ms: int,
+    author: Step[tuple[Batch, Plan]] | None,
+) -> Step[Plan | None]:
+    """Settle an effect's attempt in the tenant's transaction, committing the ops its
+    handler authored (``author``) with it. Raises :class:`LeaseLostError` (rolling the ops
+    back) when the claim is no longer current."""
+    plan: Plan | None = None
+    if author is not None:
+        _, plan = yield from author
+    settled: bool = yield Call("finish_effect", (row, settlement, now_ms))
+    if not settled:
+        raise LeaseLostError(
+            f"effect {row.key!r} of tenant {row.tenant!r} was claimed again (its lease of "
+            f"attempt {row.attempts} ran out): this attempt's result is dropped"
+        )
+    return plan
+
+
+class LeaseLostError(StoreError):
+    """An effect's claim ran out and another worker claimed it: the late result is
+    dropped (the newer attempt settles it)."""
+
+
 def drive(step: Step[T], store: Any) -> T:
     """Run ``step`` against a synchronous store."""
     answer: Any = None
@@ -246,10 +288,12 @@ def _wall_ms() -> int:
 
 
 OnCommit = Callable[[str, Plan], Awaitable[None] | None]
+#: ``read(tenant, collection, record_id)``: a record now, for an effect handler.
+Read = Callable[[str, str, str], Awaitable[Record | None]]
 
 
 class _Loop:
-    """What both adapters share: configuration, decoding, the answer."""
+    """What both adapters share: configuration, decoding, the answer, one effect attempt."""
 
     def __init__(
         self,
@@ -260,6 +304,7 @@ class _Loop:
         now_ms: Callable[[], int] | None,
         rng: random.Random | None,
         cache: PageCache | None = None,
+        policy: RetryPolicy | None = None,
     ) -> None:
         self.registry = registry
         #: Pull pages many terminals ask for again (``None``: no cache).
@@ -270,6 +315,7 @@ class _Loop:
         self.now_ms = now_ms or _wall_ms
         self.clock = HybridClock(self.now_ms)
         self.rng = rng or random.Random()
+        self.policy = policy or RetryPolicy()
 
     def _accept(self, body: bytes | Batch, node_id: str | None) -> Batch:
         batch = decode_batch(body, max_ops=self.max_batch) if isinstance(body, bytes) else body
@@ -289,6 +335,45 @@ class _Loop:
             received_ms=self.now_ms(),
         )
 
+    def _finish(
+        self, row: EffectRow, settlement: Settlement, drafts: Sequence[Draft]
+    ) -> Step[Plan | None]:
+        author = self._author(row.tenant, drafts) if drafts else None
+        return finish_step(row, settlement, self.now_ms(), author)
+
+    async def attempt(self, row: EffectRow, read: Read) -> tuple[Settlement, list[Draft]]:
+        """Run the handler of a claimed effect once (bounded by the policy's timeout) and
+        decide how the attempt ends; the drafts are the ops it authored (only when done)."""
+        author = OpAuthor()
+        error: BaseException | None = None
+        try:
+            handler = self.registry.handler(row.effect)
+            plugin = self.registry.plugin(row.effect.plugin)
+
+            async def read_one(collection: str, record_id: str) -> Record | None:
+                return await read(row.tenant, collection, record_id)
+
+            ctx = EffectContext(
+                tenant=row.tenant,
+                effect=row.effect,
+                key=row.idempotency_key,
+                attempt=row.attempts,
+                now_ms=self.now_ms(),
+                settings=None if plugin is None else plugin.settings,
+                read=read_one,
+                author=author,
+            )
+            async with asyncio.timeout(self.policy.timeout_ms / 1000):
+                await handler(ctx)
+        except TimeoutError:
+            error = RetryableEffectError(f"timed out after {self.policy.timeout_ms} ms")
+        except CallerError as exc:  # no such plugin: no retry can fix it
+            error = PermanentEffectError(exc.detail)
+        except Exception as exc:  # a handler's failure is the attempt's result
+            error = exc
+        settlement = settle(row, error, now_ms=self.now_ms(), policy=self.policy)
+        return settlement, author.drafts if settlement.state == "done" else []
+
 
 def _answer(node_id: str, plan: Plan) -> PushResult:
     return PushResult(
@@ -296,9 +381,38 @@ def _answer(node_id: str, plan: Plan) -> PushResult:
     )
 
 
+def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion from synchronous code (in a helper thread when this
+    thread already runs an event loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    out: list[T] = []
+    fail: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(asyncio.run(coro))
+        except BaseException as exc:  # handed to the caller below
+            fail.append(exc)
+
+    thread = threading.Thread(target=run, name="fynlo-effect")
+    thread.start()
+    thread.join()
+    if fail:
+        raise fail[0]
+    return out[0]
+
+
 class ServerReplica(_Loop):
     """Engine + synchronous store. ``on_commit(tenant, plan)`` runs after each commit that
-    changed something (the server pokes terminals from it)."""
+    changed something (the server pokes terminals from it).
+
+    Effects go to the store's outbox with the commit. With ``inline_effects`` (the
+    default: loopback, simulator, tests) each push then drains the due effects itself
+    (:meth:`run_effects`); the embedded server turns it off and runs an
+    :class:`~fynlo_sync.worker.EffectWorker` on its event loop instead."""
 
     def __init__(
         self,
@@ -311,12 +425,21 @@ class ServerReplica(_Loop):
         now_ms: Callable[[], int] | None = None,
         rng: random.Random | None = None,
         cache: PageCache | None = None,
+        policy: RetryPolicy | None = None,
+        inline_effects: bool = True,
     ) -> None:
         super().__init__(
-            registry, max_batch=max_batch, max_page=max_page, now_ms=now_ms, rng=rng, cache=cache
+            registry,
+            max_batch=max_batch,
+            max_page=max_page,
+            now_ms=now_ms,
+            rng=rng,
+            policy=policy,
+            cache=cache,
         )
         self.store = store
         self.on_commit = on_commit
+        self.inline_effects = inline_effects
 
     def _commit(self, tenant: str, step: Step[T]) -> T:
         with self.store.transaction(tenant):
@@ -325,8 +448,8 @@ class ServerReplica(_Loop):
     def _after(self, tenant: str, plan: Plan) -> None:
         if plan.changes and self.on_commit is not None:
             self.on_commit(tenant, plan)
-        for effect in plan.effects:
-            self.registry.perform(effect)
+        if plan.effects and self.inline_effects:
+            self.run_effects()
 
     def push(self, tenant: str, body: bytes | Batch, *, node_id: str | None = None) -> PushResult:
         """Apply a batch (raw JSON bytes, verified here, or an already decoded Batch).
@@ -377,10 +500,54 @@ class ServerReplica(_Loop):
         )
         return drive(step, self.store)
 
+    # -- effects (the outbox, through the store)
+
+    def claim_effects(self, limit: int) -> list[EffectRow]:
+        return self.store.claim_effects(self.now_ms(), self.policy.lease_ms, limit)
+
+    def read(self, tenant: str, collection: str, record_id: str) -> Record | None:
+        return self.store.load(tenant, [(collection, record_id)]).get((collection, record_id))
+
+    def finish_effect(
+        self, row: EffectRow, settlement: Settlement, drafts: Sequence[Draft] = ()
+    ) -> bool:
+        """Settle an attempt (and commit the ops it authored, in one transaction). False
+        when the claim was no longer current (nothing is written)."""
+        try:
+            plan = self._commit(row.tenant, self._finish(row, settlement, drafts))
+        except LeaseLostError:
+            return False
+        if plan is not None:
+            self._after(row.tenant, plan)
+        return True
+
+    def run_effects(self, limit: int = 100) -> int:
+        """Claim the due effects and perform them one by one, here; returns how many
+        attempts ran. (Nested calls, from ops an effect authored, return 0.)"""
+        if getattr(self, "_draining", False):
+            return 0
+        self._draining = True
+        count = 0
+        try:
+            while rows := self.claim_effects(limit):
+                for row in rows:
+
+                    async def read(tenant: str, collection: str, record_id: str) -> Record | None:
+                        return self.read(tenant, collection, record_id)
+
+                    settlement, drafts = _run_coroutine(self.attempt(row, read))
+                    self.finish_effect(row, settlement, drafts)
+                    count += 1
+        finally:
+            self._draining = False
+        return count
+
 
 class AsyncServerReplica(_Loop):
     """Engine + async store: the same steps, awaited. ``on_commit(tenant, plan)`` (sync or
-    async) runs after each commit that changed something."""
+    async) runs after each commit that changed something. Effects go to the outbox with
+    the commit; an :class:`~fynlo_sync.worker.EffectWorker` over this replica performs
+    them."""
 
     def __init__(
         self,
@@ -393,9 +560,16 @@ class AsyncServerReplica(_Loop):
         now_ms: Callable[[], int] | None = None,
         rng: random.Random | None = None,
         cache: PageCache | None = None,
+        policy: RetryPolicy | None = None,
     ) -> None:
         super().__init__(
-            registry, max_batch=max_batch, max_page=max_page, now_ms=now_ms, rng=rng, cache=cache
+            registry,
+            max_batch=max_batch,
+            max_page=max_page,
+            now_ms=now_ms,
+            rng=rng,
+            policy=policy,
+            cache=cache,
         )
         self.store = store
         self.on_commit = on_commit
@@ -409,8 +583,6 @@ class AsyncServerReplica(_Loop):
             done = self.on_commit(tenant, plan)
             if done is not None:
                 await done
-        for effect in plan.effects:
-            self.registry.perform(effect)
 
     async def push(
         self, tenant: str, body: bytes | Batch, *, node_id: str | None = None
@@ -458,6 +630,37 @@ class AsyncServerReplica(_Loop):
             cache=self.cache,
         )
         return await drive_async(step, self.store)
+
+    # -- effects (an EffectWorker's source)
+
+    async def claim_effects(self, limit: int) -> list[EffectRow]:
+        return await self.store.claim_effects(self.now_ms(), self.policy.lease_ms, limit)
+
+    async def read(self, tenant: str, collection: str, record_id: str) -> Record | None:
+        found = await self.store.load(tenant, [(collection, record_id)])
+        return found.get((collection, record_id))
+
+    async def finish_effect(
+        self, row: EffectRow, settlement: Settlement, drafts: Sequence[Draft] = ()
+    ) -> bool:
+        try:
+            plan = await self._commit(row.tenant, self._finish(row, settlement, drafts))
+        except LeaseLostError:
+            return False
+        if plan is not None:
+            await self._after(row.tenant, plan)
+        return True
+
+    async def run_effects(self, limit: int = 100) -> int:
+        """Claim the due effects and perform them one by one; returns how many attempts
+        ran (the server's worker does this concurrently and forever)."""
+        count = 0
+        while rows := await self.claim_effects(limit):
+            for row in rows:
+                settlement, drafts = await self.attempt(row, self.read)
+                await self.finish_effect(row, settlement, drafts)
+                count += 1
+        return count
 
 
 def page_size(since: int, limit: int | None, max_page: int) -> int:

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from fynlo_sync.canonical import MAX_SAFE_INTEGER
-from fynlo_sync.engine import plan_push
+from fynlo_sync.effects import Effect, Settlement
+from fynlo_sync.engine import Plan, plan_push
 from fynlo_sync.errors import CallerError, SeqGapError
 from fynlo_sync.hlc import pack, to_wire
 from fynlo_sync.ops import Batch, Op, Outcome, Record
@@ -371,6 +372,83 @@ def check_terminal_staging(store: TerminalStore) -> None:
     assert store.server_records() == [a2, b, mine]
 
 
+def _outbox_plan(tenant_keys: list[str], now: int) -> Plan:
+    """A plan that commits nothing but effects (outbox tests)."""
+    effects = [Effect("orders", "kitchen_ticket", {"k": k, "n": 1}, key=k) for k in tenant_keys]
+    return Plan(node_id="n1", high_water=0, effects=effects, received_ms=now)
+
+
+def check_server_outbox_is_written_with_the_commit(store: ServerStore) -> None:
+    with store.transaction("t"):
+        store.commit("t", _outbox_plan(["a", "b"], 1_000))
+    try:
+        with store.transaction("t"):
+            store.commit("t", _outbox_plan(["c"], 1_000))
+            raise _Boom
+    except _Boom:
+        pass
+    with store.transaction("t"):  # a key already there is left alone
+        store.commit("t", _outbox_plan(["a"], 5_000))
+    rows = store.effect_rows("t")
+    assert [(r.key, r.state, r.due_ms, r.created_ms) for r in rows] == [
+        ("a", "pending", 1_000, 1_000),
+        ("b", "pending", 1_000, 1_000),
+    ]
+    assert rows[0].effect == Effect("orders", "kitchen_ticket", {"k": "a", "n": 1}, key="a")
+    assert rows[0].idempotency_key == "t/a" and store.effect_rows("u") == []
+
+
+def check_server_outbox_claims_lease_and_fence(store: ServerStore) -> None:
+    with store.transaction("t"):
+        store.commit("t", _outbox_plan(["a", "b"], 1_000))
+    with store.transaction("u"):
+        store.commit("u", _outbox_plan(["a"], 1_550))
+    assert store.claim_effects(999, 100, 10) == []  # nothing due yet
+    first = store.claim_effects(1_500, 100, 10)
+    assert [(r.tenant, r.key, r.state, r.attempts, r.due_ms) for r in first] == [
+        ("t", "a", "running", 1, 1_600),
+        ("t", "b", "running", 1, 1_600),
+    ]
+    assert [a.started_ms for a in first[0].history] == [1_500]
+    # leased: not claimed again before the lease ends (another tenant's effect is)
+    assert [(r.tenant, r.key) for r in store.claim_effects(1_599, 100, 10)] == [("u", "a")]
+    done = Settlement("done", 1_550, 0, "done", None)
+    assert store.finish_effect(first[1], done, 1_550)
+    assert not store.finish_effect(first[1], done, 1_550)  # settled already
+    # the lease of t/a runs out: a new attempt, and the old claim can no longer settle
+    again = store.claim_effects(1_600, 100, 10)
+    assert [(r.tenant, r.key, r.attempts) for r in again] == [("t", "a", 2)]
+    assert not store.finish_effect(first[0], done, 1_650)
+    retry = Settlement("pending", 9_000, 1, "retry", "RuntimeError: down")
+    assert store.finish_effect(again[0], retry, 1_650)
+    (row,) = store.effect_rows("t", "pending")
+    assert (row.key, row.due_ms, row.failures, row.last_error) == (
+        "a",
+        9_000,
+        1,
+        "RuntimeError: down",
+    )
+    assert [(a.attempt, a.started_ms, a.finished_ms, a.result) for a in row.history] == [
+        (1, 1_500, None, None),  # its worker lost the lease
+        (2, 1_600, 1_650, "retry"),
+    ]
+    assert [r.key for r in store.effect_rows("t", "done")] == ["b"]
+
+
+def check_server_outbox_dead_letters_and_retries(store: ServerStore) -> None:
+    with store.transaction("t"):
+        store.commit("t", _outbox_plan(["a"], 0))
+    (row,) = store.claim_effects(10, 100, 1)
+    assert not store.retry_effect("t", "a", 20)  # only a dead effect is retried
+    assert store.finish_effect(row, Settlement("dead", 20, 8, "dead", "ValueError: no"), 20)
+    assert store.claim_effects(10_000, 100, 10) == []
+    (dead,) = store.effect_rows(state="dead")
+    assert (dead.tenant, dead.failures, dead.last_error) == ("t", 8, "ValueError: no")
+    assert store.retry_effect("t", "a", 30) and not store.retry_effect("t", "zz", 30)
+    (back,) = store.claim_effects(30, 100, 10)
+    assert (back.attempts, back.failures, back.state) == (2, 0, "running")
+
+
 SERVER_STORE_CHECKS: tuple[Callable[[ServerStore], None], ...] = (
     check_server_empty,
     check_server_push_and_pull,
@@ -381,6 +459,9 @@ SERVER_STORE_CHECKS: tuple[Callable[[ServerStore], None], ...] = (
     check_server_rejections_and_conflicts_are_kept,
     check_server_loads_many_keys,
     check_server_latest_is_compacted,
+    check_server_outbox_is_written_with_the_commit,
+    check_server_outbox_claims_lease_and_fence,
+    check_server_outbox_dead_letters_and_retries,
 )
 TERMINAL_STORE_CHECKS: tuple[Callable[[TerminalStore], None], ...] = (
     check_terminal_meta_and_rows,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
@@ -24,10 +24,15 @@ from server.accounts import Accounts, DeviceState, Enrollment
 from server.backends import open_backend
 from server.settings import Settings
 
+if TYPE_CHECKING:
+    from fynlo_sync.effects import EffectRow
+
 __all__ = [
     "create_tenant",
     "enroll_device",
     "list_devices",
+    "list_effects",
+    "retry_effect",
     "migrate",
     "open_accounts",
     "revoke_device",
@@ -89,3 +94,32 @@ def revoke_device(settings: Settings, tenant_id: str, node_id: str) -> None:
 
 def list_devices(settings: Settings, tenant_id: str) -> list[DeviceState]:
     return _run(settings, lambda accounts: accounts.devices(tenant_id))
+
+
+def _with_backend(settings: Settings, job: Callable[[Any], Awaitable[T]]) -> T:
+    async def main() -> T:
+        backend = await open_backend(settings, conflict.registry(), _wall_ms, _ignore, migrate=True)
+        try:
+            return await job(backend)
+        finally:
+            await backend.close()
+
+    return anyio.run(main)
+
+
+def list_effects(
+    settings: Settings, tenant_id: str | None = None, state: str | None = None
+) -> list[EffectRow]:
+    """The durable effects (every tenant's, or one's), optionally in one state, with every
+    attempt."""
+    rows: list[EffectRow] = _with_backend(
+        settings, lambda backend: backend.effect_rows(tenant_id, state)
+    )
+    return rows
+
+
+def retry_effect(settings: Settings, tenant_id: str, key: str) -> bool:
+    """Make a dead effect due now with a fresh failure budget (a running server's worker
+    picks it up at its next poll). False if it is not dead."""
+    done: bool = _with_backend(settings, lambda backend: backend.retry_effect(tenant_id, key))
+    return done

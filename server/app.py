@@ -1,7 +1,9 @@
 """``create_app(settings)``: the Litestar app is wiring.
 
-The lifespan opens the database (and applies migrations), then runs the plugins' lifespan
-hooks; plugins' routes are mounted under ``/v1/plugins/<name>`` (:mod:`server.plugins`).
+The lifespan opens the database (and applies migrations), starts the effect worker
+(:class:`~fynlo_sync.worker.EffectWorker`: durable effects from the outbox), then runs the
+plugins' lifespan hooks; plugins' routes are mounted under ``/v1/plugins/<name>``
+(:mod:`server.plugins`).
 Channels carries pokes, the JWT security backend authenticates devices, exception handlers
 turn every error into an RFC 9457 ``application/problem+json`` body, Prometheus serves
 ``/metrics``, OpenAPI ``/schema``.
@@ -10,11 +12,12 @@ Nothing is global: two apps in one process share nothing (but the Prometheus reg
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from typing import Any
 
 from litestar import Litestar, Request, Response
@@ -42,6 +45,7 @@ from fynlo_sync.errors import (
 from fynlo_sync.hlc import HybridClock
 from fynlo_sync.plugin_loader import load_plugins
 from fynlo_sync.plugins import Registry
+from fynlo_sync.worker import EffectWorker
 from server.auth import make_jwt_auth
 from server.backends import open_backend
 from server.observe import configure_logging, outermost
@@ -179,7 +183,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        rt.backend_ = await open_backend(settings, rt.registry, clock_fn, rt.notify)
+        rt.backend_ = await open_backend(settings, rt.registry, clock_fn, rt.notify, rng=rt.rng)
+        worker = EffectWorker(
+            rt.backend_.effect_source,
+            concurrency=settings.effect_concurrency,
+            poll_ms=settings.effect_poll_ms,
+        )
+        rt.backend_.effects_due = worker.wake
+        rt.effects = worker
+        working = asyncio.get_running_loop().create_task(worker.run(), name="fynlo-effects")
         try:
             async with AsyncExitStack() as hooks:
                 for extension in extensions:
@@ -187,6 +199,9 @@ def create_app(
                         await hooks.enter_async_context(extension.lifespan(extension.context))
                 yield
         finally:
+            working.cancel()
+            with suppress(asyncio.CancelledError):
+                await working
             backend, rt.backend_ = rt.backend_, None
             await backend.close()
             if redis is not None:

@@ -24,15 +24,17 @@ import anyio.from_thread
 import anyio.to_thread
 from prometheus_client import Counter
 
+from fynlo_sync.effects import EffectRow, Settlement
 from fynlo_sync.engine import Plan
 from fynlo_sync.ops import Record
 from fynlo_sync.pages import PageCache
 from fynlo_sync.plugins import Draft, Registry
 from fynlo_sync.protocol import PushResult, WirePage
-from fynlo_sync.replica import Compose, ServerReplica
+from fynlo_sync.replica import Compose, Read, ServerReplica
 from fynlo_sync.store.base import Key
 from fynlo_sync.store.sqlite import SqliteServerStore
 from fynlo_sync.store.sqlport import PgSql, SqliteSql
+from fynlo_sync.worker import EffectSource
 from server.accounts import Accounts
 from server.settings import Settings
 
@@ -62,6 +64,12 @@ class Backend(Protocol):
         ...
 
     def new_op_id(self) -> str: ...
+
+    async def effect_rows(
+        self, tenant: str | None = None, state: str | None = None
+    ) -> list[EffectRow]: ...
+
+    async def retry_effect(self, tenant: str, key: str) -> bool: ...
 
     async def pull(
         self, tenant: str, since: int, limit: int | None, *, compact: bool, node_id: str
@@ -98,6 +106,10 @@ def page_cache(settings: Settings) -> PageCache | None:
     return PageCache(max_bytes=settings.page_cache_mb * 1024 * 1024, on_lookup=_count)
 
 
+def _nothing() -> None:
+    pass
+
+
 def _accounts(db: Any, settings: Settings, now_ms: Callable[[], int]) -> Accounts:
     return Accounts(
         db,
@@ -130,17 +142,55 @@ class EmbeddedBackend:
             now_ms=now_ms,
             rng=rng,
             cache=page_cache(settings),
+            policy=settings.effect_policy,
+            inline_effects=False,
         )
         self.accounts = _accounts(
             SqliteSql(path, busy_timeout_ms=settings.sqlite_busy_ms), settings, now_ms
         )
         self._limiter = anyio.CapacityLimiter(1)
+        #: Called on the event loop when a commit wrote effects (the worker's wake).
+        self.effects_due: Callable[[], None] = _nothing
 
     def _committed(self, tenant: str, plan: Plan) -> None:
         # On the worker thread, inside replica.push: hand the poke to the event loop and
         # return at once (waiting for the loop made every push queue behind the fan-out to
         # every socket).
         self._loop.call_soon_threadsafe(self._notify, tenant, plan.cursor)
+        if plan.effects:
+            self._loop.call_soon_threadsafe(self.effects_due)
+
+    # -- the effect worker's source: store calls on the SQLite worker thread, handlers on
+    # -- the event loop (a slow provider call holds no thread and no lock)
+
+    async def claim_effects(self, limit: int) -> list[EffectRow]:
+        return await self._run(self.replica.claim_effects, limit)
+
+    async def attempt(self, row: EffectRow, read: Read) -> tuple[Settlement, list[Draft]]:
+        return await self.replica.attempt(row, read)
+
+    async def read(self, tenant: str, collection: str, record_id: str) -> Record | None:
+        return await self._run(self.replica.read, tenant, collection, record_id)
+
+    async def finish_effect(
+        self, row: EffectRow, settlement: Settlement, drafts: Sequence[Draft] = ()
+    ) -> bool:
+        return await self._run(self.replica.finish_effect, row, settlement, drafts)
+
+    async def effect_rows(
+        self, tenant: str | None = None, state: str | None = None
+    ) -> list[EffectRow]:
+        return await self._run(self.store.effect_rows, tenant, state)
+
+    async def retry_effect(self, tenant: str, key: str) -> bool:
+        done = await self._run(self.store.retry_effect, tenant, key, self.replica.now_ms())
+        if done:
+            self.effects_due()
+        return done
+
+    @property
+    def effect_source(self) -> EffectSource:
+        return self
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         call = functools.partial(fn, *args, **kwargs)
@@ -192,6 +242,24 @@ class PostgresBackend:
         self.store = store
         self.replica = replica
         self.accounts = accounts
+        self.effects_due: Callable[[], None] = _nothing
+
+    @property
+    def effect_source(self) -> EffectSource:
+        source: EffectSource = self.replica
+        return source
+
+    async def effect_rows(
+        self, tenant: str | None = None, state: str | None = None
+    ) -> list[EffectRow]:
+        rows: list[EffectRow] = await self.store.effect_rows(tenant, state)
+        return rows
+
+    async def retry_effect(self, tenant: str, key: str) -> bool:
+        done: bool = await self.store.retry_effect(tenant, key, self.replica.now_ms())
+        if done:
+            self.effects_due()
+        return done
 
     @classmethod
     async def open(
@@ -213,6 +281,8 @@ class PostgresBackend:
 
         def committed(tenant: str, plan: Plan) -> None:
             notify(tenant, plan.cursor)
+            if plan.effects:
+                backend.effects_due()
 
         replica = AsyncServerReplica(
             store,
@@ -223,8 +293,10 @@ class PostgresBackend:
             now_ms=now_ms,
             rng=rng,
             cache=page_cache(settings),
+            policy=settings.effect_policy,
         )
-        return cls(store, replica, _accounts(PgSql(store.pool), settings, now_ms))
+        backend = cls(store, replica, _accounts(PgSql(store.pool), settings, now_ms))
+        return backend
 
     async def start(self, migrate: bool) -> None:
         if migrate:

@@ -1,4 +1,4 @@
-"""``fynlo serve | migrate | tenant create | device enroll | device revoke | device list``.
+"""``fynlo serve | migrate | tenant create | device enroll|revoke|list | effects list|retry``.
 
 Every command reads its settings from the environment (``FYNLO_DATABASE_URL`` and friends,
 see :mod:`server.settings`). ``--json`` prints one JSON object for scripts.
@@ -172,6 +172,57 @@ def _device_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _effect_json(row: Any) -> dict[str, Any]:
+    return {
+        "tenant_id": row.tenant,
+        "key": row.key,
+        "plugin": row.effect.plugin,
+        "name": row.effect.name,
+        "state": row.state,
+        "attempts": row.attempts,
+        "failures": row.failures,
+        "due_ms": row.due_ms,
+        "created_ms": row.created_ms,
+        "last_error": row.last_error,
+        "payload": dict(row.effect.payload),
+        "history": [
+            {
+                "attempt": a.attempt,
+                "started_ms": a.started_ms,
+                "finished_ms": a.finished_ms,
+                "result": a.result,
+                "error": a.error,
+            }
+            for a in row.history
+        ],
+    }
+
+
+def _effects_list(args: argparse.Namespace) -> int:
+    from server import admin
+
+    rows = admin.list_effects(_settings(), args.tenant, args.state)
+    text = "\n".join(
+        f"{r.tenant} {r.key} {r.state} attempts={r.attempts}"
+        + (f" error={r.last_error}" if r.last_error else "")
+        for r in rows
+    )
+    _print(args, {"effects": [_effect_json(r) for r in rows]}, text or "no effects")
+    return 0
+
+
+def _effects_retry(args: argparse.Namespace) -> int:
+    from server import admin
+
+    done = admin.retry_effect(_settings(), args.tenant, args.key)
+    _print(
+        args,
+        {"tenant_id": args.tenant, "key": args.key, "retried": done},
+        "due again" if done else "not dead (nothing to retry)",
+    )
+    return 0 if done else 1
+
+
 def register(subparsers: Any) -> None:
     serve = subparsers.add_parser("serve", help="run the sync server under uvicorn")
     serve.add_argument("--host", default="127.0.0.1")
@@ -209,3 +260,18 @@ def register(subparsers: Any) -> None:
     listing.add_argument("--tenant", required=True)
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(needs=NEEDS, func=_guarded(_device_list))
+
+    effects = subparsers.add_parser("effects", help="durable effects (the outbox)")
+    effects_sub = effects.add_subparsers(dest="action", required=True)
+    elist = effects_sub.add_parser(
+        "list", help="effects with every attempt (dead: failed for good)"
+    )
+    elist.add_argument("--tenant", help="only this tenant's")
+    elist.add_argument("--state", choices=("pending", "running", "done", "dead"))
+    elist.add_argument("--json", action="store_true")
+    elist.set_defaults(needs=NEEDS, func=_guarded(_effects_list))
+    eretry = effects_sub.add_parser("retry", help="make a dead effect due again")
+    eretry.add_argument("--tenant", required=True)
+    eretry.add_argument("key")
+    eretry.add_argument("--json", action="store_true")
+    eretry.set_defaults(needs=NEEDS, func=_guarded(_effects_retry))

@@ -28,11 +28,13 @@ from fynlo_sync.ops import Record
 from fynlo_sync.plugins import Registry
 from fynlo_sync.protocol import PushResult, WirePage
 from fynlo_sync.schema import domains_document
+from fynlo_sync.worker import EffectWorker
 from server import observe
 from server.accounts import DeviceState, Grant
 from server.auth import WS_UNAUTHENTICATED, AccessToken, Device, issue_access_token
 from server.backends import EmbeddedBackend, PostgresBackend
 from server.conflicts import ResolveRequest, list_conflicts, resolve_conflict
+from server.effects import list_effects
 from server.pokes import Outlet, PokeHub, channel_for, poke_bytes
 from server.settings import Settings
 
@@ -62,6 +64,8 @@ class Runtime:
         self.redis = redis
         self.auth: JWTAuth[Device, AccessToken] | None = None
         self.backend_: EmbeddedBackend | PostgresBackend | None = None
+        #: The effect worker the lifespan runs (None before start-up).
+        self.effects: EffectWorker | None = None
         self.hub = PokeHub(channels, self._devices)
 
     async def _devices(self, tenant: str) -> list[DeviceState]:
@@ -271,6 +275,7 @@ ROUTES = [
     pokes,
     conflicts,
     resolve,
+    list_effects,
     schema_domains,
     live,
     ready,

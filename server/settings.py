@@ -23,6 +23,14 @@ FYNLO_MIGRATE_ON_START     apply migrations at start-up, ``1``/``0`` (``1``)
 FYNLO_PLUGINS              domain plugins, ``module:Class`` separated by commas
                            (``fynlo_sync.domains.orders:OrdersPlugin``)
 FYNLO_REDIS_PREFIX         prefix of this deployment's Redis channels (``FYNLO``)
+FYNLO_EFFECT_CONCURRENCY   effects performed at once per server process (100)
+FYNLO_EFFECT_POLL_MS       how often the effect worker looks for due effects, ms (500)
+FYNLO_EFFECT_LEASE_MS      how long a claimed effect is held before another worker may
+                           re-run it, ms (60000)
+FYNLO_EFFECT_TIMEOUT_MS    how long one attempt may run, ms (30000; below the lease)
+FYNLO_EFFECT_BACKOFF_MS    wait after a first failure, ms, doubling per failure (1000)
+FYNLO_EFFECT_BACKOFF_CAP_MS  longest wait between attempts, ms (300000)
+FYNLO_EFFECT_MAX_FAILURES  failures in a row before an effect is dead (8)
 FYNLO_<PLUGIN>_<FIELD>     a plugin's own settings (its ``settings_model``), validated at
                            start-up; see ``docs/plugins.md``
 =========================  ===========================================================
@@ -36,6 +44,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from fynlo_sync.effects import RetryPolicy
 from fynlo_sync.errors import SettingsError
 from fynlo_sync.plugin_loader import DEFAULT_PLUGINS, check_specs, plugin_specs
 
@@ -89,8 +98,29 @@ class Settings:
     redis_prefix: str = "FYNLO"
     #: Domain plugins to serve, as ``module:Class`` (each built by ``Class.from_env``).
     plugins: tuple[str, ...] = DEFAULT_PLUGINS
+    effect_concurrency: int = 100
+    effect_poll_ms: int = 500
+    effect_lease_ms: int = 60_000
+    effect_timeout_ms: int = 30_000
+    effect_backoff_ms: int = 1_000
+    effect_backoff_cap_ms: int = 300_000
+    effect_max_failures: int = 8
+
+    @property
+    def effect_policy(self) -> RetryPolicy:
+        try:
+            return RetryPolicy(
+                base_ms=self.effect_backoff_ms,
+                cap_ms=self.effect_backoff_cap_ms,
+                max_failures=self.effect_max_failures,
+                lease_ms=self.effect_lease_ms,
+                timeout_ms=self.effect_timeout_ms,
+            )
+        except ValueError as exc:
+            raise SettingsError(f"FYNLO_EFFECT_*: {exc}") from None
 
     def __post_init__(self) -> None:
+        self.effect_policy  # noqa: B018 - checks the effect settings at start-up
         if not self.secret_key:
             if self.env != "dev":
                 raise SettingsError(
@@ -138,6 +168,15 @@ class Settings:
             migrate_on_start=env.get("FYNLO_MIGRATE_ON_START", "1") not in ("0", "false", "no"),
             redis_prefix=env.get("FYNLO_REDIS_PREFIX") or cls.redis_prefix,
             plugins=plugin_specs(env),
+            effect_concurrency=_int(env, "FYNLO_EFFECT_CONCURRENCY", cls.effect_concurrency),
+            effect_poll_ms=_int(env, "FYNLO_EFFECT_POLL_MS", cls.effect_poll_ms),
+            effect_lease_ms=_int(env, "FYNLO_EFFECT_LEASE_MS", cls.effect_lease_ms),
+            effect_timeout_ms=_int(env, "FYNLO_EFFECT_TIMEOUT_MS", cls.effect_timeout_ms),
+            effect_backoff_ms=_int(env, "FYNLO_EFFECT_BACKOFF_MS", cls.effect_backoff_ms),
+            effect_backoff_cap_ms=_int(
+                env, "FYNLO_EFFECT_BACKOFF_CAP_MS", cls.effect_backoff_cap_ms
+            ),
+            effect_max_failures=_int(env, "FYNLO_EFFECT_MAX_FAILURES", cls.effect_max_failures),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -161,6 +200,13 @@ class Settings:
             "FYNLO_MIGRATE_ON_START": "1" if self.migrate_on_start else "0",
             "FYNLO_REDIS_PREFIX": self.redis_prefix,
             "FYNLO_PLUGINS": ",".join(self.plugins),
+            "FYNLO_EFFECT_CONCURRENCY": str(self.effect_concurrency),
+            "FYNLO_EFFECT_POLL_MS": str(self.effect_poll_ms),
+            "FYNLO_EFFECT_LEASE_MS": str(self.effect_lease_ms),
+            "FYNLO_EFFECT_TIMEOUT_MS": str(self.effect_timeout_ms),
+            "FYNLO_EFFECT_BACKOFF_MS": str(self.effect_backoff_ms),
+            "FYNLO_EFFECT_BACKOFF_CAP_MS": str(self.effect_backoff_cap_ms),
+            "FYNLO_EFFECT_MAX_FAILURES": str(self.effect_max_failures),
         }
         if self.redis_url:
             out["FYNLO_REDIS_URL"] = self.redis_url

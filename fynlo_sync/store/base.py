@@ -15,6 +15,7 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager, asyn
 from dataclasses import dataclass
 from typing import Protocol
 
+from fynlo_sync.effects import EffectRow, Settlement
 from fynlo_sync.engine import Plan
 from fynlo_sync.ops import Change, Op, Outcome, Record
 
@@ -26,6 +27,7 @@ __all__ = [
     "ServerStore",
     "TerminalMeta",
     "TerminalStore",
+    "new_effect_rows",
 ]
 
 Key = tuple[str, str]
@@ -139,7 +141,30 @@ class ServerStore(Protocol):
     def cursor(self, tenant: str) -> int: ...
 
     def commit(self, tenant: str, plan: Plan) -> None:
-        """Write the plan: records, feed entries, op outcomes, the node's high-water mark."""
+        """Write the plan: records, feed entries, op outcomes, the node's high-water mark,
+        and its effects into the tenant's outbox (a key already there is left alone)."""
+        ...
+
+    def claim_effects(self, now_ms: int, lease_ms: int, limit: int) -> list[EffectRow]:
+        """Claim up to ``limit`` effects of any tenant that are due (pending, or running
+        with an expired lease) in due order: each becomes ``running`` until ``now_ms +
+        lease_ms`` with one more attempt, whose start is recorded. Its own transaction."""
+        ...
+
+    def finish_effect(self, row: EffectRow, settlement: Settlement, now_ms: int) -> bool:
+        """Settle the claim ``row`` (as :meth:`claim_effects` returned it) and record how
+        its attempt ended. False, changing nothing, when that claim is no longer current
+        (its lease ran out and another worker claimed it, or it was settled)."""
+        ...
+
+    def effect_rows(self, tenant: str | None = None, state: str | None = None) -> list[EffectRow]:
+        """The outbox (every tenant, or one), with each effect's attempts, by tenant and
+        key."""
+        ...
+
+    def retry_effect(self, tenant: str, key: str, now_ms: int) -> bool:
+        """Make a dead effect due now with a fresh failure budget. False if it is not
+        dead (or not there)."""
         ...
 
     def changes(self, tenant: str, since: int, limit: int) -> list[Change]: ...
@@ -187,6 +212,16 @@ class AsyncServerQueries(Protocol):
 
     async def changes(self, tenant: str, since: int, limit: int) -> list[Change]: ...
 
+    async def claim_effects(self, now_ms: int, lease_ms: int, limit: int) -> list[EffectRow]: ...
+
+    async def finish_effect(self, row: EffectRow, settlement: Settlement, now_ms: int) -> bool: ...
+
+    async def effect_rows(
+        self, tenant: str | None = None, state: str | None = None
+    ) -> list[EffectRow]: ...
+
+    async def retry_effect(self, tenant: str, key: str, now_ms: int) -> bool: ...
+
 
 class AsyncServerStore(AsyncServerQueries, Protocol):
     """An async server store (PostgreSQL): ``transaction`` yields the queries of one
@@ -227,6 +262,29 @@ class AsyncOverSync:
 
     async def changes(self, tenant: str, since: int, limit: int) -> list[Change]:
         return self.sync.changes(tenant, since, limit)
+
+    async def claim_effects(self, now_ms: int, lease_ms: int, limit: int) -> list[EffectRow]:
+        return self.sync.claim_effects(now_ms, lease_ms, limit)
+
+    async def finish_effect(self, row: EffectRow, settlement: Settlement, now_ms: int) -> bool:
+        return self.sync.finish_effect(row, settlement, now_ms)
+
+    async def effect_rows(
+        self, tenant: str | None = None, state: str | None = None
+    ) -> list[EffectRow]:
+        return self.sync.effect_rows(tenant, state)
+
+    async def retry_effect(self, tenant: str, key: str, now_ms: int) -> bool:
+        return self.sync.retry_effect(tenant, key, now_ms)
+
+
+def new_effect_rows(tenant: str, plan: Plan) -> list[EffectRow]:
+    """The outbox rows of a plan's effects: pending, due at the receive time."""
+    now = plan.received_ms or 0
+    return [
+        EffectRow(tenant, e, "pending", attempts=0, failures=0, due_ms=now, created_ms=now)
+        for e in plan.effects
+    ]
 
 
 def sorted_records(records: Iterable[Record]) -> list[Record]:

@@ -8,15 +8,17 @@ shallow copies are enough.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from fynlo_sync.effects import Attempt, EffectRow, Settlement
 from fynlo_sync.engine import Plan
 from fynlo_sync.ops import Change, Op, Outcome, Record
 from fynlo_sync.protocol import canonical_change
-from fynlo_sync.store.base import Key, TerminalMeta, sorted_records
+from fynlo_sync.store.base import Key, TerminalMeta, new_effect_rows, sorted_records
 
 __all__ = ["MemoryServerStore", "MemoryTerminalStore"]
 
@@ -169,12 +171,15 @@ class _Tenant:
     feed: list[Change] = field(default_factory=list)
     oplog: dict[str, dict[int, Outcome]] = field(default_factory=dict)
     high_water: dict[str, int] = field(default_factory=dict)
+    #: The outbox by effect key (rows are frozen: an update replaces the row).
+    outbox: dict[str, EffectRow] = field(default_factory=dict)
 
     def copy_parts(self) -> None:
         self.records = dict(self.records)
         self.feed = list(self.feed)
         self.oplog = {node: dict(log) for node, log in self.oplog.items()}
         self.high_water = dict(self.high_water)
+        self.outbox = dict(self.outbox)
 
 
 @dataclass
@@ -225,6 +230,72 @@ class MemoryServerStore(_Snapshotting):
         for outcome in plan.new_outcomes:
             log[outcome.seq] = outcome
         t.high_water[plan.node_id] = plan.high_water
+        for row in new_effect_rows(tenant, plan):
+            t.outbox.setdefault(row.key, row)
+
+    def claim_effects(self, now_ms: int, lease_ms: int, limit: int) -> list[EffectRow]:
+        with self._atomic():
+            due = [
+                row
+                for name in sorted(self._state.tenants)
+                for row in self._state.tenants[name].outbox.values()
+                if row.state in ("pending", "running") and row.due_ms <= now_ms
+            ]
+            due.sort(key=lambda r: (r.due_ms, r.tenant, r.key))
+            claimed = []
+            for row in due[:limit]:
+                attempt = Attempt(attempt=row.attempts + 1, started_ms=now_ms)
+                new = dataclasses.replace(
+                    row,
+                    state="running",
+                    attempts=attempt.attempt,
+                    due_ms=now_ms + lease_ms,
+                    history=(*row.history, attempt),
+                )
+                self._t(row.tenant).outbox[row.key] = new
+                claimed.append(new)
+            return claimed
+
+    def finish_effect(self, row: EffectRow, settlement: Settlement, now_ms: int) -> bool:
+        with self._atomic():
+            outbox = self._t(row.tenant).outbox
+            current = outbox.get(row.key)
+            if current is None or current.state != "running" or current.attempts != row.attempts:
+                return False
+            ended = dataclasses.replace(
+                current.history[-1],
+                finished_ms=now_ms,
+                result=settlement.result,
+                error=settlement.error,
+            )
+            outbox[row.key] = dataclasses.replace(
+                current,
+                state=settlement.state,
+                due_ms=settlement.due_ms,
+                failures=settlement.failures,
+                last_error=settlement.error,
+                history=(*current.history[:-1], ended),
+            )
+            return True
+
+    def effect_rows(self, tenant: str | None = None, state: str | None = None) -> list[EffectRow]:
+        names = sorted(self._state.tenants) if tenant is None else [tenant]
+        return [
+            t.outbox[key]
+            for name in names
+            if (t := self._state.tenants.get(name)) is not None
+            for key in sorted(t.outbox)
+            if state is None or t.outbox[key].state == state
+        ]
+
+    def retry_effect(self, tenant: str, key: str, now_ms: int) -> bool:
+        with self._atomic():
+            outbox = self._t(tenant).outbox
+            row = outbox.get(key)
+            if row is None or row.state != "dead":
+                return False
+            outbox[key] = dataclasses.replace(row, state="pending", due_ms=now_ms, failures=0)
+            return True
 
     def changes(self, tenant: str, since: int, limit: int) -> list[Change]:
         feed = self._t(tenant).feed

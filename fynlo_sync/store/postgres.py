@@ -31,11 +31,12 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from fynlo_sync.effects import Attempt, Effect, EffectRow, Settlement
 from fynlo_sync.engine import Plan
 from fynlo_sync.errors import MissingDependencyError, StoreError
 from fynlo_sync.ops import Change, Outcome, Record
 from fynlo_sync.protocol import canonical_change
-from fynlo_sync.store.base import Key
+from fynlo_sync.store.base import Key, new_effect_rows
 from fynlo_sync.store.driver import driver_errors, translating
 from fynlo_sync.store.migrations import Component
 
@@ -98,6 +99,35 @@ STORE_MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX fynlo_records_by_version ON fynlo_records (tenant, version);
     ALTER TABLE fynlo_feed ADD COLUMN canonical boolean NOT NULL DEFAULT false;
     """,
+    # 3: the effects outbox (written in the commit's transaction) and every attempt.
+    """
+    CREATE TABLE fynlo_effects (
+        tenant text NOT NULL,
+        key text NOT NULL,
+        plugin text NOT NULL,
+        name text NOT NULL,
+        payload bytea NOT NULL,
+        state text NOT NULL,
+        attempts integer NOT NULL,
+        failures integer NOT NULL,
+        due_ms bigint NOT NULL,
+        created_ms bigint NOT NULL,
+        last_error text,
+        PRIMARY KEY (tenant, key)
+    );
+    CREATE INDEX fynlo_effects_due ON fynlo_effects (due_ms)
+        WHERE state IN ('pending', 'running');
+    CREATE TABLE fynlo_effect_attempts (
+        tenant text NOT NULL,
+        key text NOT NULL,
+        attempt integer NOT NULL,
+        started_ms bigint NOT NULL,
+        finished_ms bigint,
+        result text,
+        error text,
+        PRIMARY KEY (tenant, key, attempt)
+    );
+    """,
 )
 
 #: The server's sync tables on PostgreSQL: the same component as the embedded store's.
@@ -146,6 +176,64 @@ WITH r AS (
 INSERT INTO fynlo_nodes (tenant, node_id, high_water) VALUES ($1, $8, $12)
 ON CONFLICT (tenant, node_id) DO UPDATE SET high_water = EXCLUDED.high_water
 """
+
+_EFFECT_COLUMNS = (
+    "tenant, key, plugin, name, payload, state, attempts, failures, due_ms, created_ms, last_error"
+)
+
+_ENQUEUE = f"""
+INSERT INTO fynlo_effects ({_EFFECT_COLUMNS})
+SELECT $1, k, p, n, b, 'pending', 0, 0, $6, $6, NULL
+FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[]) AS t(k, p, n, b)
+ON CONFLICT (tenant, key) DO NOTHING
+"""
+
+_CLAIM = f"""
+WITH due AS (
+    SELECT tenant, key FROM fynlo_effects
+    WHERE state IN ('pending', 'running') AND due_ms <= $1
+    ORDER BY due_ms, tenant COLLATE "C", key COLLATE "C"
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE fynlo_effects e SET state = 'running', attempts = e.attempts + 1, due_ms = $1 + $2
+    FROM due WHERE e.tenant = due.tenant AND e.key = due.key
+    RETURNING e.*
+), started AS (
+    INSERT INTO fynlo_effect_attempts (tenant, key, attempt, started_ms)
+    SELECT tenant, key, attempts, $1 FROM claimed
+)
+SELECT {_EFFECT_COLUMNS} FROM claimed
+"""
+
+_HISTORY = """
+SELECT tenant, key, attempt, started_ms, finished_ms, result, error FROM fynlo_effect_attempts
+JOIN unnest($1::text[], $2::text[]) AS k(t, y) ON tenant = k.t AND key = k.y
+ORDER BY attempt
+"""
+
+_json_dec = msgspec.json.Decoder()
+
+
+def _effect_rows(rows: Sequence[Any], attempts: Sequence[Any]) -> list[EffectRow]:
+    history: dict[tuple[str, str], list[Attempt]] = {}
+    for a in attempts:
+        history.setdefault((a[0], a[1]), []).append(Attempt(a[2], a[3], a[4], a[5], a[6]))
+    return [
+        EffectRow(
+            tenant=r[0],
+            effect=Effect(r[2], r[3], _json_dec.decode(r[4]), r[1]),
+            state=r[5],
+            attempts=r[6],
+            failures=r[7],
+            due_ms=r[8],
+            created_ms=r[9],
+            last_error=r[10],
+            history=tuple(history.get((r[0], r[1]), ())),
+        )
+        for r in rows
+    ]
+
 
 _LOAD = """
 SELECT r.body FROM fynlo_records r
@@ -230,6 +318,80 @@ class PostgresQueries:
             [_enc.encode(o) for o in plan.new_outcomes],
             plan.high_water,
         )
+        if plan.effects:
+            rows = new_effect_rows(tenant, plan)
+            await self._db.execute(
+                _ENQUEUE,
+                tenant,
+                [r.key for r in rows],
+                [r.effect.plugin for r in rows],
+                [r.effect.name for r in rows],
+                [_enc.encode(r.effect.payload) for r in rows],
+                plan.received_ms or 0,
+            )
+
+    async def _with_history(self, db: Any, rows: Sequence[Any]) -> list[EffectRow]:
+        if not rows:
+            return []
+        attempts = await db.fetch(_HISTORY, [r[0] for r in rows], [r[1] for r in rows])
+        return _effect_rows(rows, attempts)
+
+    async def claim_effects(self, now_ms: int, lease_ms: int, limit: int) -> list[EffectRow]:
+        if hasattr(self._db, "acquire"):
+            async with self._db.acquire() as conn, conn.transaction():
+                rows = await conn.fetch(_CLAIM, now_ms, lease_ms, limit)
+                found = await self._with_history(conn, rows)
+        else:
+            rows = await self._db.fetch(_CLAIM, now_ms, lease_ms, limit)
+            found = await self._with_history(self._db, rows)
+        return sorted(found, key=lambda r: (r.due_ms, r.tenant, r.key))
+
+    async def finish_effect(self, row: EffectRow, settlement: Settlement, now_ms: int) -> bool:
+        done = await self._db.fetchval(
+            """
+            WITH e AS (
+                UPDATE fynlo_effects SET state = $4, due_ms = $5, failures = $6, last_error = $7
+                WHERE tenant = $1 AND key = $2 AND state = 'running' AND attempts = $3
+                RETURNING tenant
+            ), a AS (
+                UPDATE fynlo_effect_attempts SET finished_ms = $8, result = $9, error = $7
+                WHERE tenant = $1 AND key = $2 AND attempt = $3 AND EXISTS (SELECT 1 FROM e)
+            )
+            SELECT count(*) FROM e
+            """,
+            row.tenant,
+            row.key,
+            row.attempts,
+            settlement.state,
+            settlement.due_ms,
+            settlement.failures,
+            settlement.error,
+            now_ms,
+            settlement.result,
+        )
+        return bool(done)
+
+    async def effect_rows(
+        self, tenant: str | None = None, state: str | None = None
+    ) -> list[EffectRow]:
+        rows = await self._db.fetch(
+            f"SELECT {_EFFECT_COLUMNS} FROM fynlo_effects"
+            " WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR state = $2)"
+            ' ORDER BY tenant COLLATE "C", key COLLATE "C"',
+            tenant,
+            state,
+        )
+        return await self._with_history(self._db, rows)
+
+    async def retry_effect(self, tenant: str, key: str, now_ms: int) -> bool:
+        status = await self._db.execute(
+            "UPDATE fynlo_effects SET state = 'pending', due_ms = $3, failures = 0"
+            " WHERE tenant = $1 AND key = $2 AND state = 'dead'",
+            tenant,
+            key,
+            now_ms,
+        )
+        return bool(status == "UPDATE 1")
 
     async def changes(self, tenant: str, since: int, limit: int) -> list[Change]:
         rows = await self._db.fetch(
@@ -407,6 +569,18 @@ class BlockingPostgresStore:
 
     def op_log(self, tenant: str, node_id: str) -> list[Outcome]:
         return self._call(self._q().op_log, tenant, node_id)
+
+    def claim_effects(self, now_ms: int, lease_ms: int, limit: int) -> list[EffectRow]:
+        return self._call(self._q().claim_effects, now_ms, lease_ms, limit)
+
+    def finish_effect(self, row: EffectRow, settlement: Settlement, now_ms: int) -> bool:
+        return self._call(self._q().finish_effect, row, settlement, now_ms)
+
+    def effect_rows(self, tenant: str | None = None, state: str | None = None) -> list[EffectRow]:
+        return self._call(self._q().effect_rows, tenant, state)
+
+    def retry_effect(self, tenant: str, key: str, now_ms: int) -> bool:
+        return self._call(self._q().retry_effect, tenant, key, now_ms)
 
     def close(self) -> None:
         try:

@@ -20,11 +20,12 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
+from fynlo_sync.effects import Attempt, Effect, EffectRow, Settlement
 from fynlo_sync.engine import Plan
 from fynlo_sync.errors import StoreError
 from fynlo_sync.ops import Change, Op, Outcome, Record
 from fynlo_sync.protocol import canonical_change
-from fynlo_sync.store.base import Key, TerminalMeta
+from fynlo_sync.store.base import Key, TerminalMeta, new_effect_rows
 from fynlo_sync.store.driver import driver_errors, translated, translating
 from fynlo_sync.store.migrations import Component, Legacy, migrate_sqlite
 
@@ -395,7 +396,58 @@ SERVER_MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX fynlo_records_by_version ON fynlo_records (tenant, version);
     ALTER TABLE fynlo_feed ADD COLUMN canonical INTEGER NOT NULL DEFAULT 0;
     """,
+    # 3: the effects outbox (written in the commit's transaction) and every attempt.
+    """
+    CREATE TABLE fynlo_effects (
+        tenant TEXT,
+        key TEXT,
+        plugin TEXT,
+        name TEXT,
+        payload BLOB,
+        state TEXT,
+        attempts INTEGER,
+        failures INTEGER,
+        due_ms INTEGER,
+        created_ms INTEGER,
+        last_error TEXT,
+        PRIMARY KEY (tenant, key)
+    );
+    CREATE INDEX fynlo_effects_due ON fynlo_effects (state, due_ms);
+    CREATE TABLE fynlo_effect_attempts (
+        tenant TEXT,
+        key TEXT,
+        attempt INTEGER,
+        started_ms INTEGER,
+        finished_ms INTEGER,
+        result TEXT,
+        error TEXT,
+        PRIMARY KEY (tenant, key, attempt)
+    );
+    """,
 )
+
+_EFFECT_COLUMNS = (
+    "tenant, key, plugin, name, payload, state, attempts, failures, due_ms, created_ms, last_error"
+)
+
+
+def _effect_row(row: Sequence[Any], history: tuple[Attempt, ...] = ()) -> EffectRow:
+    effect = Effect(row[2], row[3], _json_dec.decode(row[4]), row[1])
+    return EffectRow(
+        tenant=row[0],
+        effect=effect,
+        state=row[5],
+        attempts=row[6],
+        failures=row[7],
+        due_ms=row[8],
+        created_ms=row[9],
+        last_error=row[10],
+        history=history,
+    )
+
+
+_json_dec = msgspec.json.Decoder()
+
 
 STORE = Component(
     "store",
@@ -491,6 +543,110 @@ class SqliteServerStore(_Transactional):
             "ON CONFLICT(tenant, node_id) DO UPDATE SET high_water = excluded.high_water",
             (tenant, plan.node_id, plan.high_water),
         )
+        if plan.effects:
+            conn.executemany(
+                f"INSERT INTO fynlo_effects({_EFFECT_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(tenant, key) DO NOTHING",
+                [
+                    (
+                        tenant,
+                        r.key,
+                        r.effect.plugin,
+                        r.effect.name,
+                        _rec_enc.encode(r.effect.payload),
+                        r.state,
+                        0,
+                        0,
+                        r.due_ms,
+                        r.created_ms,
+                        None,
+                    )
+                    for r in new_effect_rows(tenant, plan)
+                ],
+            )
+
+    def claim_effects(self, now_ms: int, lease_ms: int, limit: int) -> list[EffectRow]:
+        with self._atomic():
+            conn = self._db.conn
+            rows = conn.execute(
+                f"SELECT {_EFFECT_COLUMNS} FROM fynlo_effects "
+                "WHERE state IN ('pending', 'running') AND due_ms <= ? "
+                "ORDER BY due_ms, tenant, key LIMIT ?",
+                (now_ms, limit),
+            ).fetchall()
+            claimed = []
+            for row in rows:
+                attempt = row[6] + 1
+                conn.execute(
+                    "UPDATE fynlo_effects SET state = 'running', attempts = ?, due_ms = ? "
+                    "WHERE tenant = ? AND key = ?",
+                    (attempt, now_ms + lease_ms, row[0], row[1]),
+                )
+                conn.execute(
+                    "INSERT INTO fynlo_effect_attempts(tenant, key, attempt, started_ms) "
+                    "VALUES (?, ?, ?, ?)",
+                    (row[0], row[1], attempt, now_ms),
+                )
+                history = self._history(row[0], row[1])
+                fresh = (*row[:5], "running", attempt, row[7], now_ms + lease_ms, *row[9:])
+                claimed.append(_effect_row(fresh, history))
+            return claimed
+
+    def _history(self, tenant: str, key: str) -> tuple[Attempt, ...]:
+        cur = self._db.conn.execute(
+            "SELECT attempt, started_ms, finished_ms, result, error FROM fynlo_effect_attempts "
+            "WHERE tenant = ? AND key = ? ORDER BY attempt",
+            (tenant, key),
+        )
+        return tuple(Attempt(*row) for row in cur)
+
+    def finish_effect(self, row: EffectRow, settlement: Settlement, now_ms: int) -> bool:
+        with self._atomic():
+            conn = self._db.conn
+            cur = conn.execute(
+                "UPDATE fynlo_effects SET state = ?, due_ms = ?, failures = ?, last_error = ? "
+                "WHERE tenant = ? AND key = ? AND state = 'running' AND attempts = ?",
+                (
+                    settlement.state,
+                    settlement.due_ms,
+                    settlement.failures,
+                    settlement.error,
+                    row.tenant,
+                    row.key,
+                    row.attempts,
+                ),
+            )
+            if cur.rowcount != 1:
+                return False
+            conn.execute(
+                "UPDATE fynlo_effect_attempts SET finished_ms = ?, result = ?, error = ? "
+                "WHERE tenant = ? AND key = ? AND attempt = ?",
+                (now_ms, settlement.result, settlement.error, row.tenant, row.key, row.attempts),
+            )
+            return True
+
+    def effect_rows(self, tenant: str | None = None, state: str | None = None) -> list[EffectRow]:
+        where, args = [], []
+        if tenant is not None:
+            where.append("tenant = ?")
+            args.append(tenant)
+        if state is not None:
+            where.append("state = ?")
+            args.append(state)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        rows = self._db.conn.execute(
+            f"SELECT {_EFFECT_COLUMNS} FROM fynlo_effects {clause}ORDER BY tenant, key", args
+        ).fetchall()
+        return [_effect_row(row, self._history(row[0], row[1])) for row in rows]
+
+    def retry_effect(self, tenant: str, key: str, now_ms: int) -> bool:
+        with self._atomic():
+            cur = self._db.conn.execute(
+                "UPDATE fynlo_effects SET state = 'pending', due_ms = ?, failures = 0 "
+                "WHERE tenant = ? AND key = ? AND state = 'dead'",
+                (now_ms, tenant, key),
+            )
+            return cur.rowcount == 1
 
     def changes(self, tenant: str, since: int, limit: int) -> list[Change]:
         cur = self._db.conn.execute(

@@ -23,7 +23,7 @@ RANKS: dict[str, int] = {
     "fynlo_sync.protocol": 3,
     "fynlo_sync.pages": 4,  # pure: the cache of pull pages (section 23.7)
     "fynlo_sync.plugins": 4,
-    "fynlo_sync.effects": 5,
+    "fynlo_sync.effects": 4,
     "fynlo_sync.domains": 5,
     "fynlo_sync.resolution": 5,
     "conflict": 5,

@@ -5,7 +5,7 @@ replay, gap, effect, server-authored ops, pull. The loop exists once
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +13,10 @@ import pytest
 
 import conflict
 from fynlo_sync.domains.orders import OrdersPlugin
+from fynlo_sync.effects import EffectContext, EffectHandler, EffectRow
 from fynlo_sync.errors import SeqGapError
 from fynlo_sync.hlc import pack, to_wire
-from fynlo_sync.ops import Batch, Op
+from fynlo_sync.ops import Batch, Change, Op
 from fynlo_sync.plugins import (
     SERVER_NODE,
     Collection,
@@ -40,9 +41,26 @@ def _stamp(ctx: CommandContext) -> dict[str, Any]:
 
 
 class StampPlugin(DomainPlugin):
-    """A command that records the server's receive time it was given."""
+    """A command that records the server's receive time it was given; a stamp made by a
+    terminal calls for an ``echo`` effect, whose handler stamps ``<id>-echo`` as the
+    server (an effect's result reaching terminals as server-authored ops)."""
 
     name = "stamps"
+
+    def effects(self, changes: list[Change]) -> list[Effect]:
+        return [
+            Effect.of(c, self.name, "echo", {"id": c.record.record_id})
+            for c in changes
+            if c.record.collection == "stamps" and c.node_id != SERVER_NODE
+        ]
+
+    def effect_handlers(self) -> Mapping[str, EffectHandler]:
+        return {"echo": self.echo}
+
+    async def echo(self, ctx: EffectContext) -> None:
+        record = await ctx.read("stamps", ctx.effect.payload["id"])
+        assert record is not None and ctx.attempt == 1 and ctx.key.startswith("t/stamps.echo:")
+        ctx.author.command("stamps", f"{record.record_id}-echo", "stamp")
 
     def collections(self) -> Iterable[Collection]:
         return (
@@ -105,7 +123,9 @@ class Harness:
             self.sync_store = store
             self.async_store = AsyncOverSync(store)
         if mode == "sync":
-            self.replica: Any = ServerReplica(self.sync_store, self.registry, now_ms=now)
+            self.replica: Any = ServerReplica(
+                self.sync_store, self.registry, now_ms=now, inline_effects=False
+            )
         else:
             self.replica = AsyncServerReplica(self.async_store, self.registry, now_ms=now)
         self.mode = mode
@@ -124,6 +144,16 @@ class Harness:
     def pull(self, since: int, limit: int) -> PullPage:
         page: PullPage = self._do(self.replica.pull("t", since, limit))
         return page
+
+    def run_effects(self) -> int:
+        count: int = self._do(self.replica.run_effects())
+        return count
+
+    def outbox(self) -> list[EffectRow]:
+        if self.mode == "sync":
+            return self.sync_store.effect_rows("t")
+        rows: list[EffectRow] = self._do(self.async_store.effect_rows("t"))
+        return rows
 
     def close(self) -> None:
         for close in self._close:
@@ -157,32 +187,48 @@ def test_one_loop_push_replay_gap_effect_author_pull(harness: Harness) -> None:
     assert [o.status for o in first.outcomes] == ["applied"] * 4
     assert (first.high_water, first.cursor) == (4, 4)
 
-    # Effect: the kitchen ticket of the send, once.
+    # Effects: written with the commit, performed by a drain, each once.
+    assert [(r.key, r.state) for r in harness.outbox()] == [
+        ("orders.kitchen_ticket:n1:3", "pending"),
+        ("stamps.echo:n1:4", "pending"),
+    ]
+    assert harness.printed == []
+    assert harness.run_effects() == 2
     assert [(e.name, e.payload["order_id"]) for e in harness.printed] == [("kitchen_ticket", "o1")]
+    rows = harness.outbox()
+    assert [(r.state, r.attempts, [a.result for a in r.history]) for r in rows] == [
+        ("done", 1, ["done"]),
+        ("done", 1, ["done"]),
+    ]
+    assert all(r.history[0].started_ms == NOW_MS for r in rows)
 
     # Replay: the first outcomes, nothing written, no second ticket.
     again = harness.push(ops)
     assert [o.status for o in again.outcomes] == ["duplicate"] * 4
     assert [o.original for o in again.outcomes] == ["applied"] * 4
-    assert again.cursor == 4 and len(harness.printed) == 1
+    assert again.cursor == 5 and harness.run_effects() == 0 and len(harness.printed) == 1
 
     # Gap: refused whole, nothing written.
     with pytest.raises(SeqGapError) as gap:
         harness.push([_op(6, "serve", {})])
     assert gap.value.extra["expected"] == 5
 
-    # Server-authored ops: node `server`, its own seqs, the same feed.
+    # Server-authored ops: node `server`, its own seqs (the echo took 1), the same feed.
     authored = harness.author([Draft.command("stamps", "s2", "stamp")])
     assert [o.status for o in authored.outcomes] == ["applied"]
-    assert (authored.node_id, authored.high_water, authored.cursor) == (SERVER_NODE, 1, 5)
+    assert (authored.node_id, authored.high_water, authored.cursor) == (SERVER_NODE, 2, 6)
 
     # Pull: pages in feed order; the receive time reached the commands.
     page = harness.pull(0, 3)
     assert [c.seq for c in page.changes] == [1, 2, 3] and page.more
     rest = harness.pull(page.cursor, 10)
-    assert [c.seq for c in rest.changes] == [4, 5] and not rest.more
-    assert [(c.node_id, c.node_seq) for c in rest.changes] == [("n1", 4), (SERVER_NODE, 1)]
-    assert [c.record.fields["at"] for c in rest.changes] == [NOW_MS, NOW_MS]
+    assert [c.seq for c in rest.changes] == [4, 5, 6] and not rest.more
+    assert [(c.node_id, c.node_seq, c.record.record_id) for c in rest.changes] == [
+        ("n1", 4, "s1"),
+        (SERVER_NODE, 1, "s1-echo"),
+        (SERVER_NODE, 2, "s2"),
+    ]
+    assert [c.record.fields["at"] for c in rest.changes] == [NOW_MS] * 3
     order = page.changes[2].record
     assert order.fields["status"] == "sent" and order.fields["total"] == 500
 

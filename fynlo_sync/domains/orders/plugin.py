@@ -9,11 +9,12 @@ of the map merge line by line under ``smart_merge``). ``total`` is derived: the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from fynlo_sync.canonical import MAX_SAFE_INTEGER
 from fynlo_sync.domains.orders.states import TABLE, TERMINAL_STATES
+from fynlo_sync.effects import EffectContext, EffectHandler
 from fynlo_sync.errors import RejectedOpError
 from fynlo_sync.ops import Change, Op
 from fynlo_sync.plugins import (
@@ -193,15 +194,32 @@ ORDER_TOTAL = Invariant(
 )
 
 
+#: Prints a kitchen ticket: called with the effect (its ``key`` is stable per send), may be
+#: async. It is called at least once per send; printing exactly once is its part, by key.
+TicketPrinter = Callable[[Effect], Awaitable[None] | None]
+
+
 class OrdersPlugin(DomainPlugin):
-    """Orders. After the server commits an order going to the kitchen, it emits a
-    ``kitchen_ticket`` effect; ``ticket_printer`` (injected) receives it."""
+    """Orders. When the server commits an order going to the kitchen, a durable
+    ``kitchen_ticket`` effect is written with the commit (key: the send op,
+    ``orders.kitchen_ticket:<node_id>:<node_seq>``); its handler gives it to
+    ``ticket_printer`` (injected). A subclass may override :meth:`print_ticket` to print
+    through an outside service with ``ctx.key`` as the idempotency key."""
 
     name = "orders"
 
-    def __init__(self, ticket_printer: Callable[[Effect], None] | None = None) -> None:
+    def __init__(self, ticket_printer: TicketPrinter | None = None) -> None:
         super().__init__()
         self.ticket_printer = ticket_printer
+
+    def effect_handlers(self) -> Mapping[str, EffectHandler]:
+        return {"kitchen_ticket": self.print_ticket}
+
+    async def print_ticket(self, ctx: EffectContext) -> None:
+        if self.ticket_printer is not None:
+            done = self.ticket_printer(ctx.effect)
+            if done is not None:
+                await done
 
     def collections(self) -> Iterable[Collection]:
         return (ORDERS_COLLECTION,)
@@ -222,10 +240,11 @@ class OrdersPlugin(DomainPlugin):
             ):
                 lines = record.fields.get("lines") or {}
                 tickets.append(
-                    Effect(
-                        plugin=self.name,
-                        name="kitchen_ticket",
-                        payload={
+                    Effect.of(
+                        change,
+                        self.name,
+                        "kitchen_ticket",
+                        {
                             "order_id": record.record_id,
                             "seq": change.seq,
                             "table": record.fields.get("table"),
@@ -237,7 +256,3 @@ class OrdersPlugin(DomainPlugin):
                     )
                 )
         return tickets
-
-    def perform(self, effect: Effect) -> None:
-        if self.ticket_printer is not None:
-            self.ticket_printer(effect)
