@@ -513,6 +513,8 @@ class ServerReplica(_Loop):
     ) -> bool:
         """Settle an attempt (and commit the ops it authored, in one transaction). False
         when the claim was no longer current (nothing is written)."""
+        if not drafts:  # nothing to author: no need for the tenant's lock
+            return self.store.finish_effect(row, settlement, self.now_ms())
         try:
             plan = self._commit(row.tenant, self._finish(row, settlement, drafts))
         except LeaseLostError:
@@ -643,6 +645,8 @@ class AsyncServerReplica(_Loop):
     async def finish_effect(
         self, row: EffectRow, settlement: Settlement, drafts: Sequence[Draft] = ()
     ) -> bool:
+        if not drafts:  # nothing to author: no need for the tenant's lock
+            return await self.store.finish_effect(row, settlement, self.now_ms())
         try:
             plan = await self._commit(row.tenant, self._finish(row, settlement, drafts))
         except LeaseLostError:
