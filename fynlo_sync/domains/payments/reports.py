@@ -85,11 +85,12 @@ def _rows(
     return dict(sorted(rows.items()))
 
 
-def revenue(sets: Iterable[PostingSet], first: str, last: str) -> list[dict[str, Any]]:
-    """Revenue rows for the days ``first`` to ``last`` (inclusive, ``YYYY-MM-DD``)."""
+def _figures(sets: Iterable[PostingSet], first: str, last: str) -> list[dict[str, Any]]:
+    """Every figure of both reports, one row per (day, method, currency)."""
     out = []
     for (day, method, currency), r in _rows(sets, first, last).items():
         collected = r["gross"] - r["change"]
+        fees = r["processing_fee"] + r["platform_fee"]
         out.append(
             {
                 "day": day,
@@ -98,34 +99,22 @@ def revenue(sets: Iterable[PostingSet], first: str, last: str) -> list[dict[str,
                 "payments": r["payments"],
                 "collected": collected,
                 "tips": r["tips"],
+                "tips_payable": r["tips"],
                 "processing_fee": r["processing_fee"],
                 "platform_fee": r["platform_fee"],
                 "refunds": r["refunds"],
-                "net": collected
-                - r["processing_fee"]
-                - r["platform_fee"]
-                - r["tips"]
-                - r["refunds"],
+                "net": collected - fees - r["tips"] - r["refunds"],
+                "settled": collected - r["refunds"] - r["processing_fee"],
             }
         )
     return out
+
+
+def revenue(sets: Iterable[PostingSet], first: str, last: str) -> list[dict[str, Any]]:
+    """Revenue rows for the days ``first`` to ``last`` (inclusive, ``YYYY-MM-DD``)."""
+    return [{c: row[c] for c in REVENUE_COLUMNS} for row in _figures(sets, first, last)]
 
 
 def settlement(sets: Iterable[PostingSet], first: str, last: str) -> list[dict[str, Any]]:
-    out = []
-    for (day, method, currency), r in _rows(sets, first, last).items():
-        collected = r["gross"] - r["change"]
-        out.append(
-            {
-                "day": day,
-                "method": method,
-                "currency": currency,
-                "collected": collected,
-                "refunds": r["refunds"],
-                "processing_fee": r["processing_fee"],
-                "settled": collected - r["refunds"] - r["processing_fee"],
-                "tips_payable": r["tips"],
-                "platform_fee": r["platform_fee"],
-            }
-        )
-    return out
+    """Settlement rows for the days ``first`` to ``last`` (inclusive)."""
+    return [{c: row[c] for c in SETTLEMENT_COLUMNS} for row in _figures(sets, first, last)]
