@@ -100,6 +100,9 @@ def complete(schema: dict[str, Any]) -> dict[str, Any]:
     for name, part in _batch_components().items():
         schemas.setdefault(name, part)
     schemas["Problem"] = _PROBLEM_SCHEMA
+    for scheme in doc["components"].get("securitySchemes", {}).values():
+        if scheme.get("type") == "http":
+            scheme.pop("name", None)  # Litestar's JWT scheme sets it; OpenAPI forbids it there
     for path, item in doc.get("paths", {}).items():
         for method, operation in item.items():
             if not isinstance(operation, dict) or "responses" not in operation:
