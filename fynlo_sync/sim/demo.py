@@ -220,6 +220,7 @@ def main(args: argparse.Namespace) -> int:
             report = run_demo(**options)
             payments = _payments(report, args.payments)
             doc = report.to_json()
+            doc["labour"] = _labour(report, args.seed)
             if payments is not None:
                 doc["payments"] = payments
             print(json.dumps(doc, indent=2))
@@ -241,6 +242,7 @@ def main(args: argparse.Namespace) -> int:
             payments = _payments(report, args.payments)
             if payments is not None:
                 _print_payments(payments)
+            _print_labour(_labour(report, args.seed))
             print(f"({time.perf_counter() - started:.1f} s)")
     except MissingDependencyError as exc:
         print(f"fynlo demo: {exc.detail}", file=sys.stderr)
@@ -248,6 +250,30 @@ def main(args: argparse.Namespace) -> int:
     if payments is not None and not payments["reconciled"]:
         return 1
     return 0 if report.audit.converged else 1
+
+
+def _labour(report: Any, seed: int) -> dict[str, Any]:
+    """The staff week (clock-ins, breaks, an outage, a shift ending on another terminal, a
+    manager's approvals) and its labour report, written beside the report."""
+    from fynlo_sync.sim.staff import labour_week
+
+    return labour_week(seed, Path(report.files["html"]).parent)
+
+
+def _print_labour(labour: dict[str, Any]) -> None:
+    hour = 3_600_000
+    print(
+        f"labour, week of {labour['week']} ({labour['punches']} punches, "
+        f"{len(labour['violations'])} invariant violations):"
+    )
+    for row in labour["employees"]:
+        print(
+            f"  {row['name']:<6} worked {row['worked_ms'] / hour:6.2f} h  regular "
+            f"{row['regular_ms'] / hour:6.2f}  overtime {row['overtime_ms'] / hour:5.2f}  "
+            f"double {row['double_ms'] / hour:5.2f}  pending {row['pending_ms'] / hour:5.2f}  "
+            f"cost {row['cost']} {row['currency']}"
+        )
+    print(f"  picture: {labour['picture']}")
 
 
 def _payments(report: Any, orders: int) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ A schedule is a list of steps (plain tuples, so hypothesis can generate and shri
   refuse at write time is simply not made (that is the rules working);
 * ``("sync", terminal)``: push and pull, unless the terminal is offline;
 * ``("outage", terminal)``: the terminal's network goes down, or comes back;
+* ``("at", minutes)``: the clock moves to ``minutes`` after the week's start (if later);
 * ``("approve", day)``: the manager, on the back-office terminal, approves that day's
   overtime of every timecard that has some.
 """
@@ -28,14 +29,23 @@ from fynlo_sync.domains.staff import StaffPlugin
 from fynlo_sync.domains.timeclock import TimeclockPlugin, timecard_id
 from fynlo_sync.errors import FynloError, RejectedOpError
 from fynlo_sync.hlc import pack, to_wire
-from fynlo_sync.ops import Batch, Op
+from fynlo_sync.ops import Batch, Op, Record
 from fynlo_sync.plugins import Registry
 from fynlo_sync.replica import ServerReplica
 from fynlo_sync.store import MemoryServerStore, MemoryTerminalStore
 from fynlo_sync.testing import ManualClock
 from fynlo_sync.transport import LoopbackTransport
 
-__all__ = ["EMPLOYEES", "TERMINALS", "Outcome", "random_schedule", "run_schedule"]
+__all__ = [
+    "EMPLOYEES",
+    "TERMINALS",
+    "WEEK",
+    "Outcome",
+    "labour_week",
+    "random_schedule",
+    "run_schedule",
+    "shrink",
+]
 
 TERMINALS = ("ipad-a", "ipad-b", "office")
 EMPLOYEES = ("s1", "s2", "s3")
@@ -54,6 +64,8 @@ class Outcome:
     punches: int = 0
     refused_locally: int = 0
     violations: list[str] = field(default_factory=list)
+    #: The server's records at the end (timecards and employees: the labour report's input).
+    records: list[Record] = field(default_factory=list)
 
 
 def _registry() -> Registry:
@@ -150,6 +162,8 @@ def run_schedule(schedule: Sequence[Step]) -> Outcome:
                 out.punches += 1
             except RejectedOpError:
                 out.refused_locally += 1
+        elif action == "at":
+            clock.set(max(clock(), WEEK_START + step[1] * MINUTE))
         elif action == "sync":
             if step[1] not in offline:
                 terminals[step[1]].sync()
@@ -180,7 +194,8 @@ def run_schedule(schedule: Sequence[Step]) -> Outcome:
         for t in terminals.values():
             t.sync()
     check("the final sync")
-    truth = {r.key: r.fields for r in server.store.records("t1")}
+    out.records = server.store.records("t1")
+    truth = {r.key: r.fields for r in out.records}
     for name, t in terminals.items():
         mine = {r.key: r.fields for r in t.store.records()}
         if mine != truth:
@@ -197,25 +212,22 @@ def random_schedule(rng: random.Random, days: int = 5) -> list[Step]:
     first is offline; syncs come and go; the manager approves one day's overtime a day."""
     ipads = TERMINALS[:2]
     steps: list[Step] = []
-    for _day in range(days):
+    for day in range(days):
         start = {e: rng.choice(ipads) for e in EMPLOYEES}
-        gap = 24 * 60
+        steps.append(("at", day * 24 * 60 + 3 * 60))  # 07:00
         for employee in EMPLOYEES:
             steps.append(("punch", start[employee], employee, "clock_in", rng.randint(0, 30)))
-            gap -= 30
         if rng.random() < 0.5:
             steps.append(("outage", "ipad-a"))  # the internet is down on ipad-a
         for employee in EMPLOYEES:
             if rng.random() < 0.7:
-                wait, length = rng.randint(120, 300), rng.randint(10, 45)
+                wait, length = rng.randint(30, 120), rng.randint(10, 45)
                 steps.append(("punch", start[employee], employee, "break_start", wait))
                 steps.append(("punch", start[employee], employee, "break_end", length))
-                gap -= wait + length
-        for employee in EMPLOYEES:
+        for k, employee in enumerate(EMPLOYEES):
             where = rng.choice(ipads)  # often the other terminal
-            minutes = rng.randint(60, 300)
+            minutes = rng.randint(240, 480) if k == 0 else rng.randint(0, 150)
             steps.append(("punch", where, employee, "clock_out", minutes))
-            gap -= minutes
             if rng.random() < 0.5:
                 steps.append(("sync", where))
         if ("outage", "ipad-a") in steps[-16:]:
@@ -223,7 +235,8 @@ def random_schedule(rng: random.Random, days: int = 5) -> list[Step]:
         for name in ipads:
             steps.append(("sync", name))
         steps.append(("approve", rng.randint(0, 6)))
-        steps.append(("punch", "office", "m1", "clock_in", max(0, gap)))  # refused: not theirs
+        steps.append(("punch", "office", "m1", "clock_in", 30))  # the evening manager
+        steps.append(("punch", "office", "m1", "clock_out", rng.randint(120, 300)))
     return steps
 
 
@@ -244,3 +257,32 @@ def shrink(schedule: Sequence[Step], fails: Any = None) -> list[Step]:
         if size == 1 and not removed:
             return current
         size = max(1, size // 2)
+
+
+def labour_week(seed: int, folder: Any) -> dict[str, Any]:
+    """The demo's staff week (a random week of ``seed``): its labour report written to
+    ``folder`` as ``labour.json``, ``labour.csv`` and ``labour.svg``; returns the summary."""
+    import json
+    from pathlib import Path
+
+    from fynlo_sync.domains.timeclock.report import labour_report
+
+    outcome = run_schedule(random_schedule(random.Random(seed)))
+    report = labour_report(
+        WEEK,
+        [r for r in outcome.records if r.collection == "timecards"],
+        [r for r in outcome.records if r.collection == "employees"],
+    )
+    where = Path(folder)
+    (where / "labour.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    (where / "labour.csv").write_text(report.csv())
+    (where / "labour.svg").write_text(report.svg())
+    weeks = [r.to_json() for r in report.rows if r.day == "week"]
+    return {
+        "week": WEEK,
+        "punches": outcome.punches,
+        "refused_at_write_time": outcome.refused_locally,
+        "violations": outcome.violations,
+        "employees": weeks,
+        "picture": str(where / "labour.svg"),
+    }

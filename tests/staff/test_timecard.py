@@ -32,16 +32,23 @@ def fields(t: Terminal, employee: str) -> dict[str, Any]:
     return dict(record.fields)
 
 
-def test_a_clock_out_on_another_offline_terminal_pairs_by_event_time(
-    staffed: ServerReplica, make_terminal: TerminalFactory
-) -> None:
+def in_on_a_out_on_b(make_terminal: TerminalFactory) -> tuple[Terminal, Terminal]:
+    """s1 clocks in on ipad-a and takes a break there; the internet is down, and s1 clocks
+    out on ipad-b, which has not seen the clock-in. Nothing synced yet."""
     a, b = make_terminal("ipad-a"), make_terminal("ipad-b")
     a.sync(), b.sync()
     punch(a, "s1", "p1", "clock_in", at(0, 5))
     punch(a, "s1", "p2", "break_start", at(0, 8), paid=False, expected_min=30)
     punch(a, "s1", "p3", "break_end", at(0, 8.5))
-    # The internet is down: b has not seen the clock-in; its clock-out is kept, flagged.
     punch(b, "s1", "p4", "clock_out", at(0, 14))
+    return a, b
+
+
+def test_a_clock_out_on_another_offline_terminal_pairs_by_event_time(
+    staffed: ServerReplica, make_terminal: TerminalFactory
+) -> None:
+    a, b = in_on_a_out_on_b(make_terminal)
+    # b has not seen the clock-in: its clock-out is kept, flagged.
     assert fields(b, "s1")["shifts"][0]["flags"] == ["missing-clock-in"]
     b.sync()  # b's clock-out reaches the server first
     a.sync()
@@ -257,12 +264,7 @@ def test_timecard_creation_arguments_are_checked(
 def test_the_invariants_hold_after_real_flows_and_catch_a_break_counted_twice(
     staffed: ServerReplica, make_terminal: TerminalFactory, registry: Any
 ) -> None:
-    a, b = make_terminal("ipad-a"), make_terminal("ipad-b")
-    a.sync(), b.sync()
-    punch(a, "s1", "p1", "clock_in", at(0, 5))
-    punch(a, "s1", "p2", "break_start", at(0, 8), paid=False, expected_min=30)
-    punch(a, "s1", "p3", "break_end", at(0, 8.5))
-    punch(b, "s1", "p4", "clock_out", at(0, 14))
+    a, b = in_on_a_out_on_b(make_terminal)
     punch(b, "s2", "q1", "clock_in", at(0, 6))
     b.sync(), a.sync(), b.sync()
     records = staffed.store.records("t1")

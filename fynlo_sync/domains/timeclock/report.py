@@ -75,7 +75,8 @@ class LabourReport:
         return out.getvalue()
 
     def svg(self) -> str:
-        """Hours per employee per day: regular, overtime, double and pending stacked."""
+        """Hours per employee per day: regular, overtime, double and pending stacked, one
+        bar per employee (initials under it), the axis scaled to the longest day."""
         people = [r for r in self.rows if r.day == "week"]
         colours = (
             ("regular_ms", "#4c78a8"),
@@ -83,21 +84,38 @@ class LabourReport:
             ("double_ms", "#e45756"),
             ("pending_ms", "#bab0ac"),
         )
-        scale, bar, gap, left, top = 12.0, 14, 6, 120, 40  # px per hour
-        width = left + 7 * (bar * max(1, len(people)) + gap * 3) + 40
-        height = top + int(14 * scale) + 70
+        days = [r for r in self.rows if r.day != "week"]
+        longest = max((sum(getattr(r, n) for n, _ in colours) for r in days), default=0)
+        top_h = max(8, -(-longest // HOUR_MS) + 1)
+        top_h += top_h % 2
+        plot, bar, gap, left, top = 200, 16, 14, 60, 40
+        scale = plot / top_h  # px per hour
+        group = bar * max(1, len(people)) + gap
+        width = left + 7 * group + 180
+        height = top + plot + 70
         parts = [
             f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
             "font-family='sans-serif' font-size='11'>",
             f"<text x='10' y='20' font-size='14'>Labour, week of {escape(self.week)}: hours "
             "per employee per day</text>",
         ]
-        base = top + int(14 * scale)
+        base = top + plot
+        for h in range(0, top_h + 1, 2):
+            y = base - h * scale
+            parts.append(
+                f"<line x1='{left - 4}' x2='{left + 7 * group}' y1='{y:.1f}' y2='{y:.1f}' "
+                f"stroke='#eee'/><text x='{left - 34}' y='{y + 4:.1f}'>{h} h</text>"
+            )
         by = {(r.employee_id, r.day): r for r in self.rows}
         for d, day in enumerate(DAYS):
-            x0 = left + d * (bar * max(1, len(people)) + gap * 3)
-            parts.append(f"<text x='{x0}' y='{base + 14}'>{day}</text>")
+            x0 = left + d * group
+            parts.append(f"<text x='{x0}' y='{base + 28}'>{day}</text>")
             for p, person in enumerate(people):
+                x = x0 + p * bar
+                parts.append(
+                    f"<text x='{x + 2}' y='{base + 12}' font-size='9'>"
+                    f"{escape(person.name[:2])}</text>"
+                )
                 row = by.get((person.employee_id, day))
                 if row is None:
                     continue
@@ -108,22 +126,21 @@ class LabourReport:
                         continue
                     y -= h
                     parts.append(
-                        f"<rect x='{x0 + p * bar}' y='{y:.1f}' width='{bar - 2}' "
-                        f"height='{h:.1f}' fill='{colour}'><title>{escape(person.name)} "
-                        f"{day} {name[:-3]}: {getattr(row, name) / HOUR_MS:.2f} h</title></rect>"
+                        f"<rect x='{x}' y='{y:.1f}' width='{bar - 2}' height='{h:.1f}' "
+                        f"fill='{colour}'><title>{escape(person.name)} {day} {name[:-3]}: "
+                        f"{getattr(row, name) / HOUR_MS:.2f} h</title></rect>"
                     )
-        for h in range(0, 15, 2):
-            y = base - h * scale
-            parts.append(f"<text x='{left - 30}' y='{y:.1f}'>{h} h</text>")
-        for i, (name, colour) in enumerate(colours):
-            parts.append(
-                f"<rect x='{10 + i * 110}' y='{height - 30}' width='10' height='10' "
-                f"fill='{colour}'/><text x='{24 + i * 110}' y='{height - 21}'>{name[:-3]}</text>"
-            )
+        right = left + 7 * group + 10
         for p, person in enumerate(people):
             parts.append(
-                f"<text x='10' y='{top + 14 * p}'>{escape(person.name)}: "
-                f"{person.worked_ms / HOUR_MS:.1f} h</text>"
+                f"<text x='{right}' y='{top + 14 * p}'>{escape(person.name)}: "
+                f"{person.worked_ms / HOUR_MS:.1f} h, cost {person.cost} "
+                f"{escape(person.currency or '')}</text>"
+            )
+        for i, (name, colour) in enumerate(colours):
+            parts.append(
+                f"<rect x='{10 + i * 110}' y='{height - 22}' width='10' height='10' "
+                f"fill='{colour}'/><text x='{24 + i * 110}' y='{height - 13}'>{name[:-3]}</text>"
             )
         parts.append("</svg>")
         return "\n".join(parts)
