@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Annotated, Any
 
 import msgspec
 
+from fynlo_sync.effects import Effect, EffectHandler
 from fynlo_sync.errors import CallerError, PeerError, RejectedOpError
+from fynlo_sync.ops import Change
 from fynlo_sync.plugins import (
     Collection,
     CommandContext,
@@ -75,11 +77,14 @@ class LoyaltySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``FYNLO_LOYALTY_LINK_SECRET`` (required, 32+ characters) signs customer links;
     ``FYNLO_LOYALTY_LINK_TTL_DAYS`` is how long a printed link stays valid (365);
     ``FYNLO_LOYALTY_WEBHOOK_SECRET`` (required, 32+ characters) is shared with the online
-    shop that stamps cards through the webhook."""
+    shop that stamps cards through the webhook; ``FYNLO_LOYALTY_NOTIFY_URL`` receives a
+    notice for every reward earned (the ``reward_notice`` effect)."""
 
     link_secret: Annotated[str, msgspec.Meta(min_length=32)]
     webhook_secret: Annotated[str, msgspec.Meta(min_length=32)]
     link_ttl_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 365
+    #: Where reward notices are POSTed (``FYNLO_LOYALTY_NOTIFY_URL``); unset: none are sent.
+    notify_url: str | None = None
 
 
 class CardNotFoundError(CallerError):
@@ -133,12 +138,10 @@ def _stamp(ctx: CommandContext) -> dict[str, Any]:
     goal = ctx.record["goal"]
     stamps = ctx.record["stamps"] + _int_arg(ctx, "count", 1, goal)
     new = stamps // goal
-    patch: dict[str, Any] = {
-        "status": status,
-        "stamps": stamps % goal,
-        "rewards": ctx.record["rewards"] + new,
-        "earned": ctx.record["earned"] + new,
-    }
+    patch: dict[str, Any] = {"status": status, "stamps": stamps % goal}
+    if new:  # only then: a change that writes `earned` is one that earned a reward
+        patch["rewards"] = ctx.record["rewards"] + new
+        patch["earned"] = ctx.record["earned"] + new
     visit = ctx.args.get("visit")
     if visit is not None:
         if type(visit) is not str or not 0 < len(visit) <= 128:
@@ -166,6 +169,16 @@ def _close(ctx: CommandContext) -> dict[str, Any]:
     return {"status": TABLE.advance(ctx.record, "close", "a card")}
 
 
+def _noticed(ctx: CommandContext) -> dict[str, Any]:
+    """The server records that the customer was told of their rewards up to ``earned``
+    (authored by the ``reward_notice`` effect; not in the state table: a closed card may
+    still be told of its last reward)."""
+    if ctx.record is None:
+        raise RejectedOpError("no such card", reason="record-not-found")
+    earned = _int_arg(ctx, "earned", 1, ctx.record["earned"])
+    return {"noticed": max(earned, ctx.record.get("noticed") or 0)}
+
+
 CARDS_COLLECTION = Collection(
     name=CARDS,
     fields={
@@ -176,11 +189,18 @@ CARDS_COLLECTION = Collection(
         "rewards": Field("int", command_only=True),
         "earned": Field("int", command_only=True),
         "visits": Field("list", command_only=True),
+        "noticed": Field("int", command_only=True),
         "note": Field("str"),
     },
     strategy="smart_merge",
     state_table=TABLE,
-    commands={"issue": _issue, "stamp": _stamp, "redeem": _redeem, "close": _close},
+    commands={
+        "issue": _issue,
+        "stamp": _stamp,
+        "redeem": _redeem,
+        "close": _close,
+        "noticed": _noticed,
+    },
 )
 
 
@@ -258,3 +278,27 @@ class LoyaltyPlugin(DomainPlugin):
 
     def invariants(self) -> Iterable[Invariant]:
         return (CARD_BALANCE,)
+
+    def effects(self, changes: list[Change]) -> list[Effect]:
+        """A ``reward_notice`` for every change that earned a reward (it wrote ``earned``),
+        keyed by the op that made it, when a notice URL is configured."""
+        if self.settings is None or self.settings.notify_url is None:
+            return []
+        out = []
+        for change in changes:
+            card = change.record
+            stamp = card.stamps.get("earned")
+            if (
+                card.collection == CARDS
+                and stamp is not None
+                and stamp.seq == change.seq  # this change wrote `earned`
+                and card.fields.get("earned", 0) > 0  # not `issue`, which sets it to 0
+            ):
+                payload = {"card_id": card.record_id, "earned": card.fields["earned"]}
+                out.append(Effect.of(change, self.name, "reward_notice", payload))
+        return out
+
+    def effect_handlers(self) -> Mapping[str, EffectHandler]:
+        from examples.loyalty.effects import HANDLERS  # the only module here that does I/O
+
+        return HANDLERS

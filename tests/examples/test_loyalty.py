@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -375,3 +376,78 @@ def test_the_notice_service_performs_once_per_key(
     assert httpx.post(notices, json={}, timeout=5).status_code == 400
     state = httpx.get(notices + "/state", timeout=5).json()
     assert state == {"seen": {"k1": 3}, "performed": ["k1"], "requests": 3}
+
+
+def _wait_for(what: str, check: Callable[[], bool], log: Path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen in {seconds} s:\n{log.read_text()}")
+        time.sleep(0.1)
+
+
+def test_a_reward_is_noticed_once_through_the_durable_effect(
+    tmp_path: Path, notice_service: Callable[[int], str]
+) -> None:
+    """fynlo serve with FYNLO_LOYALTY_NOTIFY_URL: a stamp that earns a reward plans a
+    ``reward_notice`` in the commit; the effect worker calls the notice service (which
+    fails its first two answers, so the worker retries with the same key), and authors
+    ``noticed`` on the card, which reaches the till."""
+    notices = notice_service(2)
+    env = _env(
+        tmp_path,
+        FYNLO_LOYALTY_LINK_SECRET=SECRET,
+        FYNLO_LOYALTY_WEBHOOK_SECRET=HOOK,
+        FYNLO_LOYALTY_NOTIFY_URL=notices,
+    )
+    proc, url, log = _serve(tmp_path, env)
+    try:
+        _wait_ready(proc, url, log)
+        tenant, link, till = _enrolled(url, Settings.from_env(env), tmp_path)
+        till.command(CARDS, "c1", "issue", {"customer": "Di", "goal": 2})
+        till.command(CARDS, "c1", "stamp", {"count": 1})  # no reward: no effect
+        till.command(CARDS, "c1", "stamp", {"count": 1})  # the first reward
+        till.sync()
+
+        def state() -> dict[str, Any]:
+            got: dict[str, Any] = httpx.get(notices + "/state", timeout=5).json()
+            return got
+
+        _wait_for("the notice", lambda: len(state()["performed"]) == 1, log)
+
+        def noticed() -> bool:
+            till.sync()
+            card = till.get(CARDS, "c1")
+            return card is not None and card.fields.get("noticed") == 1
+
+        _wait_for("the noticed op on the till", noticed, log)
+        seen = state()
+        (key,) = seen["performed"]
+        assert seen["seen"] == {key: 3}  # two 503s, then done: one key throughout
+        assert key.startswith(f"{tenant}/loyalty.reward_notice:{link.node_id}:")
+        link.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_a_reward_notice_is_planned_once_per_reward_only_with_a_notice_url(
+    tmp_path: Path,
+) -> None:
+    quiet = LoyaltyPlugin(LoyaltySettings(SECRET, HOOK))
+    loud = LoyaltyPlugin(LoyaltySettings(SECRET, HOOK, notify_url="http://shop.example/n"))
+    registry = conflict.registry([OrdersPlugin(), loud])
+    server = ServerReplica(MemoryServerStore(), registry)
+    till = _till(tmp_path, LoopbackTransport(server, "t1", "a"), registry, "a")
+    till.command(CARDS, "c1", "issue", {"customer": "Ed", "goal": 2})
+    for _ in range(5):
+        till.command(CARDS, "c1", "stamp", {"count": 1})
+    till.sync()
+    feed = server.store.changes("t1", 0, 100)
+    planned = loud.effects(feed)
+    assert [(e.name, e.payload["earned"]) for e in planned] == [
+        ("reward_notice", 1),
+        ("reward_notice", 2),
+    ]
+    assert [e.key for e in planned] == ["loyalty.reward_notice:a:3", "loyalty.reward_notice:a:5"]
+    assert quiet.effects(feed) == []
