@@ -48,7 +48,7 @@ from fynlo_sync.plugins import Registry
 from fynlo_sync.worker import EffectWorker
 from server.auth import make_jwt_auth
 from server.backends import open_backend
-from server.observe import configure_logging, outermost
+from server.observe import ObservedEffects, configure_logging, outermost
 from server.openapi import CompletedJson
 from server.plugins import plugin_servers
 from server.pokes import make_channels, redis_client
@@ -185,7 +185,7 @@ def create_app(
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         rt.backend_ = await open_backend(settings, rt.registry, clock_fn, rt.notify, rng=rt.rng)
         worker = EffectWorker(
-            rt.backend_.effect_source,
+            ObservedEffects(rt.backend_.effect_source),
             concurrency=settings.effect_concurrency,
             poll_ms=settings.effect_poll_ms,
         )

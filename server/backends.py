@@ -35,6 +35,7 @@ from fynlo_sync.store.base import Key
 from fynlo_sync.store.sqlite import SqliteServerStore
 from fynlo_sync.store.sqlport import PgSql, SqliteSql
 from fynlo_sync.worker import EffectSource
+from server import observe
 from server.accounts import Accounts
 from server.settings import Settings
 
@@ -158,6 +159,7 @@ class EmbeddedBackend:
         # every socket).
         self._loop.call_soon_threadsafe(self._notify, tenant, plan.cursor)
         if plan.effects:
+            observe.effects_queued(len(plan.effects))
             self._loop.call_soon_threadsafe(self.effects_due)
 
     # -- the effect worker's source: store calls on the SQLite worker thread, handlers on
@@ -282,6 +284,7 @@ class PostgresBackend:
         def committed(tenant: str, plan: Plan) -> None:
             notify(tenant, plan.cursor)
             if plan.effects:
+                observe.effects_queued(len(plan.effects))
                 backend.effects_due()
 
         replica = AsyncServerReplica(

@@ -60,6 +60,8 @@ def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.workers > 1:
+        _metrics_folder()  # before anything imports prometheus_client (server.observe)
     import uvicorn
 
     from server import admin
@@ -69,8 +71,6 @@ def _serve(args: argparse.Namespace) -> int:
         # One key for every worker process (a per-process one would split them).
         os.environ.setdefault("FYNLO_SECRET_KEY", secrets.token_urlsafe(32))
     settings = _settings(signs=True)  # fail here, clearly, before uvicorn starts workers
-    if args.workers > 1:
-        _metrics_folder()  # before anything imports prometheus_client
     from server.app import registry_from
 
     registry_from(settings)  # and on a plugin's settings (the error names the variable)

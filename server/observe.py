@@ -16,7 +16,8 @@ mode: ``fynlo serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh folder)
     ``fynlo_ops_total{outcome}``, ``fynlo_pushes_total{result}``, ``fynlo_push_seconds``,
     ``fynlo_push_ops``, ``fynlo_pull_seconds``, ``fynlo_pull_page_changes``,
     ``fynlo_pull_page_bytes``,
-    ``fynlo_sockets_open``, ``fynlo_pokes_sent_total``, beside Litestar's per-route
+    ``fynlo_sockets_open``, ``fynlo_pokes_sent_total``,
+    ``fynlo_effects_total{event=queued|performed|failed|dead}``, beside Litestar's per-route
     ``fynlo_requests_total`` and ``fynlo_request_duration_seconds``.
 """
 
@@ -37,6 +38,7 @@ from fynlo_sync.errors import FynloError
 from fynlo_sync.protocol import PushResult, WirePage
 
 __all__ = [
+    "EFFECTS",
     "OPS",
     "POKES_SENT",
     "PULL_BYTES",
@@ -46,7 +48,9 @@ __all__ = [
     "PUSH_OPS",
     "PUSH_SECONDS",
     "SOCKETS_OPEN",
+    "ObservedEffects",
     "configure_logging",
+    "effects_queued",
     "log",
     "pulled",
     "push_failed",
@@ -85,6 +89,43 @@ PULL_BYTES = Histogram(
 )
 SOCKETS_OPEN = Gauge("fynlo_sockets_open", "Poke WebSockets open", multiprocess_mode="livesum")
 POKES_SENT = Counter("fynlo_pokes_sent_total", "Pokes sent on WebSockets")
+EFFECTS = Counter(
+    "fynlo_effects_total",
+    "Durable effects by event: queued (written with a commit), performed, failed (an attempt "
+    "that will be retried), dead (out of attempts, or refused for good)",
+    ["event"],
+)
+
+
+class ObservedEffects:
+    """The effect worker's source, counting how each settled attempt ended."""
+
+    def __init__(self, source: Any) -> None:
+        self._source = source
+
+    async def claim_effects(self, limit: int) -> Any:
+        return await self._source.claim_effects(limit)
+
+    async def attempt(self, row: Any, read: Any) -> Any:
+        return await self._source.attempt(row, read)
+
+    async def read(self, tenant: str, collection: str, record_id: str) -> Any:
+        return await self._source.read(tenant, collection, record_id)
+
+    async def finish_effect(self, row: Any, settlement: Any, drafts: Any = ()) -> bool:
+        settled: bool = await self._source.finish_effect(row, settlement, drafts)
+        if settled:
+            state = settlement.state
+            EFFECTS.labels(
+                "performed" if state == "done" else "dead" if state == "dead" else "failed"
+            ).inc()
+        return settled
+
+
+def effects_queued(count: int) -> None:
+    if count:
+        EFFECTS.labels("queued").inc(count)
+
 
 _SECRET_WORDS = ("token", "code", "secret", "password", "pin", "authorization", "key")
 

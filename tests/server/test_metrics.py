@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,3 +108,47 @@ def test_the_dashboard_asks_for_exported_metrics() -> None:
                 exported.add(family.name + "_total")
                 exported.add(family.name + "_bucket")
     assert names and names <= exported, names - exported
+
+
+def test_effects_are_counted_queued_and_performed(tmp_path: Path) -> None:
+    """An order sent to the kitchen writes a kitchen_ticket effect with the commit; the
+    worker performs it; both are counted (deltas: the registry is the process's)."""
+    from fynlo_sync.ops import Batch
+    from server.testing import LocalServer
+    from tests.server.conftest import note_op
+
+    def effects(url: str) -> dict[str, float]:
+        text = httpx.get(url + "/metrics", timeout=10).text
+        found = re.findall(r'^fynlo_effects_total\{event="(\w+)"\} (\S+)$', text, re.MULTILINE)
+        return {event: float(value) for event, value in found}
+
+    with LocalServer.start(tmp_path) as srv:
+        before = effects(srv.url)
+        link = srv.connect(srv.create_tenant("kitchen"))
+        node = link.node_id
+        line = {"line_id": "l1", "item": "tea", "qty": 1, "unit_price": 250}
+        steps = [("open", {"currency": "GBP"}), ("add_line", line), ("send_to_kitchen", {})]
+        ops = [
+            note_op(
+                node,
+                seq,
+                collection="orders",
+                record_id="o-1",
+                kind="command",
+                fields=None,
+                name=name,
+                args=args,
+            )
+            for seq, (name, args) in enumerate(steps, start=1)
+        ]
+        link.push(Batch.of(node, ops))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            after = effects(srv.url)
+            if after.get("performed", 0) > before.get("performed", 0):
+                break
+            time.sleep(0.05)
+        link.close()
+    assert after.get("queued", 0) - before.get("queued", 0) == 1
+    assert after.get("performed", 0) - before.get("performed", 0) == 1
+    assert after.get("dead", 0) == before.get("dead", 0)
