@@ -26,6 +26,7 @@ duplicate authors nothing. Handlers decode, call the library, encode.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import html
 import json
@@ -40,7 +41,6 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import Struct
 
 from fynlo_sync.domains.payments.providers import (
-    CreatePayment,
     PaymentProvider,
     ProviderPayment,
     WebhookError,
@@ -356,7 +356,12 @@ async function call(path) {
   return body;
 }
 document.getElementById('bank').addEventListener('click', async () => {
-  const body = await call('/bank');
+  let body = await call('/bank');
+  while (body && !body.consent_url && body.status !== 'failed') {
+    await new Promise(r => setTimeout(r, 500));
+    const r = await fetch(cfg.base + '/status' + cfg.query);
+    body = r.ok ? await r.json() : null;
+  }
   if (body && body.consent_url) { window.location.href = body.consent_url; }
 });
 const apple = document.getElementById('apple');
@@ -466,48 +471,49 @@ async def _start(
     order_id: str,
     attempt_id: str,
     method: str,
-    data: JSONBody[PayRequest],
-) -> ProviderPayment:
-    """Start the provider payment of a session: commit the session's start (and the
-    order's ``payment_start``) first, then call the provider with the attempt's key."""
+    data: PayRequest,
+) -> Mapping[str, Any]:
+    """Ask for the session's provider payment: commit the order's ``payment_start`` and the
+    session's request; the ``start`` effect (the floor's outbox, planned in that commit)
+    calls the provider. Returns the session once the effect recorded the answer (or as it
+    is after a while: the page keeps polling)."""
     _, session = await _checked(
         plugin, tenant, order_id, attempt_id, data.amount, data.currency, data.sig
     )
     _check_tip(data)
-    provider = _providers(plugin).get(_method_provider(method))
-    if session.get("provider_id"):
-        retry = True  # started before: find it, never make another
-    else:
-        retry = bool(session.get("requested_ms"))
-        if not retry:
-            await _start_attempt(plugin, tenant, order_id, attempt_id, method, data)
-            await plugin.backend.author(
-                tenant,
-                [
-                    Draft.patch(
-                        SESSIONS,
-                        attempt_id,
-                        {
-                            "method": method,
-                            "tip": data.tip,
-                            "requested_ms": plugin.now_ms(),
-                            "provider": provider.name,
-                        },
-                    )
-                ],
-            )
-    tip = int(session.get("tip") or data.tip) if retry else data.tip
-    request = CreatePayment(
-        attempt_id=attempt_id,
-        amount=data.amount + tip,
-        currency=data.currency,
-        tenant=tenant,
-        wallet="apple_pay" if method == "apple_pay" else None,
-        reference=f"Table {order_id}"[:18],
-    )
-    payment = await flow.start(provider, request, retry=retry)
-    await _record(plugin, tenant, attempt_id, payment)
-    return payment
+    provider = _providers(plugin).get(_method_provider(method))  # 404 when not configured
+    if not session.get("requested_ms"):
+        await _start_attempt(plugin, tenant, order_id, attempt_id, method, data)
+        await plugin.backend.author(
+            tenant,
+            [
+                Draft.patch(
+                    SESSIONS,
+                    attempt_id,
+                    {
+                        "method": method,
+                        "tip": data.tip,
+                        "requested_ms": plugin.now_ms(),
+                        "provider": provider.name,
+                    },
+                )
+            ],
+        )
+    return await _wait_started(plugin, tenant, attempt_id)
+
+
+async def _wait_started(
+    plugin: PluginContext, tenant: str, attempt_id: str, timeout_s: float = 15.0
+) -> Mapping[str, Any]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        found = await plugin.backend.load(tenant, [(SESSIONS, attempt_id)])
+        fields = found[(SESSIONS, attempt_id)].fields
+        done = fields.get("provider_id") or fields.get("status") == "failed"
+        if done or loop.time() > deadline:
+            return fields
+        await asyncio.sleep(0.05)
 
 
 async def _start_attempt(
@@ -552,9 +558,9 @@ async def pay_by_bank(
     data: JSONBody[PayRequest],
 ) -> BankAnswer:
     """Pay by bank: the bank payment for the amount and tip; the page goes to its consent."""
-    payment = await _start(plugin, tenant, order_id, attempt_id, "open_banking", data)
-    url = payment.action.url if payment.action is not None else None
-    return BankAnswer(attempt_id, url, payment.status)
+    session = await _start(plugin, tenant, order_id, attempt_id, "open_banking", data)
+    action = session.get("action") or {}
+    return BankAnswer(attempt_id, action.get("url"), str(session.get("status") or "requested"))
 
 
 class WalletAnswer(Struct, frozen=True):
@@ -574,12 +580,12 @@ async def pay_by_apple_pay(
 ) -> WalletAnswer:
     """Apple Pay through Stripe: an intent marked with the wallet; Stripe.js on the phone
     confirms it with the Apple Pay payment method and the webhook brings the result."""
-    payment = await _start(plugin, tenant, order_id, attempt_id, "apple_pay", data)
+    session = await _start(plugin, tenant, order_id, attempt_id, "apple_pay", data)
     return WalletAnswer(
         attempt_id,
-        payment.client_secret,
+        session.get("client_secret"),
         _settings(plugin).stripe_publishable_key,
-        payment.status,
+        str(session.get("status") or "requested"),
     )
 
 
@@ -587,6 +593,7 @@ class SessionStatus(Struct, frozen=True):
     status: str | None
     label: str
     failure_code: str | None
+    consent_url: str | None = None
 
 
 _LABELS = {
@@ -611,7 +618,10 @@ async def pay_status(
 ) -> SessionStatus:
     _, session = await _checked(plugin, tenant, order_id, attempt_id, amount, currency, sig)
     status = session.get("status")
-    return SessionStatus(status, _LABELS.get(str(status), ""), session.get("failure_code"))
+    action = session.get("action") or {}
+    return SessionStatus(
+        status, _LABELS.get(str(status), ""), session.get("failure_code"), action.get("url")
+    )
 
 
 # Apple Pay's domain file, at the root --------------------------------------------------

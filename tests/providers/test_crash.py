@@ -49,6 +49,11 @@ class Served:
             "FYNLO_PROVIDERS_BANK_URL": bank.url,
             "FYNLO_PROVIDERS_BANK_API_KEY": "sandbox-key",
             "FYNLO_PROVIDERS_BANK_WEBHOOK_SECRET": BANK_SECRET,
+            # The killed server's claim on the start effect runs out quickly, so the
+            # restarted one performs it again (with attempt 2: look up first).
+            "FYNLO_EFFECT_LEASE_MS": "4000",
+            "FYNLO_EFFECT_TIMEOUT_MS": "3000",
+            "FYNLO_EFFECT_POLL_MS": "100",
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -154,7 +159,7 @@ def test_a_server_killed_between_the_bank_call_and_its_record_charges_once(
     body = {"tip": 0, "amount": qr["amount"], "currency": "GBP", "sig": sig}
     pay = qr["pay_url"].split("?", 1)[0] + "/bank"
 
-    faults(bank, hold_ms=5000)
+    faults(bank, hold_ms=2500)
     answers: list[Any] = []
 
     def press() -> None:
@@ -297,7 +302,7 @@ def test_a_server_killed_after_creating_a_stripe_intent_finds_it_again(
             sig = qr["pay_url"].rsplit("sig=", 1)[1]
             body = {"tip": 0, "amount": qr["amount"], "currency": "GBP", "sig": sig}
             url = qr["pay_url"].split("?", 1)[0] + "/apple-pay"
-            proxy.hold_s = 5.0
+            proxy.hold_s = 2.5
             failed: list[Any] = []
 
             def press() -> None:

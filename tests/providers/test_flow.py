@@ -144,3 +144,23 @@ def test_a_report_authors_only_what_is_newer() -> None:
     assert first[0].fields is not None and first[0].fields["finding"] == "late-failure"
     again = {**after, **first[0].fields}
     assert report_drafts("a1", again, captured, late, payments_loaded=True, now_ms=9) == []
+
+
+def test_a_requested_session_calls_for_one_start_effect_keyed_by_its_attempt() -> None:
+    from fynlo_sync.domains.payments.providers.plugin import ProvidersPlugin
+    from fynlo_sync.ops import Change, Record
+
+    def change(fields: dict[str, Any], collection: str = "payment_sessions") -> Change:
+        record = Record(collection, "pay-1", fields, {})
+        return Change(seq=1, op_id="op", node_id="server", node_seq=1, record=record)
+
+    plugin = ProvidersPlugin()
+    asked = change({"order_id": "o1", "requested_ms": 5})
+    [effect] = plugin.effects([asked])
+    assert (effect.plugin, effect.name, effect.key) == ("providers", "start", "start:pay-1")
+    assert effect.payload == {"attempt_id": "pay-1"}
+    assert plugin.effects([change({"order_id": "o1"})]) == []  # not asked for yet
+    made = change({"order_id": "o1", "requested_ms": 5, "provider_id": "pay_x"})
+    assert plugin.effects([made]) == []  # the provider answered: nothing more to do
+    assert plugin.effects([change({"requested_ms": 5}, collection="orders")]) == []
+    assert sorted(plugin.effect_handlers()) == ["start"]

@@ -23,8 +23,16 @@ import msgspec
 from fynlo_sync.domains.payments.providers import STATUSES, ProviderPayment, is_newer
 from fynlo_sync.domains.payments.providers.flow import attempt_commands, attempt_state
 from fynlo_sync.errors import RejectedOpError
-from fynlo_sync.ops import Op
-from fynlo_sync.plugins import SERVER_NODE, Collection, DomainPlugin, Draft, Field
+from fynlo_sync.ops import Change, Op
+from fynlo_sync.plugins import (
+    SERVER_NODE,
+    Collection,
+    DomainPlugin,
+    Draft,
+    Effect,
+    EffectHandler,
+    Field,
+)
 
 __all__ = [
     "ORDERS",
@@ -94,6 +102,7 @@ SESSIONS_COLLECTION = Collection(
         "settled": Field("bool"),
         "tip": Field("money"),
         "requested_ms": Field("int"),
+        "client_secret": Field("any"),
         "updated_ms": Field("int"),
     },
     strategy="server_wins",
@@ -110,6 +119,30 @@ class ProvidersPlugin(DomainPlugin):
 
     def collections(self) -> tuple[Collection, ...]:
         return (SESSIONS_COLLECTION,)
+
+    def effects(self, changes: list[Change]) -> list[Effect]:
+        """A session whose payment was asked for (``requested_ms``) and not yet made calls
+        for the ``start`` effect, keyed by the attempt: planned twice, it is kept once."""
+        out: list[Effect] = []
+        for change in changes:
+            record = change.record
+            if record.collection != SESSIONS or record.deleted:
+                continue
+            if record.fields.get("requested_ms") and not record.fields.get("provider_id"):
+                out.append(
+                    Effect(
+                        self.name,
+                        "start",
+                        {"attempt_id": record.record_id},
+                        key=f"start:{record.record_id}",
+                    )
+                )
+        return out
+
+    def effect_handlers(self) -> Mapping[str, EffectHandler]:
+        from fynlo_sync.domains.payments.providers.effects import start
+
+        return {"start": start}
 
 
 def session_view(session: Mapping[str, Any], attempt_id: str) -> ProviderPayment | None:
@@ -170,6 +203,7 @@ def report_drafts(
         }
         if payment.wallet:
             patch["wallet"] = payment.wallet
+            patch["client_secret"] = payment.client_secret
         if fresh_finding:
             patch["finding"] = finding
         drafts.append(Draft.patch(SESSIONS, attempt_id, patch))

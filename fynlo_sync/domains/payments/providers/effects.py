@@ -1,0 +1,99 @@
+"""The providers plugin's effect handlers: every provider call that moves money runs here,
+from a durable effect (the floor's outbox), never from a request handler.
+
+``start`` (key ``start:<attempt_id>``, planned when the pay page commits a session's
+request): create the attempt's payment at its provider (Stripe for cards and Apple Pay, the
+bank for open banking) and confirm it when a payment method is known. On a re-run
+(``ctx.attempt > 1``: the worker died, the lease ran out, the outcome was ambiguous) the
+payment is looked up by the attempt id before anything is created. What the provider said
+is authored with the effect's completion (:func:`.plugin.report_drafts`), so it is recorded
+exactly once.
+"""
+
+from __future__ import annotations
+
+from fynlo_sync.domains.payments.providers import (
+    CreatePayment,
+    PaymentProvider,
+    ProviderAmbiguousError,
+    ProviderRefusedError,
+    flow,
+)
+from fynlo_sync.domains.payments.providers.plugin import (
+    ORDERS,
+    SESSIONS,
+    ProvidersSettings,
+    report_drafts,
+)
+from fynlo_sync.effects import EffectContext, PermanentEffectError, RetryableEffectError
+
+__all__ = ["make_provider", "start"]
+
+
+def make_provider(settings: ProvidersSettings, method: str) -> PaymentProvider:
+    """The provider of ``method`` from the plugin's settings (its own HTTP client)."""
+    if method == "open_banking":
+        if not settings.bank_url:
+            raise PermanentEffectError("FYNLO_PROVIDERS_BANK_URL is not set")
+        from fynlo_sync.domains.payments.providers.open_banking import OpenBankingProvider
+
+        return OpenBankingProvider(
+            settings.bank_url,
+            api_key=settings.bank_api_key,
+            webhook_secret=settings.bank_webhook_secret,
+        )
+    if not settings.stripe_secret_key:
+        raise PermanentEffectError("FYNLO_PROVIDERS_STRIPE_SECRET_KEY is not set")
+    from fynlo_sync.domains.payments.providers.stripe_cards import StripeProvider
+
+    return StripeProvider(
+        settings.stripe_secret_key,
+        webhook_secret=settings.stripe_webhook_secret,
+        api_base=settings.stripe_api_base or None,
+    )
+
+
+async def start(ctx: EffectContext) -> None:
+    attempt_id = str(ctx.effect.payload["attempt_id"])
+    session = await ctx.read(SESSIONS, attempt_id)
+    if session is None or session.deleted:
+        raise PermanentEffectError(f"no payment session {attempt_id!r}")
+    fields = session.fields
+    if fields.get("provider_id"):
+        return  # recorded by an earlier run (or a webhook that came first)
+    method = str(fields.get("method") or "open_banking")
+    provider = make_provider(ctx.settings, method)
+    request = CreatePayment(
+        attempt_id=attempt_id,
+        amount=int(fields["amount"]) + int(fields.get("tip") or 0),
+        currency=str(fields["currency"]),
+        tenant=ctx.tenant,
+        wallet="apple_pay" if method == "apple_pay" else None,
+        reference=f"Order {fields['order_id']}"[:18],
+    )
+    try:
+        payment = await flow.start(provider, request, retry=ctx.attempt > 1)
+    except ProviderAmbiguousError as exc:
+        raise RetryableEffectError(exc.detail) from exc
+    except ProviderRefusedError as exc:
+        # Refused for good: say so on the session (committed with the effect's completion).
+        ctx.author.patch(
+            SESSIONS,
+            attempt_id,
+            {"status": "failed", "failure_code": "provider-refused", "updated_ms": ctx.now_ms},
+        )
+        del exc
+        return
+    finally:
+        await provider.aclose()  # type: ignore[attr-defined]
+    order = await ctx.read(ORDERS, str(fields["order_id"]))
+    ctx.author.batch(
+        report_drafts(
+            attempt_id,
+            fields,
+            None if order is None else order.fields,
+            payment,
+            payments_loaded=True,  # no attempt in the order: no order commands
+            now_ms=ctx.now_ms,
+        )
+    )
