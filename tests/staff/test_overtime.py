@@ -91,7 +91,7 @@ days = st.lists(st.integers(0, 20 * H), min_size=7, max_size=7)
 sets = st.sampled_from([s for s in RULE_SETS])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(days, sets)
 def test_every_millisecond_lands_in_exactly_one_bucket(week: list[int], rules: object) -> None:
     result = overtime(week, rules)  # type: ignore[arg-type]
@@ -100,7 +100,7 @@ def test_every_millisecond_lands_in_exactly_one_bucket(week: list[int], rules: o
         assert all(ms > 0 for ms in day.by_rate.values())
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(days, sets, st.integers(0, 6), st.integers(1, 4 * H))
 def test_more_hours_never_pay_less_or_lower_the_premium(
     week: list[int], rules: object, day: int, more: int

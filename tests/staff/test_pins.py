@@ -44,7 +44,7 @@ def test_the_device_curve_allows_thirty_a_day() -> None:
     assert len(greedy(DEVICE_POLICY, DAY)) == 30
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 3 * DAY), st.booleans()), max_size=60))
 def test_no_schedule_gets_more_than_ten_failures_into_any_day(
     attempts: list[tuple[int, bool]],

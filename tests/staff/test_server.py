@@ -77,28 +77,33 @@ def test_employees_sync_without_secrets_and_sign_in_works(served: Any) -> None:
 
 
 def test_the_lockout_curve_against_the_server(served: Any) -> None:
-    """A guesser who retries the moment it is allowed, for two days of virtual time."""
+    """A guesser who retries the moment the server allows (it waits the ``retry_after_ms``
+    each refusal names), for two days of virtual time."""
     settings, clock, url = served
     link = _link(settings, url, "till-1")
     start, allowed, locked = clock(), list[int](), 0
     pins = (f"{n:04d}" for n in range(10_000) if f"{n:04d}" != "4821")
     while clock() - start < 2 * DAY:
-        answer = _try(link, "s1", next(pins))
-        if answer == "pin-refused":
-            allowed.append(clock() - start)
-            if len(allowed) == 10:
-                # The rightful PIN is refused while locked too: the lock is on the employee.
-                assert _try(link, "s1", "4821") == "pin-locked"
-        else:
-            assert answer == "pin-locked", answer
+        try:
+            link.post("/v1/plugins/staff/sign-in", {"employee_id": "s1", "pin": next(pins)})
+            raise AssertionError("a guess was right")
+        except FynloError as exc:
+            if exc.code == "pin-refused":
+                allowed.append(clock() - start)
+                if len(allowed) == 10:
+                    # The rightful PIN is refused while locked: the lock is on the employee.
+                    assert _try(link, "s1", "4821") == "pin-locked"
+                continue
+            assert exc.code == "pin-locked"
             locked += 1
-            clock.advance(MINUTE)
+            clock.advance(exc.extra["retry_after_ms"])
     first_day = [t for t in allowed if t < DAY]
     assert len(first_day) == 10  # odds for a 4-digit PIN: 10 / 10,000 = 0.1% a day
+    assert first_day == [0, 0, 0] + [30_000 * (2**k - 1) for k in range(1, 8)]
     assert len(allowed) == 20
     print(
-        f"lockout curve: {len(first_day)} wrong PINs allowed in day 1, {len(allowed)} in 2 days,"
-        f" {locked} refused as locked; first-day times (s): {[t // 1000 for t in first_day]}"
+        f"lockout curve: {len(first_day)} wrong PINs allowed in day 1, {len(allowed)} in 2 "
+        f"days, {locked} refused as locked; day-1 times (s): {[t // 1000 for t in first_day]}"
     )
     # A manager's reset (a new PIN) clears it.
     run_admin(settings, lambda b: set_employee_pin(b, "t1", "s1", "5555", clock()))

@@ -1,7 +1,7 @@
 """Staff in the simulator: random weeks through real terminals, every invariant after every
 step; a planted bug (a break counted twice across devices) is caught and shrunk.
 
-``FYNLO_STAFF_SIM_LONG=1`` runs 1,000 schedules instead of 10."""
+``FYNLO_STAFF_SIM_LONG=1`` runs 1,000 schedules instead of 5."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from fynlo_sync.domains.timeclock import plugin as timeclock_plugin
 from fynlo_sync.domains.timeclock.shifts import Shift, derive_shifts
 from fynlo_sync.sim.staff import random_schedule, run_schedule, shrink
 
-COUNT = 1000 if os.environ.get("FYNLO_STAFF_SIM_LONG") else 10
+COUNT = 1000 if os.environ.get("FYNLO_STAFF_SIM_LONG") else 5
 
 
 @pytest.mark.parametrize("seed", range(COUNT))
