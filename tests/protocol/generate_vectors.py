@@ -1410,10 +1410,19 @@ def push_sequences() -> list[tuple[str, list[dict[str, Any]], dict[str, Any]]]:
 
 
 def push_vectors() -> list[dict[str, Any]]:
+    out = _sequence_vectors(push_sequences())
+    _check_push(out)
+    return out
+
+
+def _sequence_vectors(
+    sequences: list[tuple[str, list[dict[str, Any]], dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """push.json-shaped vectors: each sequence run through the reference server."""
     from tests.protocol.vectors import run_push_vector
 
     out = []
-    for name, steps, options in push_sequences():
+    for name, steps, options in sequences:
         vector: dict[str, Any] = {
             "name": name,
             "collections": [collection_to_json(NOTES), collection_to_json(NOTES_MANUAL)],
@@ -1423,7 +1432,6 @@ def push_vectors() -> list[dict[str, Any]]:
         for step, response in zip(steps, run_push_vector(vector), strict=True):
             step["expect"] = normative(response)
         out.append(vector)
-    _check_push(out)
     return out
 
 
@@ -1625,19 +1633,7 @@ def compact_sequences() -> list[tuple[str, list[dict[str, Any]], dict[str, Any]]
 
 
 def compact_vectors() -> list[dict[str, Any]]:
-    from tests.protocol.vectors import run_push_vector
-
-    out = []
-    for name, steps, options in compact_sequences():
-        vector: dict[str, Any] = {
-            "name": name,
-            "collections": [collection_to_json(NOTES), collection_to_json(NOTES_MANUAL)],
-            **options,
-            "steps": steps,
-        }
-        for step, response in zip(steps, run_push_vector(vector), strict=True):
-            step["expect"] = normative(response)
-        out.append(vector)
+    out = _sequence_vectors(compact_sequences())
     _check_compact(out)
     return out
 
