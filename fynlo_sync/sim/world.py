@@ -45,8 +45,10 @@ __all__ = ["SimTerminal", "World", "restaurant_registry"]
 QUIET_ROUNDS = 6
 
 
-def restaurant_registry() -> Registry:
-    return conflict.registry([OrdersPlugin(), PaymentsPlugin(), FloorPlugin()])
+def restaurant_registry(*, server_ops: bool = True) -> Registry:
+    """Orders, payments and the floor. ``server_ops=False`` leaves out the payments
+    ledger effect (ops the server authors), which the simulator's checks do not model."""
+    return conflict.registry([OrdersPlugin(), PaymentsPlugin(ledger=server_ops), FloorPlugin()])
 
 
 _TEMPLATES: dict[str, bytes] = {}
@@ -203,7 +205,7 @@ class World:
     ) -> None:
         self.schedule = schedule
         self.directory = directory
-        self.registry = registry or restaurant_registry()
+        self.registry = registry or restaurant_registry(server_ops=False)
         self.check_every_step = check_every_step
         self.time = VirtualTime()
         self.lines: list[str] = []

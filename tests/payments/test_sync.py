@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from fynlo_sync.client import Terminal
+from fynlo_sync.domains.payments.invariants import check_money
+from fynlo_sync.domains.payments.ledger import LEDGER
+from fynlo_sync.effects import SERVER_NODE
 from fynlo_sync.errors import RejectedOpError
 from fynlo_sync.replica import ServerReplica
 from fynlo_sync.store import MemoryServerStore, SqliteTerminalStore
@@ -84,3 +87,11 @@ def test_two_offline_cash_payments_are_detected_at_sync(tmp_path: Path) -> None:
     order = a.get("orders", "o1")
     assert order is not None and order.fields["refund_due"] == 0
     assert order.fields["collected"] == 1300 and order.fields["balance_due"] == 0
+    # The server's ledger effect wrote every posting set once, balanced; terminals have them.
+    ledger = {r.record_id: r for r in a.records(LEDGER)}
+    assert sorted(ledger) == ["o1:pa:capture", "o1:pb:capture", "o1:pb:refund:over"]
+    assert all(r.stamps["postings"].node_id == SERVER_NODE for r in ledger.values())
+    rows = {c: {r.record_id: r.fields for r in a.records(c)} for c in ("orders", "drawers", LEDGER)}
+    assert check_money(rows) == []
+    server.run_effects()  # nothing new to post: writing again changes nothing
+    assert len(server.store.records("t1", LEDGER)) == 3

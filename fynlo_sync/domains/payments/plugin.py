@@ -16,10 +16,12 @@ import msgspec
 from fynlo_sync.domains.payments.attempts import order_extension
 from fynlo_sync.domains.payments.drawers import DRAWERS, DRAWERS_COLLECTION
 from fynlo_sync.domains.payments.invariants import check_ledger, check_money
-from fynlo_sync.domains.payments.ledger import LEDGER, LEDGER_COLLECTION
+from fynlo_sync.domains.payments.ledger import LEDGER, LEDGER_COLLECTION, posting_sets
 from fynlo_sync.domains.payments.money import MoneyError
 from fynlo_sync.domains.payments.settings import DEFAULT_SETTINGS, PaymentsSettings
 from fynlo_sync.domains.payments.tips import TipSettings
+from fynlo_sync.effects import Effect, EffectContext, EffectHandler
+from fynlo_sync.ops import Change
 from fynlo_sync.plugins import (
     Collection,
     DomainPlugin,
@@ -71,6 +73,19 @@ class PaymentsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         )
 
 
+async def _post_ledger(ctx: EffectContext) -> None:
+    """Write the posting sets the order's attempts call for that the ledger lacks, as
+    ``post`` commands authored by the server (committed with the effect's completion). A
+    set already there is skipped, so a re-run or a second effect writes nothing twice."""
+    order_id = ctx.effect.payload["order_id"]
+    order = await ctx.read("orders", order_id)
+    if order is None or order.deleted:
+        return
+    for posting_set in posting_sets(order_id, order.fields):
+        if await ctx.read(LEDGER, posting_set.set_id) is None:
+            ctx.author.command(LEDGER, posting_set.set_id, "post", posting_set.to_fields())
+
+
 def _by_id(records: RecordsByCollection, name: str) -> dict[str, Mapping[str, Any]]:
     return {r.record_id: r.fields for r in records.get(name, ())}
 
@@ -81,8 +96,13 @@ class PaymentsPlugin(DomainPlugin):
     name = "payments"
     settings_model: ClassVar[type[msgspec.Struct] | None] = PaymentsConfig
 
-    def __init__(self, settings: PaymentsSettings | PaymentsConfig | None = None) -> None:
+    def __init__(
+        self, settings: PaymentsSettings | PaymentsConfig | None = None, *, ledger: bool = True
+    ) -> None:
         super().__init__(settings)
+        #: Whether committed payments call for the ``post_ledger`` effect (the simulator,
+        #: which does not model server-authored ops yet, turns it off).
+        self.ledger = ledger
         if isinstance(settings, PaymentsConfig):
             self.rules = settings.to_settings()
         else:
@@ -93,6 +113,27 @@ class PaymentsPlugin(DomainPlugin):
 
     def extensions(self) -> Iterable[Extension]:
         return (order_extension(self.rules),)
+
+    def effects(self, changes: list[Change]) -> list[Effect]:
+        """A change of an order's payments calls for its posting sets (``post_ledger``,
+        keyed by the op that made the change)."""
+        out: list[Effect] = []
+        for change in changes if self.ledger else ():
+            record = change.record
+            stamp = record.stamps.get("payments")
+            if (
+                record.collection == "orders"
+                and not record.deleted
+                and stamp is not None
+                and stamp.seq == change.seq
+            ):
+                out.append(
+                    Effect.of(change, self.name, "post_ledger", {"order_id": record.record_id})
+                )
+        return out
+
+    def effect_handlers(self) -> Mapping[str, EffectHandler]:
+        return {"post_ledger": _post_ledger}
 
     def invariants(self) -> Iterable[Invariant]:
         rules = self.rules
