@@ -99,7 +99,7 @@ def test_an_embedded_server_database_of_0_1_0_keeps_its_data(tmp_path: Path) -> 
     anyio.run(lambda: _migrate_accounts(fresh))
     upgraded = _layout(path)
     assert upgraded == _layout(fresh)
-    assert upgraded["migrations"] == [("accounts", 1), ("store", 1)]
+    assert upgraded["migrations"] == [("accounts", 1), *_all("store", STORE)]
     assert all(name.startswith("fynlo_") for name in upgraded["tables"])
 
 
@@ -148,14 +148,22 @@ def test_fynlo_migrate_upgrades_the_file_in_place(
     assert main(["device", "list", "--tenant", EXPECTED["tenant"], "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)["devices"]
     assert [d["node_id"] for d in listed] == ["bar", "till"]
-    assert _layout(path)["migrations"] == [("accounts", 1), ("store", 1)]
+    assert _layout(path)["migrations"] == [("accounts", 1), *_all("store", STORE)]
+
+
+def _all(name: str, component: Component) -> list[tuple[str, int]]:
+    """Every version of ``component``: an upgraded file has them all."""
+    return [(name, v) for v in range(1, len(component.migrations) + 1)]
 
 
 def test_a_file_from_a_newer_release_is_refused_and_left_alone(tmp_path: Path) -> None:
     path = _copy(tmp_path, "terminal")
     with sqlite3.connect(path) as conn:
         conn.execute("INSERT INTO _migrations(version) VALUES (7)")
-    with pytest.raises(StoreError, match="'terminal' migration 7, but this fynlo-sync knows 1"):
+    known = len(TERMINAL.migrations)
+    with pytest.raises(
+        StoreError, match=f"'terminal' migration 7, but this fynlo-sync knows {known}"
+    ):
         SqliteTerminalStore(path, "till")
     with sqlite3.connect(path) as conn:  # the adoption rolled back
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -165,7 +173,9 @@ def test_a_file_from_a_newer_release_is_refused_and_left_alone(tmp_path: Path) -
     fresh = tmp_path / "new.db"
     SqliteServerStore(fresh).close()
     with sqlite3.connect(fresh) as conn:
-        conn.execute("INSERT INTO fynlo_migrations VALUES ('store', 2)")
+        conn.execute(
+            "INSERT INTO fynlo_migrations VALUES ('store', ?)", (len(STORE.migrations) + 1,)
+        )
     with pytest.raises(StoreError, match="newer release"):
         SqliteServerStore(fresh)
 
