@@ -115,6 +115,7 @@ def postgres_database(admin_url: str, label: str) -> Iterator[str]:
 
 def server_settings(database_url: str, redis_url: str | None = None, **extra: Any) -> Any:
     from server.settings import Settings
+    from server.testing import NO_RATE_LIMITS
 
     return Settings(
         database_url=database_url,
@@ -122,7 +123,7 @@ def server_settings(database_url: str, redis_url: str | None = None, **extra: An
         secret_key=secrets.token_urlsafe(32),
         access_ttl_s=3600,
         redis_prefix=f"FYNLOBENCH{secrets.token_hex(3).upper()}",
-        **extra,
+        **{**NO_RATE_LIMITS, **extra},
     )
 
 

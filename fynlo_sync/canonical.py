@@ -24,7 +24,14 @@ import msgspec
 
 from fynlo_sync.errors import InvalidValueError
 
-__all__ = ["MAX_SAFE_INTEGER", "canonical_bytes", "canonical_text", "checksum", "check_value"]
+__all__ = [
+    "MAX_SAFE_INTEGER",
+    "canonical_bytes",
+    "canonical_text",
+    "check_value",
+    "checksum",
+    "member_path",
+]
 
 MAX_SAFE_INTEGER = 2**53 - 1
 _LOW, _HIGH = -MAX_SAFE_INTEGER, MAX_SAFE_INTEGER
@@ -36,6 +43,16 @@ _encoder = json.JSONEncoder(
 # writes the same bytes as ``_encoder`` + UTF-8 (same escapes, lowercase \u00xx, everything
 # else literal), ~5x faster; tests/benchmarks/test_canonical_bytes.py checks every code point.
 _bytes_encoder = msgspec.json.Encoder()
+
+
+def member_path(path: str, key: str) -> str:
+    """``path`` + the member ``key`` as JSONPath (RFC 9535): ``.key`` for an ASCII name that
+    is an identifier, else ``['...']`` with ``'``, ``\\`` and control characters escaped
+    (``$['a b']``, ``$['']``, ``$['a.b']``)."""
+    if key.isascii() and key.isidentifier():
+        return f"{path}.{key}"
+    quoted = "".join("\\" + c if c in "'\\" else f"\\u{ord(c):04x}" if c < " " else c for c in key)
+    return f"{path}['{quoted}']"
 
 
 def _utf16_key(key: str) -> bytes:
@@ -73,7 +90,7 @@ def _normalise(value: Any, path: str) -> Any:
             if t is str or item is None or t is bool or (t is int and _LOW <= item <= _HIGH):
                 out[key] = item
             else:
-                out[key] = _normalise(item, f"{path}.{key}")
+                out[key] = _normalise(item, member_path(path, key))
         return out
     if kind is list or kind is tuple:
         items: list[Any] = []

@@ -23,6 +23,7 @@ from msgspec import UNSET
 from fynlo_sync.canonical import check_value
 from fynlo_sync.engine import apply_op, rebase
 from fynlo_sync.errors import (
+    BatchTooLargeError,
     CallerError,
     ClockError,
     ConflictNotFoundError,
@@ -32,6 +33,7 @@ from fynlo_sync.errors import (
     TransportError,
 )
 from fynlo_sync.hlc import HybridClock, from_wire, to_wire
+from fynlo_sync.limits import check_value_limits
 from fynlo_sync.ops import Batch, Change, Op, OpKind, Outcome, Record
 from fynlo_sync.plugins import CONFLICTS, Registry
 from fynlo_sync.protocol import PullPage
@@ -116,6 +118,8 @@ class Terminal:
         name: str | None = None,
         args: Mapping[str, Any] | None = None,
     ) -> tuple[Op, Record | None]:
+        check_value_limits(None if fields is None else dict(fields), "$.fields")  # never recurses
+        check_value_limits(None if args is None else dict(args), "$.args")
         check_value(fields, "$.fields")
         check_value(args, "$.args")
         meta = self.store.meta()
@@ -243,13 +247,21 @@ class Terminal:
         """Push every unacknowledged op, ``batch_size`` at a time. Returns how many."""
         link = self._link()
         pushed = 0
+        size = self.batch_size
         while True:
             meta = self.store.meta()
-            ops = self.store.outbox(meta.acked_seq, self.batch_size)
+            ops = self.store.outbox(meta.acked_seq, size)
             if not ops:
                 return pushed
             try:
                 result = link.push(Batch.of(self.node_id, ops))
+            except BatchTooLargeError:
+                # Too many ops, too many bytes, or too much feed growth at once: the same
+                # ops in smaller batches (one op always fits, docs/protocol.md section 22).
+                if len(ops) == 1:
+                    raise
+                size = max(1, len(ops) // 2)
+                continue
             except SeqGapError as exc:
                 # Our outbox starts right after the last seq the server acknowledged, so a
                 # gap means the server lost acknowledged ops (restored from a backup).

@@ -20,7 +20,8 @@ import msgspec
 from msgspec import UNSET
 
 from fynlo_sync.canonical import MAX_SAFE_INTEGER
-from fynlo_sync.errors import RejectedOpError, SeqGapError, SeqReuseError
+from fynlo_sync.errors import BatchTooLargeError, RejectedOpError, SeqGapError, SeqReuseError
+from fynlo_sync.limits import DEFAULT_LIMITS, Limits, encoded_size
 from fynlo_sync.ops import Batch, Change, Conflict, Op, Outcome, OutcomeStatus, Record, Stamp
 from fynlo_sync.plugins import (
     CONFLICTS,
@@ -205,6 +206,7 @@ def apply_op(
     *,
     received_ms: int | None = None,
     actor: Record | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Applied:
     """Decide ``op`` against ``current`` (the record now, or ``None`` if it never existed).
 
@@ -212,8 +214,31 @@ def apply_op(
     ``received_ms`` the server's receive time of the batch (``None`` on a terminal), which
     commands see as :attr:`CommandContext.received_ms`; ``actor`` the record of the op's
     actor, if it has one (see :func:`authorize`). Deterministic: the same inputs give the
-    same result on every replica.
+    same result on every replica. A result whose ``fields`` would be larger than
+    ``limits.max_record_bytes`` is rejected (``record-too-large``).
     """
+    applied = _apply_op(current, op, registry, seq, received_ms, actor)
+    if applied.record is not None and not applied.record.deleted:
+        size = encoded_size(applied.record.fields)
+        if size > limits.max_record_bytes:
+            return _reject(
+                RejectedOpError(
+                    f"{op.collection}/{op.record_id} would be {size} bytes; the limit is "
+                    f"{limits.max_record_bytes}",
+                    reason="record-too-large",
+                )
+            )
+    return applied
+
+
+def _apply_op(
+    current: Record | None,
+    op: Op,
+    registry: Registry,
+    seq: int,
+    received_ms: int | None,
+    actor: Record | None,
+) -> Applied:
     try:
         collection = registry.collection(op.collection)
         authorize(op, registry, actor)
@@ -240,6 +265,11 @@ def apply_op(
             return Applied("applied", _finish(collection, current, op, stamp, fields, stamps, seq))
         if op.kind == "delete":
             return _apply_delete(collection, current, op, registry, stamp, seq)
+        if collection.name == CONFLICTS:
+            raise RejectedOpError(
+                "conflicts are written by the server and the resolve command only",
+                reason="command-only-field",
+            )
         assert op.fields is not None
         collection.check_fields(op.fields, by_command=False)
         return _apply_write(collection, current, op, registry, stamp, seq)
@@ -445,6 +475,7 @@ def plan_push(
     registry: Registry,
     cursor: int,
     received_ms: int | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Plan:
     """Plan committing ``batch`` on the server.
 
@@ -457,8 +488,10 @@ def plan_push(
     The batch has passed :func:`fynlo_sync.protocol.check_batch` (the replica runs it
     once per push, before taking the lock).
 
-    Raises :class:`SeqGapError` when the first new op is not ``high_water + 1`` and
-    :class:`SeqReuseError` when a replayed seq carries a different op_id.
+    Raises :class:`SeqGapError` when the first new op is not ``high_water + 1``,
+    :class:`SeqReuseError` when a replayed seq carries a different op_id, and
+    :class:`BatchTooLargeError` (``max_growth_bytes``) when the batch's changes would add
+    more than ``limits.max_push_growth_bytes`` to the feed (send fewer ops at once).
     """
     plan = Plan(
         node_id=batch.node_id, high_water=high_water, cursor=cursor, received_ms=received_ms
@@ -505,6 +538,7 @@ def plan_push(
             plan.cursor + 1,
             received_ms=received_ms,
             actor=_actor_of(op, registry, working),
+            limits=limits,
         )
         outcome = Outcome(
             op_id=op.op_id,
@@ -532,6 +566,13 @@ def plan_push(
         plan.outcomes.append(outcome)
         plan.new_outcomes.append(outcome)
     if plan.changes:
+        growth = sum(encoded_size(change.record) for change in plan.changes)
+        if growth > limits.max_push_growth_bytes:
+            raise BatchTooLargeError(
+                f"the batch would add {growth} bytes to the feed; the limit is "
+                f"{limits.max_push_growth_bytes}: send fewer ops at once",
+                max_growth_bytes=limits.max_push_growth_bytes,
+            )
         plan.effects = registry.effects(plan.changes)
     return plan
 

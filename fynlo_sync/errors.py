@@ -19,16 +19,19 @@ __all__ = [
     "BatchTooLargeError",
     "CallerError",
     "ChecksumMismatchError",
+    "ClockAheadError",
     "ClockError",
     "ConflictNotFoundError",
     "FynloError",
     "IllegalTransitionError",
     "InvalidValueError",
+    "LimitExceededError",
     "MalformedError",
     "MissingDependencyError",
     "NodeMismatchError",
     "PeerError",
     "ProtocolVersionError",
+    "RateLimitedError",
     "RejectedOpError",
     "SeqGapError",
     "SeqReuseError",
@@ -182,6 +185,30 @@ class InvalidValueError(MalformedError):
     """A value is not allowed: a float, a non-finite number, an integer beyond 2**53-1."""
 
     code = "invalid-value"
+
+
+class LimitExceededError(MalformedError):
+    """A message breaks a size or shape limit (``docs/protocol.md`` section 22): ``limit``
+    names which (``depth``, ``string_bytes``, ``field_bytes``), ``max`` its value, ``path``
+    where (when known)."""
+
+    code = "limit-exceeded"
+
+
+class ClockAheadError(PeerError):
+    """An op's HLC is further ahead of the server's clock than the skew allowance: the
+    terminal's wall clock is wrong. Nothing was applied; retry later (the op becomes
+    acceptable once real time catches up) and fix the clock."""
+
+    code = "clock-ahead"
+    status = 422
+
+
+class RateLimitedError(PeerError):
+    """Too many requests: wait ``retry_after`` seconds (also the ``Retry-After`` header)."""
+
+    code = "rate-limited"
+    status = 429
 
 
 class ProtocolVersionError(PeerError):

@@ -69,6 +69,9 @@ class Op(Struct, frozen=True, omit_defaults=False):
         return self.actor if isinstance(self.actor, str) else None
 
     def __post_init__(self) -> None:
+        for ident in (self.op_id, self.node_id, self.collection, self.record_id):
+            if "\x00" in ident:
+                raise ValueError(f"identifiers may not contain U+0000 ({ident!r})")
         if self.kind in ("put", "patch"):
             if self.fields is None:
                 raise ValueError(f"a {self.kind} op needs `fields`")
@@ -99,6 +102,10 @@ class Batch(Struct, frozen=True):
     node_id: NodeIdent
     ops: list[Op]
     checksum: str
+
+    def __post_init__(self) -> None:
+        if "\x00" in self.node_id:
+            raise ValueError(f"identifiers may not contain U+0000 ({self.node_id!r})")
 
     @classmethod
     def of(cls, node_id: str, ops: list[Op], protocol: int = 1) -> Batch:

@@ -17,15 +17,18 @@ from fynlo_sync.canonical import canonical_bytes, checksum
 from fynlo_sync.errors import (
     BatchTooLargeError,
     ChecksumMismatchError,
+    ClockAheadError,
     InvalidValueError,
     MalformedError,
     NodeMismatchError,
     ProtocolVersionError,
 )
+from fynlo_sync.limits import DEFAULT_LIMITS, Limits, check_depth, check_value_limits
 from fynlo_sync.ops import Batch, Change, Outcome
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
+    "DEFAULT_MAX_SKEW_MS",
     "PROTOCOL_VERSION",
     "Poke",
     "PullPage",
@@ -33,6 +36,7 @@ __all__ = [
     "WirePage",
     "canonical_change",
     "check_batch",
+    "check_clock",
     "decode",
     "decode_batch",
     "decode_page",
@@ -154,11 +158,20 @@ def wire_page(
     *,
     compacted: bool = False,
     high_water: int | None = None,
+    max_bytes: int | None = None,
 ) -> WirePage:
     """The page for ``rows`` (feed seq, canonical change bytes) read with ``LIMIT size + 1``
-    (the extra one says ``more``)."""
+    (the extra one says ``more``), cut short so that its changes take at most ``max_bytes``
+    (but always at least one change, so that a page always moves the cursor)."""
     more = len(rows) > size
     rows = rows[:size]
+    if max_bytes is not None:
+        total = 0
+        for n, (_, change) in enumerate(rows):
+            total += len(change) + 1
+            if total > max_bytes and n > 0:
+                rows, more = rows[:n], True
+                break
     body = b"[" + b",".join(b for _, b in rows) + b"]"
     return WirePage(
         since=since,
@@ -313,10 +326,35 @@ def _canonical_md5(body: bytes, ops: list[Any]) -> str | None:
     return hashlib.md5(sent, usedforsecurity=False).hexdigest()
 
 
-def decode_batch(body: bytes, *, max_ops: int = DEFAULT_MAX_BATCH) -> Batch:
-    """Decode and verify a push body (envelope, version, size, floats, checksum, op shapes).
-    Raises a typed :class:`PeerError` naming the problem. The rules over the decoded batch
-    (node, seq continuity) are :func:`check_batch`'s, which the replica runs once."""
+#: The reference skew allowance: how far ahead of the server's clock an op's HLC may be.
+DEFAULT_MAX_SKEW_MS = 300_000
+
+
+def check_clock(batch: Batch, now_ms: int, max_skew_ms: int = DEFAULT_MAX_SKEW_MS) -> None:
+    """Refuse a batch holding an op whose HLC's milliseconds are more than ``max_skew_ms``
+    ahead of ``now_ms`` (``docs/protocol.md`` 5.2, 8.2 step 12a): such a terminal would win
+    every last-writer-wins contest until the others' clocks caught up."""
+    bound = now_ms + max_skew_ms
+    for index, op in enumerate(batch.ops):
+        ms = int(op.hlc, 16) >> 16
+        if ms > bound:
+            raise ClockAheadError(
+                f"op {index} has an HLC {ms - now_ms} ms ahead of the server's clock; the "
+                f"allowance is {max_skew_ms} ms: fix this terminal's clock",
+                index=index,
+                max_skew_ms=max_skew_ms,
+            )
+
+
+def decode_batch(
+    body: bytes, *, max_ops: int = DEFAULT_MAX_BATCH, limits: Limits = DEFAULT_LIMITS
+) -> Batch:
+    """Decode and verify a push body (envelope, version, size, floats, checksum, op shapes,
+    the limits of ``limits``: depth before parsing, the rest once the ops are decoded; see
+    ``docs/protocol.md`` sections 8.2 and 22). Raises a typed :class:`PeerError` naming the
+    problem. The rules over the decoded batch (node, seq continuity) are
+    :func:`check_batch`'s, which the replica runs once."""
+    check_depth(body, limits.max_depth)
     fast = True
     try:
         raw = _float_free.decode(body)
@@ -359,4 +397,8 @@ def decode_batch(body: bytes, *, max_ops: int = DEFAULT_MAX_BATCH) -> Batch:
         batch = msgspec.convert(raw, Batch)
     except msgspec.ValidationError as exc:
         raise MalformedError(f"invalid batch: {exc}") from exc
+    if len(body) > limits.max_string_bytes:  # else no string or field can be over a limit
+        for index, op in enumerate(batch.ops):
+            check_value_limits(op.fields, f"$[{index}].fields", limits, depth=False)
+            check_value_limits(op.args, f"$[{index}].args", limits, depth=False)
     return batch

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from fynlo_sync.canonical import MAX_SAFE_INTEGER
 from fynlo_sync.effects import (
     EffectContext,
     EffectRow,
@@ -43,6 +44,7 @@ from fynlo_sync.effects import (
 from fynlo_sync.engine import Plan, actor_keys, plan_push
 from fynlo_sync.errors import CallerError, ClockError, MalformedError, StoreError
 from fynlo_sync.hlc import HybridClock, from_wire, to_wire
+from fynlo_sync.limits import DEFAULT_LIMITS, Limits, encoded_size
 from fynlo_sync.ops import Batch, Change, Op, Record
 from fynlo_sync.pages import PageCache
 from fynlo_sync.plugins import SERVER_NODE, Draft, Registry
@@ -52,6 +54,7 @@ from fynlo_sync.protocol import (
     PushResult,
     WirePage,
     check_batch,
+    check_clock,
     decode_batch,
     page_checksum,
     wire_page,
@@ -104,7 +107,12 @@ class Compose:
 
 
 def push_step(
-    tenant: str, batch: Batch, registry: Registry, *, received_ms: int | None = None
+    tenant: str,
+    batch: Batch,
+    registry: Registry,
+    *,
+    received_ms: int | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Step[Plan]:
     """One push in the tenant's transaction. The batch has passed ``check_batch``."""
     high_water: int = yield Call("high_water", (tenant, batch.node_id))
@@ -121,6 +129,7 @@ def push_step(
         registry=registry,
         cursor=cursor,
         received_ms=received_ms,
+        limits=limits,
     )
     if plan.new_outcomes:
         yield Call("commit", (tenant, plan))
@@ -135,6 +144,7 @@ def author_step(
     clock: HybridClock,
     new_id: Callable[[], str],
     received_ms: int | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Step[tuple[Batch, Plan]]:
     """Ops written by the server, committed like a terminal's batch. Under the tenant's
     lock: the next seqs of node ``server``, ``base_seq`` = the feed's cursor (the server
@@ -174,7 +184,7 @@ def author_step(
         for index, d in enumerate(drafts, start=1)
     ]
     batch = Batch.of(SERVER_NODE, ops)
-    plan = yield from push_step(tenant, batch, registry, received_ms=received_ms)
+    plan = yield from push_step(tenant, batch, registry, received_ms=received_ms, limits=limits)
     return batch, plan
 
 
@@ -186,16 +196,18 @@ def pull_step(
     *,
     compact: bool = False,
     node_id: str | None = None,
+    max_bytes: int | None = None,
 ) -> Step[PullPage]:
     """A feed page, or (``compact``) a compacted page for ``node_id``: its high-water mark
-    is read before the records (``docs/protocol.md`` 23.2)."""
+    is read before the records (``docs/protocol.md`` 23.2). At most ``max_bytes`` of
+    changes (section 22)."""
     size = page_size(since, limit, max_page)
     if not compact:
         changes = yield Call("changes", (tenant, since, size + 1))
-        return make_page(since, changes, size)
+        return make_page(since, changes, size, max_bytes)
     high_water = 0 if node_id is None else (yield Call("high_water", (tenant, node_id)))
     latest = yield Call("latest", (tenant, since, size + 1))
-    return compacted(make_page(since, latest, size), high_water)
+    return compacted(make_page(since, latest, size, max_bytes), high_water)
 
 
 def wire_step(
@@ -207,6 +219,7 @@ def wire_step(
     compact: bool = False,
     node_id: str | None = None,
     cache: PageCache | None = None,
+    max_bytes: int | None = None,
 ) -> Step[WirePage]:
     """:func:`pull_step`'s page as sent: the canonical bytes stored at commit, concatenated
     (nothing decoded), or the cached page when it is still the right answer (a last page
@@ -225,7 +238,7 @@ def wire_step(
         page = cache.get(key, now)
     if page is None:
         rows = yield Call("latest_bytes" if compact else "changes_bytes", (tenant, since, size + 1))
-        page = wire_page(since, rows, size, compacted=compact)
+        page = wire_page(since, rows, size, compacted=compact, max_bytes=max_bytes)
         if cache is not None:
             cache.put(key, page)
     if compact:
@@ -305,8 +318,14 @@ class _Loop:
         rng: random.Random | None,
         cache: PageCache | None = None,
         policy: RetryPolicy | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        max_skew_ms: int | None = None,
     ) -> None:
         self.registry = registry
+        #: The size and shape limits (``docs/protocol.md`` section 22).
+        self.limits = limits
+        #: When set, incoming HLCs may be at most this far ahead of ``now_ms`` (5.2).
+        self.max_skew_ms = max_skew_ms
         #: Pull pages many terminals ask for again (``None``: no cache).
         self.cache = cache
         self.max_batch = max_batch
@@ -318,8 +337,13 @@ class _Loop:
         self.policy = policy or RetryPolicy()
 
     def _accept(self, body: bytes | Batch, node_id: str | None) -> Batch:
-        batch = decode_batch(body, max_ops=self.max_batch) if isinstance(body, bytes) else body
+        if isinstance(body, bytes):
+            batch = decode_batch(body, max_ops=self.max_batch, limits=self.limits)
+        else:
+            batch = body
         check_batch(batch, node_id=node_id, max_ops=self.max_batch)
+        if self.max_skew_ms is not None:
+            check_clock(batch, self.now_ms(), self.max_skew_ms)
         return batch
 
     def new_op_id(self) -> str:
@@ -333,6 +357,7 @@ class _Loop:
             clock=self.clock,
             new_id=self.new_op_id,
             received_ms=self.now_ms(),
+            limits=self.limits,
         )
 
     def _finish(
@@ -427,6 +452,8 @@ class ServerReplica(_Loop):
         cache: PageCache | None = None,
         policy: RetryPolicy | None = None,
         inline_effects: bool = True,
+        limits: Limits = DEFAULT_LIMITS,
+        max_skew_ms: int | None = None,
     ) -> None:
         super().__init__(
             registry,
@@ -436,6 +463,8 @@ class ServerReplica(_Loop):
             rng=rng,
             policy=policy,
             cache=cache,
+            limits=limits,
+            max_skew_ms=max_skew_ms,
         )
         self.store = store
         self.on_commit = on_commit
@@ -456,7 +485,8 @@ class ServerReplica(_Loop):
         ``node_id``, when given, is the authenticated device: it may push only its own ops."""
         batch = self._accept(body, node_id)
         received = self.now_ms()
-        plan = self._commit(tenant, push_step(tenant, batch, self.registry, received_ms=received))
+        step = push_step(tenant, batch, self.registry, received_ms=received, limits=self.limits)
+        plan = self._commit(tenant, step)
         self._after(tenant, plan)
         return _answer(batch.node_id, plan)
 
@@ -476,7 +506,15 @@ class ServerReplica(_Loop):
         node_id: str | None = None,
     ) -> PullPage:
         """A page, decoded (``compact``: for ``node_id``, section 23)."""
-        step = pull_step(tenant, since, limit, self.max_page, compact=compact, node_id=node_id)
+        step = pull_step(
+            tenant,
+            since,
+            limit,
+            self.max_page,
+            compact=compact,
+            node_id=node_id,
+            max_bytes=self.limits.max_page_bytes,
+        )
         return drive(step, self.store)
 
     def pull_wire(
@@ -497,6 +535,7 @@ class ServerReplica(_Loop):
             compact=compact,
             node_id=node_id,
             cache=self.cache,
+            max_bytes=self.limits.max_page_bytes,
         )
         return drive(step, self.store)
 
@@ -563,6 +602,8 @@ class AsyncServerReplica(_Loop):
         rng: random.Random | None = None,
         cache: PageCache | None = None,
         policy: RetryPolicy | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        max_skew_ms: int | None = None,
     ) -> None:
         super().__init__(
             registry,
@@ -572,6 +613,8 @@ class AsyncServerReplica(_Loop):
             rng=rng,
             policy=policy,
             cache=cache,
+            limits=limits,
+            max_skew_ms=max_skew_ms,
         )
         self.store = store
         self.on_commit = on_commit
@@ -591,7 +634,7 @@ class AsyncServerReplica(_Loop):
     ) -> PushResult:
         batch = self._accept(body, node_id)
         received = self.now_ms()
-        step = push_step(tenant, batch, self.registry, received_ms=received)
+        step = push_step(tenant, batch, self.registry, received_ms=received, limits=self.limits)
         plan = await self._commit(tenant, step)
         await self._after(tenant, plan)
         return _answer(batch.node_id, plan)
@@ -610,7 +653,15 @@ class AsyncServerReplica(_Loop):
         compact: bool = False,
         node_id: str | None = None,
     ) -> PullPage:
-        step = pull_step(tenant, since, limit, self.max_page, compact=compact, node_id=node_id)
+        step = pull_step(
+            tenant,
+            since,
+            limit,
+            self.max_page,
+            compact=compact,
+            node_id=node_id,
+            max_bytes=self.limits.max_page_bytes,
+        )
         return await drive_async(step, self.store)
 
     async def pull_wire(
@@ -630,6 +681,7 @@ class AsyncServerReplica(_Loop):
             compact=compact,
             node_id=node_id,
             cache=self.cache,
+            max_bytes=self.limits.max_page_bytes,
         )
         return await drive_async(step, self.store)
 
@@ -669,8 +721,8 @@ class AsyncServerReplica(_Loop):
 
 def page_size(since: int, limit: int | None, max_page: int) -> int:
     """Check a pull request's cursor and limit; return the page size to serve."""
-    if since < 0:
-        raise MalformedError(f"cursor {since} is negative", field="cursor")
+    if not 0 <= since <= MAX_SAFE_INTEGER:
+        raise MalformedError(f"cursor {since} is outside 0..2^53-1", field="cursor")
     size = max_page if limit is None else limit
     if not 1 <= size <= max_page:
         raise MalformedError(
@@ -684,10 +736,21 @@ def compacted(page: PullPage, high_water: int) -> PullPage:
     return msgspec.structs.replace(page, compacted=True, high_water=high_water)
 
 
-def make_page(since: int, changes: list[Change], size: int) -> PullPage:
-    """The page for ``changes`` read with ``LIMIT size + 1`` (the extra one says ``more``)."""
+def make_page(
+    since: int, changes: list[Change], size: int, max_bytes: int | None = None
+) -> PullPage:
+    """The page for ``changes`` read with ``LIMIT size + 1`` (the extra one says ``more``),
+    cut short so that its changes take at most ``max_bytes`` of JSON (but always at least
+    one change, so a page always moves the cursor)."""
     more = len(changes) > size
     changes = changes[:size]
+    if max_bytes is not None:
+        total = 0
+        for n, change in enumerate(changes):
+            total += encoded_size(change) + 1
+            if total > max_bytes and n > 0:
+                changes, more = changes[:n], True
+                break
     return PullPage(
         since=since,
         cursor=changes[-1].seq if changes else since,

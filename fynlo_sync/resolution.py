@@ -15,7 +15,9 @@ from typing import Any, Literal
 
 from msgspec import Struct
 
-from fynlo_sync.errors import CallerError, ConflictNotFoundError
+from fynlo_sync.canonical import check_value
+from fynlo_sync.errors import CallerError, ConflictNotFoundError, MalformedError
+from fynlo_sync.limits import check_value_limits
 from fynlo_sync.ops import Record
 from fynlo_sync.plugins import CONFLICTS, Draft
 
@@ -32,6 +34,16 @@ class ResolveRequest(Struct, frozen=True, forbid_unknown_fields=True):
     fields: dict[str, Any] | None = None
 
 
+def _check_fields(fields: dict[str, Any]) -> None:
+    """A person's chosen values are a write like any other: the op rules and the JSON
+    profile and limits hold (else the server would fail building its own op)."""
+    for name in fields:
+        if name.startswith("_"):
+            raise MalformedError(f"field names may not start with '_' ({name!r})", field="fields")
+    check_value_limits(fields, "$.fields")
+    check_value(fields, "$.fields")
+
+
 def resolution(
     conflict_id: str,
     request: ResolveRequest,
@@ -42,6 +54,8 @@ def resolution(
     records (``rows`` holds the conflict record, or lacks it)."""
     if request.choice == "value" and not request.fields:
         raise CallerError("choice 'value' needs `fields`", field="fields")
+    if request.fields is not None:
+        _check_fields(request.fields)
     conflict = rows.get((CONFLICTS, conflict_id))
     if conflict is None or conflict.deleted:
         raise ConflictNotFoundError(f"no conflict {conflict_id!r}", conflict_id=conflict_id)

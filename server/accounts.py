@@ -10,6 +10,16 @@
 * Access tokens carry the epoch they were issued under; a request whose token's epoch is not
   the device's current one, or whose device is revoked, is refused at once.
 * Refresh tokens are 256-bit random strings, stored as their SHA-256.
+* A rotation is atomic on every backend: the token's row is locked (a no-op ``UPDATE``,
+  which PostgreSQL row-locks and SQLite runs under its one writer) before it is read, so two
+  simultaneous refreshes of one token are decided one after the other.
+* **Grace window.** Presenting a token again within ``refresh_grace_s`` of its rotation,
+  while its successor is still unused, is the retry of a rotation whose answer was lost (a
+  flaky Wi-Fi): the successor is used up and a new one issued in its place, so the chain
+  never has two live tokens. Outside the window, or once the successor was used, it is
+  reuse: the chain is revoked.
+* A chain lives at most ``refresh_max_lifetime_s`` from its enrollment; then the device
+  enrolls again.
 
 The logic is written once over :class:`~fynlo_sync.store.sqlport.SqlPort` (PostgreSQL or SQLite).
 """
@@ -20,7 +30,10 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
+import anyio
+import anyio.to_thread
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -73,10 +86,19 @@ ACCOUNT_MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX fynlo_refresh_tokens_device ON fynlo_refresh_tokens (tenant_id, node_id)
     """,
+    # A rotated token remembers its successor (so a retry within the grace window replaces
+    # it instead of forking the chain); every token knows when its chain began (the
+    # chain's maximum lifetime).
+    """
+    ALTER TABLE fynlo_refresh_tokens ADD COLUMN successor_hash TEXT;
+    ALTER TABLE fynlo_refresh_tokens ADD COLUMN chain_ms BIGINT;
+    ALTER TABLE fynlo_enrollments ADD COLUMN failures INTEGER NOT NULL DEFAULT 0
+    """,
 )
 
 #: The account tables' component (the same SQL on SQLite and PostgreSQL).
 ACCOUNTS = Component("accounts", ACCOUNT_MIGRATIONS)
+T = TypeVar("T")
 
 #: Node ids the server keeps for itself (it authors conflict resolutions as ``server``).
 RESERVED_NODES = frozenset({"server"})
@@ -136,18 +158,32 @@ class Accounts:
         now_ms: Callable[[], int],
         enrollment_ttl_s: int = 24 * 3600,
         refresh_ttl_s: int = 30 * 24 * 3600,
+        refresh_grace_s: int = 30,
+        refresh_max_lifetime_s: int = 180 * 24 * 3600,
+        max_code_failures: int = 5,
     ) -> None:
         self.db = db
         self.now_ms = now_ms
         self.enrollment_ttl_ms = enrollment_ttl_s * 1000
         self.refresh_ttl_ms = refresh_ttl_s * 1000
+        self.refresh_grace_ms = refresh_grace_s * 1000
+        self.refresh_max_lifetime_ms = refresh_max_lifetime_s * 1000
+        self.max_code_failures = max_code_failures
+        self._argon2: anyio.CapacityLimiter | None = None
+
+    async def _argon2_call(self, fn: Callable[..., T], *args: Any) -> T:
+        """argon2 (19 MiB, tens of ms) on a worker thread, two at a time: never on the event
+        loop, where every other request would wait for it."""
+        if self._argon2 is None:
+            self._argon2 = anyio.CapacityLimiter(2)
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._argon2)
 
     async def migrate(self) -> list[int]:
         return await self.db.migrate(ACCOUNTS)
 
     async def create_tenant(self, name: str, tenant_id: str | None = None) -> str:
         tenant = tenant_id or "t_" + secrets.token_hex(8)
-        if not name or not tenant or len(tenant) > 128:
+        if not name or not tenant or len(tenant) > 128 or "\x00" in tenant + name:
             raise CallerError("a tenant needs a name and an id of 1 to 128 characters")
         changed = await self.db.execute(
             "INSERT INTO fynlo_tenants (tenant_id, name, created_ms) VALUES ($1, $2, $3)"
@@ -168,9 +204,10 @@ class Accounts:
         """A one-use enrollment code for a new device (or for ``node_id`` again, e.g. a
         terminal whose chain was revoked for reuse; a revoked device stays revoked)."""
         node = node_id or "n_" + secrets.token_hex(8)
-        if node in RESERVED_NODES or len(node) > 128:
+        if node in RESERVED_NODES or len(node) > 64 or "\x00" in node:
             raise CallerError(f"node id {node!r} is reserved or too long", node_id=node)
         code_id, secret = secrets.token_hex(6), secrets.token_urlsafe(15)
+        secret_hash = await self._argon2_call(_hasher.hash, secret)
         now = self.now_ms()
         async with self.db.transaction() as tx:
             if (
@@ -200,7 +237,7 @@ class Accounts:
                 code_id,
                 tenant_id,
                 node,
-                _hasher.hash(secret),
+                secret_hash,
                 expires,
             )
         return Enrollment(tenant_id, node, f"{code_id}.{secret}", expires)
@@ -209,19 +246,39 @@ class Accounts:
         """Use an enrollment code: start the device's token chain."""
         code_id, _, secret = code.partition(".")
         refused = UnauthenticatedError("the enrollment code is unknown, used or expired")
+        if not code_id or len(code_id) > 64 or "\x00" in code_id:
+            raise refused  # never a code id (PostgreSQL refuses NUL in text)
         now = self.now_ms()
+        row = await self.db.fetchrow(
+            "SELECT secret_hash, expires_ms, used_ms, failures FROM fynlo_enrollments"
+            " WHERE code_id = $1",
+            code_id,
+        )
+        if row is None or row[2] is not None or row[1] <= now:
+            raise refused
+        if row[3] >= self.max_code_failures:
+            raise UnauthenticatedError(
+                "the enrollment code is locked after too many wrong secrets; make a new one",
+                reason="code-locked",
+            )
+        try:
+            await self._argon2_call(_hasher.verify, row[0], secret)
+        except (VerificationError, InvalidHashError):
+            # Counted per code id, so guessing one code's secret is bounded (the counter
+            # is not in the redeeming transaction: a refusal commits it).
+            await self.db.execute(
+                "UPDATE fynlo_enrollments SET failures = failures + 1 WHERE code_id = $1",
+                code_id,
+            )
+            raise refused from None
         async with self.db.transaction() as tx:
             row = await tx.fetchrow(
-                "SELECT tenant_id, node_id, secret_hash, expires_ms, used_ms"
+                "SELECT tenant_id, node_id, expires_ms, used_ms"
                 " FROM fynlo_enrollments WHERE code_id = $1",
                 code_id,
             )
-            if row is None or row[4] is not None or row[3] <= now:
+            if row is None or row[3] is not None or row[2] <= now:
                 raise refused
-            try:
-                _hasher.verify(row[2], secret)
-            except (VerificationError, InvalidHashError):
-                raise refused from None
             tenant, node = str(row[0]), str(row[1])
             used = await tx.execute(
                 "UPDATE fynlo_enrollments SET used_ms = $2 WHERE code_id = $1 AND used_ms IS NULL",
@@ -248,7 +305,7 @@ class Accounts:
             "SELECT epoch FROM fynlo_devices WHERE tenant_id = $1 AND node_id = $2", tenant, node
         )
         assert row is not None
-        return await self._issue(tx, tenant, node, int(row[0]), now)
+        return await self._issue(tx, tenant, node, int(row[0]), now, now)
 
     async def _use_up(self, tx: SqlConn, tenant: str, node: str, now: int) -> None:
         await tx.execute(
@@ -259,40 +316,65 @@ class Accounts:
             now,
         )
 
-    async def _issue(self, tx: SqlConn, tenant: str, node: str, epoch: int, now: int) -> Grant:
+    async def _issue(
+        self, tx: SqlConn, tenant: str, node: str, epoch: int, now: int, chain_ms: int
+    ) -> Grant:
         token = "rt_" + secrets.token_urlsafe(32)
         await tx.execute(
             "INSERT INTO fynlo_refresh_tokens (token_hash, tenant_id, node_id, epoch,"
-            " expires_ms) VALUES ($1, $2, $3, $4, $5)",
+            " expires_ms, chain_ms) VALUES ($1, $2, $3, $4, $5, $6)",
             _sha256(token),
             tenant,
             node,
             epoch,
             now + self.refresh_ttl_ms,
+            chain_ms,
         )
         return Grant(tenant, node, epoch, token)
 
     async def refresh(self, token: str) -> Grant:
-        """Rotate a refresh token. Reuse of a used one revokes the device's chain (and is
-        committed before the refusal is raised)."""
+        """Rotate a refresh token (atomically: see the module's docstring). Reuse of a used
+        one revokes the device's chain (committed before the refusal is raised); a retry
+        within the grace window replaces the successor instead."""
         now = self.now_ms()
+        digest = _sha256(token)
         reused = False
         async with self.db.transaction() as tx:
+            # Lock the token's row first: a concurrent rotation of the same token waits
+            # here, then reads what the first one committed.
+            await tx.execute(
+                "UPDATE fynlo_refresh_tokens SET used_ms = used_ms WHERE token_hash = $1",
+                digest,
+            )
             row = await tx.fetchrow(
                 "SELECT t.tenant_id, t.node_id, t.epoch, t.expires_ms, t.used_ms, d.epoch,"
-                " d.revoked_ms FROM fynlo_refresh_tokens t JOIN fynlo_devices d"
-                " ON d.tenant_id = t.tenant_id AND d.node_id = t.node_id"
+                " d.revoked_ms, t.successor_hash, t.chain_ms FROM fynlo_refresh_tokens t"
+                " JOIN fynlo_devices d ON d.tenant_id = t.tenant_id AND d.node_id = t.node_id"
                 " WHERE t.token_hash = $1",
-                _sha256(token),
+                digest,
             )
             if row is None:
                 raise UnauthenticatedError("the refresh token is unknown")
             tenant, node, epoch = str(row[0]), str(row[1]), int(row[2])
+            chain_ms = now if row[8] is None else int(row[8])
             if row[6] is not None:
                 raise UnauthenticatedError("the device is revoked")
             if epoch != row[5]:
                 raise UnauthenticatedError("the refresh token's chain was ended")
             if row[4] is not None:
+                successor = None if row[7] is None else str(row[7])
+                if now - int(row[4]) <= self.refresh_grace_ms and successor is not None:
+                    # A retry of a rotation whose answer was lost: the successor it was
+                    # never told about is used up, and a new one takes its place.
+                    replaced = await tx.execute(
+                        "UPDATE fynlo_refresh_tokens SET used_ms = $2"
+                        " WHERE token_hash = $1 AND used_ms IS NULL",
+                        successor,
+                        now,
+                    )
+                    if replaced:
+                        grant = await self._rotate(tx, digest, tenant, node, epoch, now, chain_ms)
+                        return grant
                 # Reuse: someone holds a copy. End the chain; the device must enroll again.
                 await tx.execute(
                     "UPDATE fynlo_devices SET epoch = epoch + 1"
@@ -304,19 +386,39 @@ class Accounts:
                 reused = True
             elif row[3] <= now:
                 raise UnauthenticatedError("the refresh token has expired")
-            else:
-                await tx.execute(
-                    "UPDATE fynlo_refresh_tokens SET used_ms = $2 WHERE token_hash = $1",
-                    _sha256(token),
-                    now,
+            elif now - chain_ms >= self.refresh_max_lifetime_ms:
+                raise UnauthenticatedError(
+                    "the device's token chain reached its maximum lifetime: enroll it again",
+                    reason="chain-expired",
                 )
-                grant = await self._issue(tx, tenant, node, epoch, now)
+            else:
+                grant = await self._rotate(tx, digest, tenant, node, epoch, now, chain_ms)
         if reused:
             raise UnauthenticatedError(
                 "the refresh token was already used: the device's tokens are revoked; "
                 "enroll it again",
                 reason="refresh-token-reused",
             )
+        return grant
+
+    async def _rotate(
+        self,
+        tx: SqlConn,
+        digest: str,
+        tenant: str,
+        node: str,
+        epoch: int,
+        now: int,
+        chain_ms: int,
+    ) -> Grant:
+        grant = await self._issue(tx, tenant, node, epoch, now, chain_ms)
+        await tx.execute(
+            "UPDATE fynlo_refresh_tokens SET used_ms = COALESCE(used_ms, $2), successor_hash = $3"
+            " WHERE token_hash = $1",
+            digest,
+            now,
+            _sha256(grant.refresh_token),
+        )
         return grant
 
     async def revoke(self, tenant_id: str, node_id: str) -> None:

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from typing import Any
 
@@ -37,12 +37,14 @@ from fynlo_sync.errors import (
     BatchTooLargeError,
     FynloError,
     MalformedError,
+    RateLimitedError,
     StoreBusyError,
     StoreError,
     StoreUnavailableError,
     UnauthenticatedError,
 )
 from fynlo_sync.hlc import HybridClock
+from fynlo_sync.limits import check_depth
 from fynlo_sync.plugin_loader import load_plugins
 from fynlo_sync.plugins import Registry
 from fynlo_sync.worker import EffectWorker
@@ -53,7 +55,9 @@ from server.openapi import CompletedJson
 from server.plugins import plugin_servers
 from server.pokes import make_channels, redis_client
 from server.routes import ROUTES, Runtime
+from server.serving import internal_guard, security_headers
 from server.settings import Settings
+from server.throttle import RATE_STORE, SocketQuota, rate_limits, rate_store
 
 __all__ = [
     "PROBLEM_JSON",
@@ -121,6 +125,15 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     if isinstance(exc, ValidationException):
         extra = exc.extra if isinstance(exc.extra, list) else []
         return problem_response(MalformedError(exc.detail, errors=extra))
+    if exc.status_code == 429:
+        # Litestar's RateLimitMiddleware: RateLimit-Reset says when the window ends.
+        headers = dict(exc.headers or {})
+        retry = max(1, int(headers.get("RateLimit-Reset", "1") or 1))
+        headers["Retry-After"] = str(retry)
+        return problem_response(
+            RateLimitedError(f"too many requests: retry in {retry} s", retry_after=retry),
+            headers,
+        )
     if exc.status_code == 413:
         limit = request.route_handler.resolve_request_max_body_size()
         return problem_response(
@@ -143,6 +156,27 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     return Response(
         content=body, status_code=exc.status_code, media_type=PROBLEM_JSON, headers=exc.headers
     )
+
+
+#: Routes that check their own body (the push path checks depth before parsing the batch).
+_OWN_BODY_CHECK = frozenset({"/v1/sync/push"})
+
+
+def _depth_guard(max_depth: int) -> Callable[[Request[Any, Any, Any]], Awaitable[None]]:
+    """A ``before_request`` hook: every JSON body is checked for nesting depth before any
+    parser sees it (msgspec, like every recursive parser, fails near 1,000 levels)."""
+
+    async def guard(request: Request[Any, Any, Any]) -> None:
+        if request.method in ("POST", "PUT", "PATCH") and request.url.path not in _OWN_BODY_CHECK:
+            check_depth(await request.body(), max_depth)
+
+    return guard
+
+
+def _too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    """A backstop: a value too deep for a recursive encoder or decoder is the caller's."""
+    _log.warning("refused a too deeply nested value on %s %s", request.method, request.url.path)
+    return problem_response(MalformedError("the value is nested too deeply", limit="depth"))
 
 
 def registry_from(settings: Settings, environ: Mapping[str, str] | None = None) -> Registry:
@@ -180,6 +214,7 @@ def create_app(
     )
     rt.auth = auth
     extensions = plugin_servers(rt, clock_fn)
+    rt.sockets = SocketQuota(settings.max_sockets_per_device)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -218,11 +253,18 @@ def create_app(
         dependencies={"rt": Provide(lambda: rt, use_cache=True, sync_to_thread=False)},
         plugins=[channels],
         on_app_init=[auth.on_app_init, outermost],
-        middleware=[prometheus.middleware],
+        before_send=[security_headers],
+        middleware=[
+            *([internal_guard(settings.internal_token)] if settings.internal_token else []),
+            prometheus.middleware,
+            *(c.middleware for c in rate_limits(settings)),
+        ],
+        stores={RATE_STORE: rate_store(settings, redis)},
         lifespan=[lifespan],
         exception_handlers={
             FynloError: _fynlo_error,
             HTTPException: _http_error,
+            RecursionError: _too_deep,
             Exception: _unexpected,
         },
         openapi_config=OpenAPIConfig(
@@ -234,6 +276,7 @@ def create_app(
         ),
         request_max_body_size=settings.max_body_bytes,
         logging_config=None,  # server.observe configures logging (in app_from_env)
+        before_request=_depth_guard(settings.max_depth),
         signature_namespace={"Runtime": Runtime},
     )
 

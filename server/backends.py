@@ -117,6 +117,9 @@ def _accounts(db: Any, settings: Settings, now_ms: Callable[[], int]) -> Account
         now_ms=now_ms,
         enrollment_ttl_s=settings.enrollment_ttl_s,
         refresh_ttl_s=settings.refresh_ttl_s,
+        refresh_grace_s=settings.refresh_grace_s,
+        refresh_max_lifetime_s=settings.refresh_max_lifetime_s,
+        max_code_failures=settings.max_code_failures,
     )
 
 
@@ -139,6 +142,8 @@ class EmbeddedBackend:
             registry,
             max_batch=settings.max_batch,
             max_page=settings.max_page,
+            limits=settings.limits,
+            max_skew_ms=settings.max_clock_skew_ms,
             on_commit=self._committed,
             now_ms=now_ms,
             rng=rng,
@@ -292,6 +297,8 @@ class PostgresBackend:
             registry,
             max_batch=settings.max_batch,
             max_page=settings.max_page,
+            limits=settings.limits,
+            max_skew_ms=settings.max_clock_skew_ms,
             on_commit=committed,
             now_ms=now_ms,
             rng=rng,

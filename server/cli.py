@@ -93,6 +93,8 @@ def _serve(args: argparse.Namespace) -> int:
     # This process's lines too (with several workers, uvicorn's supervisor logs here); each
     # worker configures its own in server.app.app_from_env.
     configure_logging(settings.log_format, settings.log_level)
+    from server.serving import uvicorn_options
+
     uvicorn.run(
         "server.app:app_from_env",
         factory=True,
@@ -101,6 +103,7 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level=args.log_level,
         log_config=None,
+        **uvicorn_options(settings, workers=args.workers),
     )
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from fynlo_sync.errors import ConflictNotFoundError
 from fynlo_sync.ops import Record
 from fynlo_sync.plugins import CONFLICTS, Draft
 from fynlo_sync.protocol import PushResult
@@ -29,6 +30,9 @@ async def resolve_conflict(
     backend: Backend, tenant: str, conflict_id: str, request: ResolveRequest
 ) -> PushResult:
     """Resolve a parked conflict as the server node."""
+    if not conflict_id or len(conflict_id) > 128 or "\x00" in conflict_id:
+        # Not an identifier, so no conflict has it (and PostgreSQL refuses NUL in text).
+        raise ConflictNotFoundError(f"no conflict {conflict_id!r}", conflict_id=conflict_id)
 
     def build(rows: Mapping[Key, Record]) -> list[Draft]:
         return resolution(conflict_id, request, rows, backend.new_op_id)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +65,33 @@ def redis_client(settings: Settings) -> Any:
     return Redis.from_url(settings.redis_url)
 
 
+def _prefixed_pubsub(redis: Any, prefix: str) -> ChannelsBackend:
+    """Litestar's Redis pub/sub backend takes a ``key_prefix`` but its pub/sub channels do
+    not use it, so two deployments sharing one Redis poked each other's tenants. This one
+    puts ``<prefix>:`` in front of every channel it subscribes and publishes to, and takes it
+    off the messages it yields."""
+    from litestar.channels.backends.redis import RedisChannelsPubSubBackend
+
+    head = prefix + ":"
+
+    class Prefixed(RedisChannelsPubSubBackend):
+        async def subscribe(self, channels: Iterable[str]) -> None:
+            await super().subscribe([head + c for c in channels])
+
+        async def unsubscribe(self, channels: Iterable[str]) -> None:
+            await super().unsubscribe([head + c for c in channels])
+
+        async def publish(self, data: bytes, channels: Iterable[str]) -> None:
+            await super().publish(data, [head + c for c in channels])
+
+        async def stream_events(self) -> AsyncGenerator[tuple[str, Any], None]:
+            async for channel, data in super().stream_events():
+                if channel.startswith(head):
+                    yield channel[len(head) :], data
+
+    return Prefixed(redis=redis, key_prefix=prefix)
+
+
 def pokes_backend(settings: Settings) -> str:
     """Which backend carries pokes between processes: ``redis`` when FYNLO_REDIS_URL is
     set, else ``postgres`` (LISTEN/NOTIFY) on PostgreSQL, else ``memory`` (one process
@@ -78,9 +105,7 @@ def make_channels(settings: Settings, redis: Any) -> ChannelsPlugin:
     backend: ChannelsBackend
     kind = pokes_backend(settings)
     if kind == "redis":
-        from litestar.channels.backends.redis import RedisChannelsPubSubBackend
-
-        backend = RedisChannelsPubSubBackend(redis=redis, key_prefix=settings.redis_prefix)
+        backend = _prefixed_pubsub(redis, settings.redis_prefix)
     elif kind == "postgres":
         from server.pgpokes import PostgresPokes
 

@@ -16,12 +16,14 @@ from typing import Annotated, Any, Literal
 
 from litestar import Request, WebSocket, get, post, websocket
 from litestar.channels import ChannelsPlugin
+from litestar.datastructures import CacheControlHeader
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Response
 from litestar.security.jwt import JWTAuth
 from msgspec import Struct
 
+from fynlo_sync.canonical import MAX_SAFE_INTEGER
 from fynlo_sync.errors import FynloError, StoreError
 from fynlo_sync.hlc import HybridClock
 from fynlo_sync.ops import Record
@@ -37,6 +39,7 @@ from server.conflicts import ResolveRequest, list_conflicts, resolve_conflict
 from server.effects import list_effects
 from server.pokes import Outlet, PokeHub, channel_for, poke_bytes
 from server.settings import Settings
+from server.throttle import SocketQuota
 
 __all__ = ["ROUTES", "Runtime"]
 
@@ -66,7 +69,8 @@ class Runtime:
         self.backend_: EmbeddedBackend | PostgresBackend | None = None
         #: The effect worker the lifespan runs (None before start-up).
         self.effects: EffectWorker | None = None
-        self.hub = PokeHub(channels, self._devices)
+        self.hub = PokeHub(channels, self._devices, recheck_s=settings.ws_recheck_ms / 1000)
+        self.sockets = SocketQuota(settings.max_sockets_per_device)
 
     async def _devices(self, tenant: str) -> list[DeviceState]:
         return await self.backend.accounts.devices(tenant)
@@ -118,7 +122,17 @@ class Health(Struct, frozen=True):
     checks: dict[str, str] = {}
 
 
-@post("/v1/auth/device", status_code=200, exclude_from_auth=True, tags=["auth"])
+#: Token responses must never be cached (RFC 6749 section 5.1).
+NO_STORE = CacheControlHeader(no_store=True)
+
+
+@post(
+    "/v1/auth/device",
+    status_code=200,
+    exclude_from_auth=True,
+    tags=["auth"],
+    cache_control=NO_STORE,
+)
 async def auth_device(
     data: JSONBody[DeviceAuthRequest], rt: NamedDependency[Runtime]
 ) -> TokenResponse:
@@ -126,7 +140,13 @@ async def auth_device(
     return rt.tokens(await rt.backend.accounts.redeem(data.enrollment_code))
 
 
-@post("/v1/auth/refresh", status_code=200, exclude_from_auth=True, tags=["auth"])
+@post(
+    "/v1/auth/refresh",
+    status_code=200,
+    exclude_from_auth=True,
+    tags=["auth"],
+    cache_control=NO_STORE,
+)
 async def auth_refresh(
     data: JSONBody[RefreshRequest], rt: NamedDependency[Runtime]
 ) -> TokenResponse:
@@ -154,8 +174,12 @@ async def push(request: DeviceRequest, rt: NamedDependency[Runtime]) -> PushResu
 async def pull(
     request: DeviceRequest,
     rt: NamedDependency[Runtime],
-    cursor: Annotated[int, QueryParameter(ge=0, description="the last feed seq seen")] = 0,
-    limit: Annotated[int | None, QueryParameter(ge=1, description="page size")] = None,
+    cursor: Annotated[
+        int, QueryParameter(ge=0, le=MAX_SAFE_INTEGER, description="the last feed seq seen")
+    ] = 0,
+    limit: Annotated[
+        int | None, QueryParameter(ge=1, le=MAX_SAFE_INTEGER, description="page size")
+    ] = None,
     compact: Annotated[
         int, QueryParameter(ge=0, le=1, description="1: a compacted page (protocol 1.1)")
     ] = 0,
@@ -176,23 +200,37 @@ async def pokes(socket: WebSocket[Device, AccessToken, Any], rt: NamedDependency
     """Sends ``{"type":"poke","cursor":N}`` when the tenant's feed moves (first the cursor
     now, on connect); pokes the socket has not sent yet coalesce to the newest. Messages
     from the client are ignored. A revoked device's socket is closed (code 4401) at its
-    next poke."""
+    next poke, or within ``FYNLO_WS_RECHECK_MS`` when no poke is due. A device may hold
+    ``FYNLO_WS_PER_DEVICE`` sockets per process; a further one is closed with 4429."""
     await socket.accept()
     device = socket.user
     tenant = device.tenant_id
+    idle_s = rt.settings.ws_recheck_ms / 1000
 
     async def sender(outlet: Outlet) -> None:
         while True:
-            text = await outlet.next()
+            try:
+                text: str | None = await asyncio.wait_for(outlet.next(), idle_s)
+            except TimeoutError:
+                text = None  # no poke due: still check the device (revocation)
             if not await rt.hub.valid(tenant, outlet):
                 reason = "the device's tokens are revoked"
                 await socket.close(code=WS_UNAUTHENTICATED, reason=reason)
                 return
-            await socket.send_text(text)
-            observe.POKES_SENT.inc()
+            if text is not None:
+                await socket.send_text(text)
+                observe.POKES_SENT.inc()
 
-    with observe.SOCKETS_OPEN.track_inprogress():
-        await _serve_pokes(socket, rt, tenant, device, sender)
+    with rt.sockets.hold(device) as allowed:
+        if not allowed:
+            await socket.close(code=WS_TOO_MANY, reason="too many poke sockets for this device")
+            return
+        with observe.SOCKETS_OPEN.track_inprogress():
+            await _serve_pokes(socket, rt, tenant, device, sender)
+
+
+#: WebSocket close code when a device holds too many poke sockets (4000 + HTTP 429).
+WS_TOO_MANY = 4429
 
 
 async def _serve_pokes(

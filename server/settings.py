@@ -11,6 +11,10 @@ FYNLO_ENV                  ``prod`` or ``dev`` (``prod``); dev makes a throwaway
 FYNLO_ACCESS_TTL           access token lifetime, seconds (900)
 FYNLO_REFRESH_TTL          refresh token lifetime, seconds (2592000 = 30 days)
 FYNLO_ENROLLMENT_TTL       enrollment code lifetime, seconds (86400)
+FYNLO_REFRESH_GRACE        seconds a rotated refresh token may be retried (its answer was
+                           lost) without revoking the chain (30; 0: never)
+FYNLO_REFRESH_MAX_LIFETIME longest life of a device's token chain from its enrollment,
+                           seconds (15552000 = 180 days); then it enrolls again
 FYNLO_MAX_BODY_BYTES       largest request body, bytes (8388608); larger gets 413
 FYNLO_MAX_BATCH            most ops in one pushed batch (1000); more gets 413
 FYNLO_MAX_PAGE             most changes in one pulled page (1000)
@@ -33,6 +37,25 @@ FYNLO_EFFECT_BACKOFF_CAP_MS  longest wait between attempts, ms (300000)
 FYNLO_EFFECT_MAX_FAILURES  failures in a row before an effect is dead (8)
 FYNLO_<PLUGIN>_<FIELD>     a plugin's own settings (its ``settings_model``), validated at
                            start-up; see ``docs/plugins.md``
+FYNLO_MAX_DEPTH            deepest JSON nesting of a request body (64); deeper gets 422
+FYNLO_MAX_STRING_BYTES     longest string in an op, UTF-8 bytes (32768); longer gets 422
+FYNLO_MAX_FIELD_BYTES      largest field value (or args) of an op, bytes (65536); 422
+FYNLO_MAX_RECORD_BYTES     largest record after an op, bytes (262144); the op is rejected
+FYNLO_MAX_PUSH_GROWTH      most feed bytes one push may add (16777216); more gets 413
+FYNLO_MAX_PAGE_BYTES       most bytes of changes in one pulled page (4194304)
+FYNLO_RATE_DEVICE          requests a minute one device may make (1200; 0: no limit)
+FYNLO_RATE_TENANT          requests a minute all devices of one tenant may make (12000)
+FYNLO_RATE_ANON            requests a minute one client address may make to /v1/auth/*
+                           (120); behind a proxy, see docs/security.md (client address)
+FYNLO_CODE_FAILURES        wrong secrets that lock an enrollment code (5)
+FYNLO_WS_PER_DEVICE        poke sockets one device may hold open per process (4)
+FYNLO_MAX_CLOCK_SKEW_MS    how far ahead of the server's clock an op's HLC may be, ms
+                           (300000); further gets 422 clock-ahead
+FYNLO_WS_RECHECK_MS        how often open poke sockets are checked for revocation, ms (1000)
+FYNLO_INTERNAL_TOKEN       when set, /metrics and /schema need `Authorization: Bearer <it>`
+                           (else they are public; see docs/security.md)
+FYNLO_REQUEST_TIMEOUT      seconds a client has to send a request's headers and body (20)
+FYNLO_MAX_CONNECTIONS      concurrent connections per server process (1000); then 503
 =========================  ===========================================================
 """
 
@@ -46,6 +69,7 @@ from typing import Any, Literal
 
 from fynlo_sync.effects import RetryPolicy
 from fynlo_sync.errors import SettingsError
+from fynlo_sync.limits import DEFAULT_LIMITS, Limits
 from fynlo_sync.plugin_loader import DEFAULT_PLUGINS, check_specs, plugin_specs
 
 __all__ = ["Settings", "SettingsError"]
@@ -83,6 +107,8 @@ class Settings:
     access_ttl_s: int = 900
     refresh_ttl_s: int = 30 * 24 * 3600
     enrollment_ttl_s: int = 24 * 3600
+    refresh_grace_s: int = 30
+    refresh_max_lifetime_s: int = 180 * 24 * 3600
     max_body_bytes: int = 8 * 1024 * 1024
     max_batch: int = 1000
     max_page: int = 1000
@@ -96,6 +122,25 @@ class Settings:
     migrate_on_start: bool = True
     #: Prefix of the Redis keys and channels this deployment uses.
     redis_prefix: str = "FYNLO"
+    #: The size and shape limits of ``docs/protocol.md`` section 22.
+    max_depth: int = DEFAULT_LIMITS.max_depth
+    max_string_bytes: int = DEFAULT_LIMITS.max_string_bytes
+    max_field_bytes: int = DEFAULT_LIMITS.max_field_bytes
+    max_record_bytes: int = DEFAULT_LIMITS.max_record_bytes
+    max_push_growth_bytes: int = DEFAULT_LIMITS.max_push_growth_bytes
+    max_page_bytes: int = DEFAULT_LIMITS.max_page_bytes
+    #: Rate limits, requests a minute (0: off), and quotas.
+    rate_device_per_min: int = 1200
+    rate_tenant_per_min: int = 12000
+    rate_anon_per_min: int = 120
+    max_code_failures: int = 5
+    max_sockets_per_device: int = 4
+    request_timeout_s: int = 20
+    #: Bearer token for /metrics and /schema ("" : public).
+    internal_token: str = field(default="", repr=False)
+    ws_recheck_ms: int = 1000
+    max_clock_skew_ms: int = 300_000
+    max_connections: int = 1000
     #: Domain plugins to serve, as ``module:Class`` (each built by ``Class.from_env``).
     plugins: tuple[str, ...] = DEFAULT_PLUGINS
     effect_concurrency: int = 100
@@ -132,7 +177,17 @@ class Settings:
             object.__setattr__(self, "secret_key", secrets.token_urlsafe(32))
         elif len(self.secret_key) < 32:
             raise SettingsError("FYNLO_SECRET_KEY is too short: use at least 32 characters")
+        if self.access_ttl_s > 3600:
+            raise SettingsError("FYNLO_ACCESS_TTL may be at most 3600 seconds (one hour)")
+        if self.refresh_grace_s > 300:
+            raise SettingsError("FYNLO_REFRESH_GRACE may be at most 300 seconds")
+        if self.refresh_max_lifetime_s < self.refresh_ttl_s:
+            raise SettingsError("FYNLO_REFRESH_MAX_LIFETIME must be at least FYNLO_REFRESH_TTL")
         check_specs(self.plugins)
+        try:
+            self.limits  # noqa: B018 - validates the limits together
+        except ValueError as exc:
+            raise SettingsError(f"FYNLO_MAX_*: {exc}") from None
         if self.kind not in ("sqlite", "postgres"):
             raise SettingsError(
                 f"FYNLO_DATABASE_URL must start with sqlite:/// or postgresql://, "
@@ -153,6 +208,10 @@ class Settings:
             access_ttl_s=_int(env, "FYNLO_ACCESS_TTL", cls.access_ttl_s),
             refresh_ttl_s=_int(env, "FYNLO_REFRESH_TTL", cls.refresh_ttl_s),
             enrollment_ttl_s=_int(env, "FYNLO_ENROLLMENT_TTL", cls.enrollment_ttl_s),
+            refresh_grace_s=_int(env, "FYNLO_REFRESH_GRACE", cls.refresh_grace_s, 0),
+            refresh_max_lifetime_s=_int(
+                env, "FYNLO_REFRESH_MAX_LIFETIME", cls.refresh_max_lifetime_s
+            ),
             max_body_bytes=_int(env, "FYNLO_MAX_BODY_BYTES", cls.max_body_bytes, 1024),
             max_batch=_int(env, "FYNLO_MAX_BATCH", cls.max_batch),
             max_page=_int(env, "FYNLO_MAX_PAGE", cls.max_page),
@@ -167,6 +226,22 @@ class Settings:
             ),
             migrate_on_start=env.get("FYNLO_MIGRATE_ON_START", "1") not in ("0", "false", "no"),
             redis_prefix=env.get("FYNLO_REDIS_PREFIX") or cls.redis_prefix,
+            max_depth=_int(env, "FYNLO_MAX_DEPTH", cls.max_depth),
+            max_string_bytes=_int(env, "FYNLO_MAX_STRING_BYTES", cls.max_string_bytes),
+            max_field_bytes=_int(env, "FYNLO_MAX_FIELD_BYTES", cls.max_field_bytes),
+            max_record_bytes=_int(env, "FYNLO_MAX_RECORD_BYTES", cls.max_record_bytes),
+            max_push_growth_bytes=_int(env, "FYNLO_MAX_PUSH_GROWTH", cls.max_push_growth_bytes),
+            max_page_bytes=_int(env, "FYNLO_MAX_PAGE_BYTES", cls.max_page_bytes),
+            rate_device_per_min=_int(env, "FYNLO_RATE_DEVICE", cls.rate_device_per_min, 0),
+            rate_tenant_per_min=_int(env, "FYNLO_RATE_TENANT", cls.rate_tenant_per_min, 0),
+            rate_anon_per_min=_int(env, "FYNLO_RATE_ANON", cls.rate_anon_per_min, 0),
+            max_code_failures=_int(env, "FYNLO_CODE_FAILURES", cls.max_code_failures),
+            max_sockets_per_device=_int(env, "FYNLO_WS_PER_DEVICE", cls.max_sockets_per_device),
+            request_timeout_s=_int(env, "FYNLO_REQUEST_TIMEOUT", cls.request_timeout_s),
+            internal_token=env.get("FYNLO_INTERNAL_TOKEN", ""),
+            ws_recheck_ms=_int(env, "FYNLO_WS_RECHECK_MS", cls.ws_recheck_ms, 50),
+            max_clock_skew_ms=_int(env, "FYNLO_MAX_CLOCK_SKEW_MS", cls.max_clock_skew_ms, 1000),
+            max_connections=_int(env, "FYNLO_MAX_CONNECTIONS", cls.max_connections),
             plugins=plugin_specs(env),
             effect_concurrency=_int(env, "FYNLO_EFFECT_CONCURRENCY", cls.effect_concurrency),
             effect_poll_ms=_int(env, "FYNLO_EFFECT_POLL_MS", cls.effect_poll_ms),
@@ -189,6 +264,8 @@ class Settings:
             "FYNLO_ACCESS_TTL": str(self.access_ttl_s),
             "FYNLO_REFRESH_TTL": str(self.refresh_ttl_s),
             "FYNLO_ENROLLMENT_TTL": str(self.enrollment_ttl_s),
+            "FYNLO_REFRESH_GRACE": str(self.refresh_grace_s),
+            "FYNLO_REFRESH_MAX_LIFETIME": str(self.refresh_max_lifetime_s),
             "FYNLO_MAX_BODY_BYTES": str(self.max_body_bytes),
             "FYNLO_MAX_BATCH": str(self.max_batch),
             "FYNLO_MAX_PAGE": str(self.max_page),
@@ -199,6 +276,21 @@ class Settings:
             "FYNLO_LOG_LEVEL": self.log_level,
             "FYNLO_MIGRATE_ON_START": "1" if self.migrate_on_start else "0",
             "FYNLO_REDIS_PREFIX": self.redis_prefix,
+            "FYNLO_MAX_DEPTH": str(self.max_depth),
+            "FYNLO_MAX_STRING_BYTES": str(self.max_string_bytes),
+            "FYNLO_MAX_FIELD_BYTES": str(self.max_field_bytes),
+            "FYNLO_MAX_RECORD_BYTES": str(self.max_record_bytes),
+            "FYNLO_MAX_PUSH_GROWTH": str(self.max_push_growth_bytes),
+            "FYNLO_MAX_PAGE_BYTES": str(self.max_page_bytes),
+            "FYNLO_RATE_DEVICE": str(self.rate_device_per_min),
+            "FYNLO_RATE_TENANT": str(self.rate_tenant_per_min),
+            "FYNLO_RATE_ANON": str(self.rate_anon_per_min),
+            "FYNLO_CODE_FAILURES": str(self.max_code_failures),
+            "FYNLO_WS_PER_DEVICE": str(self.max_sockets_per_device),
+            "FYNLO_REQUEST_TIMEOUT": str(self.request_timeout_s),
+            "FYNLO_WS_RECHECK_MS": str(self.ws_recheck_ms),
+            "FYNLO_MAX_CLOCK_SKEW_MS": str(self.max_clock_skew_ms),
+            "FYNLO_MAX_CONNECTIONS": str(self.max_connections),
             "FYNLO_PLUGINS": ",".join(self.plugins),
             "FYNLO_EFFECT_CONCURRENCY": str(self.effect_concurrency),
             "FYNLO_EFFECT_POLL_MS": str(self.effect_poll_ms),
@@ -210,7 +302,20 @@ class Settings:
         }
         if self.redis_url:
             out["FYNLO_REDIS_URL"] = self.redis_url
+        if self.internal_token:
+            out["FYNLO_INTERNAL_TOKEN"] = self.internal_token
         return out
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_depth=self.max_depth,
+            max_string_bytes=self.max_string_bytes,
+            max_field_bytes=self.max_field_bytes,
+            max_record_bytes=self.max_record_bytes,
+            max_push_growth_bytes=self.max_push_growth_bytes,
+            max_page_bytes=self.max_page_bytes,
+        )
 
     @property
     def kind(self) -> str:

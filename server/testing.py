@@ -30,9 +30,10 @@ from fynlo_sync.transport.http import HttpTransport
 from server import admin
 from server.accounts import Enrollment
 from server.app import create_app
+from server.serving import uvicorn_options
 from server.settings import Settings
 
-__all__ = ["LocalServer", "embedded_settings", "free_port", "run_in_thread"]
+__all__ = ["NO_RATE_LIMITS", "LocalServer", "embedded_settings", "free_port", "run_in_thread"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -43,10 +44,20 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+#: Demos, simulators and benchmarks drive hundreds of terminals from one address: no rate
+#: limits unless a caller asks for them.
+NO_RATE_LIMITS: dict[str, int] = {
+    "rate_device_per_min": 0,
+    "rate_tenant_per_min": 0,
+    "rate_anon_per_min": 0,
+}
+
+
 def embedded_settings(folder: str | Path, **overrides: Any) -> Settings:
-    """Settings for an embedded server: SQLite at ``folder/server.db``, a throwaway key."""
+    """Settings for an embedded server: SQLite at ``folder/server.db``, a throwaway key, no
+    rate limits (see :data:`NO_RATE_LIMITS`)."""
     path = Path(folder).resolve() / "server.db"
-    base = Settings(database_url=f"sqlite:///{path}", env="dev")
+    base = Settings(database_url=f"sqlite:///{path}", env="dev").with_(**NO_RATE_LIMITS)
     return base.with_(**overrides) if overrides else base
 
 
@@ -71,7 +82,9 @@ def run_in_thread(
     sock.listen(128)
     bound = sock.getsockname()[1]
     app = create_app(settings, registry=registry, wall=wall)
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", ws="websockets-sansio")
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="on", ws="websockets-sansio", **uvicorn_options(settings)
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name=f"fynlo-server-{bound}", daemon=True

@@ -24,7 +24,7 @@ from fynlo_sync.canonical import canonical_text, checksum
 from fynlo_sync.domains.orders import OrdersPlugin
 from fynlo_sync.domains.orders.states import COMMANDS, STATES, next_state
 from fynlo_sync.engine import apply_op
-from fynlo_sync.errors import ClockError, InvalidValueError
+from fynlo_sync.errors import PROBLEM_BASE, ClockError, InvalidValueError
 from fynlo_sync.hlc import HybridClock, from_wire, pack, to_wire
 from fynlo_sync.ops import Batch, Op, Record, Stamp, ops_checksum
 from fynlo_sync.plugins import Collection, Field, Registry
@@ -1258,7 +1258,7 @@ def push_sequences() -> list[tuple[str, list[dict[str, Any]], dict[str, Any]]]:
             "command",
             node="till-a",
             collection="conflicts",
-            record="till-b-op-1",
+            record="till-b:1",
             name="resolve",
             args={"resolution_op_id": "till-a-op-2"},
             hlc=hlc_of(31),
@@ -1406,6 +1406,149 @@ def push_sequences() -> list[tuple[str, list[dict[str, Any]], dict[str, Any]]]:
         ("an HLC in upper case is refused", [_push(upper)], {}),
         ("pull: a negative cursor is refused", [_pull(-1)], {}),
         ("pull: a limit of 0 is refused", [_pull(0, 0)], {}),
+        ("pull: a cursor above 2^53-1 is refused", [_pull(2**53)], {}),
+        *limit_sequences(),
+    ]
+
+
+#: Small limits for the size vectors (section 22), so that their bodies stay short.
+SMALL_LIMITS = {
+    "max_string_bytes": 16,
+    "max_field_bytes": 32,
+    "max_record_bytes": 96,
+    "max_push_growth_bytes": 4096,
+    "max_page_bytes": 768,
+}
+
+
+def _deep_body(depth: int) -> str:
+    """A batch whose op's ``tags`` nests so that the body's deepest point is ``depth``
+    (body 1, ops 2, op 3, fields 4, tags 5...). Signed, so only depth can refuse it."""
+    inner = "[" * (depth - 4) + "]" * (depth - 4)
+    op = dict(_builtins(_op(1, "put", fields={"title": "t", "tags": []})))
+    op["fields"]["tags"] = "DEEP"
+    ops_text = json.dumps([op]).replace('"DEEP"', inner)
+    signature = checksum(json.loads(ops_text))
+    body = {"protocol": 1, "node_id": "till-1", "ops": "OPS", "checksum": signature}
+    return json.dumps(body).replace('"OPS"', ops_text)
+
+
+def _float_in(fields_text: str) -> str:
+    """A batch whose one op's ``fields`` is the JSON text given (holding a float)."""
+    op = dict(_builtins(_op(1, "put", fields={"title": "t"})))
+    op["fields"] = "FIELDS"
+    body = {"protocol": 1, "node_id": "till-1", "ops": [op], "checksum": "0" * 32}
+    return json.dumps(body).replace('"FIELDS"', fields_text)
+
+
+def limit_sequences() -> list[tuple[str, list[dict[str, Any]], dict[str, Any]]]:
+    """Section 22 (limits), 13 (the conflicts collection) and 2 (identifiers)."""
+    small = {"limits": SMALL_LIMITS}
+    nul = dict(_builtins(_op(1, "put", fields={"title": "t"})))
+    nul["record_id"] = "r\u0000"
+    nul_body = {"protocol": 1, "node_id": "till-1", "ops": [nul], "checksum": checksum([nul])}
+    grow = [_op(1, "put", fields={"title": "0123456789abcdef"})] + [
+        _op(seq, "patch", fields={"likes": 1}) for seq in range(2, 21)
+    ]
+    return [
+        (
+            "limits: a value nested deeper than 64 levels is refused while parsing",
+            [_push(_deep_body(65)), _pull(0)],
+            {},
+        ),
+        (
+            "limits: a value nested exactly 64 levels deep is accepted",
+            [_push(_deep_body(64))],
+            {},
+        ),
+        (
+            "limits: a string longer than max_string_bytes (UTF-8) is refused",
+            [
+                _push(_batch("till-1", [_op(1, "put", fields={"title": "\u00e9" * 9})])),
+                _pull(0),
+                _push(_batch("till-1", [_op(1, "put", fields={"title": "\u00e9" * 8})])),
+            ],
+            small,
+        ),
+        (
+            "limits: a field value larger than max_field_bytes is refused",
+            [
+                _push(_batch("till-1", [_op(1, "put", fields={"tags": ["abcdef"] * 5})])),
+                _pull(0),
+            ],
+            small,
+        ),
+        (
+            "limits: an op that would grow its record past max_record_bytes is rejected",
+            [
+                _push(
+                    _batch(
+                        "till-1",
+                        [
+                            _op(1, "put", fields={"title": "0123456789abcdef", "tags": ["a"]}),
+                            _op(2, "patch", fields={"meta": {"k": "0123456789abcde"}}),
+                            _op(3, "patch", fields={"body": "0123456789abcdef"}),
+                            _op(4, "patch", fields={"likes": 1}),
+                        ],
+                    )
+                ),
+            ],
+            small,
+        ),
+        (
+            "limits: a batch that would add more than max_push_growth_bytes to the feed is "
+            "refused; fewer ops at once go through; pages are cut at max_page_bytes",
+            [
+                _push(_batch("till-1", grow)),
+                _push(_batch("till-1", grow[:10])),
+                _push(_batch("till-1", grow[10:])),
+                _pull(0),
+                _pull(4),
+            ],
+            small,
+        ),
+        (
+            "put, patch and delete on `conflicts` are rejected",
+            [
+                _push(
+                    _batch(
+                        "till-1",
+                        [
+                            _op(1, "put", collection="conflicts", record="x:1", fields={}),
+                            _op(2, "patch", collection="conflicts", record="x:1", fields={}),
+                            _op(3, "delete", collection="conflicts", record="x:1"),
+                        ],
+                    )
+                ),
+                _pull(0),
+            ],
+            {},
+        ),
+        ("an identifier holding U+0000 is refused", [_push(nul_body), _pull(0)], {}),
+        (
+            "invalid-value: a member name that is not an identifier is quoted in the path",
+            [_push(_float_in('{"a b": {"": {"x.y": 0.5}}}'))],
+            {},
+        ),
+        (
+            "an op whose HLC is more than the skew allowance ahead of the server's clock is "
+            "refused",
+            [
+                _push(
+                    _batch(
+                        "till-1",
+                        [
+                            *_ops(1, 1),
+                            _op(
+                                2, "put", record="r2", fields={"title": "t"}, hlc="ffffffffffff0000"
+                            ),
+                        ],
+                    )
+                ),
+                _pull(0),
+            ],
+            {},
+        ),
     ]
 
 
@@ -1498,6 +1641,58 @@ def _check_push(vectors: list[dict[str, Any]]) -> None:
     parked = by_name["a manual conflict parks the op in `conflicts`; resolving it is a command"]
     assert parked[1]["body"]["outcomes"][0]["status"] == "conflict"
     assert parked[2]["body"]["changes"][0]["record"]["collection"] == "conflicts"
+    assert [o["status"] for o in parked[3]["body"]["outcomes"]] == ["applied", "applied"]
+    assert parked[4]["body"]["changes"][-1]["record"]["fields"]["state"] == "resolved"
+    _check_limits(by_name, problem)
+
+
+def _check_limits(by_name: dict[str, list[Any]], problem: Callable[..., tuple[int, str]]) -> None:
+    deep = by_name["limits: a value nested deeper than 64 levels is refused while parsing"]
+    assert problem("limits: a value nested deeper than 64 levels is refused while parsing") == (
+        422,
+        "limit-exceeded",
+    )
+    assert deep[0]["problem"]["limit"] == "depth" and deep[0]["problem"]["max"] == 64
+    assert deep[1]["body"]["changes"] == []
+    ok = by_name["limits: a value nested exactly 64 levels deep is accepted"]
+    assert ok[0]["status"] == 200
+    text = by_name["limits: a string longer than max_string_bytes (UTF-8) is refused"]
+    assert text[0]["problem"]["limit"] == "string_bytes"
+    assert text[0]["problem"]["path"] == "$[0].fields.title"
+    assert text[2]["status"] == 200
+    field = by_name["limits: a field value larger than max_field_bytes is refused"]
+    assert field[0]["problem"]["limit"] == "field_bytes"
+    record = by_name["limits: an op that would grow its record past max_record_bytes is rejected"]
+    assert [(o["status"], o["reason"]) for o in record[0]["body"]["outcomes"]] == [
+        ("applied", None),
+        ("applied", None),
+        ("rejected", "record-too-large"),
+        ("applied", None),
+    ]
+    grow = by_name[
+        "limits: a batch that would add more than max_push_growth_bytes to the feed is "
+        "refused; fewer ops at once go through; pages are cut at max_page_bytes"
+    ]
+    assert grow[0]["status"] == 413 and grow[0]["problem"]["max_growth_bytes"] == 4096
+    assert grow[1]["status"] == grow[2]["status"] == 200
+    assert grow[3]["body"]["more"] is True and len(grow[3]["body"]["changes"]) < 20
+    assert len(json.dumps(grow[3]["body"]["changes"], separators=(",", ":"))) <= 768
+    conflicts = by_name["put, patch and delete on `conflicts` are rejected"]
+    assert [o["reason"] for o in conflicts[0]["body"]["outcomes"]] == ["command-only-field"] * 3
+    assert conflicts[1]["body"]["changes"] == []
+    assert problem("an identifier holding U+0000 is refused") == (422, "malformed")
+    quoted = by_name["invalid-value: a member name that is not an identifier is quoted in the path"]
+    assert quoted[0]["problem"]["path"] == "$[0].fields['a b']['']['x.y']"
+    ahead = by_name[
+        "an op whose HLC is more than the skew allowance ahead of the server's clock is refused"
+    ]
+    assert ahead[0]["problem"] == {
+        "type": PROBLEM_BASE + "clock-ahead",
+        "status": 422,
+        "index": 1,
+        "max_skew_ms": 300000,
+    }
+    assert ahead[1]["body"]["changes"] == []
 
 
 # ----------------------------------------------------------------------- domains as data

@@ -40,14 +40,22 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[int, Server]]:
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
     """One server per batch limit the vectors use, serving the vectors' collections."""
     schemas = PUSH[0]["collections"]
     assert all(v["collections"] == schemas for v in PUSH)
-    limits = sorted({v.get("max_batch", 1000) for v in PUSH})
-    out: dict[int, Server] = {}
+    limits = sorted({_options(v) for v in PUSH_LIKE})
+    out: dict[str, Server] = {}
     with _serving(tmp_path_factory, schemas, limits, out):
         yield out
+
+
+def _options(vector: dict[str, Any]) -> str:
+    """The server options a vector needs, as a key (one server per distinct set)."""
+    return json.dumps(
+        {"max_batch": vector.get("max_batch", 1000), "limits": vector.get("limits", {})},
+        sort_keys=True,
+    )
 
 
 class _serving:
@@ -57,15 +65,20 @@ class _serving:
         self,
         factory: pytest.TempPathFactory,
         schemas: list[dict[str, Any]],
-        limits: list[int],
-        out: dict[int, Server],
+        limits: list[str],
+        out: dict[str, Server],
     ) -> None:
         self.factory, self.schemas, self.limits, self.out = factory, schemas, limits, out
         self.stack: list[Any] = []
 
     def __enter__(self) -> None:
         for limit in self.limits:
-            settings = embedded_settings(self.factory.mktemp(f"http-{limit}"), max_batch=limit)
+            options = json.loads(limit)
+            settings = embedded_settings(
+                self.factory.mktemp("http"),
+                max_batch=options.get("max_batch", 1000),
+                **options.get("limits", {}),
+            )
             ctx = run_in_thread(settings, registry=registry_for(self.schemas))
             url = ctx.__enter__()
             self.stack.append(ctx)
@@ -91,8 +104,8 @@ def _compare(step: dict[str, Any], status: int, body: Any) -> None:
 
 
 @pytest.mark.parametrize("vector", PUSH_LIKE, ids=[v["name"] for v in PUSH_LIKE])
-def test_push_vector_over_http(vector: dict[str, Any], servers: dict[int, Server]) -> None:
-    server = servers[vector.get("max_batch", 1000)]
+def test_push_vector_over_http(vector: dict[str, Any], servers: dict[str, Server]) -> None:
+    server = servers[_options(vector)]
     tenant = admin.create_tenant(server.settings, "vectors", "t" + secrets.token_hex(6))
     tokens: dict[str, str] = {}
 
@@ -129,9 +142,9 @@ def test_push_vector_over_http(vector: dict[str, Any], servers: dict[int, Server
 
 
 def test_requests_without_a_token_get_the_unauthenticated_problem(
-    servers: dict[int, Server], tmp_path: Path
+    servers: dict[str, Server], tmp_path: Path
 ) -> None:
-    server = servers[1000]
+    server = servers[_options({})]
     answer = httpx.get(server.url + "/v1/sync/pull", params={"cursor": 0})
     assert answer.status_code == 401
     assert answer.headers["www-authenticate"] == "Bearer"

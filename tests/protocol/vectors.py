@@ -14,6 +14,8 @@ from typing import Any
 
 import conflict
 from fynlo_sync.domains.orders import OrdersPlugin
+from fynlo_sync.errors import PROBLEM_BASE
+from fynlo_sync.limits import Limits
 from fynlo_sync.plugins import Collection, DomainPlugin, Field, Registry
 from fynlo_sync.schema import collection_schema
 
@@ -111,7 +113,12 @@ def normative(response: Any) -> Any:
         return response
     out = dict(response)
     if "problem" in out:
-        out["problem"] = {k: v for k, v in out["problem"].items() if k not in INFORMATIVE}
+        problem = {k: v for k, v in out["problem"].items() if k not in INFORMATIVE}
+        if problem.get("type") == PROBLEM_BASE + "malformed":
+            # Its extension members are diagnostics (docs/protocol.md section 16): which one
+            # appears depends on where the problem was found, so vectors leave them out.
+            problem = {k: problem[k] for k in ("type", "status")}
+        out["problem"] = problem
     body = out.get("body")
     if isinstance(body, dict) and "outcomes" in body:
         out["body"] = dict(
@@ -162,6 +169,14 @@ def registry_for(schemas: Iterable[Mapping[str, Any]] = (), *, orders: bool = Fa
     return conflict.registry(plugins)
 
 
+def _wall_ms() -> int:
+    """The real clock: push vectors bound HLCs as the real server does (their ops are
+    stamped in 2023, far in the past, except the one far in the future)."""
+    import time
+
+    return time.time_ns() // 1_000_000
+
+
 def run_push_vector(vector: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Drive a push.json sequence through a fresh ServerReplica over a MemoryServerStore,
     bodies as bytes, and return one response per step in the vectors' shape."""
@@ -175,6 +190,8 @@ def run_push_vector(vector: Mapping[str, Any]) -> list[dict[str, Any]]:
         MemoryServerStore(),
         registry_for(vector["collections"]),
         max_batch=vector.get("max_batch", 1000),
+        limits=Limits(**vector.get("limits", {})),
+        now_ms=_wall_ms,
     )
     responses: list[dict[str, Any]] = []
     for step in vector["steps"]:

@@ -21,7 +21,7 @@ from fynlo_sync.testing import ManualClock
 from fynlo_sync.transport.http import HttpTransport, Tokens
 from server import admin
 from server.settings import Settings
-from server.testing import embedded_settings, run_in_thread
+from server.testing import NO_RATE_LIMITS, embedded_settings, run_in_thread
 from tests.core.conftest import make_registry
 
 #: Small limits so that the limit tests are cheap.
@@ -61,7 +61,11 @@ class Live:
 
 
 def _settings_for(kind: str, request: pytest.FixtureRequest, folder: Path) -> Settings:
-    limits: dict[str, Any] = {"max_batch": MAX_BATCH, "max_body_bytes": MAX_BODY}
+    limits: dict[str, Any] = {
+        "max_batch": MAX_BATCH,
+        "max_body_bytes": MAX_BODY,
+        **NO_RATE_LIMITS,  # tests/server/test_throttle.py tests them
+    }
     if kind == "sqlite":
         return embedded_settings(folder, **limits)
     return Settings(

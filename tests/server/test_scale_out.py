@@ -20,7 +20,7 @@ from fynlo_sync.ops import Batch
 from fynlo_sync.transport.http import HttpTransport, PokeListener
 from server import admin
 from server.settings import Settings
-from server.testing import free_port
+from server.testing import NO_RATE_LIMITS, free_port
 from tests.server.conftest import note_op
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -80,7 +80,7 @@ def two_servers(
         redis_url=redis_url,
         secret_key=secrets.token_urlsafe(32),
         redis_prefix="FYNLO_TEST_" + secrets.token_hex(4),
-    )
+    ).with_(**NO_RATE_LIMITS)
     folder = tmp_path_factory.mktemp("two-servers")
     env = {**os.environ, **settings.to_env()}
     procs: list[subprocess.Popen[bytes]] = []

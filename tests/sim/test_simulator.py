@@ -14,6 +14,7 @@ import fynlo_sync.replica
 from fynlo_sync.cli import main
 from fynlo_sync.engine import Plan, plan_push
 from fynlo_sync.errors import SeqGapError, TransportError
+from fynlo_sync.limits import DEFAULT_LIMITS, Limits
 from fynlo_sync.ops import Batch, Outcome, Record
 from fynlo_sync.plugins import Registry
 from fynlo_sync.sim import Schedule, Step, World, generate, run_schedule, shrink
@@ -31,6 +32,7 @@ def _forgetful_plan_push(
     registry: Registry,
     cursor: int,
     received_ms: int | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Plan:
     """A server that skips the high-water-mark check: a replayed op is applied again."""
     first = batch.ops[0].seq if batch.ops else high_water + 1
@@ -42,6 +44,7 @@ def _forgetful_plan_push(
         registry=registry,
         cursor=cursor,
         received_ms=received_ms,
+        limits=limits,
     )
 
 

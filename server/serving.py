@@ -1,0 +1,135 @@
+"""How the server process is run under uvicorn: timeouts, a connection cap, no tokens in
+the access log. ``fynlo serve`` and :func:`server.testing.run_in_thread` both use
+:func:`uvicorn_options`.
+
+* **Request timeout** (``FYNLO_REQUEST_TIMEOUT``, 20 s): a client must finish sending a
+  request's headers and body within it, from connecting (or from the end of its previous
+  response); otherwise the connection is closed. uvicorn has a keep-alive timeout but none
+  for a request that never completes, so a few hundred idle sockets used to starve a
+  server (slowloris). The WebSocket, once upgraded, is not affected.
+* **Connection cap** (``FYNLO_MAX_CONNECTIONS``, 1000 per process): uvicorn's
+  ``limit_concurrency``; past it new requests get 503 at once.
+* Tokens in the access log are scrubbed by :mod:`server.observe` (its logging setup).
+
+Behind a reverse proxy, the proxy's own timeouts (nginx ``client_header_timeout``,
+``client_body_timeout``) apply first; see ``docs/security.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import Callable
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from server.settings import Settings
+
+#: ASGI callables, loosely typed (these wrappers only look at the ``type`` and ``headers``).
+ASGIApp = Callable[[Any, Any, Any], Any]
+
+__all__ = [
+    "SECURITY_HEADERS",
+    "GuardedH11Protocol",
+    "internal_guard",
+    "security_headers",
+    "uvicorn_options",
+]
+
+#: On every response: no sniffing, no framing, no referrer, no active content (the API
+#: serves JSON only; the schema pages are JSON and YAML), HTTPS for a year once seen.
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"strict-transport-security", b"max-age=31536000"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+)
+
+
+async def security_headers(message: Any, scope: Any) -> None:
+    """A Litestar ``before_send`` hook: adds :data:`SECURITY_HEADERS` to every HTTP
+    response the app sends (404s and problems from the auth layer included)."""
+    if message["type"] == "http.response.start":
+        headers = message.setdefault("headers", [])
+        present = {bytes(name).lower() for name, _ in headers}
+        headers.extend((n, v) for n, v in SECURITY_HEADERS if n not in present)
+
+
+_INTERNAL = (b"/metrics", b"/schema")
+
+
+def internal_guard(token: str) -> Callable[[ASGIApp], ASGIApp]:
+    """ASGI middleware: ``/metrics`` and ``/schema`` need ``Authorization: Bearer <token>``
+    (``FYNLO_INTERNAL_TOKEN``); without it they answer 404, as if absent."""
+    expected = b"bearer " + token.encode()
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http" and scope["path"].encode().startswith(_INTERNAL):
+                given = dict(scope.get("headers", [])).get(b"authorization", b"")
+                if not hmac.compare_digest(given.lower()[:7] + given[7:], expected):
+                    body = (
+                        b'{"type":"https://fynlo.dev/problems/not-found","title":"NotFound",'
+                        b'"status":404,"detail":"not found"}'
+                    )
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": 404,
+                            "headers": [(b"content-type", b"application/problem+json")],
+                        }
+                    )
+                    await send({"type": "http.response.body", "body": body})
+                    return
+            await app(scope, receive, send)
+
+        return wrapped
+
+    return middleware
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for receiving each request."""
+
+    request_timeout: float = 20.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm()
+
+    def _arm(self) -> None:
+        self.loop.call_later(self.request_timeout, self._deadline)
+
+    def _deadline(self) -> None:
+        transport = self.transport
+        if transport.is_closing() or transport.get_protocol() is not self:
+            return  # closed, or upgraded to a WebSocket
+        if self.conn.their_state in (h11.IDLE, h11.SEND_BODY):
+            # Still receiving this request (partial headers count as IDLE in h11). An idle
+            # keep-alive connection was already closed by the keep-alive timeout.
+            self.logger.info("closing a connection that did not finish its request in time")
+            transport.close()
+
+
+def _protocol(timeout: float) -> type[GuardedH11Protocol]:
+    """A protocol class with this timeout (uvicorn instantiates the class it is given)."""
+    return type("GuardedH11", (GuardedH11Protocol,), {"request_timeout": timeout})
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """The keyword arguments for ``uvicorn.run`` / ``uvicorn.Config`` that harden it."""
+    return {
+        "http": _protocol(float(settings.request_timeout_s)),
+        "limit_concurrency": settings.max_connections,
+        "timeout_keep_alive": 5,
+        "h11_max_incomplete_event_size": 16 * 1024,  # request line + headers
+        "server_header": False,
+    }

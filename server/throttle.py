@@ -1,0 +1,113 @@
+"""Rate limits and quotas: Litestar's ``RateLimitConfig``, three of them.
+
+* **per device** (every authenticated request of one node): ``FYNLO_RATE_DEVICE`` a minute;
+* **per tenant** (all its devices together): ``FYNLO_RATE_TENANT`` a minute;
+* **per client address** on the unauthenticated routes (``/v1/auth/*``):
+  ``FYNLO_RATE_ANON`` a minute.
+
+The counters live in the app's ``rate_limit`` store: Redis when ``FYNLO_REDIS_URL`` is set
+(so a limit holds across server processes, under ``<FYNLO_REDIS_PREFIX>_RATE``), else
+memory. A refusal is a ``429`` problem ``rate-limited`` with ``Retry-After`` (seconds).
+
+Also here: the cap on poke sockets per device (per process). (Argon2 runs on worker
+threads, two at a time: :class:`server.accounts.Accounts`.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from litestar import Request
+from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
+from litestar.stores.base import Store
+from litestar.stores.memory import MemoryStore
+
+from server.auth import Device
+from server.settings import Settings
+
+__all__ = ["RATE_STORE", "SocketQuota", "rate_limits", "rate_store"]
+
+RATE_STORE = "rate_limit"
+
+#: Paths no limit applies to (probes and the internal endpoints).
+_EXEMPT = ["^/health/", "^/metrics", "^/schema"]
+
+
+def _user(request: Request[Any, Any, Any]) -> Device | None:
+    user = request.scope.get("user")
+    return user if isinstance(user, Device) else None
+
+
+def _device_key(request: Request[Any, Any, Any]) -> str:
+    user = _user(request)
+    return "anon" if user is None else f"device:{user.tenant_id}:{user.node_id}"
+
+
+def _tenant_key(request: Request[Any, Any, Any]) -> str:
+    user = _user(request)
+    return "anon" if user is None else f"tenant:{user.tenant_id}"
+
+
+def _address_key(request: Request[Any, Any, Any]) -> str:
+    return "addr:" + get_remote_address(request)
+
+
+async def _authenticated(request: Request[Any, Any, Any]) -> bool:
+    return _user(request) is not None
+
+
+async def _anonymous(request: Request[Any, Any, Any]) -> bool:
+    return request.url.path.startswith("/v1/auth/")
+
+
+def rate_limits(settings: Settings) -> list[RateLimitConfig]:
+    """The three limits (a limit of 0 turns that one off)."""
+    specs = [
+        (settings.rate_device_per_min, _device_key, _authenticated),
+        (settings.rate_tenant_per_min, _tenant_key, _authenticated),
+        (settings.rate_anon_per_min, _address_key, _anonymous),
+    ]
+    return [
+        RateLimitConfig(
+            rate_limit=("minute", limit),
+            exclude=_EXEMPT,
+            identifier_for_request=key,
+            check_throttle_handler=check,
+            store=RATE_STORE,
+        )
+        for limit, key, check in specs
+        if limit > 0
+    ]
+
+
+def rate_store(settings: Settings, redis: Any) -> Store:
+    if redis is None:
+        return MemoryStore()
+    from litestar.stores.redis import RedisStore
+
+    return RedisStore(redis, namespace=f"{settings.redis_prefix}_RATE")
+
+
+class SocketQuota:
+    """Open poke sockets per device, in this process; at most ``limit`` at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: dict[tuple[str, str], int] = {}
+
+    @contextmanager
+    def hold(self, device: Device) -> Iterator[bool]:
+        """Yields whether the device may open one more socket (and counts it if so)."""
+        key = (device.tenant_id, device.node_id)
+        if self.open.get(key, 0) >= self.limit:
+            yield False
+            return
+        self.open[key] = self.open.get(key, 0) + 1
+        try:
+            yield True
+        finally:
+            self.open[key] -= 1
+            if not self.open[key]:
+                del self.open[key]
