@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -95,14 +96,20 @@ def internal_guard(token: str) -> Callable[[ASGIApp], ASGIApp]:
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with a deadline for receiving each request."""
 
-    request_timeout: float = 20.0
+    request_timeout: float = float(os.environ.get("FYNLO_REQUEST_TIMEOUT") or 20)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._fresh = True  # no request yet: silence counts too
         self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        self._fresh = True  # bytes of a request arrived: it must now complete in time
+        super().data_received(data)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        self._fresh = False  # an idle keep-alive connection is the keep-alive timeout's
         self._arm()
 
     def _arm(self) -> None:
@@ -112,9 +119,9 @@ class GuardedH11Protocol(H11Protocol):
         transport = self.transport
         if transport.is_closing() or transport.get_protocol() is not self:
             return  # closed, or upgraded to a WebSocket
-        if self.conn.their_state in (h11.IDLE, h11.SEND_BODY):
-            # Still receiving this request (partial headers count as IDLE in h11). An idle
-            # keep-alive connection was already closed by the keep-alive timeout.
+        state = self.conn.their_state
+        # Still receiving this request (partial headers count as IDLE in h11).
+        if state is h11.SEND_BODY or (state is h11.IDLE and self._fresh):
             self.logger.info("closing a connection that did not finish its request in time")
             transport.close()
 
@@ -124,10 +131,13 @@ def _protocol(timeout: float) -> type[GuardedH11Protocol]:
     return type("GuardedH11", (GuardedH11Protocol,), {"request_timeout": timeout})
 
 
-def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """The keyword arguments for ``uvicorn.run`` / ``uvicorn.Config`` that harden it."""
+def uvicorn_options(settings: Settings, *, workers: int = 1) -> dict[str, Any]:
+    """The keyword arguments for ``uvicorn.run`` / ``uvicorn.Config`` that harden it. With
+    several workers the protocol class must be importable by name (uvicorn pickles the
+    config): :class:`GuardedH11Protocol` then reads ``FYNLO_REQUEST_TIMEOUT`` itself."""
+    protocol = _protocol(float(settings.request_timeout_s)) if workers == 1 else GuardedH11Protocol
     return {
-        "http": _protocol(float(settings.request_timeout_s)),
+        "http": protocol,
         "limit_concurrency": settings.max_connections,
         "timeout_keep_alive": 5,
         "h11_max_incomplete_event_size": 16 * 1024,  # request line + headers

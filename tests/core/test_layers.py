@@ -20,6 +20,7 @@ RANKS: dict[str, int] = {
     "fynlo_sync.canonical": 1,
     "fynlo_sync.hlc": 1,
     "fynlo_sync.ops": 2,
+    "fynlo_sync.limits": 2,  # pure: the size and shape limits (section 22)
     "fynlo_sync.protocol": 3,
     "fynlo_sync.pages": 4,  # pure: the cache of pull pages (section 23.7)
     "fynlo_sync.plugins": 4,
@@ -56,10 +57,12 @@ RANKS: dict[str, int] = {
     "server.observe": 14,  # logs and metrics
     "server.openapi": 14,  # the OpenAPI document, completed
     "server.pgpokes": 14,  # pokes by LISTEN/NOTIFY (server.pokes picks it)
+    "server.serving": 14,  # uvicorn options, security headers
     "server.accounts": 15,
     "server.pokes": 15,
     "server.auth": 16,
     "server.backends": 17,
+    "server.throttle": 17,  # rate limits, socket quota
     "server.conflicts": 18,
     "server.checks": 18,
     "server.staff": 21,  # the staff plugin's server module (PIN secrets, sign-in, admin)
@@ -82,7 +85,17 @@ RANKS: dict[str, int] = {
 ROOTS = {"fynlo_sync", "server"}
 #: Ranks at or below this are the pure core: standard library (no I/O) and msgspec only.
 PURE_RANK = 6
-PURE_ALLOWED = {"__future__", "collections", "dataclasses", "typing", "hashlib", "json", "msgspec"}
+PURE_ALLOWED = {
+    "__future__",
+    "collections",
+    "dataclasses",
+    "typing",
+    "hashlib",
+    "json",
+    "msgspec",
+    "re",
+    "itertools",
+}
 
 
 def rank_of(module: str, ranks: Mapping[str, int]) -> int | None:

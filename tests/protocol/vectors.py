@@ -192,6 +192,7 @@ def run_push_vector(vector: Mapping[str, Any]) -> list[dict[str, Any]]:
         max_batch=vector.get("max_batch", 1000),
         limits=Limits(**vector.get("limits", {})),
         now_ms=_wall_ms,
+        max_skew_ms=300_000,
     )
     responses: list[dict[str, Any]] = []
     for step in vector["steps"]:

@@ -93,7 +93,8 @@ def _full_run(settings: Settings, url: str, monkeypatch: pytest.MonkeyPatch) -> 
     used.append("80613570")
     first = till.tokens
     fresh = till.refresh()
-    used += [fresh.access_token, fresh.refresh_token]
+    fresher = till.refresh()  # its successor used: no grace window for `first` (section 7)
+    used += [fresh.access_token, fresh.refresh_token, fresher.access_token, fresher.refresh_token]
     with pytest.raises(UnauthenticatedError):  # a used refresh token, offered again
         HttpTransport(url, first).refresh()
     assert bar.tokens is not None
