@@ -33,14 +33,16 @@ AUTHED: dict[int, tuple[str, ...]] = {401: ("unauthenticated",)}
 #: Operations with a body or query parameters (Litestar's own 400s become problems too).
 INPUT: dict[int, tuple[str, ...]] = {400: ("http-error",), 422: ("malformed",)}
 #: Operations with a body.
-BODY: dict[int, tuple[str, ...]] = {413: ("batch-too-large",)}
+BODY: dict[int, tuple[str, ...]] = {413: ("batch-too-large",), 422: ("limit-exceeded",)}
+#: Every /v1 operation is rate limited (per device and tenant, or per address on /v1/auth).
+RATED: dict[int, tuple[str, ...]] = {429: ("rate-limited",)}
 #: What each operation can refuse besides, by (method, path).
 SPECIFIC: dict[tuple[str, str], dict[int, tuple[str, ...]]] = {
     ("post", "/v1/sync/push"): {
         400: ("protocol-version",),
         403: ("node-mismatch",),
         409: ("seq-gap", "seq-reuse"),
-        422: ("invalid-value", "checksum-mismatch"),
+        422: ("invalid-value", "checksum-mismatch", "clock-ahead"),
     },
     ("post", "/v1/auth/device"): {401: ("unauthenticated",)},
     ("post", "/v1/auth/refresh"): {401: ("unauthenticated",)},
@@ -78,6 +80,8 @@ def problems_of(method: str, path: str, operation: dict[str, Any]) -> dict[int, 
     add(COMMON)
     if path.startswith("/v1/") and not path.startswith("/v1/auth/"):
         add(AUTHED)
+    if path.startswith("/v1/"):
+        add(RATED)
     if operation.get("parameters") or method in ("post", "put", "patch"):
         add(INPUT)
     if method in ("post", "put", "patch"):
