@@ -113,7 +113,11 @@ class GuardedH11Protocol(H11Protocol):
         self._arm()
 
     def _arm(self) -> None:
-        self.loop.call_later(self.request_timeout, self._deadline)
+        """(Re)start the deadline: from connecting, or from the end of the last response."""
+        previous: asyncio.TimerHandle | None = getattr(self, "_timer", None)
+        if previous is not None:
+            previous.cancel()
+        self._timer = self.loop.call_later(self.request_timeout, self._deadline)
 
     def _deadline(self) -> None:
         transport = self.transport
