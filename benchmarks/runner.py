@@ -25,6 +25,7 @@ from benchmarks import (
     bench_big,
     bench_catchup,
     bench_e2e,
+    bench_effects,
     bench_http,
     bench_local,
     bench_pokes,
@@ -78,6 +79,9 @@ BENCHMARKS: list[Benchmark] = [
     Benchmark("tenants", 9, "Many tenants on 2 servers (Postgres)", bench_tenants.run_tenants),
     Benchmark("big-tenant", 10, "One tenant growing: push latency", bench_big.run_big_tenant),
     Benchmark("catchup", 11, "Catching up many changes: peak memory", bench_catchup.run_catchup),
+    Benchmark(
+        "effects", 12, "Push latency with effects in flight", bench_effects.run_effects_latency
+    ),
 ]
 
 

@@ -574,21 +574,26 @@ class SqliteServerStore(_Transactional):
                 "ORDER BY due_ms, tenant, key LIMIT ?",
                 (now_ms, limit),
             ).fetchall()
+            until = now_ms + lease_ms
+            conn.executemany(
+                "UPDATE fynlo_effects SET state = 'running', attempts = ?, due_ms = ? "
+                "WHERE tenant = ? AND key = ?",
+                [(row[6] + 1, until, row[0], row[1]) for row in rows],
+            )
+            conn.executemany(
+                "INSERT INTO fynlo_effect_attempts(tenant, key, attempt, started_ms) "
+                "VALUES (?, ?, ?, ?)",
+                [(row[0], row[1], row[6] + 1, now_ms) for row in rows],
+            )
             claimed = []
             for row in rows:
-                attempt = row[6] + 1
-                conn.execute(
-                    "UPDATE fynlo_effects SET state = 'running', attempts = ?, due_ms = ? "
-                    "WHERE tenant = ? AND key = ?",
-                    (attempt, now_ms + lease_ms, row[0], row[1]),
+                # a first attempt has no history to read back
+                history = (
+                    self._history(row[0], row[1])
+                    if row[6]
+                    else (Attempt(attempt=1, started_ms=now_ms),)
                 )
-                conn.execute(
-                    "INSERT INTO fynlo_effect_attempts(tenant, key, attempt, started_ms) "
-                    "VALUES (?, ?, ?, ?)",
-                    (row[0], row[1], attempt, now_ms),
-                )
-                history = self._history(row[0], row[1])
-                fresh = (*row[:5], "running", attempt, row[7], now_ms + lease_ms, *row[9:])
+                fresh = (*row[:5], "running", row[6] + 1, row[7], until, *row[9:])
                 claimed.append(_effect_row(fresh, history))
             return claimed
 
