@@ -152,15 +152,25 @@ def _sim(args: argparse.Namespace) -> int:
         shrink_budget=args.shrink_budget,
         progress=progress,
     )
+    from fynlo_sync.sim.effects import run_effect_faults
+
+    effects = run_effect_faults(args.seed)
     if args.save is not None and summary.reproduction is not None:
         args.save.write_text(json.dumps(summary.reproduction.to_json(), indent=2) + "\n")
     if args.json:
-        print(json.dumps(summary.to_json(), indent=2))
+        print(json.dumps({**summary.to_json(), "effects": effects.to_json()}, indent=2))
     else:
         if not args.trace:
             sys.stderr.write("\n")
         _print_summary(summary.to_json(), args.save)
-    return 0 if not summary.failures else 1
+        fired = ", ".join(f"{k} {v}" for k, v in sorted(effects.faults.items()))
+        print(
+            f"effects: {effects.effects} performed exactly once in {effects.attempts} attempts"
+            f" (faults: {fired or 'none'})"
+            if effects.ok
+            else "effects: " + "; ".join(effects.violations)
+        )
+    return 0 if not summary.failures and effects.ok else 1
 
 
 def _print_summary(data: dict[str, Any], saved: Path | None) -> None:
