@@ -32,7 +32,7 @@ from fynlo_sync.ops import Batch, Op, Record
 from fynlo_sync.replica import ServerReplica
 from fynlo_sync.store.memory import MemoryServerStore
 
-__all__ = ["EffectFaultReport", "FakeProvider", "run_effect_faults"]
+__all__ = ["EffectFaultReport", "FakeProvider", "run_effect_faults", "sent_order"]
 
 FAULTS = ("crash_after_claim", "timeout_after_success", "duplicate_completion")
 
@@ -103,7 +103,9 @@ class EffectFaultReport:
         }
 
 
-def _order_ops(index: int) -> list[Op]:
+def sent_order(node: str, index: int) -> list[Op]:
+    """Order ``o<index>`` of ``node``: open, one line, sent to the kitchen (seqs
+    ``3 * index + 1`` to ``+ 3``): one kitchen ticket effect."""
     line = {"line_id": "l1", "item": "soup", "qty": 1, "unit_price": 450}
     steps: list[tuple[str, dict[str, Any]]] = [
         ("open", {"currency": "GBP"}),
@@ -113,8 +115,8 @@ def _order_ops(index: int) -> list[Op]:
     first = 3 * index + 1
     return [
         Op(
-            op_id=f"till-{first + k}",
-            node_id="till",
+            op_id=f"{node}-{first + k}",
+            node_id=node,
             seq=first + k,
             hlc=to_wire(pack(1_700_000_000_000 + first + k, 0)),
             base_seq=0,
@@ -150,7 +152,7 @@ def run_effect_faults(
     )
     report = EffectFaultReport(seed)
     for index in range(orders):
-        replica.push("t", Batch.of("till", _order_ops(index)))
+        replica.push("t", Batch.of("till", sent_order("till", index)))
     crashed: list[EffectRow] = []
 
     async def read(tenant: str, collection: str, record_id: str) -> Record | None:

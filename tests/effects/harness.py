@@ -4,7 +4,6 @@ a restart costs no interpreter start-up)."""
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import signal
@@ -20,8 +19,8 @@ from typing import Any
 
 import httpx
 
-from fynlo_sync.hlc import pack, to_wire
-from fynlo_sync.ops import Batch, Op
+from fynlo_sync.ops import Batch
+from fynlo_sync.sim.effects import sent_order
 
 __all__ = ["ServerProcess", "order_batch", "service", "stats", "wait_for", "workers"]
 
@@ -120,29 +119,4 @@ class ServerProcess:
 
 def order_batch(node: str, index: int) -> Batch:
     """Order ``o<index>``: open, a line, sent to the kitchen (seqs 3*index+1 ..)."""
-    first = 3 * index + 1
-    parts: list[tuple[str, dict[str, Any]]] = [
-        ("open", {"currency": "GBP", "table": str(index)}),
-        ("add_line", {"line_id": "l1", "item": "tea", "qty": 1, "unit_price": 250}),
-        ("send_to_kitchen", {}),
-    ]
-    ops = [
-        Op(
-            op_id=f"{node}-{first + k}",
-            node_id=node,
-            seq=first + k,
-            hlc=to_wire(pack(1_700_000_000_000 + first + k, 0)),
-            base_seq=0,
-            collection="orders",
-            record_id=f"o{index}",
-            kind="command",
-            name=name,
-            args=args,
-        )
-        for k, (name, args) in enumerate(parts)
-    ]
-    return Batch.of(node, ops)
-
-
-def dump(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)
+    return Batch.of(node, sent_order(node, index))
