@@ -60,11 +60,16 @@ class Live:
         )
 
 
-def _settings_for(kind: str, request: pytest.FixtureRequest, folder: Path) -> Settings:
+def _settings_for(
+    kind: str, request: pytest.FixtureRequest, folder: Path, **overrides: Any
+) -> Settings:
+    """Settings of a test server on ``kind`` (``sqlite``, or ``postgres`` with Redis): the
+    small limits above and no rate limits, unless ``overrides`` say otherwise."""
     limits: dict[str, Any] = {
         "max_batch": MAX_BATCH,
         "max_body_bytes": MAX_BODY,
         **NO_RATE_LIMITS,  # tests/server/test_throttle.py tests them
+        **overrides,
     }
     if kind == "sqlite":
         return embedded_settings(folder, **limits)

@@ -7,7 +7,6 @@ Every case checks the status and the problem type, and a pull proving nothing ch
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,9 @@ from fynlo_sync.ops import Batch
 from fynlo_sync.protocol import encode_batch
 from fynlo_sync.testing import ManualClock
 from fynlo_sync.transport.http import HttpTransport
-from server.settings import Settings
-from server.testing import NO_RATE_LIMITS, embedded_settings, run_in_thread
+from server.testing import run_in_thread
 from tests.core.conftest import make_registry
-from tests.server.conftest import Live, batch_of, note_op, raw
+from tests.server.conftest import Live, _settings_for, batch_of, note_op, raw
 from tests.server.test_http import problem
 
 #: Small limits, so that each case is cheap; the ratios are the defaults'.
@@ -38,24 +36,12 @@ LIMITS: dict[str, Any] = {
 }
 
 
-def _settings(kind: str, request: pytest.FixtureRequest, folder: Path) -> Settings:
-    if kind == "sqlite":
-        return embedded_settings(folder, **LIMITS)
-    return Settings(
-        database_url=request.getfixturevalue("postgres_session_url"),
-        redis_url=request.getfixturevalue("redis_url"),
-        redis_prefix="FYNLO_TEST_" + secrets.token_hex(4),
-        secret_key=secrets.token_urlsafe(32),
-        **{**LIMITS, **NO_RATE_LIMITS},
-    )
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def tight(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Live]:
     kind: str = request.param
-    settings = _settings(kind, request, tmp_path_factory.mktemp(f"limits-{kind}"))
+    settings = _settings_for(kind, request, tmp_path_factory.mktemp(f"limits-{kind}"), **LIMITS)
     with run_in_thread(settings, registry=make_registry()) as url:
         server = Live(url, settings, kind)
         yield server

@@ -5,7 +5,6 @@ client that never finishes its request is dropped after the request timeout."""
 
 from __future__ import annotations
 
-import secrets
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,10 +15,9 @@ import httpx
 import pytest
 
 from server import admin
-from server.settings import Settings
-from server.testing import embedded_settings, run_in_thread
+from server.testing import run_in_thread
 from tests.core.conftest import make_registry
-from tests.server.conftest import Live, auth, batch_of, raw
+from tests.server.conftest import Live, _settings_for, auth, batch_of, raw
 from tests.server.test_http import problem
 
 RATES: dict[str, Any] = {
@@ -32,20 +30,8 @@ RATES: dict[str, Any] = {
 }
 
 
-def _settings(kind: str, request: pytest.FixtureRequest, folder: Path) -> Settings:
-    if kind == "sqlite":
-        return embedded_settings(folder, **RATES)
-    return Settings(
-        database_url=request.getfixturevalue("postgres_session_url"),
-        redis_url=request.getfixturevalue("redis_url"),
-        redis_prefix="FYNLO_TEST_" + secrets.token_hex(4),
-        secret_key=secrets.token_urlsafe(32),
-        **RATES,
-    )
-
-
 def _serve(request: pytest.FixtureRequest, folder: Path, **overrides: Any) -> Iterator[Live]:
-    settings = _settings(request.param, request, folder).with_(**overrides)
+    settings = _settings_for(request.param, request, folder, **{**RATES, **overrides})
     with run_in_thread(settings, registry=make_registry()) as url:
         server = Live(url, settings, request.param)
         yield server
