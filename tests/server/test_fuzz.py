@@ -22,7 +22,7 @@ from server.testing import embedded_settings, run_in_thread
 from tests.core.conftest import make_registry
 from tests.server.conftest import Live, auth, note_op
 
-EXAMPLES = int(os.environ.get("FYNLO_FUZZ_EXAMPLES", "300"))
+EXAMPLES = int(os.environ.get("FYNLO_FUZZ_EXAMPLES", "150"))  # the Show: 300
 COUNTS = {"cases": 0, "5xx": 0, "not_problem": 0}
 
 scalars = st.one_of(

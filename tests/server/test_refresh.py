@@ -25,7 +25,7 @@ from server.sqlport import SqliteSql
 from tests.server.conftest import Live, raw, tokens_of
 from tests.server.test_http import problem
 
-TRIALS = int(os.environ.get("FYNLO_REFRESH_TRIALS", "100"))
+TRIALS = int(os.environ.get("FYNLO_REFRESH_TRIALS", "30"))  # the Show: 100
 
 
 class Heads:
