@@ -51,26 +51,15 @@ from fynlo_sync.domains.payments.providers import (
     WebhookEvent,
     flow,
 )
+from fynlo_sync.domains.payments.states import LIVE_STATES, TRANSITIONS
 
 __all__ = ["Faults", "SimProvider", "run"]
 
 EXPIRY_MS = 15 * 60 * 1000
 
-#: The payments plugin's attempt table, as far as provider attempts go
-#: (fynlo_sync/domains/payments/states.py is the source).
-_TABLE: dict[tuple[str, str], str] = {
-    ("created", "submit"): "pending",
-    ("requires_action", "submit"): "pending",
-    ("pending", "require_action"): "requires_action",
-    ("pending", "authorise"): "authorised",
-    ("requires_action", "authorise"): "authorised",
-    ("pending", "capture"): "captured",
-    ("authorised", "capture"): "captured",
-    **{(s, "fail"): "failed" for s in ("created", "pending", "requires_action", "authorised")},
-    **{(s, "cancel"): "cancelled" for s in ("created", "pending", "requires_action", "authorised")},
-    **{(s, "expire"): "expired" for s in ("created", "pending", "requires_action", "authorised")},
-}
-_LIVE = frozenset({"created", "pending", "requires_action", "authorised"})
+#: The payments plugin's attempt table and live states (one table, theirs).
+_TABLE = TRANSITIONS
+_LIVE = LIVE_STATES
 
 
 @dataclass(frozen=True)
