@@ -30,6 +30,7 @@ import asyncio
 import base64
 import html
 import json
+import secrets
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -427,10 +428,11 @@ async def pay_page(
         "base": f"{PLUGIN_PREFIX}/providers/pay/{tenant}/{order_id}/{attempt_id}",
     }
     table = html.escape(str(order.get("table") or ""))
+    nonce = secrets.token_urlsafe(16)
     body = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>Your bill</title><style>{_PAGE_CSS}</style></head><body>"
+        f"<title>Your bill</title><style nonce='{nonce}'>{_PAGE_CSS}</style></head><body>"
         f"<h1>Your bill{' &middot; table ' + table if table else ''}</h1>"
         f"<table id='lines'>{rows}</table>"
         f"<p>Due <b id='due'>{_money(amount, currency)}</b></p>"
@@ -441,10 +443,16 @@ async def pay_page(
         "<p class='note' id='apple-note' hidden>Apple Pay is not available on this device.</p>"
         "<p id='status' role='status'></p>"
         f"<script type='application/json' id='cfg'>{_script_json(cfg)}"
-        f"</script><script>{_PAGE_JS}</script></body></html>"
+        f"</script><script nonce='{nonce}'>{_PAGE_JS}</script></body></html>"
     )
     del session
-    return Response(body, media_type="text/html")
+    # The server's default policy forbids everything; this page runs its own script and
+    # style (by nonce) and talks to this server only.
+    policy = (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+        "connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
+    )
+    return Response(body, media_type="text/html", headers={"Content-Security-Policy": policy})
 
 
 class PayRequest(Struct, frozen=True, forbid_unknown_fields=True):

@@ -88,6 +88,9 @@ def test_a_qr_per_attempt_bound_to_the_balance(pay_world: PayWorld) -> None:
     page = httpx.get(qr["pay_url"])
     assert page.status_code == 200
     assert "Fish pie" in page.text and "GBP 32.50" in page.text
+    policy = page.headers["content-security-policy"]
+    nonce = policy.split("script-src 'nonce-", 1)[1].split("'", 1)[0]
+    assert f"<script nonce='{nonce}'>" in page.text and "connect-src 'self'" in policy
     tampered = qr["pay_url"].replace("amount=3250", "amount=325")
     refused = httpx.get(tampered)
     assert refused.status_code == 403
