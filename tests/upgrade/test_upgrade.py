@@ -27,7 +27,7 @@ from fynlo_sync.store.sqlite import STORE, TERMINAL, SqliteServerStore, SqliteTe
 from fynlo_sync.store.sqlport import PgSql, SqliteSql
 from fynlo_sync.testing import ManualClock
 from fynlo_sync.transport.loopback import LoopbackTransport
-from server.accounts import Accounts
+from server.accounts import ACCOUNTS, Accounts
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EXPECTED: dict[str, Any] = json.loads((FIXTURES / "v0.1.0.json").read_text())
@@ -91,7 +91,7 @@ def test_an_embedded_server_database_of_0_1_0_keeps_its_data(tmp_path: Path) -> 
         finally:
             await db.close()
 
-    assert anyio.run(accounts) == ([], "till", "bar")
+    assert anyio.run(accounts) == (list(range(2, len(ACCOUNTS.migrations) + 1)), "till", "bar")
     store.close()
 
     fresh = tmp_path / "fresh.db"
@@ -99,7 +99,7 @@ def test_an_embedded_server_database_of_0_1_0_keeps_its_data(tmp_path: Path) -> 
     anyio.run(lambda: _migrate_accounts(fresh))
     upgraded = _layout(path)
     assert upgraded == _layout(fresh)
-    assert upgraded["migrations"] == [("accounts", 1), *_all("store", STORE)]
+    assert upgraded["migrations"] == [*_all("accounts", ACCOUNTS), *_all("store", STORE)]
     assert all(name.startswith("fynlo_") for name in upgraded["tables"])
 
 
@@ -148,7 +148,7 @@ def test_fynlo_migrate_upgrades_the_file_in_place(
     assert main(["device", "list", "--tenant", EXPECTED["tenant"], "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)["devices"]
     assert [d["node_id"] for d in listed] == ["bar", "till"]
-    assert _layout(path)["migrations"] == [("accounts", 1), *_all("store", STORE)]
+    assert _layout(path)["migrations"] == [*_all("accounts", ACCOUNTS), *_all("store", STORE)]
 
 
 def _all(name: str, component: Component) -> list[tuple[str, int]]:
