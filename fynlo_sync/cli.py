@@ -51,6 +51,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "server": (
         "litestar",
         "uvicorn",
+        "h11",
         "anyio",
         "jwt",
         "argon2",
