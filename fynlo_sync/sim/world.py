@@ -216,7 +216,7 @@ class World:
         else:
             _fresh_db(self.server_path, "server")
             server_store = SqliteServerStore(self.server_path, synchronous="OFF")
-        self.replica = ServerReplica(server_store, self.registry)
+        self.replica = ServerReplica(server_store, self.registry, now_ms=self._now)
         self.network = Network(self.replica, self.lines.append)
         self.tenants = [f"r{k}" for k in range(schedule.tenants)]
         self.terminals: list[SimTerminal] = []
@@ -337,6 +337,10 @@ class World:
     def _term(self, step: Step) -> SimTerminal:
         return self.terminals[step.t % len(self.terminals)]
 
+    def _now(self) -> int:
+        # The server's receive time is virtual too, so a seed replays exactly.
+        return self.time.now
+
     def _do(self, step: Step) -> None:
         if step.kind == "tick":
             return
@@ -346,7 +350,7 @@ class World:
                 return
             self.replica.store.close()
             store = SqliteServerStore(self.server_path, synchronous="OFF")
-            self.replica = ServerReplica(store, self.registry)
+            self.replica = ServerReplica(store, self.registry, now_ms=self._now)
             self.network.replica = self.replica
             self.network.fire("server-restart")
             return
