@@ -25,6 +25,7 @@ ARGS: dict[str, dict[str, Any]] = {
     "cancel": {"attempt_id": "a1", "reason": "requested_by_customer"},
     "expire": {"attempt_id": "a1"},
     "refund": {"attempt_id": "a1", "refund_id": "r2", "amount": 300},
+    "reverse": {"attempt_id": "a1", "reason": "payment_returned"},
 }
 
 STAMP = Stamp(hlc="018bcfe568000000", node_id="till-a", seq=4)

@@ -176,3 +176,39 @@ def test_invariants_catch_what_breaks_the_money() -> None:
     )
     over["payments"] = {"a1": a2}
     assert any("above captured" in v for v in check_money({"orders": {"o-1": over}}))
+
+
+def test_a_late_failure_reverses_the_capture_in_the_ledger() -> None:
+    """payment_reverse (captured -> failed): the capture set stays, a reversal set
+    negates it, the order owes its balance again and every invariant holds."""
+    registry = payments_registry()
+    paid = order_with({"a1": attempt_in("captured", "open_banking")})
+    op = mkop(
+        5,
+        "command",
+        collection="orders",
+        record="o-1",
+        name="payment_reverse",
+        args={"attempt_id": "a1", "reason": "payment_returned"},
+    )
+    result = apply_op(paid, op, registry, 6)
+    assert result.status == "applied" and result.record is not None
+    fields = result.record.fields
+    a1 = fields["payments"]["a1"]
+    assert a1["state"] == "failed" and a1["reversed"]["by"] == "n1"
+    assert (fields["collected"], fields["paid"], fields["balance_due"]) == (0, 0, 1000)
+    sets = posting_sets("o-1", fields)
+    assert [s.set_id for s in sets] == ["o-1:a1:capture", "o-1:a1:reversal"]
+    assert unbalanced(sets) == []
+    capture, reversal = sets
+    assert reversal.event == "reversal"
+    assert [(p.account, p.kind, -p.amount) for p in reversal.postings] == [
+        (p.account, p.kind, p.amount) for p in capture.postings
+    ]
+    ledger = {s.set_id: s.to_fields() for s in sets}
+    assert check_money({"orders": {"o-1": fields}, "ledger": ledger}) == []
+    # A written capture set without its reversal is still one the payment calls for; a
+    # reversal of an attempt that was not reversed records no payment.
+    assert check_money({"orders": {"o-1": paid.fields}, "ledger": ledger}) != []
+    again = apply_op(result.record, op, registry, 7)
+    assert (again.status, again.reason) == ("rejected", "illegal-transition")

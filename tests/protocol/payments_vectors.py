@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from fynlo_sync.domains.payments.attempts import derive_money
 from fynlo_sync.domains.payments.fees import (
     DEFAULT_SCHEDULE,
     DEFAULT_SURCHARGE_RULES,
@@ -88,8 +89,21 @@ def payments_state_vectors() -> list[dict[str, Any]]:
                     },
                 }
             )
-    assert len(out) == 110 and sum(v["allowed"] for v in out) == 23
+    assert len(out) == 121 and sum(v["allowed"] for v in out) == 24
     return out + _rule_vectors(registry)
+
+
+def _overpaid() -> Any:
+    """An order paid by ``a1`` and overpaid by open banking ``a2`` (500 due back)."""
+    second = {**attempt_in("captured", method="open_banking"), "amount": 500, "tip": 0}
+    second.update(captured=500, overpaid=500)
+    row = order_with({"a1": attempt_in("captured"), "a2": second})
+    fields = dict(row.fields)
+    fields["refunds_due"] = {
+        "a2": {"amount": 500, "reason": "overpayment", "method": "open_banking"}
+    }
+    fields.update(derive_money(fields))
+    return msgspec.structs.replace(row, fields=fields)
 
 
 def _rule_vectors(registry: Any) -> list[dict[str, Any]]:
@@ -152,6 +166,20 @@ def _rule_vectors(registry: Any) -> list[dict[str, Any]]:
             "cash",
             {"attempt_id": "a2", "amount": 1000, "tip": 100, "tendered": 1099},
             "tendered-short",
+        ),
+        (
+            "rule: cash is not reversed (refund it from the drawer)",
+            order_with({"a1": attempt_in("captured", method="cash")}),
+            "reverse",
+            {"attempt_id": "a1", "reason": "payment_returned"},
+            "cash-not-reversible",
+        ),
+        (
+            "rule: a reversal clears the attempt's refund-due entry",
+            _overpaid(),
+            "reverse",
+            {"attempt_id": "a2", "reason": "payment_returned"},
+            None,
         ),
         (
             "rule: a partial capture releases the rest",

@@ -178,6 +178,7 @@ const TABLE = new Map([
   ['pending capture', 'captured'], ['authorised capture', 'captured'],
   ...LIVE.flatMap((s) => [[`${s} fail`, 'failed'], [`${s} cancel`, 'cancelled'], [`${s} expire`, 'expired']]),
   ['captured refund', 'refunded_partial'], ['refunded_partial refund', 'refunded_partial'],
+  ['captured reverse', 'failed'],
 ]);
 const nextAttemptState = (state, command) => TABLE.get(`${state} ${command}`) ?? null;
 
@@ -327,6 +328,22 @@ function paymentCommand(order, command, args, op, settings = DEFAULTS) {
       const remaining = dues[attemptId].amount - amount;
       if (remaining > 0) dues[attemptId] = { ...dues[attemptId], amount: remaining };
       else delete dues[attemptId];
+      patch.refunds_due = dues;
+    }
+    return patch;
+  }
+  if (command === 'reverse') {
+    // A late failure (19.4): the capture is undone, any refund-due entry goes.
+    if (a.method === 'cash') throw new Rejected('cash-not-reversible');
+    const ref = str(args, 'provider_ref', false);
+    if (ref !== null) a.provider_ref = ref;
+    a.failure_reason = str(args, 'reason', false);
+    a.state = target;
+    a.reversed = { day, by: op.node_id };
+    const patch = put(a);
+    const dues = { ...(order.refunds_due || {}) };
+    if (dues[attemptId] !== undefined) {
+      delete dues[attemptId];
       patch.refunds_due = dues;
     }
     return patch;

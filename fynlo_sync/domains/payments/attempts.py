@@ -54,6 +54,7 @@ PAYMENT_COMMANDS: Final = {
     "payment_cancel": "cancel",
     "payment_expire": "expire",
     "payment_refund": "refund",
+    "payment_reverse": "reverse",
 }
 
 ORDER_FIELDS: Final = {
@@ -418,6 +419,28 @@ def commands(settings: PaymentsSettings) -> dict[str, Command]:
             patch["refunds_due"] = dues
         return patch
 
+    def reverse(ctx: CommandContext) -> dict[str, Any]:
+        """A late failure: the provider took back a payment it had reported captured."""
+        attempt_id, attempt, target = _attempt(ctx, "reverse")
+        order = ctx.record
+        assert order is not None
+        if attempt["method"] == "cash":
+            raise _reject(
+                "cash-not-reversible", "cash taken is not reversed: refund it from the drawer"
+            )
+        ref = _str(ctx, "provider_ref", required=False)
+        if ref is not None:
+            attempt["provider_ref"] = ref
+        attempt["failure_reason"] = _str(ctx, "reason", required=False)
+        attempt["state"] = target
+        attempt["reversed"] = {"day": _day(ctx), "by": ctx.op.node_id}
+        patch = _put(ctx, attempt_id, attempt)
+        dues = dict(order.get("refunds_due") or {})
+        if attempt_id in dues:
+            del dues[attempt_id]  # nothing to pay back: the money never stayed
+            patch["refunds_due"] = dues
+        return patch
+
     table: dict[str, Callable[[CommandContext], dict[str, Any]]] = {
         "payment_start": start,
         "payment_cash": cash,
@@ -429,6 +452,7 @@ def commands(settings: PaymentsSettings) -> dict[str, Command]:
         "payment_cancel": step("cancel", reason=True),
         "payment_expire": step("expire"),
         "payment_refund": refund,
+        "payment_reverse": reverse,
     }
     return table
 

@@ -49,7 +49,7 @@ def check_order(
         if a["refunded"] != sum(r["amount"] for r in (a.get("refunds") or {}).values()):
             out.append(f"{at}: refunded {a['refunded']} is not the sum of its refunds")
         if a["state"] not in SETTLED_STATES:
-            if a["captured"] or a["refunded"]:
+            if a["refunded"] or (a["captured"] and a.get("reversed") is None):
                 out.append(f"{at}: {a['state']} but money moved")
             continue
         if attempt_net(a) < 0:

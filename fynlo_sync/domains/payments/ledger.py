@@ -16,9 +16,12 @@ account                kind                amount
 =====================  ==================  ====================
 
 A refund R posts ``customer`` +R and ``restaurant:<m>`` -R (kind ``refund``; fees are not
-returned). A correction (the processor's actual fee differs from the estimate) is a new
+returned). A reversal (``payment_reverse``: the provider took a captured payment back)
+posts every entry of the capture set negated (kind unchanged), on the day of the
+reversal. A correction (the processor's actual fee differs from the estimate) is a new
 set, never an edit. Entries of zero are left out. Set ids are stable:
-``<order>:<attempt>:capture`` and ``<order>:<attempt>:refund:<refund_id>`` (an id longer
+``<order>:<attempt>:capture``, ``<order>:<attempt>:reversal`` and
+``<order>:<attempt>:refund:<refund_id>`` (an id longer
 than an identifier's 128 characters is ``ps:`` and the MD5 of it), so writing the same set
 twice is idempotent.
 """
@@ -117,32 +120,45 @@ def posting_sets(order_id: str, order: Mapping[str, Any]) -> list[PostingSet]:
     attempts = order.get("payments") or {}
     for attempt_id in sorted(attempts):
         a = attempts[attempt_id]
-        if a["state"] not in SETTLED_STATES:
+        reversed_ = a.get("reversed")
+        if a["state"] not in SETTLED_STATES and reversed_ is None:
             continue
         method, fees = a["method"], a["fees"]
         funds = f"restaurant:{method}"
         captured, change, tip = a["captured"], a["change"], a["tip"]
         processing, platform = fees["processing"], fees["platform"]
         net = captured - change - processing - platform - tip
-        out.append(
-            PostingSet(
-                set_id=set_id(order_id, attempt_id, "capture"),
-                event="capture",
-                order_id=order_id,
-                attempt_id=attempt_id,
-                method=method,
-                currency=a["currency"],
-                day=fees["day"],
-                postings=_legs(
-                    ("customer", "gross", -captured),
-                    ("customer", "change", change),
-                    ("processor", "processor_fee", processing),
-                    ("platform", "platform_fee", platform),
-                    (f"tips:{a.get('employee') or 'pool'}", "tip", tip),
-                    (funds, "net", net),
-                ),
-            )
+        capture = PostingSet(
+            set_id=set_id(order_id, attempt_id, "capture"),
+            event="capture",
+            order_id=order_id,
+            attempt_id=attempt_id,
+            method=method,
+            currency=a["currency"],
+            day=fees["day"],
+            postings=_legs(
+                ("customer", "gross", -captured),
+                ("customer", "change", change),
+                ("processor", "processor_fee", processing),
+                ("platform", "platform_fee", platform),
+                (f"tips:{a.get('employee') or 'pool'}", "tip", tip),
+                (funds, "net", net),
+            ),
         )
+        out.append(capture)
+        if reversed_ is not None:
+            out.append(
+                PostingSet(
+                    set_id=set_id(order_id, attempt_id, "reversal"),
+                    event="reversal",
+                    order_id=order_id,
+                    attempt_id=attempt_id,
+                    method=method,
+                    currency=a["currency"],
+                    day=reversed_["day"],
+                    postings=tuple(Posting(p.account, p.kind, -p.amount) for p in capture.postings),
+                )
+            )
         refunds = a.get("refunds") or {}
         for refund_id in sorted(refunds):
             amount = refunds[refund_id]["amount"]

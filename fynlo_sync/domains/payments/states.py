@@ -4,6 +4,9 @@
 absent is illegal (``illegal-transition``). ``None`` is an attempt that does not exist yet.
 ``refund`` goes to ``refunded_partial``, or to ``refunded`` when it refunds everything
 that is left (the command decides which from the amount; the table names the first).
+``reverse`` is a late failure of a captured attempt (``payment_reverse``: the provider
+took the money back after reporting it captured); the attempt ends ``failed`` with
+``reversed`` set, and the ledger posts a reversal of its capture.
 
 An attempt is **live** while money may still move without a new attempt: ``created``,
 ``pending`` (with the provider), ``requires_action`` (3-D Secure, a bank's consent) and
@@ -51,6 +54,7 @@ COMMANDS: Final = (
     "cancel",
     "expire",
     "refund",
+    "reverse",
 )
 LIVE_STATES: Final = frozenset({"created", "pending", "requires_action", "authorised"})
 #: Money was captured (and may have been partly or wholly refunded since).
@@ -75,6 +79,10 @@ TRANSITIONS: Final[dict[tuple[str | None, str], str]] = {
     **{(state, "expire"): "expired" for state in _LIVE},
     ("captured", "refund"): "refunded_partial",
     ("refunded_partial", "refund"): "refunded_partial",
+    # A late failure: the provider reverses a payment it had reported captured (a bank
+    # payment returned after execution). The capture's posting set stays; a reversal set
+    # undoes it (section 19.8).
+    ("captured", "reverse"): "failed",
 }
 
 
