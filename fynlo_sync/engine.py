@@ -293,6 +293,8 @@ def _apply_delete(
         )
     if current.deleted:
         return Applied("applied")  # already gone: nothing to do
+    if collection.delete_guard is not None:
+        collection.delete_guard(current.fields, op)  # a domain may refuse (section 11.5)
     status: OutcomeStatus = "applied"
     rivals = [s for name in sorted(current.fields) if (s := _contested(current, name, op))]
     if rivals:

@@ -213,6 +213,10 @@ class Collection:
     #: The permission an op's actor must hold, by command name (or ``put``/``patch``/
     #: ``delete``); see :class:`ActorPolicy`.
     permissions: Mapping[str, str] = field(default_factory=dict)
+    #: A rule over a delete of a live record: ``delete_guard(fields, op)`` raises a
+    #: RejectedOpError to refuse it (payments refuses to delete an order that holds a
+    #: payment). It runs before any delete race is resolved (protocol section 11.5).
+    delete_guard: Callable[[Mapping[str, Any], Op], None] | None = None
 
     def __post_init__(self) -> None:
         table = self.state_table
@@ -454,7 +458,8 @@ class Extension:
     over every command of the collection, its own and the extension's:
     ``guard(before, after, ctx)`` sees the record's fields before the command and after
     its patch and derive, and raises a RejectedOpError to refuse it (payments refuses to
-    void an order that holds captured money)."""
+    void an order that holds captured money). ``delete_guard(fields, op)`` does the same
+    for a delete of a live record (payments refuses to delete an order with payments)."""
 
     collection: str
     fields: Mapping[str, Field] = field(default_factory=dict)
@@ -463,6 +468,9 @@ class Extension:
     guard: Callable[[Mapping[str, Any] | None, Mapping[str, Any], CommandContext], None] | None = (
         None
     )
+    #: A rule over deletes of the collection's records (:attr:`Collection.delete_guard`),
+    #: run after the collection's own.
+    delete_guard: Callable[[Mapping[str, Any], Op], None] | None = None
 
 
 def _extended(base: Collection, ext: Extension) -> Collection:
@@ -485,7 +493,22 @@ def _extended(base: Collection, ext: Extension) -> Collection:
     commands = {**base.commands, **ext.commands}
     if ext.guard is not None:
         commands = {name: _guarded(commands[name], ext.guard, derive) for name in commands}
-    return replace(base, fields={**base.fields, **ext.fields}, commands=commands, derive=derive)
+    delete_guard = base.delete_guard
+    if ext.delete_guard is not None:
+        own, theirs_ = base.delete_guard, ext.delete_guard
+
+        def delete_guard(fields: Mapping[str, Any], op: Op) -> None:
+            if own is not None:
+                own(fields, op)
+            theirs_(fields, op)
+
+    return replace(
+        base,
+        fields={**base.fields, **ext.fields},
+        commands=commands,
+        derive=derive,
+        delete_guard=delete_guard,
+    )
 
 
 def _guarded(

@@ -138,3 +138,20 @@ def test_fees(vector: dict[str, Any]) -> None:
         assert info.value.extra["reason"] == vector["error"]
     else:
         assert _run_fee(vector) == vector["expect"]
+
+
+DELETE = load("payments_delete.json")
+
+
+@pytest.mark.parametrize("vector", DELETE, ids=_ids(DELETE))
+def test_payments_delete(vector: dict[str, Any]) -> None:
+    record = msgspec.convert(vector["record"], Record)
+    op = msgspec.convert(vector["op"], Op)
+    result = apply_op(record, op, payments_registry(), vector["seq"])
+    got = {
+        "status": result.status,
+        "reason": result.reason,
+        "record": None if result.record is None else msgspec.to_builtins(result.record),
+        "conflict": None if result.conflict is None else msgspec.to_builtins(result.conflict),
+    }
+    assert got == vector["expect"]

@@ -14,7 +14,7 @@ from fynlo_sync.domains.payments.ledger import LEDGER
 from fynlo_sync.effects import SERVER_NODE
 from fynlo_sync.errors import RejectedOpError
 from fynlo_sync.replica import ServerReplica
-from fynlo_sync.store import MemoryServerStore, SqliteTerminalStore
+from fynlo_sync.store import MemoryServerStore, SqliteServerStore, SqliteTerminalStore
 from fynlo_sync.testing import ManualClock
 from fynlo_sync.transport import LoopbackTransport
 from tests.payments.fixtures import payments_registry
@@ -95,3 +95,66 @@ def test_two_offline_cash_payments_are_detected_at_sync(tmp_path: Path) -> None:
     assert check_money(rows) == []
     server.run_effects()  # nothing new to post: writing again changes nothing
     assert len(server.store.records("t1", LEDGER)) == 3
+
+
+def test_a_paid_order_cannot_be_deleted_on_push_or_on_the_terminal(tmp_path: Path) -> None:
+    """Terminal a, not having seen b's offline cash, deletes the paid order in one batch
+    with other writes: the server refuses that one op (payment-recorded), applies the rest,
+    and both terminals keep syncing; an unpaid order is still deleted. Once a knows the
+    payment its own terminal refuses the delete at once (the same engine rule)."""
+    registry = payments_registry()
+    server = ServerReplica(SqliteServerStore(tmp_path / "server.db"), registry)
+    clock = ManualClock(start_ms=1_700_000_000_000, tick_ms=1)
+
+    def terminal(node: str) -> Terminal:
+        store = SqliteTerminalStore(tmp_path / f"{node}.db", node)
+        link = LoopbackTransport(server, "t1", node)
+        return Terminal(store, registry, link, wall=clock, rng=random.Random(node))
+
+    a, b = terminal("till-a"), terminal("till-b")
+    for order_id in ("paid", "unpaid"):
+        a.command("orders", order_id, "open", {"currency": "GBP"})
+        a.command(
+            "orders",
+            order_id,
+            "add_line",
+            {"line_id": "l1", "item": "Fish", "qty": 1, "unit_price": 900},
+        )
+    a.sync()
+    b.sync()
+    b.command(
+        "orders",
+        "paid",
+        "payment_cash",
+        {"attempt_id": "c1", "amount": 900, "tendered": 1000, "offline": True},
+    )
+    delete_paid = a.delete("orders", "paid")  # a cannot know: its view has no payment
+    a.delete("orders", "unpaid")
+    a.command("orders", "next", "open", {"currency": "GBP"})
+    b.sync()
+    before = {r.record_id: r for r in server.store.records("t1", "orders")}
+    a.sync()
+    (refused,) = [o for o in a.outcomes() if o.status == "rejected"]
+    assert (refused.op_id, refused.reason) == (delete_paid.op_id, "payment-recorded")
+    after = {r.record_id: r for r in server.store.records("t1", "orders")}
+    assert after["paid"] == before["paid"]  # not deleted, not touched, no feed entry for it
+    assert after["unpaid"].deleted and not after["next"].deleted
+    feed = server.store.changes("t1", 0, 1000)
+    assert delete_paid.op_id not in {c.op_id for c in feed}
+    assert a.pending() == []
+    b.sync()  # the other terminal keeps syncing: it sees the deletion and the new order
+    b.command(
+        "orders", "next", "add_line", {"line_id": "l1", "item": "Tea", "qty": 1, "unit_price": 300}
+    )
+    b.sync()
+    a.sync()
+    for t in (a, b):
+        paid, unpaid, upcoming = (t.get("orders", k) for k in ("paid", "unpaid", "next"))
+        assert paid is not None and not paid.deleted and paid.fields["collected"] == 900
+        assert unpaid is None or unpaid.deleted
+        assert upcoming is not None and upcoming.fields["total"] == 300
+    # Now a knows: its own engine refuses the delete, and nothing is queued.
+    with pytest.raises(RejectedOpError) as info:
+        a.delete("orders", "paid")
+    assert info.value.extra["reason"] == "payment-recorded"
+    assert a.pending() == []

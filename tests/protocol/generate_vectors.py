@@ -29,7 +29,11 @@ from fynlo_sync.hlc import HybridClock, from_wire, pack, to_wire
 from fynlo_sync.ops import Batch, Op, Record, Stamp, ops_checksum
 from fynlo_sync.plugins import Collection, Field, Registry
 from fynlo_sync.schema import domains_document
-from tests.protocol.payments_vectors import fees_vectors, payments_state_vectors
+from tests.protocol.payments_vectors import (
+    fees_vectors,
+    payments_delete_vectors,
+    payments_state_vectors,
+)
 from tests.protocol.staff_vectors import overtime_vectors, timeclock_vectors
 from tests.protocol.vectors import (
     VECTOR_DIR,
@@ -1882,6 +1886,7 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "compact.json": compact_vectors,
     "payments_state.json": payments_state_vectors,
     "fees.json": fees_vectors,
+    "payments_delete.json": payments_delete_vectors,
 }
 
 

@@ -32,10 +32,11 @@ from fynlo_sync.domains.payments.states import COMMANDS, STATES, next_state
 from fynlo_sync.domains.payments.tips import TipSettings, tip_amount
 from fynlo_sync.engine import apply_op
 from fynlo_sync.hlc import pack, to_wire
-from fynlo_sync.ops import Op
+from fynlo_sync.ops import Op, Stamp
+from fynlo_sync.schema import collection_schema
 from tests.payments.fixtures import ARGS, attempt_in, order_with, payments_registry
 
-__all__ = ["fees_vectors", "payments_state_vectors", "rate_to_json"]
+__all__ = ["fees_vectors", "payments_delete_vectors", "payments_state_vectors", "rate_to_json"]
 
 T0 = 1_700_000_000_000
 SEQ = 12
@@ -568,3 +569,95 @@ def _tips(settings: TipSettings) -> dict[str, Any]:
         "base": settings.base,
         "rounding": settings.rounding,
     }
+
+
+def payments_delete_vectors() -> list[dict[str, Any]]:
+    """``payments_delete.json``: a delete of an order against the payments delete guard
+    (section 19.6): one vector per attempt state, an unpaid order, a reversed attempt, a
+    refund due, and delete races (the guard runs before the race is resolved)."""
+    registry = payments_registry()
+    orders = registry.collection("orders")
+    reversed_ = {
+        **attempt_in("captured", "open_banking"),
+        "state": "failed",
+        "reversed": {"day": "2023-11-14", "by": "till-a"},
+    }
+    cases: list[tuple[str, Any, int, str | None]] = [
+        ("an order without payments is deleted", order_with({}), 4, None),
+    ]
+    for state in STATES:
+        settled = state in ("captured", "refunded_partial", "refunded")
+        live = state in ("created", "pending", "requires_action", "authorised")
+        reason = "attempt-live" if live else "payment-recorded" if settled else None
+        verb = "is refused" if reason else "is deleted"
+        cases.append(
+            (
+                f"an order whose attempt is {state} {verb}",
+                order_with({"a1": attempt_in(state)}),
+                4,
+                reason,
+            )
+        )
+    cases += [
+        (
+            "an order whose payment was reversed is refused (the ledger records it)",
+            order_with({"a1": reversed_}),
+            4,
+            "payment-recorded",
+        ),
+        (
+            "a paid order edited by another node after the delete's base: refused, not raced",
+            _edited(order_with({"a1": attempt_in("captured")})),
+            4,
+            "payment-recorded",
+        ),
+        (
+            "an unpaid order edited by another node after the delete's base: the race rule",
+            _edited(order_with({"a1": attempt_in("cancelled")})),
+            4,
+            None,
+        ),
+    ]
+    out = []
+    for k, (name, row, base, reason) in enumerate(cases):
+        op = Op(
+            op_id=f"till-b-op-{40 + k}",
+            node_id="till-b",
+            seq=40 + k,
+            hlc=to_wire(pack(T0 + 7_000 + k, 0)),
+            base_seq=base,
+            collection="orders",
+            record_id="o-1",
+            kind="delete",
+        )
+        result = apply_op(row, op, registry, SEQ)
+        if reason is None:
+            assert result.status in ("applied", "merged"), (name, result)
+        else:
+            assert (result.status, result.reason) == ("rejected", reason), (name, result)
+        out.append(
+            {
+                "name": name,
+                "collection": collection_schema(orders),
+                "record": msgspec.to_builtins(row),
+                "op": msgspec.to_builtins(op),
+                "seq": SEQ,
+                "expect": {
+                    "status": result.status,
+                    "reason": result.reason,
+                    "record": None if result.record is None else msgspec.to_builtins(result.record),
+                    "conflict": None
+                    if result.conflict is None
+                    else msgspec.to_builtins(result.conflict),
+                },
+            }
+        )
+    assert sum(v["expect"]["status"] == "rejected" for v in out) == 9
+    return out
+
+
+def _edited(row: Any) -> Any:
+    """``row`` with its ``table`` written by till-a at seq 8 (after a delete based on 4)."""
+    stamps = dict(row.stamps)
+    stamps["table"] = Stamp(hlc=to_wire(pack(T0 + 6_500, 0)), node_id="till-a", seq=8)
+    return msgspec.structs.replace(row, stamps=stamps, version=8)

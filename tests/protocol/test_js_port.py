@@ -23,6 +23,9 @@ PORTED = (
     "push.json",
     "timeclock_state.json",
     "overtime.json",
+    "fees.json",
+    "payments_state.json",
+    "payments_delete.json",
 )
 
 

@@ -45,6 +45,7 @@ VECTOR_FILES = (
     "compact.json",
     "payments_state.json",
     "fees.json",
+    "payments_delete.json",
 )
 #: Files that hold one document, not an array of named vectors.
 DOCUMENT_FILES = ("domains.json",)

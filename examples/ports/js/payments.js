@@ -357,7 +357,19 @@ function paymentCommand(order, command, args, op, settings = DEFAULTS) {
   return put(a);
 }
 
+// Section 19.6: the delete guard. An order is deleted only while none of its attempts is
+// live or has moved money; it runs before the generic delete (11.5 step 4).
+function deleteGuard(order) {
+  const attempts = order.payments || {};
+  for (const k of sortedKeys(attempts)) {
+    const a = attempts[k];
+    if (LIVE.includes(a.state)) throw new Rejected('attempt-live');
+    if (a.captured || (a.reversed !== undefined && a.reversed !== null)) throw new Rejected('payment-recorded');
+  }
+  if (Object.keys(order.refunds_due || {}).length > 0) throw new Rejected('payment-recorded');
+}
+
 module.exports = {
-  Rejected, STATES, checkSurcharge, deriveMoney, divide, grossUp, nextAttemptState,
+  Rejected, STATES, checkSurcharge, deleteGuard, deriveMoney, divide, grossUp, nextAttemptState,
   paymentCommand, percentOf, quote, rank, splitEqual, splitRatio, tipAmount,
 };

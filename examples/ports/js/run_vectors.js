@@ -2,7 +2,7 @@
 'use strict';
 // Check this port against docs/protocol/vectors: canonical.json, checksum.json, hlc.json,
 // conflicts.json (every vector: put/patch/delete under the four built-in strategies),
-// fees.json and payments_state.json (the payments domain, payments.js),
+// fees.json, payments_state.json and payments_delete.json (the payments domain, payments.js),
 // orders_state.json (from the orders state table and schema in domains.json, the domains
 // document of section 21: no copy of the table here), and every checksum that appears in
 // push.json (batch bodies, refusals' `expected`, pull pages).
@@ -229,6 +229,25 @@ for (const v of load('payments_state.json')) {
     assertEqual(v.expect.status, 'applied', 'outcome');
     assertEqual(canonical(record), canonical(v.expect.record), 'record');
     assertEqual(record.fields.payments[id].state, v.next, 'attempt state');
+  });
+}
+
+// ----------------------------------- payments_delete.json (sections 11.5 step 4, 19.6)
+// The payments delete guard first (the port's deleteGuard), then the generic delete of
+// merge.js with the collection the vector spells out.
+for (const v of load('payments_delete.json')) {
+  check('payments_delete.json', v.name, () => {
+    let got;
+    try {
+      pay.deleteGuard(v.record.fields);
+      got = applyOp(v.collection, v.record, v.op, v.seq);
+    } catch (exc) {
+      if (!(exc instanceof pay.Rejected)) throw exc;
+      got = { status: 'rejected', reason: exc.reason, record: null, conflict: null };
+    }
+    for (const key of ['status', 'reason', 'record', 'conflict']) {
+      assertEqual(canonical(got[key] ?? null), canonical(v.expect[key]), key);
+    }
   });
 }
 

@@ -30,10 +30,12 @@ from fynlo_sync.domains.payments.settings import PaymentsSettings
 from fynlo_sync.domains.payments.states import LIVE_STATES, SETTLED_STATES, next_state
 from fynlo_sync.errors import IllegalTransitionError, RejectedOpError
 from fynlo_sync.hlc import from_wire, millis_of
+from fynlo_sync.ops import Op
 from fynlo_sync.plugins import Command, CommandContext, Extension, Field
 
 __all__ = [
     "ORDER_FIELDS",
+    "delete_guard",
     "guard",
     "PAYMENT_COMMANDS",
     "attempt_net",
@@ -481,6 +483,31 @@ def guard(before: Mapping[str, Any] | None, after: Mapping[str, Any], ctx: Comma
         )
 
 
+def delete_guard(fields: Mapping[str, Any], op: Op) -> None:
+    """An order is deleted only while none of its attempts is live or has moved money
+    (every attempt failed, cancelled or expired with nothing captured): the ledger and
+    the drawers record every payment against its order, so a paid order is voided (after
+    a refund), never deleted. ``attempt-live`` or ``payment-recorded`` otherwise."""
+    attempts = fields.get("payments") or {}
+    for key in sorted(attempts):
+        a = attempts[key]
+        if a["state"] in LIVE_STATES:
+            raise _reject(
+                "attempt-live",
+                f"attempt {key!r} is still live: finish or cancel it before deleting the order",
+                attempt_id=key,
+            )
+        if a["captured"] or a.get("reversed") is not None:
+            raise _reject(
+                "payment-recorded",
+                f"attempt {key!r} ({a['state']}) moved money and the ledger records it: "
+                "refund and void the order instead of deleting it",
+                attempt_id=key,
+            )
+    if fields.get("refunds_due"):
+        raise _reject("payment-recorded", "the order has money due back: settle it first")
+
+
 def order_extension(settings: PaymentsSettings) -> Extension:
     """What the payments plugin adds to ``orders``."""
     return Extension(
@@ -489,4 +516,5 @@ def order_extension(settings: PaymentsSettings) -> Extension:
         commands=commands(settings),
         derive=derive_money,
         guard=guard,
+        delete_guard=delete_guard,
     )
