@@ -20,6 +20,12 @@
   reuse: the chain is revoked.
 * A chain lives at most ``refresh_max_lifetime_s`` from its enrollment; then the device
   enrolls again.
+* A **WebSocket ticket** (``wt_`` and 256 random bits, stored as its SHA-256) stands for
+  one device's access token on one WebSocket upgrade, so no token is put in a URL: it is
+  issued to an authenticated device, used up atomically on first presentation (a
+  conditional ``UPDATE``: of two simultaneous uses exactly one wins), and expires after
+  ``ticket_ttl_s``. It carries the device's epoch, so revoking the device or ending its
+  chain kills its unused tickets too.
 
 The logic is written once over :class:`~fynlo_sync.store.sqlport.SqlPort` (PostgreSQL or SQLite).
 """
@@ -50,6 +56,7 @@ __all__ = [
     "Enrollment",
     "Grant",
     "TenantNotFoundError",
+    "TicketHolder",
 ]
 
 #: Versioned migrations of the account tables (portable SQL). Append; never edit one.
@@ -93,6 +100,18 @@ ACCOUNT_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE fynlo_refresh_tokens ADD COLUMN successor_hash TEXT;
     ALTER TABLE fynlo_refresh_tokens ADD COLUMN chain_ms BIGINT;
     ALTER TABLE fynlo_enrollments ADD COLUMN failures INTEGER NOT NULL DEFAULT 0
+    """,
+    # One-time WebSocket tickets (section 7): stored as their SHA-256, used once, short-lived.
+    """
+    CREATE TABLE fynlo_ws_tickets (
+        ticket_hash TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        expires_ms BIGINT NOT NULL,
+        used_ms BIGINT
+    );
+    CREATE INDEX fynlo_ws_tickets_expiry ON fynlo_ws_tickets (expires_ms)
     """,
 )
 
@@ -144,6 +163,15 @@ class DeviceState:
     revoked: bool
 
 
+@dataclass(frozen=True, slots=True)
+class TicketHolder:
+    """Whom a used WebSocket ticket authenticates: a device, under the chain ``epoch``."""
+
+    tenant_id: str
+    node_id: str
+    epoch: int
+
+
 def _sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -161,6 +189,7 @@ class Accounts:
         refresh_grace_s: int = 30,
         refresh_max_lifetime_s: int = 180 * 24 * 3600,
         max_code_failures: int = 5,
+        ticket_ttl_s: int = 30,
     ) -> None:
         self.db = db
         self.now_ms = now_ms
@@ -169,6 +198,7 @@ class Accounts:
         self.refresh_grace_ms = refresh_grace_s * 1000
         self.refresh_max_lifetime_ms = refresh_max_lifetime_s * 1000
         self.max_code_failures = max_code_failures
+        self.ticket_ttl_ms = ticket_ttl_s * 1000
         self._argon2: anyio.CapacityLimiter | None = None
 
     async def _argon2_call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -420,6 +450,60 @@ class Accounts:
             _sha256(grant.refresh_token),
         )
         return grant
+
+    async def issue_ticket(self, tenant_id: str, node_id: str, epoch: int) -> str:
+        """A one-time WebSocket ticket for this device (its access token's ``epoch``).
+        Tickets that expired more than a minute ago are deleted on the way."""
+        now = self.now_ms()
+        ticket = "wt_" + secrets.token_urlsafe(32)
+        async with self.db.transaction() as tx:
+            await tx.execute("DELETE FROM fynlo_ws_tickets WHERE expires_ms < $1", now - 60_000)
+            await tx.execute(
+                "INSERT INTO fynlo_ws_tickets (ticket_hash, tenant_id, node_id, epoch,"
+                " expires_ms) VALUES ($1, $2, $3, $4, $5)",
+                _sha256(ticket),
+                tenant_id,
+                node_id,
+                epoch,
+                now + self.ticket_ttl_ms,
+            )
+        return ticket
+
+    async def use_ticket(self, ticket: str) -> TicketHolder:
+        """Use a WebSocket ticket up (once, atomically) and say whose it is; refused (401,
+        ``reason`` ``ticket-unknown``, ``ticket-used``, ``ticket-expired``) otherwise, or
+        when its device was revoked or its chain ended since it was issued."""
+        if not ticket.startswith("wt_") or len(ticket) > 128 or "\x00" in ticket:
+            raise UnauthenticatedError("the WebSocket ticket is unknown", reason="ticket-unknown")
+        now = self.now_ms()
+        digest = _sha256(ticket)
+        async with self.db.transaction() as tx:
+            used = await tx.execute(
+                "UPDATE fynlo_ws_tickets SET used_ms = $2"
+                " WHERE ticket_hash = $1 AND used_ms IS NULL AND expires_ms > $2",
+                digest,
+                now,
+            )
+            row = await tx.fetchrow(
+                "SELECT t.tenant_id, t.node_id, t.epoch, t.used_ms, d.epoch, d.revoked_ms"
+                " FROM fynlo_ws_tickets t JOIN fynlo_devices d"
+                " ON d.tenant_id = t.tenant_id AND d.node_id = t.node_id"
+                " WHERE t.ticket_hash = $1",
+                digest,
+            )
+        if row is None:
+            raise UnauthenticatedError("the WebSocket ticket is unknown", reason="ticket-unknown")
+        if not used:
+            if row[3] is not None:
+                raise UnauthenticatedError(
+                    "the WebSocket ticket was already used: get a new one", reason="ticket-used"
+                )
+            raise UnauthenticatedError(
+                "the WebSocket ticket has expired: get a new one", reason="ticket-expired"
+            )
+        if row[5] is not None or int(row[2]) != int(row[4]):
+            raise UnauthenticatedError("the device's tokens are revoked")
+        return TicketHolder(str(row[0]), str(row[1]), int(row[2]))
 
     async def revoke(self, tenant_id: str, node_id: str) -> None:
         """Cut a device off at once: its access and refresh tokens stop working."""

@@ -5,23 +5,28 @@ claims ``sub`` (the node id), ``tid`` (the tenant id), ``ep`` (the device's toke
 ``iat`` and ``exp``; all five are required. On every request the device is looked up: a
 revoked device, or a token of an ended chain (another epoch), gets 401 at once.
 
-The token comes in ``Authorization: Bearer <token>``; a WebSocket may pass it as
-``?token=<token>`` instead, since browsers cannot set headers on a WebSocket.
+The token comes in ``Authorization: Bearer <token>``. A WebSocket upgrade (browsers cannot
+set its headers) may instead carry ``?ticket=<ticket>``: a one-time ticket the device got
+from ``POST /v1/sync/ws-ticket`` (:meth:`~server.accounts.Accounts.use_ticket`), so no
+token is put in a URL; a refused ticket is answered with a 401 problem instead of the
+upgrade. ``?token=<token>`` still works for terminals that predate tickets (deprecated).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException, WebSocketException
 from litestar.middleware.authentication import AuthenticationResult
 from litestar.security.jwt import JWTAuth, JWTAuthenticationMiddleware, Token
 
+from fynlo_sync.errors import FynloError, UnauthenticatedError
 from server.accounts import Accounts, Grant
 
 __all__ = [
@@ -58,7 +63,70 @@ class AccessToken(Token):
 WS_UNAUTHENTICATED = 4401
 
 
+async def _deny(scope: Any, receive: Any, send: Any, error: FynloError) -> None:
+    """Refuse a WebSocket upgrade with the problem (401 for a refused ticket; the ASGI
+    denial response), or, on an ASGI server without that extension, close it with 4401 (the
+    client sees 403)."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" not in (scope.get("extensions") or {}):
+        await send({"type": "websocket.close", "code": WS_UNAUTHENTICATED, "reason": ""})
+        return
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"cache-control", b"no-store"),
+        (b"x-content-type-options", b"nosniff"),
+    ]
+    if error.status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    start = {"type": "websocket.http.response.start", "status": error.status, "headers": headers}
+    await send(start)
+    body = msgspec.json.encode(error.problem())
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
 class _Middleware(JWTAuthenticationMiddleware):
+    #: The live account store (set on the subclass :func:`make_jwt_auth` makes).
+    accounts: Callable[[], Accounts]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == ScopeType.WEBSOCKET and b"ticket=" in scope.get("query_string", b""):
+            connection: ASGIConnection[Any, Any, Any, Any] = ASGIConnection(scope)
+            ticket = connection.query_params.get("ticket")
+            if ticket is not None:
+                try:
+                    result = await self._ticket(connection, ticket)
+                except FynloError as exc:  # refused, or the store failed (store-error)
+                    await _deny(scope, receive, send, exc)
+                    return
+                scope["user"], scope["auth"] = result.user, result.auth
+                await self.app(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+    async def _ticket(
+        self, connection: ASGIConnection[Any, Any, Any, Any], ticket: str
+    ) -> AuthenticationResult:
+        """Authenticate an upgrade by its one-time ticket. With an access token in the
+        header as well, both must name the same device."""
+        holder = await type(self).accounts().use_ticket(ticket)
+        device = Device(holder.tenant_id, holder.node_id)
+        if connection.headers.get(self.auth_header):
+            try:
+                other = await self._authenticate(connection)
+            except NotAuthorizedException as exc:
+                raise UnauthenticatedError(str(exc.detail)) from None
+            if other.user != device:
+                raise UnauthenticatedError(
+                    "the WebSocket ticket is another device's", reason="ticket-device"
+                )
+        # Stands for the access token the ticket was issued under (its epoch is rechecked
+        # while the socket is open).
+        exp = datetime.now(UTC) + timedelta(minutes=1)
+        token = AccessToken(exp=exp, sub=holder.node_id, tid=holder.tenant_id, ep=holder.epoch)
+        return AuthenticationResult(user=device, auth=token)
+
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
@@ -101,6 +169,7 @@ def make_jwt_auth(
 
     handler: Callable[[AccessToken, ASGIConnection[Any, Any, Any, Any]], Awaitable[Device | None]]
     handler = retrieve_device
+    middleware = type("DeviceAuthMiddleware", (_Middleware,), {"accounts": staticmethod(accounts)})
     return JWTAuth[Device, AccessToken](
         token_secret=secret,
         retrieve_user_handler=handler,
@@ -109,7 +178,7 @@ def make_jwt_auth(
         require_claims=list(_REQUIRED),
         verify_expiry=True,
         exclude=exclude,
-        authentication_middleware_class=_Middleware,
+        authentication_middleware_class=middleware,
         token_cls=AccessToken,
         description="A device's access token from POST /v1/auth/device or /v1/auth/refresh.",
     )

@@ -120,6 +120,7 @@ def _accounts(db: Any, settings: Settings, now_ms: Callable[[], int]) -> Account
         refresh_grace_s=settings.refresh_grace_s,
         refresh_max_lifetime_s=settings.refresh_max_lifetime_s,
         max_code_failures=settings.max_code_failures,
+        ticket_ttl_s=settings.ws_ticket_ttl_s,
     )
 
 

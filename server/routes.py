@@ -113,6 +113,11 @@ class TokenResponse(Struct, frozen=True):
     tenant_id: str
 
 
+class WsTicket(Struct, frozen=True):
+    ticket: str
+    expires_in: int
+
+
 class ConflictList(Struct, frozen=True):
     conflicts: list[Record]
 
@@ -193,6 +198,17 @@ async def pull(
     )
     observe.pulled(page, start)
     return page
+
+
+@post("/v1/sync/ws-ticket", status_code=200, cache_control=NO_STORE)
+async def ws_ticket(request: DeviceRequest, rt: NamedDependency[Runtime]) -> WsTicket:
+    """A one-time ticket for one WebSocket upgrade: ``GET /v1/sync/ws?ticket=<ticket>``
+    within ``expires_in`` seconds, instead of putting the access token in the URL."""
+    device = request.user
+    ticket = await rt.backend.accounts.issue_ticket(
+        device.tenant_id, device.node_id, request.auth.ep
+    )
+    return WsTicket(ticket, rt.settings.ws_ticket_ttl_s)
 
 
 @websocket("/v1/sync/ws")
@@ -310,6 +326,7 @@ ROUTES = [
     auth_refresh,
     push,
     pull,
+    ws_ticket,
     pokes,
     conflicts,
     resolve,

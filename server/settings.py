@@ -54,6 +54,7 @@ FYNLO_MAX_CLOCK_SKEW_MS    how far ahead of the server's clock an op's HLC may b
 FYNLO_WS_RECHECK_MS        how often open poke sockets are checked for revocation, ms (1000)
 FYNLO_INTERNAL_TOKEN       when set, /metrics and /schema need `Authorization: Bearer <it>`
                            (else they are public; see docs/security.md)
+FYNLO_WS_TICKET_TTL        lifetime of a one-time WebSocket ticket, seconds (30; at most 300)
 FYNLO_REQUEST_TIMEOUT      seconds a client has to send a request's headers and body (20)
 FYNLO_MAX_CONNECTIONS      concurrent connections per server process (1000); then 503
 =========================  ===========================================================
@@ -138,6 +139,7 @@ class Settings:
     request_timeout_s: int = 20
     #: Bearer token for /metrics and /schema ("" : public).
     internal_token: str = field(default="", repr=False)
+    ws_ticket_ttl_s: int = 30
     ws_recheck_ms: int = 1000
     max_clock_skew_ms: int = 300_000
     max_connections: int = 1000
@@ -179,6 +181,8 @@ class Settings:
             raise SettingsError("FYNLO_SECRET_KEY is too short: use at least 32 characters")
         if self.access_ttl_s > 3600:
             raise SettingsError("FYNLO_ACCESS_TTL may be at most 3600 seconds (one hour)")
+        if self.ws_ticket_ttl_s > 300:
+            raise SettingsError("FYNLO_WS_TICKET_TTL may be at most 300 seconds")
         if self.refresh_grace_s > 300:
             raise SettingsError("FYNLO_REFRESH_GRACE may be at most 300 seconds")
         if self.refresh_max_lifetime_s < self.refresh_ttl_s:
@@ -239,6 +243,7 @@ class Settings:
             max_sockets_per_device=_int(env, "FYNLO_WS_PER_DEVICE", cls.max_sockets_per_device),
             request_timeout_s=_int(env, "FYNLO_REQUEST_TIMEOUT", cls.request_timeout_s),
             internal_token=env.get("FYNLO_INTERNAL_TOKEN", ""),
+            ws_ticket_ttl_s=_int(env, "FYNLO_WS_TICKET_TTL", cls.ws_ticket_ttl_s),
             ws_recheck_ms=_int(env, "FYNLO_WS_RECHECK_MS", cls.ws_recheck_ms, 50),
             max_clock_skew_ms=_int(env, "FYNLO_MAX_CLOCK_SKEW_MS", cls.max_clock_skew_ms, 1000),
             max_connections=_int(env, "FYNLO_MAX_CONNECTIONS", cls.max_connections),
@@ -289,6 +294,7 @@ class Settings:
             "FYNLO_WS_PER_DEVICE": str(self.max_sockets_per_device),
             "FYNLO_REQUEST_TIMEOUT": str(self.request_timeout_s),
             "FYNLO_WS_RECHECK_MS": str(self.ws_recheck_ms),
+            "FYNLO_WS_TICKET_TTL": str(self.ws_ticket_ttl_s),
             "FYNLO_MAX_CLOCK_SKEW_MS": str(self.max_clock_skew_ms),
             "FYNLO_MAX_CONNECTIONS": str(self.max_connections),
             "FYNLO_PLUGINS": ",".join(self.plugins),

@@ -9,6 +9,8 @@ Problem-details bodies come back as the same typed errors the server raised (by 
 
 :class:`PokeListener` keeps a WebSocket open on ``/v1/sync/ws`` on a background thread,
 reconnecting with backoff, and reports each poke's cursor (``on_poke`` and :meth:`next`).
+Each connection is authenticated by a one-time ticket (``POST /v1/sync/ws-ticket``, then
+``?ticket=``), so the access token is never put in a URL or sent on the upgrade.
 """
 
 from __future__ import annotations
@@ -235,6 +237,12 @@ class HttpTransport:
         """An authenticated POST of JSON to any /v1 path, decoded as JSON."""
         return msgspec.json.decode(self._authed("POST", path, content=msgspec.json.encode(body)))
 
+    def ws_ticket(self) -> str:
+        """A one-time ticket for one WebSocket upgrade (``?ticket=``; expires in seconds)."""
+        body = msgspec.json.decode(self._authed("POST", "/v1/sync/ws-ticket", content=b"{}"))
+        ticket: str = body["ticket"]
+        return ticket
+
     def ws_url(self) -> str:
         scheme = "wss" if self.base_url.startswith("https:") else "ws"
         return scheme + self.base_url[self.base_url.index(":") :] + "/v1/sync/ws"
@@ -245,7 +253,8 @@ class HttpTransport:
 
 class PokeListener:
     """Holds a WebSocket to ``/v1/sync/ws`` open on a daemon thread, reconnecting with
-    backoff (a refused handshake first refreshes the tokens). Each poke's cursor goes to
+    backoff, each time with a new one-time ticket (getting one refreshes the tokens when
+    the access token has expired). Each poke's cursor goes to
     ``on_poke`` (on the listener's thread) and to a queue read by :meth:`next`."""
 
     def __init__(
@@ -290,13 +299,10 @@ class PokeListener:
         from websockets.exceptions import InvalidStatus, WebSocketException
 
         while not self._stop.is_set():
-            tokens = self.transport.tokens
             try:
-                if tokens is None:
-                    raise UnauthenticatedError("no tokens")
+                ticket = self.transport.ws_ticket()
                 with self._connect(
-                    self.transport.ws_url(),
-                    additional_headers={"Authorization": f"Bearer {tokens.access_token}"},
+                    f"{self.transport.ws_url()}?ticket={ticket}",
                     proxy=None,
                     open_timeout=5,
                     user_agent_header=USER_AGENT,
@@ -313,9 +319,7 @@ class PokeListener:
                             except Exception:  # the caller's bug must not end the listener
                                 _log.exception("on_poke failed for cursor %d", poke.cursor)
             except InvalidStatus:
-                # Refused at the handshake: the access token expired or was revoked.
-                with contextlib.suppress(FynloError):
-                    self.transport.refresh()
+                pass  # the ticket was refused (expired on the way): the next one is new
             except (OSError, WebSocketException, FynloError, msgspec.DecodeError):
                 pass
             finally:
