@@ -190,6 +190,17 @@ def authorize(op: Op, registry: Registry, actor: Record | None) -> None:
         raise _forbidden(f"employee {actor_id!r} does not hold {needed}", needed)
 
 
+def _held(op: Op, registry: Registry, actor: Record | None) -> frozenset[str] | None:
+    """What a command sees as :attr:`CommandContext.permissions` (after :func:`authorize`
+    passed): ``None`` when actors are not checked."""
+    policy = registry.actor_policy
+    if policy is None or op.node_id == SERVER_NODE:
+        return None
+    if op.actor_id is None or actor is None:
+        return frozenset()
+    return policy.permissions(actor.fields)
+
+
 def actor_keys(ops: Sequence[Op], registry: Registry) -> list[Key]:
     """The actor records a batch's check reads (load them in the push's transaction)."""
     policy = registry.actor_policy
@@ -253,6 +264,7 @@ def _apply_op(
                     args=op.args,
                     op=op,
                     received_ms=received_ms,
+                    permissions=_held(op, registry, actor),
                 )
             )
             collection.check_fields(patch, by_command=True)

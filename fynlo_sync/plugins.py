@@ -94,6 +94,31 @@ class CommandContext:
     args: Mapping[str, Any]
     op: Op
     received_ms: int | None = None
+    #: The permissions the op's actor holds when a plugin's actor policy checks actors
+    #: (empty when the op has no actor); ``None`` when actors are not checked (no actor
+    #: policy, or the server's own op). See :meth:`require`.
+    permissions: frozenset[str] | None = None
+
+    def require(self, permission: str, why: str) -> bool:
+        """A rule that needs ``permission`` only in some cases (a refund above a limit):
+        refuse the op (``forbidden``, naming the permission, as the actor check of protocol
+        section 20.1 does) unless its actor holds it. Returns False when actors are not
+        checked, so the caller applies its own fallback; True when the actor holds it."""
+        if self.permissions is None:
+            return False
+        if permission not in self.permissions:
+            who = self.op.actor_id
+            raise RejectedOpError(
+                f"{why} needs {permission}: "
+                + (
+                    "sign in an employee who holds it"
+                    if who is None
+                    else f"employee {who!r} does not hold it"
+                ),
+                reason="forbidden",
+                permission=permission,
+            )
+        return True
 
 
 #: A command returns the fields it sets (a patch); to refuse, it raises a RejectedOpError.

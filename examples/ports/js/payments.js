@@ -352,7 +352,10 @@ function paymentCommand(order, command, args, op, settings = DEFAULTS) {
   const ref = str(args, 'provider_ref', false);
   if (ref !== null) a.provider_ref = ref;
   if (command === 'fail' || command === 'cancel') a.failure_reason = str(args, 'reason', false);
-  if (command === 'cancel' && bool(args, 'offline')) manager(args);
+  if (command === 'cancel' && bool(args, 'offline')) {
+    manager(args);
+    a.approved_by = str(args, 'approved_by', false);
+  }
   a.state = target;
   return put(a);
 }

@@ -182,9 +182,22 @@ def _day(ctx: CommandContext) -> str:
     return date_of(millis_of(from_wire(ctx.op.hlc)))
 
 
-def _manager(ctx: CommandContext, why: str) -> None:
-    if _str(ctx, "approved_by", required=False) is None:
+#: The staff permission each manager rule needs (protocol section 19.4).
+REFUND_ABOVE_LIMIT: Final = "refund.above_limit"
+OFFLINE_OVERRIDE: Final = "payment.offline"
+
+
+def _manager(ctx: CommandContext, why: str, permission: str) -> str | None:
+    """A manager's approval, and who gave it. With the staff plugin (actors checked) the
+    op's actor must be an active employee holding ``permission`` (``forbidden`` names it):
+    a manager signs in for the op, and is its approver. Without it, the free-text
+    ``approved_by`` argument is the approval (``manager-required`` when missing)."""
+    if ctx.require(permission, why):
+        return ctx.op.actor_id
+    approver = _str(ctx, "approved_by", required=False)
+    if approver is None:
         raise _reject("manager-required", f"{why} needs a manager's approval")
+    return approver
 
 
 # -------------------------------------------------------------------------- commands
@@ -338,7 +351,9 @@ def commands(settings: PaymentsSettings) -> dict[str, Command]:
             )
         attempt = new_attempt(ctx, "cash", amount, tip)
         if attempt["offline"] and amount > settings.offline_manager_limit:
-            _manager(ctx, f"cash above {settings.offline_manager_limit} taken offline")
+            attempt["approved_by"] = _manager(
+                ctx, f"cash above {settings.offline_manager_limit} taken offline", OFFLINE_OVERRIDE
+            )
         attempt["tendered"] = tendered
         attempt["change"] = tendered - amount - tip
         return settle(ctx, attempt_id, attempt, tendered)
@@ -352,7 +367,7 @@ def commands(settings: PaymentsSettings) -> dict[str, Command]:
             if reason:
                 attempt["failure_reason"] = _str(ctx, "reason", required=False)
             if command == "cancel" and _bool(ctx, "offline"):
-                _manager(ctx, "a void made offline")
+                attempt["approved_by"] = _manager(ctx, "a void made offline", OFFLINE_OVERRIDE)
             attempt["state"] = target
             return _put(ctx, attempt_id, attempt)
 
@@ -397,14 +412,17 @@ def commands(settings: PaymentsSettings) -> dict[str, Command]:
                 f"only {left} of this payment is left to refund",
                 refundable=left,
             )
+        approver = _str(ctx, "approved_by", required=False)
         if amount > settings.refund_manager_limit:
-            _manager(ctx, f"a refund above {settings.refund_manager_limit}")
+            approver = _manager(
+                ctx, f"a refund above {settings.refund_manager_limit}", REFUND_ABOVE_LIMIT
+            )
         if _bool(ctx, "offline"):
-            _manager(ctx, "a refund made offline")
+            approver = _manager(ctx, "a refund made offline", OFFLINE_OVERRIDE)
         refunds[refund_id] = {
             "amount": amount,
             "by": ctx.op.node_id,
-            "approved_by": _str(ctx, "approved_by", required=False),
+            "approved_by": approver,
             "day": _day(ctx),
         }
         attempt["refunds"] = refunds

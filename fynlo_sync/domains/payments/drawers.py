@@ -185,4 +185,6 @@ DRAWERS_COLLECTION: Final = Collection(
     states=("open", "closed"),
     commands=_COMMANDS,
     derive=drawer_figures,
+    # With the staff plugin, closing a drawer (the Z-report) needs drawer.close.
+    permissions={"drawer_close": "drawer.close"},
 )

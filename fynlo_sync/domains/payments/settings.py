@@ -1,8 +1,9 @@
 """The payments plugin's tenant settings, with documented defaults (protocol section 19.4).
 
 Terminal and server must run with the same settings (they are part of the schema: a
-command decides with them). Until the staff plugin's roles land, "needs a manager" is an
-``approved_by`` argument naming the manager, required above these limits.
+command decides with them). "Needs a manager" above these limits means, with the staff
+plugin, that the op's actor holds the permission (``refund.above_limit``,
+``payment.offline``); without it, an ``approved_by`` argument naming the manager.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ PERMISSIONS: Final = {
     "drawer.close": "close a cash drawer",
     "conflict.resolve": "resolve a parked sync conflict",
     "refund.above_limit": "refund above the tenant's unsupervised limit",
+    "payment.offline": "approve what the offline risk limits hold back: cash above the "
+    "offline limit, and refunds and voids, taken while the terminal is offline",
     "timeclock.approve": "approve or refuse overtime and punch adjustments",
     "employee.manage": "add, change and deactivate employees, set PINs",
 }
@@ -32,6 +34,7 @@ ROLES: Final[dict[str, frozenset[str]]] = {
             "drawer.close",
             "conflict.resolve",
             "refund.above_limit",
+            "payment.offline",
             "timeclock.approve",
             "employee.manage",
         }
