@@ -218,6 +218,7 @@ def apply_op(
     received_ms: int | None = None,
     actor: Record | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    client_address: str | None = None,
 ) -> Applied:
     """Decide ``op`` against ``current`` (the record now, or ``None`` if it never existed).
 
@@ -228,7 +229,7 @@ def apply_op(
     same result on every replica. A result whose ``fields`` would be larger than
     ``limits.max_record_bytes`` is rejected (``record-too-large``).
     """
-    applied = _apply_op(current, op, registry, seq, received_ms, actor)
+    applied = _apply_op(current, op, registry, seq, received_ms, actor, client_address)
     if applied.record is not None and not applied.record.deleted:
         size = encoded_size(applied.record.fields)
         if size > limits.max_record_bytes:
@@ -249,6 +250,7 @@ def _apply_op(
     seq: int,
     received_ms: int | None,
     actor: Record | None,
+    client_address: str | None = None,
 ) -> Applied:
     try:
         collection = registry.collection(op.collection)
@@ -265,6 +267,7 @@ def _apply_op(
                     op=op,
                     received_ms=received_ms,
                     permissions=_held(op, registry, actor),
+                    client_address=client_address,
                 )
             )
             collection.check_fields(patch, by_command=True)
@@ -490,6 +493,7 @@ def plan_push(
     cursor: int,
     received_ms: int | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    client_address: str | None = None,
 ) -> Plan:
     """Plan committing ``batch`` on the server.
 
@@ -553,6 +557,7 @@ def plan_push(
             received_ms=received_ms,
             actor=_actor_of(op, registry, working),
             limits=limits,
+            client_address=client_address,
         )
         outcome = Outcome(
             op_id=op.op_id,

@@ -88,12 +88,15 @@ class CommandContext:
     """What a command sees: the record's current fields (``None`` if it does not exist or
     is deleted), the op's arguments, the op itself (author, HLC), and ``received_ms``: the
     server's receive time of the batch in ms (``None`` while a terminal applies the command
-    optimistically; the server's answer, with the server's time, replaces that state)."""
+    optimistically; the server's answer, with the server's time, replaces that state).
+    ``client_address``: the address the server received the batch from (``None`` on a
+    terminal, for the server's own ops, or when unknown), for network checks."""
 
     record: Mapping[str, Any] | None
     args: Mapping[str, Any]
     op: Op
     received_ms: int | None = None
+    client_address: str | None = None
     #: The permissions the op's actor holds when a plugin's actor policy checks actors
     #: (empty when the op has no actor); ``None`` when actors are not checked (no actor
     #: policy, or the server's own op). See :meth:`require`.
@@ -457,6 +460,10 @@ def load_settings(model: type[S], prefix: str, environ: Mapping[str, str]) -> S:
         for var, name in sorted(names.items()):
             if f"`$.{name}`" in text:
                 raise SettingsError(f"{var}: {text}", variable=var) from None
+        for var in sorted(names, key=len, reverse=True):
+            if text.startswith(f"{var}:") or text.startswith(f"{var} "):
+                # a __post_init__ check that names its variable
+                raise SettingsError(text, variable=var) from None
         raise SettingsError(f"{prefix}*: {text}", variable=prefix + "*") from None
 
 

@@ -113,8 +113,10 @@ def push_step(
     *,
     received_ms: int | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    client_address: str | None = None,
 ) -> Step[Plan]:
-    """One push in the tenant's transaction. The batch has passed ``check_batch``."""
+    """One push in the tenant's transaction. The batch has passed ``check_batch``;
+    ``client_address`` (the peer it came from) reaches commands beside ``received_ms``."""
     high_water: int = yield Call("high_water", (tenant, batch.node_id))
     replayed = [op.seq for op in batch.ops if op.seq <= high_water]
     prior = yield Call("prior_outcomes", (tenant, batch.node_id, replayed))
@@ -130,6 +132,7 @@ def push_step(
         cursor=cursor,
         received_ms=received_ms,
         limits=limits,
+        client_address=client_address,
     )
     if plan.new_outcomes:
         yield Call("commit", (tenant, plan))
@@ -480,12 +483,27 @@ class ServerReplica(_Loop):
         if plan.effects and self.inline_effects:
             self.run_effects()
 
-    def push(self, tenant: str, body: bytes | Batch, *, node_id: str | None = None) -> PushResult:
+    def push(
+        self,
+        tenant: str,
+        body: bytes | Batch,
+        *,
+        node_id: str | None = None,
+        client_address: str | None = None,
+    ) -> PushResult:
         """Apply a batch (raw JSON bytes, verified here, or an already decoded Batch).
-        ``node_id``, when given, is the authenticated device: it may push only its own ops."""
+        ``node_id``, when given, is the authenticated device: it may push only its own ops;
+        ``client_address`` the peer it came from (commands see it)."""
         batch = self._accept(body, node_id)
         received = self.now_ms()
-        step = push_step(tenant, batch, self.registry, received_ms=received, limits=self.limits)
+        step = push_step(
+            tenant,
+            batch,
+            self.registry,
+            received_ms=received,
+            limits=self.limits,
+            client_address=client_address,
+        )
         plan = self._commit(tenant, step)
         self._after(tenant, plan)
         return _answer(batch.node_id, plan)
@@ -630,11 +648,23 @@ class AsyncServerReplica(_Loop):
                 await done
 
     async def push(
-        self, tenant: str, body: bytes | Batch, *, node_id: str | None = None
+        self,
+        tenant: str,
+        body: bytes | Batch,
+        *,
+        node_id: str | None = None,
+        client_address: str | None = None,
     ) -> PushResult:
         batch = self._accept(body, node_id)
         received = self.now_ms()
-        step = push_step(tenant, batch, self.registry, received_ms=received, limits=self.limits)
+        step = push_step(
+            tenant,
+            batch,
+            self.registry,
+            received_ms=received,
+            limits=self.limits,
+            client_address=client_address,
+        )
         plan = await self._commit(tenant, step)
         await self._after(tenant, plan)
         return _answer(batch.node_id, plan)

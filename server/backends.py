@@ -58,7 +58,9 @@ Notify = Callable[[str, int], None]
 class Backend(Protocol):
     accounts: Accounts
 
-    async def push(self, tenant: str, body: bytes, *, node_id: str | None) -> PushResult: ...
+    async def push(
+        self, tenant: str, body: bytes, *, node_id: str | None, client_address: str | None = None
+    ) -> PushResult: ...
 
     async def author(self, tenant: str, drafts: Sequence[Draft] | Compose) -> PushResult:
         """Commit ops written by the server as node ``server`` (under the tenant's lock)."""
@@ -209,8 +211,12 @@ class EmbeddedBackend:
         # The store migrates when opened; the account tables follow.
         await self.accounts.migrate()
 
-    async def push(self, tenant: str, body: bytes, *, node_id: str | None) -> PushResult:
-        return await self._run(self.replica.push, tenant, body, node_id=node_id)
+    async def push(
+        self, tenant: str, body: bytes, *, node_id: str | None, client_address: str | None = None
+    ) -> PushResult:
+        return await self._run(
+            self.replica.push, tenant, body, node_id=node_id, client_address=client_address
+        )
 
     async def author(self, tenant: str, drafts: Sequence[Draft] | Compose) -> PushResult:
         return await self._run(self.replica.author, tenant, drafts)
@@ -313,8 +319,12 @@ class PostgresBackend:
         if migrate:
             await self.accounts.migrate()
 
-    async def push(self, tenant: str, body: bytes, *, node_id: str | None) -> PushResult:
-        result: PushResult = await self.replica.push(tenant, body, node_id=node_id)
+    async def push(
+        self, tenant: str, body: bytes, *, node_id: str | None, client_address: str | None = None
+    ) -> PushResult:
+        result: PushResult = await self.replica.push(
+            tenant, body, node_id=node_id, client_address=client_address
+        )
         return result
 
     async def author(self, tenant: str, drafts: Sequence[Draft] | Compose) -> PushResult:

@@ -166,7 +166,10 @@ async def push(request: DeviceRequest, rt: NamedDependency[Runtime]) -> PushResu
     start = time.perf_counter()
     try:
         result = await rt.backend.push(
-            device.tenant_id, await request.body(), node_id=device.node_id
+            device.tenant_id,
+            await request.body(),
+            node_id=device.node_id,
+            client_address=None if request.client is None else request.client.host,
         )
     except FynloError as exc:
         observe.push_failed(device.tenant_id, device.node_id, exc, start)

@@ -15,13 +15,27 @@ __all__ = ["LoopbackTransport"]
 
 
 class LoopbackTransport:
-    def __init__(self, replica: ServerReplica, tenant: str, node_id: str) -> None:
+    def __init__(
+        self,
+        replica: ServerReplica,
+        tenant: str,
+        node_id: str,
+        *,
+        client_address: str | None = None,
+    ) -> None:
         self.replica = replica
         self.tenant = tenant
         self.node_id = node_id
+        #: The peer address the server sees (a terminal's network, for the IP allow-list).
+        self.client_address = client_address
 
     def push(self, batch: Batch) -> PushResult:
-        result = self.replica.push(self.tenant, encode_batch(batch), node_id=self.node_id)
+        result = self.replica.push(
+            self.tenant,
+            encode_batch(batch),
+            node_id=self.node_id,
+            client_address=self.client_address,
+        )
         return decode(encode(result), PushResult)
 
     def pull(self, since: int, limit: int, *, compact: bool = False) -> PullPage:

@@ -95,6 +95,9 @@ PURE_ALLOWED = {
     "msgspec",
     "re",
     "itertools",
+    # the time clock's IP allow-list (protocol 20.7): parsing addresses and CIDR blocks is
+    # pure computation, no I/O; hand-written parsing would be the riskier choice
+    "ipaddress",
 }
 
 

@@ -34,7 +34,7 @@ from tests.protocol.payments_vectors import (
     payments_delete_vectors,
     payments_state_vectors,
 )
-from tests.protocol.staff_vectors import overtime_vectors, timeclock_vectors
+from tests.protocol.staff_vectors import fraud_vectors, overtime_vectors, timeclock_vectors
 from tests.protocol.vectors import (
     VECTOR_DIR,
     RawJSON,
@@ -1883,6 +1883,7 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "domains.json": domains_vector,
     "timeclock_state.json": timeclock_vectors,
     "overtime.json": overtime_vectors,
+    "timeclock_fraud.json": fraud_vectors,
     "compact.json": compact_vectors,
     "payments_state.json": payments_state_vectors,
     "fees.json": fees_vectors,

@@ -17,7 +17,7 @@ from fynlo_sync.domains.timeclock.rules import (
 from fynlo_sync.domains.timeclock.shifts import derive_shifts, sequence_errors
 from fynlo_sync.domains.timeclock.states import PUNCHES, STATES, next_state
 
-__all__ = ["overtime_vectors", "rules_to_json", "timeclock_vectors"]
+__all__ = ["fraud_vectors", "overtime_vectors", "rules_to_json", "timeclock_vectors"]
 
 H = HOUR_MS
 #: Monday 2026-11-30 04:00 UTC.
@@ -231,4 +231,128 @@ def overtime_vectors() -> list[dict[str, Any]]:
     assert by["three 7-minute entries, 15 min on the total"]["expect"]["days_ms"] == [
         15 * MINUTE_MS
     ]
+    return out
+
+
+# ------------------------------------------------------------ timeclock_fraud.json (20.7)
+
+VENUE = {"lat_e6": 51_508_039, "lon_e6": -128_069}
+NEAR = {"lat_e6": 51_508_900, "lon_e6": -128_069}
+FAR = {"lat_e6": 51_517_000, "lon_e6": -128_069}
+#: 150.2 m from the venue: 150 whole metres, so inside a 150 m radius (the rule floors).
+EDGE = {"lat_e6": 51_509_390, "lon_e6": -128_069}
+
+DISTANCES: list[tuple[str, tuple[int, int], tuple[int, int]]] = [
+    ("the same point", (51_508_039, -128_069), (51_508_039, -128_069)),
+    ("95 m north", (51_508_039, -128_069), (51_508_900, -128_069)),
+    ("996 m north", (51_508_039, -128_069), (51_517_000, -128_069)),
+    ("1 micro-degree of latitude", (0, 0), (1, 0)),
+    ("London to Paris", (51_507_400, -127_800), (48_856_600, 2_352_200)),
+    ("across the antimeridian", (0, 179_999_000), (0, -179_999_000)),
+    ("antipodes on the equator", (0, 0), (0, 180_000_000)),
+    ("pole to pole", (90_000_000, 0), (-90_000_000, 0)),
+    ("Sydney to New York", (-33_868_800, 151_209_300), (40_712_800, -74_006_000)),
+    ("east-west near the pole", (89_999_000, -90_000_000), (89_999_000, 90_000_000)),
+]
+
+NETWORKS: list[tuple[str, list[str], str | None, bool]] = [
+    ("inside an IPv4 block", ["10.0.0.0/8"], "10.20.30.40", True),
+    ("outside every IPv4 block", ["10.0.0.0/8", "192.168.1.0/24"], "192.168.2.1", False),
+    ("the last address of a /24", ["192.168.1.0/24"], "192.168.1.255", True),
+    ("a bare address is one host", ["203.0.113.7"], "203.0.113.7", True),
+    ("the next host is outside it", ["203.0.113.7"], "203.0.113.8", False),
+    ("inside an IPv6 block", ["2001:db8::/32"], "2001:db8:1::9", True),
+    ("outside an IPv6 block", ["2001:db8::/32"], "2001:db9::1", False),
+    ("IPv4 mapped into IPv6 counts as IPv4", ["10.0.0.0/8"], "::ffff:10.0.0.1", True),
+    ("an IPv4 block never holds an IPv6 address", ["0.0.0.0/0"], "::1", False),
+    ("an address that does not parse is in none", ["0.0.0.0/0"], "testclient", False),
+    ("no address is in none", ["0.0.0.0/0"], None, False),
+    ("/0 holds every IPv4 address", ["0.0.0.0/0"], "198.51.100.4", True),
+]
+
+JUDGED: list[tuple[str, dict[str, Any], dict[str, int] | None, str | None, bool]] = [
+    ("allow checks nothing, the distance is kept", {"geofence": "allow"}, FAR, None, False),
+    ("flag: inside the radius", {"geofence": "flag"}, NEAR, None, False),
+    ("flag: outside the radius is marked", {"geofence": "flag"}, FAR, None, False),
+    ("deny: outside the radius is refused", {"geofence": "deny"}, FAR, None, False),
+    ("deny: 150 m on a 150 m radius is inside", {"geofence": "deny"}, EDGE, None, False),
+    ("deny: no location is refused", {"geofence": "deny"}, None, None, False),
+    ("flag: no location, made offline", {"geofence": "flag"}, None, None, True),
+    ("ip flag: inside the allow-list", {"network": "flag"}, None, "10.1.2.3", False),
+    ("ip flag: outside is marked", {"network": "flag"}, None, "8.8.8.8", False),
+    ("ip deny: outside is refused", {"network": "deny"}, None, "8.8.8.8", False),
+    (
+        "ip deny: offline is never refused on its network",
+        {"network": "deny"},
+        None,
+        "8.8.8.8",
+        True,
+    ),
+    (
+        "both deny: the geofence is named first",
+        {"geofence": "deny", "network": "deny"},
+        FAR,
+        "8.8.8.8",
+        False,
+    ),
+    (
+        "geofence flag, ip deny offline: two marks, no refusal",
+        {"geofence": "flag", "network": "deny"},
+        FAR,
+        "8.8.8.8",
+        True,
+    ),
+]
+
+
+def fraud_vectors() -> list[dict[str, Any]]:
+    from fynlo_sync.domains.timeclock.fraud import (
+        address_allowed,
+        distance_m,
+        judge,
+        parse_location,
+        parse_networks,
+        policy_from,
+    )
+
+    out: list[dict[str, Any]] = []
+    for name, a, b in DISTANCES:
+        out.append(
+            {
+                "name": f"distance: {name}",
+                "a": {"lat_e6": a[0], "lon_e6": a[1]},
+                "b": {"lat_e6": b[0], "lon_e6": b[1]},
+                "expect": {"distance_m": distance_m(a, b)},
+            }
+        )
+    for name, blocks, address, allowed in NETWORKS:
+        got = address_allowed(address, parse_networks(blocks))
+        if got is not allowed:
+            raise AssertionError(f"{name}: {got}")
+        out.append(
+            {
+                "name": f"network: {name}",
+                "ip_allow": blocks,
+                "address": address,
+                "expect": {"allowed": got},
+            }
+        )
+    for name, rules, location, address, offline in JUDGED:
+        policy = {"venue": VENUE, "radius_m": 150, "ip_allow": ["10.0.0.0/8"], **rules}
+        verdict = judge(policy_from(policy), parse_location(location), address, offline=offline)
+        out.append(
+            {
+                "name": f"judge: {name}",
+                "policy": policy,
+                "location": location,
+                "address": address,
+                "offline": offline,
+                "expect": verdict.to_json(),
+            }
+        )
+    by = {v["name"]: v for v in out}
+    assert by["judge: deny: 150 m on a 150 m radius is inside"]["expect"]["distance_m"] == 150
+    assert (
+        by["judge: deny: outside the radius is refused"]["expect"]["refused"] == "outside-geofence"
+    )
     return out

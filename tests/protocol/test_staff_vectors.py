@@ -61,3 +61,34 @@ def test_overtime(vector: dict[str, Any]) -> None:
         "days"
     ]
     assert {str(r): week.total(r) for r in (100, 150, 200)} == vector["expect"]["total"]
+
+
+FRAUD = load("timeclock_fraud.json")
+
+
+@pytest.mark.parametrize("vector", FRAUD, ids=_ids(FRAUD))
+def test_fraud(vector: dict[str, Any]) -> None:
+    from fynlo_sync.domains.timeclock.fraud import (
+        address_allowed,
+        distance_m,
+        judge,
+        parse_location,
+        parse_networks,
+        policy_from,
+    )
+
+    if "a" in vector:
+        a, b = vector["a"], vector["b"]
+        got = distance_m((a["lat_e6"], a["lon_e6"]), (b["lat_e6"], b["lon_e6"]))
+        assert got == vector["expect"]["distance_m"]
+    elif "ip_allow" in vector:
+        allowed = address_allowed(vector["address"], parse_networks(vector["ip_allow"]))
+        assert allowed is vector["expect"]["allowed"]
+    else:
+        verdict = judge(
+            policy_from(vector["policy"]),
+            parse_location(vector["location"]),
+            vector["address"],
+            offline=vector["offline"],
+        )
+        assert verdict.to_json() == vector["expect"]

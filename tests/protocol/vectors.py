@@ -42,6 +42,7 @@ VECTOR_FILES = (
     "push.json",
     "timeclock_state.json",
     "overtime.json",
+    "timeclock_fraud.json",
     "compact.json",
     "payments_state.json",
     "fees.json",

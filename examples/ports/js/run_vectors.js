@@ -329,6 +329,22 @@ for (const v of load('overtime.json')) {
   });
 }
 
+// ------------------------------------------------------------ timeclock_fraud.json (20.7)
+const fraud = require('./fraud');
+for (const v of load('timeclock_fraud.json')) {
+  check('timeclock_fraud.json', v.name, () => {
+    if (v.a !== undefined) {
+      assertEqual(fraud.distanceM(v.a, v.b), v.expect.distance_m, 'distance_m');
+    } else if (v.ip_allow !== undefined) {
+      const nets = v.ip_allow.map(fraud.parseNetwork);
+      assertEqual(fraud.addressAllowed(v.address, nets), v.expect.allowed, 'allowed');
+    } else {
+      const got = fraud.judge(v.policy, v.location, v.address, v.offline);
+      assertEqual(canonical(got), canonical(v.expect), 'verdict');
+    }
+  });
+}
+
 // ------------------------------------------------------------------------------ report
 let total = 0;
 for (const [file, c] of Object.entries(counts)) {

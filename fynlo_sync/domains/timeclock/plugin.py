@@ -29,8 +29,11 @@ Commands and the permission each needs (checked against the op's actor by the en
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
+import msgspec
+
+from fynlo_sync.domains.timeclock.fraud import FraudPolicy, judge, parse_location
 from fynlo_sync.domains.timeclock.invariants import INVARIANTS
 from fynlo_sync.domains.timeclock.rules import (
     MINUTE_MS,
@@ -39,9 +42,11 @@ from fynlo_sync.domains.timeclock.rules import (
     round_duration,
     rule_set,
 )
+from fynlo_sync.domains.timeclock.settings import TimeclockSettings
 from fynlo_sync.domains.timeclock.shifts import (
     DAY_MS,
     MAX_SHIFT_MS,
+    OFFLINE_AFTER_MS,
     Shift,
     derive_shifts,
     ordered,
@@ -58,6 +63,7 @@ __all__ = [
     "TIMECARDS_COLLECTION",
     "TimeclockPlugin",
     "derive_timecard",
+    "timecards_collection",
     "due_auto_closes",
     "timecard_id",
     "week_of",
@@ -221,6 +227,9 @@ def _punch_value(ctx: CommandContext, kind: str, at: int, **extra: Any) -> dict[
         "paid": bool(extra.get("paid", False)),
         "expected_min": int(extra.get("expected_min", 0)),
         "source": extra.get("source", "punch"),
+        "location": extra.get("location"),
+        "distance_m": extra.get("distance_m"),
+        "checks": list(extra.get("checks", ())),
     }
 
 
@@ -234,7 +243,37 @@ def _check_time(card: Mapping[str, Any], ctx: CommandContext, kind: str, at: int
         raise _bad("the punch is ahead of the server's clock", reason="punch-in-future")
 
 
-def _punch(ctx: CommandContext) -> dict[str, Any]:
+def _fraud(ctx: CommandContext, policy: FraudPolicy, at: int) -> dict[str, Any]:
+    """The punch's location and, on the server, its fraud checks (20.7): a ``deny``
+    policy refuses it (the reason names the failed check), ``flag`` keeps it marked."""
+    try:
+        location = parse_location(ctx.args.get("location"))
+    except ValueError as exc:
+        raise _bad(str(exc), argument="location") from None
+    out: dict[str, Any] = {"location": None if location is None else dict(ctx.args["location"])}
+    if ctx.received_ms is None or ctx.op.node_id == "server":
+        return out  # a terminal cannot check itself; the server's own ops are trusted
+    offline = ctx.received_ms - at > OFFLINE_AFTER_MS
+    verdict = judge(policy, location, ctx.client_address, offline=offline)
+    if verdict.refused is not None:
+        where = "" if verdict.distance_m is None else f" ({verdict.distance_m} m from the venue)"
+        raise RejectedOpError(
+            f"the punch failed the {verdict.refused} check{where}",
+            reason=verdict.refused,
+            distance_m=verdict.distance_m,
+        )
+    return {**out, "distance_m": verdict.distance_m, "checks": verdict.checks}
+
+
+def _punch_command(policy: FraudPolicy) -> Any:
+    def punch(ctx: CommandContext) -> dict[str, Any]:
+        return _punch(ctx, policy)
+
+    punch.__name__ = "_punch"
+    return punch
+
+
+def _punch(ctx: CommandContext, policy: FraudPolicy) -> dict[str, Any]:
     card = _new_card(ctx) if ctx.record is None else dict(ctx.record)
     args = ctx.args
     kind = _arg(args, "kind", str)
@@ -260,6 +299,7 @@ def _punch(ctx: CommandContext) -> dict[str, Any]:
         if not 0 <= expected <= 24 * 60:
             raise _bad("expected_min must be 0..1440", argument="expected_min")
         extra["expected_min"] = expected
+    extra.update(_fraud(ctx, policy, at))
     punches[punch_id] = _punch_value(ctx, kind, at, **extra)
     _check_sequence(card["punches"], punches)
     return {**card, "punches": punches}
@@ -457,6 +497,10 @@ def _alerts(
     for shift in shifts:
         for flag in sorted(shift.flags & {"auto-closed", "missing-clock-in", "contradiction"}):
             alerts.append(f"{flag}:{shift.shift_id}")
+    punches = card.get("punches") or {}
+    for punch_id in sorted(punches):
+        for check in punches[punch_id].get("checks") or ():
+            alerts.append(f"{check}:{punch_id}")
     return alerts
 
 
@@ -538,40 +582,51 @@ _DERIVED: Final = (
     "alerts",
 )
 
-TIMECARDS_COLLECTION: Final = Collection(
-    name=TIMECARDS,
-    fields={
-        "employee_id": Field("str", required=True, command_only=True),
-        "week": Field("str", required=True, command_only=True),
-        "week_start_ms": Field("int", required=True, command_only=True),
-        "rules": Field("str", required=True, command_only=True),
-        "rounding": Field("object", command_only=True),
-        "punches": Field("object", kind="map", command_only=True),
-        "adjustments": Field("object", kind="map", command_only=True),
-        "approvals": Field("object", kind="map", command_only=True),
-        **{name: Field("any", command_only=True) for name in _DERIVED},
-        "note": Field("str"),
-    },
-    strategy="smart_merge",
-    commands={
-        "punch": _punch,
-        "auto_close": _auto_close,
-        "propose": _propose,
-        "decide": _decide,
-        "approve_day": _approve_day,
-    },
-    derive=derive_timecard,
-    permissions=PERMISSIONS,
-)
+
+def timecards_collection(policy: FraudPolicy | None = None) -> Collection:
+    """The ``timecards`` collection, its ``punch`` checked against ``policy`` (none: no
+    fraud checks) on the server."""
+    return Collection(
+        name=TIMECARDS,
+        fields={
+            "employee_id": Field("str", required=True, command_only=True),
+            "week": Field("str", required=True, command_only=True),
+            "week_start_ms": Field("int", required=True, command_only=True),
+            "rules": Field("str", required=True, command_only=True),
+            "rounding": Field("object", command_only=True),
+            "punches": Field("object", kind="map", command_only=True),
+            "adjustments": Field("object", kind="map", command_only=True),
+            "approvals": Field("object", kind="map", command_only=True),
+            **{name: Field("any", command_only=True) for name in _DERIVED},
+            "note": Field("str"),
+        },
+        strategy="smart_merge",
+        commands={
+            "punch": _punch_command(policy or FraudPolicy()),
+            "auto_close": _auto_close,
+            "propose": _propose,
+            "decide": _decide,
+            "approve_day": _approve_day,
+        },
+        derive=derive_timecard,
+        permissions=PERMISSIONS,
+    )
+
+
+TIMECARDS_COLLECTION: Final = timecards_collection()
 
 
 class TimeclockPlugin(DomainPlugin):
     """Timecards: punches, breaks, overtime, approvals."""
 
     name = "timeclock"
+    settings_model: ClassVar[type[msgspec.Struct] | None] = TimeclockSettings
 
     def collections(self) -> Iterable[Collection]:
-        return (TIMECARDS_COLLECTION,)
+        if self.settings is None:
+            return (TIMECARDS_COLLECTION,)
+        settings: TimeclockSettings = self.settings
+        return (timecards_collection(settings.policy()),)
 
     def invariants(self) -> Iterable[Invariant]:
         return INVARIANTS
