@@ -25,6 +25,7 @@ from fynlo_sync.ops import Change, Record
 __all__ = [
     "SERVER_NODE",
     "Attempt",
+    "Decide",
     "Draft",
     "Effect",
     "EffectContext",
@@ -109,13 +110,25 @@ class Draft:
         return cls(collection, record_id, "delete")
 
 
+#: ``build(found)``: drafts decided from the records of its keys as they are at commit.
+Decide = Callable[[Mapping[tuple[str, str], Record]], Sequence[Draft]]
+
+
 class OpAuthor:
     """``ctx.author``: ops an effect handler writes as node ``server``. They are collected
     and committed, in order and in one batch, in the transaction that marks the effect
-    done; if the handler fails (or its lease was lost), none of them is committed."""
+    done; if the handler fails (or its lease was lost), none of them is committed.
+
+    :meth:`decide` defers a choice to that transaction: ``build`` gets the records of
+    ``keys`` as they are under the tenant's lock (another effect or a webhook may have
+    moved them since the handler read them) and returns the drafts, possibly none."""
 
     def __init__(self) -> None:
         self.drafts: list[Draft] = []
+        self.decisions: list[tuple[tuple[tuple[str, str], ...], Decide]] = []
+
+    def decide(self, keys: Sequence[tuple[str, str]], build: Decide) -> None:
+        self.decisions.append((tuple(keys), build))
 
     def command(
         self, collection: str, record_id: str, name: str, args: Mapping[str, Any] | None = None

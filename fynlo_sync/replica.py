@@ -64,11 +64,14 @@ from fynlo_sync.store.base import AsyncServerStore, Key, ServerStore, iter_keys
 __all__ = [
     "DEFAULT_MAX_PAGE",
     "AsyncServerReplica",
+    "Authored",
     "Call",
     "Compose",
     "LeaseLostError",
+    "NothingToAuthorError",
     "ServerReplica",
     "author_step",
+    "authored",
     "compacted",
     "drive",
     "drive_async",
@@ -104,6 +107,32 @@ class Compose:
 
     keys: Sequence[Key]
     build: Callable[[Mapping[Key, Record]], Sequence[Draft]]
+
+
+#: What an effect's attempt authors: drafts, or drafts decided at commit (:class:`Compose`).
+Authored = Sequence[Draft] | Compose
+
+
+class NothingToAuthorError(CallerError):
+    """A :class:`Compose` decided on no op (a duplicate, an older report)."""
+
+
+def authored(author: OpAuthor) -> Authored:
+    """An effect handler's ops: its drafts, then what its :meth:`OpAuthor.decide` calls
+    decide under the tenant's lock (one :class:`Compose` over all their keys)."""
+    if not author.decisions:
+        return list(author.drafts)
+    fixed = list(author.drafts)
+    decisions = list(author.decisions)
+    keys = sorted({key for keys, _ in decisions for key in keys})
+
+    def build(found: Mapping[Key, Record]) -> Sequence[Draft]:
+        out = list(fixed)
+        for want, decide in decisions:
+            out.extend(decide({k: found[k] for k in want if k in found}))
+        return out
+
+    return Compose(keys, build)
 
 
 def push_step(
@@ -157,7 +186,7 @@ def author_step(
         found: Mapping[Key, Record] = yield Call("load", (tenant, list(drafts.keys)))
         drafts = drafts.build(found)
     if not drafts:
-        raise CallerError("the server authors at least one op")
+        raise NothingToAuthorError("the server authors at least one op")
     high_water: int = yield Call("high_water", (tenant, SERVER_NODE))
     cursor: int = yield Call("cursor", (tenant,))
     keys = sorted({(d.collection, d.record_id) for d in drafts})
@@ -260,7 +289,10 @@ def finish_step(
     back) when the claim is no longer current."""
     plan: Plan | None = None
     if author is not None:
-        _, plan = yield from author
+        try:
+            _, plan = yield from author
+        except NothingToAuthorError:  # decided under the lock: nothing (new) to write
+            plan = None
     settled: bool = yield Call("finish_effect", (row, settlement, now_ms))
     if not settled:
         raise LeaseLostError(
@@ -364,12 +396,12 @@ class _Loop:
         )
 
     def _finish(
-        self, row: EffectRow, settlement: Settlement, drafts: Sequence[Draft]
+        self, row: EffectRow, settlement: Settlement, drafts: Authored
     ) -> Step[Plan | None]:
         author = self._author(row.tenant, drafts) if drafts else None
         return finish_step(row, settlement, self.now_ms(), author)
 
-    async def attempt(self, row: EffectRow, read: Read) -> tuple[Settlement, list[Draft]]:
+    async def attempt(self, row: EffectRow, read: Read) -> tuple[Settlement, Authored]:
         """Run the handler of a claimed effect once (bounded by the policy's timeout) and
         decide how the attempt ends; the drafts are the ops it authored (only when done)."""
         author = OpAuthor()
@@ -400,7 +432,7 @@ class _Loop:
         except Exception as exc:  # a handler's failure is the attempt's result
             error = exc
         settlement = settle(row, error, now_ms=self.now_ms(), policy=self.policy)
-        return settlement, author.drafts if settlement.state == "done" else []
+        return settlement, authored(author) if settlement.state == "done" else []
 
 
 def _answer(node_id: str, plan: Plan) -> PushResult:
@@ -565,9 +597,7 @@ class ServerReplica(_Loop):
     def read(self, tenant: str, collection: str, record_id: str) -> Record | None:
         return self.store.load(tenant, [(collection, record_id)]).get((collection, record_id))
 
-    def finish_effect(
-        self, row: EffectRow, settlement: Settlement, drafts: Sequence[Draft] = ()
-    ) -> bool:
+    def finish_effect(self, row: EffectRow, settlement: Settlement, drafts: Authored = ()) -> bool:
         """Settle an attempt (and commit the ops it authored, in one transaction). False
         when the claim was no longer current (nothing is written)."""
         if not drafts:  # nothing to author: no need for the tenant's lock
@@ -725,7 +755,7 @@ class AsyncServerReplica(_Loop):
         return found.get((collection, record_id))
 
     async def finish_effect(
-        self, row: EffectRow, settlement: Settlement, drafts: Sequence[Draft] = ()
+        self, row: EffectRow, settlement: Settlement, drafts: Authored = ()
     ) -> bool:
         if not drafts:  # nothing to author: no need for the tenant's lock
             return await self.store.finish_effect(row, settlement, self.now_ms())

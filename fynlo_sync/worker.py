@@ -17,13 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from fynlo_sync.effects import Draft, EffectRow, Settlement
+from fynlo_sync.effects import EffectRow, Settlement
 from fynlo_sync.ops import Record
-from fynlo_sync.replica import Read
+from fynlo_sync.replica import Authored, Read
 
 __all__ = ["EffectSource", "EffectWorker", "WorkerStats"]
 
@@ -33,12 +32,12 @@ _log = logging.getLogger("fynlo.effects")
 class EffectSource(Protocol):
     async def claim_effects(self, limit: int) -> list[EffectRow]: ...
 
-    async def attempt(self, row: EffectRow, read: Read) -> tuple[Settlement, list[Draft]]: ...
+    async def attempt(self, row: EffectRow, read: Read) -> tuple[Settlement, Authored]: ...
 
     async def read(self, tenant: str, collection: str, record_id: str) -> Record | None: ...
 
     async def finish_effect(
-        self, row: EffectRow, settlement: Settlement, drafts: Sequence[Draft] = ()
+        self, row: EffectRow, settlement: Settlement, drafts: Authored = ()
     ) -> bool: ...
 
 

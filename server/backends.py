@@ -30,7 +30,7 @@ from fynlo_sync.ops import Record
 from fynlo_sync.pages import PageCache
 from fynlo_sync.plugins import Draft, Registry
 from fynlo_sync.protocol import PushResult, WirePage
-from fynlo_sync.replica import Compose, Read, ServerReplica
+from fynlo_sync.replica import Authored, Compose, Read, ServerReplica
 from fynlo_sync.store.base import Key
 from fynlo_sync.store.sqlite import SqliteServerStore
 from fynlo_sync.store.sqlport import PgSql, SqliteSql
@@ -176,14 +176,14 @@ class EmbeddedBackend:
     async def claim_effects(self, limit: int) -> list[EffectRow]:
         return await self._run(self.replica.claim_effects, limit)
 
-    async def attempt(self, row: EffectRow, read: Read) -> tuple[Settlement, list[Draft]]:
+    async def attempt(self, row: EffectRow, read: Read) -> tuple[Settlement, Authored]:
         return await self.replica.attempt(row, read)
 
     async def read(self, tenant: str, collection: str, record_id: str) -> Record | None:
         return await self._run(self.replica.read, tenant, collection, record_id)
 
     async def finish_effect(
-        self, row: EffectRow, settlement: Settlement, drafts: Sequence[Draft] = ()
+        self, row: EffectRow, settlement: Settlement, drafts: Authored = ()
     ) -> bool:
         return await self._run(self.replica.finish_effect, row, settlement, drafts)
 

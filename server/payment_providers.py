@@ -14,14 +14,17 @@ route                                           what
 ``GET /.well-known/apple-developer-merchantid-domain-association``  (at the root)
 ==============================================  =========================================
 
-Every provider call that changes something is made after the payment session that names
-the attempt (and so the idempotency key, derived from the attempt id) was committed, so a
-crash between the call and its record is retried as a look-up by the attempt id
-(:func:`fynlo_sync.domains.payments.providers.flow.start` with ``retry``). A webhook is
-verified on the raw body, the payment re-fetched (so order does not matter) and the
-provider's view authored as server ops under the tenant's lock: the ``payment_sessions``
-record, and the ``payment_*`` commands on the order when the payments plugin is loaded. A
-duplicate authors nothing. Handlers decode, call the library, encode.
+Every provider call is made by a durable effect (:mod:`.effects`), after the payment
+session that names the attempt (and so the idempotency key, derived from the attempt id)
+was committed, so a crash between the call and its record is retried as a look-up by the
+attempt id (:func:`fynlo_sync.domains.payments.providers.flow.start` with ``retry``). A
+webhook is verified on the raw body and its event id recorded (``fynlo_provider_events``,
+the ``providers`` component): a delivery of an event already seen does nothing more; a new
+one is noted on its session (``webhook``), which plans the ``webhook`` effect keyed by the
+event id, and the route answers at once. The effect re-fetches the payment (so order does
+not matter) and authors, under the tenant's lock, only what is newer: the
+``payment_sessions`` record, and the ``payment_*`` commands on the order when the payments
+plugin is loaded. Handlers decode, call the library, encode.
 """
 
 from __future__ import annotations
@@ -41,27 +44,19 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import Struct
 
-from fynlo_sync.domains.payments.providers import (
-    PaymentProvider,
-    ProviderPayment,
-    WebhookError,
-    flow,
-)
-from fynlo_sync.domains.payments.providers.plugin import (
-    ORDERS,
-    SESSIONS,
-    ProvidersSettings,
-    report_drafts,
-)
+from fynlo_sync.domains.payments.providers import PaymentProvider, WebhookEvent, flow
+from fynlo_sync.domains.payments.providers.plugin import ORDERS, SESSIONS, ProvidersSettings
 from fynlo_sync.domains.payments.providers.qr import pay_link, payment_qr, verify_link
 from fynlo_sync.errors import CallerError, RejectedOpError
 from fynlo_sync.ops import Record
 from fynlo_sync.plugins import Draft
 from fynlo_sync.replica import Compose
+from fynlo_sync.store.migrations import Component
+from fynlo_sync.store.sqlport import SqlPort
 from server.auth import AccessToken, Device
 from server.plugins import PLUGIN_PREFIX, PluginContext
 
-__all__ = ["ROOT_ROUTES", "ROUTES", "lifespan", "tip_of"]
+__all__ = ["PROVIDERS_COMPONENT", "ROOT_ROUTES", "ROUTES", "WebhookLog", "lifespan", "tip_of"]
 
 TIPS_PERCENT = (0, 5, 10, 20)
 
@@ -121,6 +116,7 @@ _PROVIDERS: weakref.WeakKeyDictionary[PluginContext, Providers] = weakref.WeakKe
 
 @asynccontextmanager
 async def lifespan(ctx: PluginContext) -> AsyncIterator[None]:
+    await WebhookLog(ctx.backend.accounts.db).migrate()
     providers = Providers(ctx.settings)
     _PROVIDERS[ctx] = providers
     try:
@@ -149,51 +145,120 @@ def _method_provider(method: str) -> str:
     return "bank" if method == "open_banking" else "stripe"
 
 
-async def _record(
-    plugin: PluginContext, tenant: str, attempt_id: str, payment: ProviderPayment
-) -> int:
-    """Author what ``payment`` tells about the attempt (under the tenant's lock): the
-    session, and the order's ``payment_*`` commands. Returns how many ops were authored."""
-    payments_loaded = _payments_loaded(plugin)
-    now = plugin.now_ms()
-    session_key = (SESSIONS, attempt_id)
+# Webhooks ---------------------------------------------------------------------------------
 
-    def build(found: Mapping[tuple[str, str], Record]) -> Sequence[Draft]:
-        session_record = found.get(session_key)
-        if session_record is None or session_record.deleted:
-            return []
-        order = found.get((ORDERS, str(session_record.fields["order_id"])))
-        return report_drafts(
-            attempt_id,
-            session_record.fields,
-            None if order is None else order.fields,
-            payment,
-            payments_loaded=payments_loaded,
-            now_ms=now,
+#: The ``providers`` component (in the accounts database, through the one migration runner):
+#: every webhook event seen, by provider and event id. ``queued_ms`` is set once the event's
+#: effect is in the outbox (or it was ``ignored``): an event noted but never queued (the
+#: server died in between) is queued again when the provider redelivers it.
+PROVIDERS_COMPONENT = Component(
+    "providers",
+    (
+        """
+        CREATE TABLE fynlo_provider_events (
+            provider TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            tenant_id TEXT,
+            attempt_id TEXT,
+            provider_id TEXT,
+            received_ms BIGINT NOT NULL,
+            queued_ms BIGINT,
+            outcome TEXT,
+            PRIMARY KEY (provider, event_id)
+        )
+        """,
+    ),
+)
+
+
+class WebhookLog:
+    """The webhook events seen (``fynlo_provider_events``): dedupe by event id."""
+
+    def __init__(self, db: SqlPort) -> None:
+        self.db = db
+
+    async def migrate(self) -> list[int]:
+        return await self.db.migrate(PROVIDERS_COMPONENT)
+
+    async def note(self, event: WebhookEvent, now_ms: int) -> bool:
+        """Record ``event``; True when it is to be queued (new, or noted before and never
+        queued), False for a delivery of an event already queued or ignored."""
+        inserted = await self.db.execute(
+            "INSERT INTO fynlo_provider_events (provider, event_id, type, tenant_id,"
+            " attempt_id, provider_id, received_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            " ON CONFLICT (provider, event_id) DO NOTHING",
+            event.provider,
+            event.event_id,
+            event.type,
+            event.tenant,
+            event.attempt_id,
+            event.provider_id,
+            now_ms,
+        )
+        if inserted:
+            return True
+        row = await self.db.fetchrow(
+            "SELECT queued_ms FROM fynlo_provider_events WHERE provider = $1 AND event_id = $2",
+            event.provider,
+            event.event_id,
+        )
+        return row is not None and row[0] is None
+
+    async def settle(self, event: WebhookEvent, outcome: str, now_ms: int) -> None:
+        await self.db.execute(
+            "UPDATE fynlo_provider_events SET queued_ms = $3, outcome = $4"
+            " WHERE provider = $1 AND event_id = $2",
+            event.provider,
+            event.event_id,
+            now_ms,
+            outcome,
         )
 
-    # The order's key is known only from the session: read it first (a session's order
-    # never changes), then decide under the lock.
-    found = await plugin.backend.load(tenant, [session_key])
-    session_record = found.get(session_key)
-    if session_record is None:
-        return 0
-    keys = [session_key, (ORDERS, str(session_record.fields["order_id"]))]
-    try:
-        result = await plugin.backend.author(tenant, Compose(keys, build))
-    except CallerError as exc:
-        if "at least one op" in exc.detail:
-            return 0  # nothing new: a duplicate or an older report
-        raise
-    return len(result.outcomes)
+    async def outcome(self, provider: str, event_id: str) -> str | None:
+        row = await self.db.fetchrow(
+            "SELECT outcome FROM fynlo_provider_events WHERE provider = $1 AND event_id = $2",
+            provider,
+            event_id,
+        )
+        return None if row is None else row[0]
 
 
-# Webhooks ---------------------------------------------------------------------------------
+def _log(plugin: PluginContext) -> WebhookLog:
+    return WebhookLog(plugin.backend.accounts.db)
 
 
 class Received(Struct, frozen=True):
+    """``outcome``: ``queued`` (its effect re-fetches the payment), ``duplicate`` (this
+    event was received before: nothing more happens) or ``ignored`` (it names no payment
+    of ours)."""
+
     event_id: str
-    applied: int
+    outcome: str
+
+
+async def _queue(plugin: PluginContext, event: WebhookEvent) -> str:
+    """Note the event on its attempt's session (``webhook``): that commit plans the
+    ``webhook`` effect, keyed by the event id, which re-fetches the payment."""
+    tenant, attempt_id = event.tenant, event.attempt_id
+    if not tenant or not attempt_id or not event.provider_id:
+        return "ignored"
+    note = {"provider": event.provider, "event_id": event.event_id, "id": event.provider_id}
+    key = (SESSIONS, attempt_id)
+
+    def build(found: Mapping[tuple[str, str], Record]) -> Sequence[Draft]:
+        session = found.get(key)
+        if session is None or session.deleted:
+            return []  # not a payment of ours (or of this tenant)
+        return [Draft.patch(SESSIONS, attempt_id, {"webhook": note})]
+
+    try:
+        await plugin.backend.author(tenant, Compose([key], build))
+    except CallerError as exc:
+        if "at least one op" in exc.detail:
+            return "ignored"
+        raise
+    return "queued"
 
 
 @post("/webhooks/{provider_name:str}", exclude_from_auth=True, status_code=200)
@@ -202,18 +267,17 @@ async def webhook(
     plugin: NamedDependency[PluginContext],
     provider_name: FromPath[str],
 ) -> Received:
-    """A provider's webhook. Public: authenticated by its signature over the raw body."""
+    """A provider's webhook. Public: authenticated by its signature over the raw body.
+    Records the event and answers: the payment is re-fetched by a durable effect."""
     provider = _providers(plugin).get(provider_name)
     body = await request.body()
     event = provider.parse_webhook(body, dict(request.headers), now_s=plugin.now_ms() // 1000)
-    if not event.provider_id:
-        return Received(event.event_id, 0)
-    payment = await provider.retrieve(event.provider_id)
-    tenant = payment.tenant or event.tenant
-    if not tenant or not payment.attempt_id:
-        raise WebhookError("the payment names no tenant or attempt", reason="unknown-payment")
-    applied = await _record(plugin, tenant, payment.attempt_id, payment)
-    return Received(event.event_id, applied)
+    log = _log(plugin)
+    if not await log.note(event, plugin.now_ms()):
+        return Received(event.event_id, "duplicate")
+    outcome = await _queue(plugin, event)
+    await log.settle(event, outcome, plugin.now_ms())
+    return Received(event.event_id, outcome)
 
 
 # The QR ------------------------------------------------------------------------------------

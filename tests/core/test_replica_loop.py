@@ -70,6 +70,37 @@ class StampPlugin(DomainPlugin):
         )
 
 
+class DecidePlugin(DomainPlugin):
+    """A mark made by a terminal calls for a ``once`` effect that marks ``<id>-once`` as
+    the server, decided under the tenant's lock (:meth:`OpAuthor.decide`): nothing when that
+    record exists by then."""
+
+    name = "marks"
+
+    def effects(self, changes: list[Change]) -> list[Effect]:
+        return [
+            Effect.of(c, self.name, "once", {"id": c.record.record_id})
+            for c in changes
+            if c.record.collection == "marks" and c.node_id != SERVER_NODE
+        ]
+
+    def effect_handlers(self) -> Mapping[str, EffectHandler]:
+        return {"once": self.once}
+
+    async def once(self, ctx: EffectContext) -> None:
+        key = ("marks", f"{ctx.effect.payload['id']}-once")
+
+        def build(found: Mapping[tuple[str, str], Any]) -> list[Draft]:
+            return [] if key in found else [Draft.command("marks", key[1], "mark")]
+
+        ctx.author.decide([key], build)
+
+    def collections(self) -> Iterable[Collection]:
+        return (
+            Collection("marks", {"at": Field("any", command_only=True)}, commands={"mark": _stamp}),
+        )
+
+
 def _op(seq: int, name: str, args: dict[str, Any], record: str = "o1", coll: str = "orders") -> Op:
     return Op(
         op_id=f"n1-{seq}",
@@ -96,7 +127,7 @@ class Harness:
     ) -> None:
         self.printed: list[Effect] = []
         self.registry: Registry = conflict.registry(
-            [OrdersPlugin(ticket_printer=self.printed.append), StampPlugin()]
+            [OrdersPlugin(ticket_printer=self.printed.append), StampPlugin(), DecidePlugin()]
         )
         self.loop = asyncio.new_event_loop()
         self._close: list[Callable[[], Any]] = [self.loop.close]
@@ -257,3 +288,24 @@ def test_a_terminal_applies_commands_without_a_receive_time() -> None:
     registry = conflict.registry([StampPlugin()])
     applied = apply_op(None, _op(1, "stamp", {}, record="s1", coll="stamps"), registry)
     assert applied.record is not None and applied.record.fields["at"] is None
+
+
+def test_an_effect_decides_under_the_lock_and_may_decide_nothing(harness: Harness) -> None:
+    # m1-once already exists when the effect commits: it decides nothing, and is done.
+    harness.author([Draft.command("marks", "m1-once", "mark")])
+    pushed = harness.push(
+        [
+            _op(1, "mark", {}, record="m1", coll="marks"),
+            _op(2, "mark", {}, record="m2", coll="marks"),
+        ]
+    )
+    assert [o.status for o in pushed.outcomes] == ["applied"] * 2
+    assert harness.run_effects() == 2
+    assert [(r.state, r.attempts) for r in harness.outbox()] == [("done", 1), ("done", 1)]
+    changes = harness.pull(0, 10).changes
+    assert [(c.node_id, c.record.record_id) for c in changes] == [
+        (SERVER_NODE, "m1-once"),
+        ("n1", "m1"),
+        ("n1", "m2"),
+        (SERVER_NODE, "m2-once"),
+    ]

@@ -163,4 +163,19 @@ def test_a_requested_session_calls_for_one_start_effect_keyed_by_its_attempt() -
     made = change({"order_id": "o1", "requested_ms": 5, "provider_id": "pay_x"})
     assert plugin.effects([made]) == []  # the provider answered: nothing more to do
     assert plugin.effects([change({"requested_ms": 5}, collection="orders")]) == []
-    assert sorted(plugin.effect_handlers()) == ["start"]
+    noted = change(
+        {
+            "order_id": "o1",
+            "provider_id": "pay_x",
+            "webhook": {"provider": "bank", "event_id": "ev-9", "id": "pay_x"},
+        }
+    )
+    [hook] = plugin.effects([noted])
+    assert (hook.name, hook.key) == ("webhook", "webhook:bank:ev-9")
+    assert hook.payload == {
+        "attempt_id": "pay-1",
+        "provider": "bank",
+        "provider_id": "pay_x",
+        "event_id": "ev-9",
+    }
+    assert sorted(plugin.effect_handlers()) == ["start", "webhook"]

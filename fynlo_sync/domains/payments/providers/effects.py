@@ -8,14 +8,26 @@ bank for open banking) and confirm it when a payment method is known. On a re-ru
 payment is looked up by the attempt id before anything is created. What the provider said
 is authored with the effect's completion (:func:`.plugin.report_drafts`), so it is recorded
 exactly once.
+
+``webhook`` (key ``webhook:<provider>:<event id>``, planned when the webhook route noted a
+verified event on the session): re-fetch the payment the event names (the event's own
+snapshot may be older than what was seen already) and report it.
+
+Both decide what to author under the tenant's lock, at completion
+(:meth:`~fynlo_sync.effects.OpAuthor.decide`): a report that is not newer than the session
+and the order at that moment (another effect, another event got there first) authors
+nothing, so reports in any order converge.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 from fynlo_sync.domains.payments.providers import (
     CreatePayment,
     PaymentProvider,
     ProviderAmbiguousError,
+    ProviderPayment,
     ProviderRefusedError,
     flow,
 )
@@ -25,9 +37,15 @@ from fynlo_sync.domains.payments.providers.plugin import (
     ProvidersSettings,
     report_drafts,
 )
-from fynlo_sync.effects import EffectContext, PermanentEffectError, RetryableEffectError
+from fynlo_sync.effects import (
+    Draft,
+    EffectContext,
+    PermanentEffectError,
+    RetryableEffectError,
+)
+from fynlo_sync.ops import Record
 
-__all__ = ["make_provider", "start"]
+__all__ = ["make_provider", "start", "webhook"]
 
 
 def make_provider(settings: ProvidersSettings, method: str) -> PaymentProvider:
@@ -86,14 +104,58 @@ async def start(ctx: EffectContext) -> None:
         return
     finally:
         await provider.aclose()  # type: ignore[attr-defined]
-    order = await ctx.read(ORDERS, str(fields["order_id"]))
-    ctx.author.batch(
-        report_drafts(
+    report(ctx, attempt_id, str(fields["order_id"]), payment)
+
+
+def report(ctx: EffectContext, attempt_id: str, order_id: str, payment: ProviderPayment) -> None:
+    """Author what ``payment`` says of the attempt, decided at the effect's completion from
+    the session and the order as they are then: only what is newer."""
+    session_key, order_key = (SESSIONS, attempt_id), (ORDERS, order_id)
+
+    def build(found: Mapping[tuple[str, str], Record]) -> Sequence[Draft]:
+        session = found.get(session_key)
+        if session is None or session.deleted:
+            return []
+        order = found.get(order_key)
+        return report_drafts(
             attempt_id,
-            fields,
+            session.fields,
             None if order is None else order.fields,
             payment,
             payments_loaded=True,  # no attempt in the order: no order commands
             now_ms=ctx.now_ms,
         )
-    )
+
+    ctx.author.decide([session_key, order_key], build)
+
+
+#: The method whose provider a webhook's provider name is.
+_METHOD_OF = {"stripe": "card", "bank": "open_banking"}
+
+
+async def webhook(ctx: EffectContext) -> None:
+    payload = ctx.effect.payload
+    attempt_id = str(payload["attempt_id"])
+    method = _METHOD_OF.get(str(payload["provider"]))
+    if method is None:
+        raise PermanentEffectError(f"no provider {payload['provider']!r}")
+    session = await ctx.read(SESSIONS, attempt_id)
+    if session is None or session.deleted:
+        raise PermanentEffectError(f"no payment session {attempt_id!r}")
+    provider = make_provider(ctx.settings, method)
+    try:
+        payment = await flow.refresh(provider, attempt_id, str(payload["provider_id"]))
+    except ProviderAmbiguousError as exc:
+        raise RetryableEffectError(exc.detail) from exc
+    except ProviderRefusedError as exc:
+        raise PermanentEffectError(f"the provider refused the look-up: {exc.detail}") from exc
+    finally:
+        await provider.aclose()  # type: ignore[attr-defined]
+    if payment is None:
+        return
+    if payment.attempt_id and payment.attempt_id != attempt_id:
+        raise PermanentEffectError(
+            f"payment {payment.provider_id!r} is of attempt {payment.attempt_id!r}, "
+            f"not {attempt_id!r}"
+        )
+    report(ctx, attempt_id, str(session.fields["order_id"]), payment)

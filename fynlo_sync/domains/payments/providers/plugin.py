@@ -103,6 +103,7 @@ SESSIONS_COLLECTION = Collection(
         "tip": Field("money"),
         "requested_ms": Field("int"),
         "client_secret": Field("any"),
+        "webhook": Field("any"),
         "updated_ms": Field("int"),
     },
     strategy="server_wins",
@@ -122,13 +123,16 @@ class ProvidersPlugin(DomainPlugin):
 
     def effects(self, changes: list[Change]) -> list[Effect]:
         """A session whose payment was asked for (``requested_ms``) and not yet made calls
-        for the ``start`` effect, keyed by the attempt: planned twice, it is kept once."""
+        for the ``start`` effect, keyed by the attempt; a session with a webhook event
+        noted (``webhook``) for the ``webhook`` effect, keyed by the provider's event id.
+        Planned again (by any later change of the session), an effect is kept once."""
         out: list[Effect] = []
         for change in changes:
             record = change.record
             if record.collection != SESSIONS or record.deleted:
                 continue
-            if record.fields.get("requested_ms") and not record.fields.get("provider_id"):
+            fields = record.fields
+            if fields.get("requested_ms") and not fields.get("provider_id"):
                 out.append(
                     Effect(
                         self.name,
@@ -137,12 +141,27 @@ class ProvidersPlugin(DomainPlugin):
                         key=f"start:{record.record_id}",
                     )
                 )
+            note = fields.get("webhook")
+            if isinstance(note, Mapping) and note.get("event_id"):
+                out.append(
+                    Effect(
+                        self.name,
+                        "webhook",
+                        {
+                            "attempt_id": record.record_id,
+                            "provider": str(note.get("provider")),
+                            "provider_id": str(note.get("id")),
+                            "event_id": str(note["event_id"]),
+                        },
+                        key=f"webhook:{note.get('provider')}:{note['event_id']}",
+                    )
+                )
         return out
 
     def effect_handlers(self) -> Mapping[str, EffectHandler]:
-        from fynlo_sync.domains.payments.providers.effects import start
+        from fynlo_sync.domains.payments.providers.effects import start, webhook
 
-        return {"start": start}
+        return {"start": start, "webhook": webhook}
 
 
 def session_view(session: Mapping[str, Any], attempt_id: str) -> ProviderPayment | None:
