@@ -55,7 +55,7 @@ from server.openapi import CompletedJson
 from server.plugins import plugin_servers
 from server.pokes import make_channels, redis_client
 from server.routes import ROUTES, Runtime
-from server.serving import internal_guard, security_headers
+from server.serving import internal_guard, listener_guard, security_headers
 from server.settings import Settings
 from server.throttle import RATE_STORE, SocketQuota, rate_limits, rate_store
 
@@ -242,6 +242,12 @@ def create_app(
             if redis is not None:
                 await redis.aclose()
 
+    def listener_first(app_config: Any) -> Any:
+        """Before the security backend (which puts itself first): a path the listener does
+        not serve is 404 there, even one that would need a token."""
+        app_config.middleware.insert(0, listener_guard(settings.internal_port))
+        return app_config
+
     prometheus = PrometheusConfig(app_name="fynlo", prefix="fynlo", group_path=True)
     return Litestar(
         route_handlers=[
@@ -252,7 +258,11 @@ def create_app(
         ],
         dependencies={"rt": Provide(lambda: rt, use_cache=True, sync_to_thread=False)},
         plugins=[channels],
-        on_app_init=[auth.on_app_init, outermost],
+        on_app_init=[
+            auth.on_app_init,
+            *([listener_first] if settings.internal_port else []),
+            outermost,
+        ],
         before_send=[security_headers],
         middleware=[
             *([internal_guard(settings.internal_token)] if settings.internal_token else []),

@@ -7,6 +7,7 @@ see :mod:`server.settings`). ``--json`` prints one JSON object for scripts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -93,9 +94,12 @@ def _serve(args: argparse.Namespace) -> int:
     # This process's lines too (with several workers, uvicorn's supervisor logs here); each
     # worker configures its own in server.app.app_from_env.
     configure_logging(settings.log_format, settings.log_level)
-    from server.serving import uvicorn_options
+    from server.serving import listeners, uvicorn_options
 
-    uvicorn.run(
+    if settings.internal_port and settings.internal_port == args.port:
+        print("fynlo serve: FYNLO_INTERNAL_PORT must differ from --port", file=sys.stderr)
+        return 2
+    config = uvicorn.Config(
         "server.app:app_from_env",
         factory=True,
         host=args.host,
@@ -105,6 +109,15 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=None,
         **uvicorn_options(settings, workers=args.workers),
     )
+    # Bound here (not by uvicorn.run): with FYNLO_INTERNAL_PORT there are two listeners.
+    sockets = listeners(settings, config.bind_socket())
+    from uvicorn.supervisors import Multiprocess
+
+    with contextlib.suppress(KeyboardInterrupt):
+        if args.workers > 1:
+            Multiprocess(config, sockets=sockets).run()
+        else:
+            uvicorn.Server(config).run(sockets=sockets)
     return 0
 
 

@@ -158,9 +158,9 @@ structlog.configure(
 
 
 #: A request line's query string (uvicorn logs ``"WebSocket /v1/sync/ws?token=..."``), and
-#: any ``token=``/``code=``/``secret=`` pair in a message.
+#: any ``token=``/``ticket=``/``code=``/``secret=`` pair in a message.
 _QUERY = re.compile(r"((?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS|WebSocket) [^\s?\"]*)\?[^\s\"]*")
-_PAIR = re.compile(r"((?:token|code|secret|password|pin)[a-z_]*=)[^&\s\"]+", re.IGNORECASE)
+_PAIR = re.compile(r"((?:token|ticket|code|secret|password|pin)[a-z_]*=)[^&\s\"]+", re.IGNORECASE)
 
 
 class _Scrub(logging.Filter):

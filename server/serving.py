@@ -10,6 +10,10 @@ the access log. ``fynlo serve`` and :func:`server.testing.run_in_thread` both us
 * **Connection cap** (``FYNLO_MAX_CONNECTIONS``, 1000 per process): uvicorn's
   ``limit_concurrency``; past it new requests get 503 at once.
 * Tokens in the access log are scrubbed by :mod:`server.observe` (its logging setup).
+* **Internal port** (``FYNLO_INTERNAL_PORT``): a second listener of the same process that
+  serves ``/metrics`` and ``/schema`` (and the health probes) and nothing else, while the
+  public port answers 404 to them (:func:`listener_guard`, which tells the two apart by the
+  local port a request arrived on; :func:`listeners` binds both).
 
 Behind a reverse proxy, the proxy's own timeouts (nginx ``client_header_timeout``,
 ``client_body_timeout``) apply first; see ``docs/security.md``.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +40,8 @@ __all__ = [
     "SECURITY_HEADERS",
     "GuardedH11Protocol",
     "internal_guard",
+    "listener_guard",
+    "listeners",
     "security_headers",
     "uvicorn_options",
 ]
@@ -61,6 +68,67 @@ async def security_headers(message: Any, scope: Any) -> None:
 
 
 _INTERNAL = (b"/metrics", b"/schema")
+_NOT_FOUND = (
+    b'{"type":"https://fynlo.dev/problems/not-found","title":"NotFound",'
+    b'"status":404,"detail":"not found"}'
+)
+
+
+async def _not_found(send: Any) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 404,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                *SECURITY_HEADERS,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": _NOT_FOUND})
+
+
+def listener_guard(internal_port: int) -> Callable[[ASGIApp], ASGIApp]:
+    """ASGI middleware for a server with an internal port: a request that arrived on
+    ``internal_port`` may reach only ``/metrics``, ``/schema`` and ``/health/``; one that
+    arrived on any other port never reaches ``/metrics`` or ``/schema``. Either way the
+    refusal is a 404 problem, as if the path did not exist (a WebSocket is closed)."""
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] in ("http", "websocket"):
+                server = scope.get("server") or (None, None)
+                path = scope["path"].encode()
+                internal = path.startswith(_INTERNAL)
+                if server[1] == internal_port:
+                    allowed = internal or path.startswith(b"/health/")
+                else:
+                    allowed = not internal
+                if not allowed:
+                    if scope["type"] == "websocket":
+                        await receive()
+                        await send({"type": "websocket.close", "code": 1008, "reason": ""})
+                    else:
+                        await _not_found(send)
+                    return
+            await app(scope, receive, send)
+
+        return wrapped
+
+    return middleware
+
+
+def listeners(settings: Settings, public: socket.socket) -> list[socket.socket]:
+    """The sockets to serve: ``public``, and the internal port's when one is set (bound
+    here, to ``FYNLO_INTERNAL_HOST``)."""
+    if not settings.internal_port:
+        return [public]
+    internal = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    internal.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    internal.bind((settings.internal_host, settings.internal_port))
+    internal.listen(128)
+    internal.set_inheritable(True)
+    return [public, internal]
 
 
 def internal_guard(token: str) -> Callable[[ASGIApp], ASGIApp]:
@@ -73,18 +141,7 @@ def internal_guard(token: str) -> Callable[[ASGIApp], ASGIApp]:
             if scope["type"] == "http" and scope["path"].encode().startswith(_INTERNAL):
                 given = dict(scope.get("headers", [])).get(b"authorization", b"")
                 if not hmac.compare_digest(given.lower()[:7] + given[7:], expected):
-                    body = (
-                        b'{"type":"https://fynlo.dev/problems/not-found","title":"NotFound",'
-                        b'"status":404,"detail":"not found"}'
-                    )
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": 404,
-                            "headers": [(b"content-type", b"application/problem+json")],
-                        }
-                    )
-                    await send({"type": "http.response.body", "body": body})
+                    await _not_found(send)
                     return
             await app(scope, receive, send)
 

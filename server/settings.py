@@ -54,6 +54,8 @@ FYNLO_MAX_CLOCK_SKEW_MS    how far ahead of the server's clock an op's HLC may b
 FYNLO_WS_RECHECK_MS        how often open poke sockets are checked for revocation, ms (1000)
 FYNLO_INTERNAL_TOKEN       when set, /metrics and /schema need `Authorization: Bearer <it>`
                            (else they are public; see docs/security.md)
+FYNLO_INTERNAL_PORT        when set, /metrics and /schema are served on this port only
+                           (``FYNLO_INTERNAL_HOST``, default 127.0.0.1), not the public one
 FYNLO_WS_TICKET_TTL        lifetime of a one-time WebSocket ticket, seconds (30; at most 300)
 FYNLO_REQUEST_TIMEOUT      seconds a client has to send a request's headers and body (20)
 FYNLO_MAX_CONNECTIONS      concurrent connections per server process (1000); then 503
@@ -139,6 +141,9 @@ class Settings:
     request_timeout_s: int = 20
     #: Bearer token for /metrics and /schema ("" : public).
     internal_token: str = field(default="", repr=False)
+    #: A port (and host) serving /metrics and /schema alone (0: they are on the public port).
+    internal_port: int = 0
+    internal_host: str = "127.0.0.1"
     ws_ticket_ttl_s: int = 30
     ws_recheck_ms: int = 1000
     max_clock_skew_ms: int = 300_000
@@ -183,6 +188,8 @@ class Settings:
             raise SettingsError("FYNLO_ACCESS_TTL may be at most 3600 seconds (one hour)")
         if self.ws_ticket_ttl_s > 300:
             raise SettingsError("FYNLO_WS_TICKET_TTL may be at most 300 seconds")
+        if not 0 <= self.internal_port <= 65535:
+            raise SettingsError(f"FYNLO_INTERNAL_PORT={self.internal_port} is not a port")
         if self.refresh_grace_s > 300:
             raise SettingsError("FYNLO_REFRESH_GRACE may be at most 300 seconds")
         if self.refresh_max_lifetime_s < self.refresh_ttl_s:
@@ -243,6 +250,8 @@ class Settings:
             max_sockets_per_device=_int(env, "FYNLO_WS_PER_DEVICE", cls.max_sockets_per_device),
             request_timeout_s=_int(env, "FYNLO_REQUEST_TIMEOUT", cls.request_timeout_s),
             internal_token=env.get("FYNLO_INTERNAL_TOKEN", ""),
+            internal_port=_int(env, "FYNLO_INTERNAL_PORT", cls.internal_port, 0),
+            internal_host=env.get("FYNLO_INTERNAL_HOST") or cls.internal_host,
             ws_ticket_ttl_s=_int(env, "FYNLO_WS_TICKET_TTL", cls.ws_ticket_ttl_s),
             ws_recheck_ms=_int(env, "FYNLO_WS_RECHECK_MS", cls.ws_recheck_ms, 50),
             max_clock_skew_ms=_int(env, "FYNLO_MAX_CLOCK_SKEW_MS", cls.max_clock_skew_ms, 1000),
@@ -295,6 +304,8 @@ class Settings:
             "FYNLO_REQUEST_TIMEOUT": str(self.request_timeout_s),
             "FYNLO_WS_RECHECK_MS": str(self.ws_recheck_ms),
             "FYNLO_WS_TICKET_TTL": str(self.ws_ticket_ttl_s),
+            "FYNLO_INTERNAL_PORT": str(self.internal_port),
+            "FYNLO_INTERNAL_HOST": self.internal_host,
             "FYNLO_MAX_CLOCK_SKEW_MS": str(self.max_clock_skew_ms),
             "FYNLO_MAX_CONNECTIONS": str(self.max_connections),
             "FYNLO_PLUGINS": ",".join(self.plugins),

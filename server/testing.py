@@ -30,7 +30,7 @@ from fynlo_sync.transport.http import HttpTransport
 from server import admin
 from server.accounts import Enrollment
 from server.app import create_app
-from server.serving import uvicorn_options
+from server.serving import listeners, uvicorn_options
 from server.settings import Settings
 
 __all__ = ["NO_RATE_LIMITS", "LocalServer", "embedded_settings", "free_port", "run_in_thread"]
@@ -72,7 +72,8 @@ def run_in_thread(
     wall: Callable[[], int] | None = None,
 ) -> Iterator[str]:
     """Serve ``create_app(settings)`` on ``host:port`` (0: any free port) on a thread;
-    yields the base URL (``http://127.0.0.1:PORT``)."""
+    yields the base URL (``http://127.0.0.1:PORT``). With ``settings.internal_port`` set,
+    ``/metrics`` and ``/schema`` are served on that port instead."""
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP,
     # and sockets accepted from a proto-0 listener said 0, so every response written in two
     # parts waited ~40 ms for a delayed ACK (Nagle).
@@ -86,15 +87,17 @@ def run_in_thread(
         app, log_level="warning", lifespan="on", ws="websockets-sansio", **uvicorn_options(settings)
     )
     server = uvicorn.Server(config)
+    socks = listeners(settings, sock)
     thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name=f"fynlo-server-{bound}", daemon=True
+        target=server.run, kwargs={"sockets": socks}, name=f"fynlo-server-{bound}", daemon=True
     )
     thread.start()
     deadline = time.monotonic() + startup_timeout
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             server.should_exit = True
-            sock.close()
+            for each in socks:
+                each.close()
             raise RuntimeError(f"the server on {host}:{bound} did not start (see its log)")
         time.sleep(0.01)
     try:
@@ -102,7 +105,8 @@ def run_in_thread(
     finally:
         server.should_exit = True
         thread.join(timeout=15)
-        sock.close()
+        for each in socks:
+            each.close()
 
 
 @dataclass
