@@ -69,9 +69,14 @@ def test_capture_records_what_the_provider_took_and_expiry_is_its_own_command() 
     assert declined.commands[0][1]["reason"] == "card_declined"
 
 
-def test_money_after_close_and_late_failures_are_findings_not_commands() -> None:
+def test_a_late_failure_reverses_the_capture_and_money_after_close_is_a_finding() -> None:
     late = attempt_commands("a1", "captured", pay("failed", failure_code="provider_rejected"))
-    assert (late.commands, late.finding) == ((), "late-failure")
+    reverse = {"attempt_id": "a1", "provider_ref": "pi_1", "reason": "provider_rejected"}
+    assert (late.commands, late.finding) == ((("payment_reverse", reverse),), "late-failure")
+    refunded = attempt_commands("a1", "refunded_partial", pay("failed"))
+    assert (refunded.commands, refunded.finding) == ((), "late-failure")  # a person decides
+    done = attempt_commands("a1", "failed", pay("failed", failure_code="provider_rejected"))
+    assert (done.commands, done.finding) == ((), None)  # reversed already
     after = attempt_commands("a1", "cancelled", pay("succeeded", amount_received=2000))
     assert (after.commands, after.finding) == ((), "taken-after-close")
 
@@ -79,7 +84,14 @@ def test_money_after_close_and_late_failures_are_findings_not_commands() -> None
 def test_thousands_of_attempts_under_faults_charge_once_and_lose_nothing() -> None:
     report = run(seed=3, attempts=1000)
     assert report["payment_attempts"] >= 1000
-    for name in ("double_charges", "lost_captures", "phantom_captures", "two_live", "live_left"):
+    for name in (
+        "double_charges",
+        "lost_captures",
+        "phantom_captures",
+        "unreversed_late_failures",
+        "two_live",
+        "live_left",
+    ):
         assert report[name] == 0, (name, report)
     # Every fault happened, many times.
     for name in (
@@ -140,10 +152,14 @@ def test_a_report_authors_only_what_is_newer() -> None:
     assert report_drafts("a1", after, captured, older, payments_loaded=True, now_ms=7) == []
     late = pay("failed", failure_code="provider_rejected")
     first = report_drafts("a1", after, captured, late, payments_loaded=True, now_ms=8)
-    assert [d.collection for d in first] == ["payment_sessions"]
-    assert first[0].fields is not None and first[0].fields["finding"] == "late-failure"
-    again = {**after, **first[0].fields}
-    assert report_drafts("a1", again, captured, late, payments_loaded=True, now_ms=9) == []
+    assert [(d.collection, d.name) for d in first] == [
+        ("orders", "payment_reverse"),
+        ("payment_sessions", None),
+    ]
+    assert first[1].fields is not None and first[1].fields["finding"] == "late-failure"
+    again = {**after, **first[1].fields}
+    reversed_order = {"payments": {"a1": {"state": "failed"}}}
+    assert report_drafts("a1", again, reversed_order, late, payments_loaded=True, now_ms=9) == []
 
 
 def test_a_requested_session_calls_for_one_start_effect_keyed_by_its_attempt() -> None:

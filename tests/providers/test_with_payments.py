@@ -120,3 +120,42 @@ def test_expiry_falls_back_with_one_live_attempt_and_the_money_adds_up(
     assert order is not None
     money = {k: order.fields[k] for k in ("paid", "tips", "collected", "balance_due")}
     assert money == {"paid": 2000, "tips": 200, "collected": 2200, "balance_due": 0}
+
+
+def test_a_late_failure_after_executed_reverses_the_capture_and_the_balance_is_due_again(
+    till_and_bank: tuple[Terminal, HttpTransport, str],
+) -> None:
+    till, link, bank = till_and_bank
+    till.command("orders", "o1", "open", {"currency": "GBP"})
+    till.command(
+        "orders", "o1", "add_line", {"line_id": "l1", "item": "Stew", "qty": 1, "unit_price": 2000}
+    )
+    till.sync()
+    qr = link.post("/v1/plugins/providers/qr", {"order_id": "o1"})
+    consent = press_bank(qr).json()["consent_url"]
+    page = httpx.get(consent)
+    token = re.search(r"name='token' value='([0-9a-f]+)'", page.text)
+    assert token is not None
+    pid = consent.split("/consent/", 1)[1].split("?", 1)[0]
+    httpx.post(f"{bank}/consent/{pid}/approve", data={"token": token.group(1)})
+    paid = attempt(till, qr["attempt_id"], "captured")
+    assert paid["captured"] == 2000
+    # The bank's clock moves past settlement; then the bank takes the money back.
+    httpx.post(bank + "/_admin/clock", json={"advance_ms": 60_000}, headers=AUTH)
+    failed = httpx.post(
+        f"{bank}/_admin/payments/{pid}/fail",
+        json={"failure_reason": "provider_rejected"},
+        headers=AUTH,
+    )
+    assert failed.status_code == 200, failed.text
+    reversed_ = attempt(till, qr["attempt_id"], "failed")
+    assert reversed_["failure_reason"] == "provider_rejected"
+    assert reversed_["reversed"] is not None and reversed_["reversed"]["by"] == "server"
+    order = till.get("orders", "o1")
+    assert order is not None and order.fields["balance_due"] == 2000
+    session = till.get("payment_sessions", qr["attempt_id"])
+    assert session is not None
+    assert (session.fields["status"], session.fields["finding"]) == ("failed", "late-failure")
+    # The balance is offered again: a new attempt can start (the reversed one is not live).
+    again = link.post("/v1/plugins/providers/qr", {"order_id": "o1", "method": "card"})
+    assert again["amount"] == 2000

@@ -16,8 +16,10 @@ Two halves:
   first answer, and one that does not (localstripe) is protected by the look-up.
 
 The provider is the authority on money: an attempt is failed, cancelled or expired only
-once the provider says so, so a capture can never land on an attempt we already closed
-(the one exception, a bank's failure after ``executed``, is reported as a late failure).
+once the provider says so, so a capture can never land on an attempt we already closed.
+The one move back, a bank's failure after ``executed``, reverses the capture
+(``payment_reverse``: captured -> failed, the balance due again) and is reported as a late
+failure.
 """
 
 from __future__ import annotations
@@ -69,9 +71,14 @@ def attempt_commands(attempt_id: str, state: str | None, payment: ProviderPaymen
         return Plan(())  # the attempt is not (yet) in this replica's order: nothing to do
     status = payment.status
     if state in ATTEMPT_SETTLED:
-        if status == "failed":
-            return Plan((), "late-failure")
-        return Plan(())
+        if status != "failed":
+            return Plan(())
+        if state == "captured":
+            # The provider took the money back (a bank's failure after ``executed``): the
+            # capture is reversed (the ledger posts its negation) and the balance is due.
+            reason = payment.failure_code or "failed"
+            return Plan((("payment_reverse", {**base, "reason": reason}),), "late-failure")
+        return Plan((), "late-failure")  # partly refunded already: a person decides
     if state in _ATTEMPT_CLOSED:
         if status in ("succeeded", "authorized"):
             return Plan((), "taken-after-close")

@@ -590,7 +590,7 @@ class _World:
                     self.card.customer(pid, False)
 
     def check(self) -> dict[str, int]:
-        double = lost = phantom = 0
+        double = lost = phantom = unreversed = 0
         by_attempt: dict[str, list[_Pay]] = {}
         for prov in (self.card, self.bank):
             for p in prov.payments.values():
@@ -610,9 +610,16 @@ class _World:
                 late = any(p.late_failed for p in pays)
                 if a["state"] in flow.ATTEMPT_SETTLED and not got and not late:
                     phantom += 1
+                if late and not got and a["state"] in flow.ATTEMPT_SETTLED:
+                    unreversed += 1  # the provider took it back; the attempt still shows it
             if taken > order["due"]:
                 double += 1
-        return {"double_charges": double, "lost_captures": lost, "phantom_captures": phantom}
+        return {
+            "double_charges": double,
+            "lost_captures": lost,
+            "phantom_captures": phantom,
+            "unreversed_late_failures": unreversed,
+        }
 
 
 def _new_order(world: _World, n: int) -> None:
