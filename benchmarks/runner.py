@@ -26,6 +26,7 @@ from benchmarks import (
     bench_catchup,
     bench_e2e,
     bench_effects,
+    bench_flood,
     bench_http,
     bench_local,
     bench_pokes,
@@ -82,6 +83,7 @@ BENCHMARKS: list[Benchmark] = [
     Benchmark(
         "effects", 12, "Push latency with effects in flight", bench_effects.run_effects_latency
     ),
+    Benchmark("flood", 13, "Push latency while another tenant floods", bench_flood.run_flood),
 ]
 
 

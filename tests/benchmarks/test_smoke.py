@@ -94,25 +94,28 @@ def test_list_names_every_benchmark() -> None:
         assert key in proc.stdout
 
 
-SERVER = "e2e,storm,pokes,http-push"
+SERVER = "e2e,storm,pokes,http-push,flood"
 
 
 def test_server_benchmarks_run_against_a_real_server(tmp_path: Path) -> None:
     _, doc = run(tmp_path, SERVER, "--skip-pouchdb")
     results = {r["key"]: r for r in doc["results"]}
-    assert set(results) == {"e2e", "storm", "pokes", "http-push-sqlite"}
+    assert set(results) == {"e2e", "storm", "pokes", "http-push-sqlite", "flood"}
     for r in results.values():
         assert r["status"] == "ok", r
         assert r["figure"]["value"] > 0
     e2e = results["e2e"]
     assert e2e["baseline"] is None and "skip-pouchdb" in e2e["reason"]
-    for key in ("storm", "pokes", "http-push-sqlite"):
+    for key in ("storm", "pokes", "http-push-sqlite", "flood"):
         assert results[key]["baseline"]["value"] > 0
         assert results[key]["ratio"] > 0
     assert results["storm"]["details"]["terminals_converged"] == 2
     cache = results["storm"]["details"]
     assert cache["page_cache_hits"] + cache["page_cache_misses"] >= 2  # counted in /metrics
     assert results["pokes"]["details"]["p99_ms"] >= results["pokes"]["details"]["p50_ms"]
+    flood = results["flood"]["details"]
+    assert flood["flood_429"] > 0 and flood["flood_other"] == 0  # it flooded, and was refused
+    assert flood["ratio_p50"] > 0
 
 
 def test_service_benchmarks_run_on_postgres_and_redis(
