@@ -6,6 +6,7 @@ Mounted under ``/v1/plugins/providers`` (``server.plugins``):
 route                                           what
 ==============================================  =========================================
 ``POST /qr``                                    (device) a new attempt's pay link and QR
+``POST /card``                                  (device) a card payment (manual capture too)
 ``POST /webhooks/{stripe|bank}``                public: signature on the raw body
 ``GET /pay/{tenant}/{order}/{attempt}``         public: the page the QR opens (signed)
 ``POST /pay/{tenant}/{order}/{attempt}/bank``   public (signed): pay by bank, the consent
@@ -353,6 +354,80 @@ async def new_qr(
     return QrAnswer(attempt_id, url, amount, currency, qr.svg, base64.b64encode(qr.png).decode())
 
 
+# A card at the terminal -------------------------------------------------------------------
+
+
+class CardRequest(Struct, frozen=True, forbid_unknown_fields=True):
+    order_id: str
+    payment_method: str
+    tip: int = 0
+    capture: str = "automatic"
+
+
+class CardAnswer(Struct, frozen=True):
+    attempt_id: str
+    amount: int
+    tip: int
+    currency: str
+    capture: str
+
+
+@post("/card", status_code=200)
+async def pay_by_card(
+    request: Request[Device, AccessToken, Any],
+    plugin: NamedDependency[PluginContext],
+    data: JSONBody[CardRequest],
+) -> CardAnswer:
+    """(device) A card payment for the order's balance due plus ``tip``, with a Stripe
+    payment method the terminal's card SDK gave (``pm_...``). ``capture: "manual"`` holds
+    the money: the terminal captures later with the session's ``capture`` command (a tip
+    added after authorisation, up to ``tip``). The terminal follows the session."""
+    tenant = request.user.tenant_id
+    if data.capture not in ("automatic", "manual"):
+        raise CallerError("capture must be automatic or manual", reason="invalid-capture")
+    pm = data.payment_method
+    if not pm.startswith("pm_") or len(pm) > 255:
+        raise CallerError(
+            "payment_method must be a Stripe payment method id (pm_...)",
+            reason="invalid-payment-method",
+        )
+    if type(data.tip) is not int or data.tip < 0:
+        raise InvalidTipError("tip must be an integer >= 0 (minor units)", reason="invalid-tip")
+    provider = _providers(plugin).get("stripe")  # 404 when not configured
+    found = await plugin.backend.load(tenant, [(ORDERS, data.order_id)])
+    order = found.get((ORDERS, data.order_id))
+    if order is None or order.deleted:
+        raise OrderNotFoundError(f"no order {data.order_id!r}", order_id=data.order_id)
+    amount = _balance(order.fields)
+    if amount <= 0:
+        raise CallerError("nothing is due on this order", reason="nothing-due")
+    currency = str(order.fields.get("currency") or _settings(plugin).currency)
+    attempt_id = "pay-" + plugin.backend.new_op_id()
+    session = {
+        "order_id": data.order_id,
+        "method": "card",
+        "amount": amount,
+        "currency": currency,
+        "tip": data.tip,
+        "payment_method": pm,
+        "capture": data.capture,
+        "updated_ms": plugin.now_ms(),
+    }
+    await plugin.backend.author(tenant, [Draft.put(SESSIONS, attempt_id, session)])
+    await _start_attempt(plugin, tenant, data.order_id, attempt_id, "card", amount, data.tip)
+    await plugin.backend.author(
+        tenant,
+        [
+            Draft.patch(
+                SESSIONS,
+                attempt_id,
+                {"requested_ms": plugin.now_ms(), "provider": provider.name},
+            )
+        ],
+    )
+    return CardAnswer(attempt_id, amount, data.tip, currency, data.capture)
+
+
 # The pay-at-table page ------------------------------------------------------------------
 
 
@@ -555,7 +630,7 @@ async def _start(
     _check_tip(data)
     provider = _providers(plugin).get(_method_provider(method))  # 404 when not configured
     if not session.get("requested_ms"):
-        await _start_attempt(plugin, tenant, order_id, attempt_id, method, data)
+        await _start_attempt(plugin, tenant, order_id, attempt_id, method, data.amount, data.tip)
         await plugin.backend.author(
             tenant,
             [
@@ -594,7 +669,8 @@ async def _start_attempt(
     order_id: str,
     attempt_id: str,
     method: str,
-    data: PayRequest,
+    amount: int,
+    tip: int,
 ) -> None:
     """The order's ``payment_start`` (when the payments plugin is loaded), committed on its
     own and **before** the session asks for a provider payment: if the order refuses it (an
@@ -602,7 +678,7 @@ async def _start_attempt(
     provider. An attempt already started by an earlier press is fine."""
     if not _payments_loaded(plugin):
         return
-    args = {"attempt_id": attempt_id, "method": method, "amount": data.amount, "tip": data.tip}
+    args = {"attempt_id": attempt_id, "method": method, "amount": amount, "tip": tip}
     result = await plugin.backend.author(
         tenant, [Draft.command(ORDERS, order_id, "payment_start", args)]
     )
@@ -710,5 +786,5 @@ async def apple_pay_association(plugin: NamedDependency[PluginContext]) -> Respo
     return Response(text, media_type="text/plain")
 
 
-ROUTES = [webhook, new_qr, pay_page, pay_by_bank, pay_by_apple_pay, pay_status]
+ROUTES = [webhook, new_qr, pay_by_card, pay_page, pay_by_bank, pay_by_apple_pay, pay_status]
 ROOT_ROUTES = [apple_pay_association]

@@ -194,4 +194,13 @@ def test_a_requested_session_calls_for_one_start_effect_keyed_by_its_attempt() -
         "provider_id": "pay_x",
         "event_id": "ev-9",
     }
-    assert sorted(plugin.effect_handlers()) == ["start", "webhook"]
+    held = {"order_id": "o1", "provider_id": "pi_x", "capture_amount": 1800}
+    assert plugin.effects([change({**held, "status": "requires_action"})]) == []
+    [take] = plugin.effects([change({**held, "status": "authorized"})])
+    assert (take.name, take.key, take.payload) == (
+        "capture",
+        "capture:pay-1",
+        {"attempt_id": "pay-1"},
+    )
+    assert plugin.effects([change({**held, "status": "succeeded"})]) == []  # captured
+    assert sorted(plugin.effect_handlers()) == ["capture", "start", "webhook"]

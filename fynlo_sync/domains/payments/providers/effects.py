@@ -45,7 +45,7 @@ from fynlo_sync.effects import (
 )
 from fynlo_sync.ops import Record
 
-__all__ = ["make_provider", "start", "webhook"]
+__all__ = ["capture", "make_provider", "start", "webhook"]
 
 
 def make_provider(settings: ProvidersSettings, method: str) -> PaymentProvider:
@@ -87,6 +87,8 @@ async def start(ctx: EffectContext) -> None:
         currency=str(fields["currency"]),
         tenant=ctx.tenant,
         wallet="apple_pay" if method == "apple_pay" else None,
+        capture="manual" if fields.get("capture") == "manual" else "automatic",
+        payment_method=str(fields["payment_method"]) if fields.get("payment_method") else None,
         reference=f"Order {fields['order_id']}"[:18],
     )
     try:
@@ -127,6 +129,32 @@ def report(ctx: EffectContext, attempt_id: str, order_id: str, payment: Provider
         )
 
     ctx.author.decide([session_key, order_key], build)
+
+
+async def capture(ctx: EffectContext) -> None:
+    """Capture a held card payment for the amount the terminal's ``capture`` command fixed
+    (the session's amount plus the tip). :func:`.flow.capture` looks the payment up first
+    and captures only one that is still held, so a re-run after an ambiguous outcome (a
+    timeout, a 5xx, a crash after the call) finds the capture made and charges nothing
+    more."""
+    attempt_id = str(ctx.effect.payload["attempt_id"])
+    session = await ctx.read(SESSIONS, attempt_id)
+    if session is None or session.deleted:
+        raise PermanentEffectError(f"no payment session {attempt_id!r}")
+    fields = session.fields
+    amount = int(fields["capture_amount"])
+    provider = make_provider(ctx.settings, str(fields.get("method") or "card"))
+    try:
+        payment = await flow.capture(provider, attempt_id, amount)
+    except ProviderAmbiguousError as exc:
+        raise RetryableEffectError(exc.detail) from exc
+    except ProviderRefusedError as exc:
+        raise PermanentEffectError(f"the provider refused the capture: {exc.detail}") from exc
+    finally:
+        await provider.aclose()  # type: ignore[attr-defined]
+    if payment is None:
+        raise PermanentEffectError(f"no provider payment for attempt {attempt_id!r}")
+    report(ctx, attempt_id, str(fields["order_id"]), payment)
 
 
 #: The method whose provider a webhook's provider name is.

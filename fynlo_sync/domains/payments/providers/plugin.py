@@ -27,6 +27,7 @@ from fynlo_sync.ops import Change, Op
 from fynlo_sync.plugins import (
     SERVER_NODE,
     Collection,
+    CommandContext,
     DomainPlugin,
     Draft,
     Effect,
@@ -83,6 +84,38 @@ def _server_only(before: Mapping[str, Any] | None, after: Mapping[str, Any], op:
         raise RejectedOpError(f"unknown session status {status!r}", reason="invalid-field")
 
 
+def _refuse(reason: str, detail: str, **extra: Any) -> RejectedOpError:
+    return RejectedOpError(detail, reason=reason, **extra)
+
+
+def capture_command(ctx: CommandContext) -> dict[str, Any]:
+    """``capture`` ``{"tip"}`` (a terminal's command on a held card payment, manual
+    capture): capture the session's amount plus ``tip``, at most what the provider holds
+    (``capturable``: a tip after authorisation fits in what was authorised; there is no
+    incremental authorisation). Asked once: a second capture is refused, never charged."""
+    session = ctx.record
+    if session is None:
+        raise _refuse("record-not-found", "no such payment session")
+    if session.get("capture") != "manual":
+        raise _refuse("not-manual-capture", "this payment is captured automatically")
+    if session.get("capture_amount") is not None:
+        raise _refuse("capture-requested", "a capture was already asked for this payment")
+    if session.get("status") != "authorized":
+        raise _refuse("not-authorised", f"the payment is {session.get('status')!r}, not authorized")
+    tip = ctx.args.get("tip", 0)
+    if type(tip) is not int or tip < 0:
+        raise _refuse("invalid-tip", "tip must be an integer >= 0 (minor units)")
+    total = int(session.get("amount") or 0) + tip
+    capturable = int(session.get("capturable") or 0)
+    if total > capturable:
+        raise _refuse(
+            "capture-above-authorised",
+            f"{total} is more than the {capturable} authorised",
+            capturable=capturable,
+        )
+    return {"capture_tip": tip, "capture_amount": total, "capture_requested_ms": ctx.received_ms}
+
+
 SESSIONS_COLLECTION = Collection(
     name=SESSIONS,
     fields={
@@ -104,10 +137,17 @@ SESSIONS_COLLECTION = Collection(
         "requested_ms": Field("int"),
         "client_secret": Field("any"),
         "webhook": Field("any"),
+        "payment_method": Field("any"),
+        "capture": Field("any"),
+        "capturable": Field("money"),
+        "capture_tip": Field("money", command_only=True),
+        "capture_amount": Field("money", command_only=True),
+        "capture_requested_ms": Field("any", command_only=True),
         "updated_ms": Field("int"),
     },
     strategy="server_wins",
     validate=_server_only,
+    commands={"capture": capture_command},
 )
 
 
@@ -141,6 +181,15 @@ class ProvidersPlugin(DomainPlugin):
                         key=f"start:{record.record_id}",
                     )
                 )
+            if fields.get("capture_amount") is not None and fields.get("status") == "authorized":
+                out.append(
+                    Effect(
+                        self.name,
+                        "capture",
+                        {"attempt_id": record.record_id},
+                        key=f"capture:{record.record_id}",
+                    )
+                )
             note = fields.get("webhook")
             if isinstance(note, Mapping) and note.get("event_id"):
                 out.append(
@@ -159,9 +208,9 @@ class ProvidersPlugin(DomainPlugin):
         return out
 
     def effect_handlers(self) -> Mapping[str, EffectHandler]:
-        from fynlo_sync.domains.payments.providers.effects import start, webhook
+        from fynlo_sync.domains.payments.providers.effects import capture, start, webhook
 
-        return {"start": start, "webhook": webhook}
+        return {"capture": capture, "start": start, "webhook": webhook}
 
 
 def session_view(session: Mapping[str, Any], attempt_id: str) -> ProviderPayment | None:
@@ -210,6 +259,7 @@ def report_drafts(
             "received": payment.amount_received,
             "settled": payment.settled,
             "failure_code": payment.failure_code,
+            "capturable": payment.amount_capturable,
             "action": None
             if action is None
             else {
