@@ -91,3 +91,34 @@ def test_the_javascript_port_takes_the_orders_table_from_the_domains_document(
     assert done.returncode == 1
     assert "orders_state.json: 55 passed, 1 failed" in done.stdout
     assert "FAIL orders_state.json: ready + serve: allowed by the table" in done.stdout
+
+
+def test_the_javascript_port_enforces_the_limits(tmp_path: Path) -> None:
+    """Section 22 in the port: every push of push.json is judged by its limits too, and a
+    limit vector with another expected limit (or an op it would not reject) fails."""
+    node = _node()
+    done = subprocess.run(
+        [node, str(RUNNER), str(VECTOR_DIR)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert f"push.json (limits): {len(load('push.json'))} passed, 0 failed" in done.stdout
+    for source in VECTOR_DIR.glob("*.json"):
+        shutil.copy(source, tmp_path / source.name)
+    vectors = load("push.json")
+    by_name = {v["name"]: v for v in vectors}
+    string = by_name["limits: a string longer than max_string_bytes (UTF-8) is refused"]
+    string["limits"]["max_string_bytes"] = 18  # the 9 x "é" (18 bytes) now fits
+    string["limits"]["max_field_bytes"] = 64
+    record = by_name["limits: an op that would grow its record past max_record_bytes is rejected"]
+    record["steps"][0]["expect"]["body"]["outcomes"][2]["status"] = "applied"
+    (tmp_path / "push.json").write_text(json.dumps(vectors), encoding="utf-8")
+    done = subprocess.run(
+        [node, str(RUNNER), str(tmp_path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    assert f"push.json (limits): {len(vectors) - 2} passed, 2 failed" in done.stdout, done.stdout
+    assert "FAIL push.json (limits): limits: a string longer" in done.stdout
+    assert "op 2 status" in done.stdout

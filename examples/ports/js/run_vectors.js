@@ -5,7 +5,10 @@
 // fees.json, payments_state.json and payments_delete.json (the payments domain, payments.js),
 // orders_state.json (from the orders state table and schema in domains.json, the domains
 // document of section 21: no copy of the table here), and every checksum that appears in
-// push.json (batch bodies, refusals' `expected`, pull pages).
+// push.json (batch bodies, refusals' `expected`, pull pages), and the limits of section 22
+// (limits.js) over every push and page of push.json: depth, string and field sizes against
+// every `limit-exceeded` refusal and every accepted push, the record size by replaying the
+// `limits:` vectors' pushes, and every page's bytes.
 // compact.json (section 23): the same checksums, and the shape of every compacted page.
 //
 //   node examples/ports/js/run_vectors.js [vector directory]
@@ -21,6 +24,7 @@ const { parse } = require('./json');
 const { loadDomains, nextState } = require('./domains');
 const { Rejected, applyOp, schemaCheck } = require('./merge');
 const timeclock = require('./timeclock');
+const limits = require('./limits');
 
 const dir = process.argv[2] || path.join(__dirname, '..', '..', '..', 'docs', 'protocol', 'vectors');
 const load = (name) => parse(fs.readFileSync(path.join(dir, name), 'utf8'));
@@ -295,6 +299,81 @@ for (const [file, v] of [...load('push.json').map((x) => ['push.json', x]),
     if (checked === 0 && v.steps.every((s) => s.push && s.push.body_text === undefined)) {
       throw new Error('nothing to check');
     }
+  });
+}
+
+// ------------------------------------------------------------ push.json: limits (22)
+function limitVerdict(step, lim) {
+  // What this port refuses under section 22 before applying anything (8.2 steps 2, 10a),
+  // or null; a body it cannot parse is not a limits question.
+  try {
+    let body = step.push.body;
+    if (step.push.body_text !== undefined) {
+      limits.checkDepth(step.push.body_text, lim.max_depth);
+      body = parse(step.push.body_text);
+    } else if (limits.textDepth(JSON.stringify(body)) > lim.max_depth) {
+      return { limit: 'depth', max: lim.max_depth };
+    }
+    if (body !== null && typeof body === 'object' && Array.isArray(body.ops)) {
+      limits.checkBatchLimits(body.ops.filter((op) => op !== null && typeof op === 'object'), lim);
+    }
+    return null;
+  } catch (exc) {
+    if (exc instanceof limits.LimitError) return exc.problem;
+    if (exc.constructor && exc.constructor.name === 'JsonSyntaxError') return null;
+    throw exc;
+  }
+}
+
+function replay(v, step, state, lim, at) {
+  // Apply an accepted push's ops in order (puts and patches: merge.js), rejecting a result
+  // larger than max_record_bytes, and compare each outcome's status and reason.
+  const expected = step.expect.body.outcomes;
+  const body = step.push.body_text !== undefined ? parse(step.push.body_text) : step.push.body;
+  body.ops.forEach((op, k) => {
+    const want = expected[k];
+    if (!['applied', 'rejected'].includes(want.status) || op.kind === 'command') {
+      throw new Error(`${at}: outcome ${want.status} of a ${op.kind} is not replayed here`);
+    }
+    const collection = v.collections.find((c) => c.name === op.collection);
+    const key = `${op.collection}/${op.record_id}`;
+    let got = applyOp(collection, state.records.get(key) || null, op, state.cursor + 1);
+    if (got.status !== 'rejected' && limits.recordTooLarge(got.record, lim)) {
+      got = { status: 'rejected', reason: 'record-too-large' };
+    }
+    assertEqual(got.status, want.status, `${at} op ${k} status`);
+    assertEqual(got.reason, want.reason, `${at} op ${k} reason`);
+    if (got.status === 'applied') {
+      state.records.set(key, got.record);
+      state.cursor += 1;
+    }
+  });
+}
+
+for (const v of load('push.json')) {
+  const lim = { ...limits.DEFAULT_LIMITS, ...(v.limits || {}) };
+  const replaying = v.name.startsWith('limits:');
+  const state = { records: new Map(), cursor: 0 };
+  check('push.json (limits)', v.name, () => {
+    v.steps.forEach((step, k) => {
+      const at = `step ${k}`;
+      if (step.push) {
+        const problem = step.expect.problem;
+        const verdict = limitVerdict(step, lim);
+        if (problem && problem.type.endsWith('/limit-exceeded')) {
+          const { type, status, ...members } = problem;
+          assertEqual(canonical(verdict), canonical(members), `${at} the limit refused`);
+        } else if (step.expect.status === 200) {
+          assertEqual(verdict, null, `${at} an accepted push breaks no limit here`);
+          if (replaying) replay(v, step, state, lim, at);
+        }
+      }
+      if (step.pull && step.expect.status === 200) {
+        if (!limits.pageWithinLimit(step.expect.body.changes, lim)) {
+          throw new Error(`${at}: the page's changes exceed max_page_bytes`);
+        }
+      }
+    });
   });
 }
 
