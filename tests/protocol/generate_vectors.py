@@ -34,6 +34,7 @@ from tests.protocol.payments_vectors import (
     payments_delete_vectors,
     payments_state_vectors,
 )
+from tests.protocol.providers_vectors import session_capture_vectors
 from tests.protocol.staff_vectors import fraud_vectors, overtime_vectors, timeclock_vectors
 from tests.protocol.vectors import (
     VECTOR_DIR,
@@ -1888,6 +1889,7 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "payments_state.json": payments_state_vectors,
     "fees.json": fees_vectors,
     "payments_delete.json": payments_delete_vectors,
+    "session_capture.json": session_capture_vectors,
 }
 
 

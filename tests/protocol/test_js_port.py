@@ -27,6 +27,7 @@ PORTED = (
     "payments_state.json",
     "payments_delete.json",
     "timeclock_fraud.json",
+    "session_capture.json",
 )
 
 

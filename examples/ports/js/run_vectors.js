@@ -3,6 +3,7 @@
 // Check this port against docs/protocol/vectors: canonical.json, checksum.json, hlc.json,
 // conflicts.json (every vector: put/patch/delete under the four built-in strategies),
 // fees.json, payments_state.json and payments_delete.json (the payments domain, payments.js),
+// session_capture.json (a payment session's capture command, sessions.js),
 // orders_state.json (from the orders state table and schema in domains.json, the domains
 // document of section 21: no copy of the table here), and every checksum that appears in
 // push.json (batch bodies, refusals' `expected`, pull pages), and the limits of section 22
@@ -421,6 +422,21 @@ for (const v of load('timeclock_fraud.json')) {
       const got = fraud.judge(v.policy, v.location, v.address, v.offline);
       assertEqual(canonical(got), canonical(v.expect), 'verdict');
     }
+  });
+}
+
+// --------------------------------------------------------- session_capture.json (25.6)
+const sessions = require('./sessions');
+for (const v of load('session_capture.json')) {
+  check('session_capture.json', v.name, () => {
+    let got;
+    try {
+      got = { status: 'applied', patch: sessions.captureCommand(v.session, v.args, v.received_ms) };
+    } catch (exc) {
+      if (!(exc instanceof sessions.Rejected)) throw exc;
+      got = { status: 'rejected', reason: exc.reason };
+    }
+    assertEqual(canonical(got), canonical(v.expect), 'outcome');
   });
 }
 
