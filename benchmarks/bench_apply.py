@@ -24,7 +24,7 @@ from fynlo_sync.ops import Batch, Record
 from fynlo_sync.plugins import Registry
 from fynlo_sync.protocol import encode_batch
 from fynlo_sync.replica import ServerReplica
-from fynlo_sync.store.base import Key, iter_keys
+from fynlo_sync.store.base import Key, iter_keys, new_effect_rows
 from fynlo_sync.store.sqlite import SqliteServerStore
 
 __all__ = ["BatchRows", "plan_rows", "run_engine_sqlite", "run_server_sqlite", "seed_server"]
@@ -41,6 +41,23 @@ NODES_SQL = (
     "INSERT INTO fynlo_nodes(tenant, node_id, high_water) VALUES (?, ?, ?) "
     "ON CONFLICT(tenant, node_id) DO UPDATE SET high_water = excluded.high_water"
 )
+EFFECT_COLUMNS = [
+    "tenant",
+    "key",
+    "plugin",
+    "name",
+    "payload",
+    "state",
+    "attempts",
+    "failures",
+    "due_ms",
+    "created_ms",
+    "last_error",
+]
+EFFECTS_SQL = (
+    f"INSERT INTO fynlo_effects({', '.join(EFFECT_COLUMNS)}) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(tenant, key) DO NOTHING"
+)
 
 
 @dataclass(slots=True)
@@ -51,10 +68,12 @@ class BatchRows:
     feed: list[tuple[str, int, bytes]]
     oplog: list[tuple[str, str, int, str, bytes]]
     node: tuple[str, str, int]
+    #: The outbox rows of the batch's effects (the orders plugin's kitchen tickets).
+    effects: list[tuple[str, str, str, str, bytes, str, int, int, int, int, None]]
 
     @property
     def count(self) -> int:
-        return len(self.records) + len(self.feed) + len(self.oplog) + 1
+        return len(self.records) + len(self.feed) + len(self.oplog) + len(self.effects) + 1
 
 
 def plan_rows(batches: list[Batch], registry: Registry) -> tuple[list[BatchRows], float]:
@@ -92,6 +111,22 @@ def plan_rows(batches: list[Batch], registry: Registry) -> tuple[list[BatchRows]
                     for o in plan.new_outcomes
                 ],
                 node=(TENANT, plan.node_id, plan.high_water),
+                effects=[
+                    (
+                        TENANT,
+                        e.key,
+                        e.effect.plugin,
+                        e.effect.name,
+                        _enc.encode(e.effect.payload),
+                        e.state,
+                        0,
+                        0,
+                        e.due_ms,
+                        e.created_ms,
+                        None,
+                    )
+                    for e in new_effect_rows(TENANT, plan)
+                ],
             )
         )
     return out, planning
@@ -108,6 +143,8 @@ def raw_apply(path: Path, rows: list[BatchRows]) -> float:
         conn.executemany(FEED_SQL, batch.feed)
         conn.executemany(OPLOG_SQL, batch.oplog)
         conn.execute(NODES_SQL, batch.node)
+        if batch.effects:
+            conn.executemany(EFFECTS_SQL, batch.effects)
         conn.execute("COMMIT")
     seconds = time.perf_counter() - start
     store.close()
@@ -118,7 +155,9 @@ def engine_apply(
     ctx: Context, path: Path, batches: Sequence[Batch | bytes], label: str
 ) -> tuple[float, SqliteServerStore]:
     store = SqliteServerStore(path)
-    replica = ServerReplica(store, ctx.registry)
+    # As the server runs it: effects go to the outbox with the commit, and a worker (not
+    # the push) performs them. (Inline, each push would also print every ticket.)
+    replica = ServerReplica(store, ctx.registry, inline_effects=False)
     total = len(batches)
     start = time.perf_counter()
     for i, batch in enumerate(batches):
@@ -230,7 +269,7 @@ def seed_server(ctx: Context, changes: int) -> tuple[SqliteServerStore, int]:
         return store, int(count)
     batches = server_batches(changes, 1000)
     store = SqliteServerStore(ctx.work / "seeded.db")
-    replica = ServerReplica(store, ctx.registry)
+    replica = ServerReplica(store, ctx.registry, inline_effects=False)
     for i, batch in enumerate(batches):
         replica.push(TENANT, batch)
         ctx.progress.step(i + 1, len(batches), "seeding server batches")
@@ -275,6 +314,10 @@ async def _pg_copy(url: str, rows: list[BatchRows]) -> float:
                         columns=["tenant", "node_id", "seq", "op_id", "body"],
                     )
                     await conn.execute(_PG_NODES, *batch.node)
+                    if batch.effects:
+                        await conn.copy_records_to_table(
+                            "fynlo_effects", records=batch.effects, columns=EFFECT_COLUMNS
+                        )
             return time.perf_counter() - start
     finally:
         await store.close()

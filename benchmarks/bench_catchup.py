@@ -34,7 +34,7 @@ BATCH = 1000
 
 def _seed(ctx: Context, path: Path, changes: int) -> int:
     store = SqliteServerStore(path, synchronous="OFF")
-    replica = ServerReplica(store, ctx.registry)
+    replica = ServerReplica(store, ctx.registry, inline_effects=False)
     per_node = changes // NODES
     done = 0
     for n in range(NODES):

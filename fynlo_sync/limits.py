@@ -14,7 +14,6 @@ below any of them.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
@@ -68,9 +67,8 @@ class Limits:
 
 DEFAULT_LIMITS = Limits()
 
-# A JSON string token (the unrolled form: linear, no backtracking blow-up).
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_ONE_KIND = bytes.maketrans(b"{}", b"[]")
 _DELTA = [0] * 256
 for _open in b"[{":
     _DELTA[_open] = 1
@@ -80,16 +78,45 @@ for _close in b"]}":
 _encoder = msgspec.json.Encoder()
 
 
+def _outside_strings(body: bytes) -> bytes:
+    """``body`` without its JSON strings' contents, at C speed: escaped backslashes and
+    escaped quotes removed first (pairing backslashes from the left, as a parser does),
+    every quote left then opens or closes a string, so the even pieces between quotes are
+    what lies outside strings. Where the text is malformed this may differ from the
+    parser's reading only after the first error, and a prefix's depth is counted exactly,
+    so the deepest level a parser could reach is never underestimated."""
+    if b"\\" in body:
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    return b"".join(body.split(b'"')[::2])
+
+
+def _deepest(brackets: bytes, max_depth: int) -> int:
+    """The deepest nesting of ``brackets`` (only ``[]{}``, which count alike). Balanced,
+    in at most ``max_depth`` rounds of C-speed work: each round removes every innermost
+    pair (adjacent, once the kinds are one), exactly one level. Otherwise (unbalanced
+    text, or deeper than the limit) the running count, in Python."""
+    level = brackets.translate(_ONE_KIND)
+    rounds = 0
+    while level and rounds <= max_depth:
+        inner = level.replace(b"[]", b"")
+        if len(inner) == len(level):
+            break
+        level, rounds = inner, rounds + 1
+    if not level:
+        return rounds
+    return max(accumulate(map(_DELTA.__getitem__, brackets)), default=0)
+
+
 def check_depth(body: bytes, max_depth: int) -> None:
     """Raise :class:`LimitExceededError` (``limit: "depth"``) if the JSON text ``body``
     nests arrays and objects deeper than ``max_depth``. Malformed text is left to the
     parser; only brackets outside strings count."""
     if body.count(b"[") + body.count(b"{") <= max_depth:
         return  # cannot be deeper than it has openings (the common, small case)
-    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    brackets = _outside_strings(body).translate(None, _NOT_BRACKETS)
     if len(brackets) <= max_depth:
         return
-    deepest = max(accumulate(map(_DELTA.__getitem__, brackets)), default=0)
+    deepest = _deepest(brackets, max_depth)
     if deepest > max_depth:
         raise LimitExceededError(
             f"the JSON nests {deepest} levels deep; the limit is {max_depth}",

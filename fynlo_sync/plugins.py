@@ -245,8 +245,12 @@ class Collection:
     #: RejectedOpError to refuse it (payments refuses to delete an order that holds a
     #: payment). It runs before any delete race is resolved (protocol section 11.5).
     delete_guard: Callable[[Mapping[str, Any], Op], None] | None = None
+    #: The required fields' names, sorted (computed once: every op checks them).
+    _required: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        required = tuple(name for name in sorted(self.fields) if self.fields[name].required)
+        object.__setattr__(self, "_required", required)
         table = self.state_table
         if table is None:
             return
@@ -309,8 +313,8 @@ class Collection:
                 )
 
     def check_required(self, values: Mapping[str, Any]) -> None:
-        for name in sorted(self.fields):
-            if self.fields[name].required and values.get(name) is None:
+        for name in self._required:
+            if values.get(name) is None:
                 raise RejectedOpError(
                     f"{self.name}.{name} is required", reason="invalid-field", field=name
                 )

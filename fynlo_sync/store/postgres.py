@@ -181,11 +181,24 @@ _EFFECT_COLUMNS = (
     "tenant, key, plugin, name, payload, state, attempts, failures, due_ms, created_ms, last_error"
 )
 
-_ENQUEUE = f"""
-INSERT INTO fynlo_effects ({_EFFECT_COLUMNS})
-SELECT $1, k, p, n, b, 'pending', 0, 0, $6, $6, NULL
-FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[]) AS t(k, p, n, b)
-ON CONFLICT (tenant, key) DO NOTHING
+#: A commit that also writes its effects to the outbox: the same statement, one more CTE
+#: (one round trip for the whole commit).
+_COMMIT_WITH_EFFECTS = _COMMIT.replace(
+    "\nINSERT INTO fynlo_nodes",
+    f"""\n, e AS (
+    INSERT INTO fynlo_effects ({_EFFECT_COLUMNS})
+    SELECT $1, k, p, n, b, 'pending', 0, 0, $17, $17, NULL
+    FROM unnest($13::text[], $14::text[], $15::text[], $16::bytea[]) AS t(k, p, n, b)
+    ON CONFLICT (tenant, key) DO NOTHING
+)
+INSERT INTO fynlo_nodes""",
+    1,
+)
+
+#: A node's high-water mark and its tenant's feed cursor, in one round trip.
+_HIGH_WATER_AND_CURSOR = """
+SELECT (SELECT high_water FROM fynlo_nodes WHERE tenant = $1 AND node_id = $2),
+       (SELECT max(seq) FROM fynlo_feed WHERE tenant = $1)
 """
 
 _CLAIM = f"""
@@ -260,10 +273,19 @@ def _canonical_row(row: Any) -> tuple[int, bytes]:
 class PostgresQueries:
     """The store's queries, over a pool (each its own transaction) or one connection."""
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Any, locked: str | None = None) -> None:
         self._db = db
+        #: The tenant whose write lock this transaction holds (``None``: not in one).
+        self._locked = locked
+        #: That tenant's feed cursor, read with its first high-water mark (nothing else
+        #: can move it while the lock is held; a commit forgets it).
+        self._cursor: int | None = None
 
     async def high_water(self, tenant: str, node_id: str) -> int:
+        if tenant == self._locked and self._cursor is None:
+            row = await self._db.fetchrow(_HIGH_WATER_AND_CURSOR, tenant, node_id)
+            self._cursor = 0 if row[1] is None else int(row[1])
+            return 0 if row[0] is None else int(row[0])
         value = await self._db.fetchval(
             "SELECT high_water FROM fynlo_nodes WHERE tenant = $1 AND node_id = $2",
             tenant,
@@ -298,13 +320,17 @@ class PostgresQueries:
         return out
 
     async def cursor(self, tenant: str) -> int:
+        if tenant == self._locked and self._cursor is not None:
+            return self._cursor
         value = await self._db.fetchval("SELECT max(seq) FROM fynlo_feed WHERE tenant = $1", tenant)
         return 0 if value is None else int(value)
 
     async def commit(self, tenant: str, plan: Plan) -> None:
+        self._cursor = None
         writes = list(plan.writes.values())
+        effects = new_effect_rows(tenant, plan) if plan.effects else []
         await self._db.execute(
-            _COMMIT,
+            _COMMIT_WITH_EFFECTS if effects else _COMMIT,
             tenant,
             [r.collection for r in writes],
             [r.record_id for r in writes],
@@ -317,18 +343,18 @@ class PostgresQueries:
             [o.op_id for o in plan.new_outcomes],
             [_enc.encode(o) for o in plan.new_outcomes],
             plan.high_water,
+            *(
+                (
+                    [r.key for r in effects],
+                    [r.effect.plugin for r in effects],
+                    [r.effect.name for r in effects],
+                    [_enc.encode(r.effect.payload) for r in effects],
+                    plan.received_ms or 0,
+                )
+                if effects
+                else ()
+            ),
         )
-        if plan.effects:
-            rows = new_effect_rows(tenant, plan)
-            await self._db.execute(
-                _ENQUEUE,
-                tenant,
-                [r.key for r in rows],
-                [r.effect.plugin for r in rows],
-                [r.effect.name for r in rows],
-                [_enc.encode(r.effect.payload) for r in rows],
-                plan.received_ms or 0,
-            )
 
     async def _with_history(self, db: Any, rows: Sequence[Any]) -> list[EffectRow]:
         if not rows:
@@ -479,7 +505,7 @@ class PostgresServerStore(PostgresQueries):
         with driver_errors():
             async with self.pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _tenant_lock(tenant))
-                yield PostgresQueries(conn)
+                yield PostgresQueries(conn, locked=tenant)
 
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")

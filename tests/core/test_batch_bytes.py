@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 import pytest
 
+from fynlo_sync import protocol
 from fynlo_sync.canonical import checksum
 from fynlo_sync.errors import ChecksumMismatchError, InvalidValueError
 from fynlo_sync.ops import Batch, Op
@@ -73,3 +76,51 @@ def test_floats_and_unsafe_integers_are_refused_with_their_path() -> None:
     raw["ops"][0]["fields"]["likes"] = 2**53
     with pytest.raises(InvalidValueError):
         decode_batch(json.dumps(raw).encode())
+
+
+def _bodies() -> list[bytes]:
+    """Bodies of every shape the fast path must either decode as the full path does or
+    leave to it: canonical, re-encoded, floats, big numbers, long strings, other versions,
+    too many ops, wrong sums, an absent ``actor`` written as null, unknown members."""
+    good = json.loads(encode_batch(BATCH))
+    changes: list[Callable[[Any], None]] = [
+        lambda b: b["ops"][0]["fields"].update(likes=1.5),
+        lambda b: b["ops"][0]["fields"].update(likes=2**53),
+        lambda b: b["ops"][0]["fields"].update(title="x" * 40_000),
+        lambda b: b["ops"][0]["fields"].update(blob={"k": "y" * 70_000}),
+        lambda b: b.update(protocol=2),
+        lambda b: b.update(checksum="0" * 32),
+        lambda b: b["ops"][0].update(actor=None),
+        lambda b: b["ops"][0].update(extra=1),
+        lambda b: b["ops"][0].update(seq=0),
+        lambda b: b["ops"].extend([b["ops"][1]] * 30),
+        lambda b: b.update(  # a body over max_string_bytes of short strings and scalars
+            ops=[dict(b["ops"][0], seq=n, fields={"title": "z" * 2000}) for n in range(1, 22)]
+        ),
+    ]
+    out = [encode_batch(BATCH), msgspec.json.format(encode_batch(BATCH), indent=1)]
+    for change in changes:
+        body = json.loads(json.dumps(good))
+        change(body)
+        if body["checksum"] != "0" * 32:  # the MD5 of the ops' sorted bytes
+            sent = msgspec.json.encode(body["ops"], order="sorted")
+            body["checksum"] = hashlib.md5(sent).hexdigest()
+        out.append(msgspec.json.encode(body, order="sorted"))
+    return out
+
+
+def _outcome(body: bytes, max_ops: int) -> object:
+    try:
+        return decode_batch(body, max_ops=max_ops)
+    except Exception as exc:  # the answer compared: the same error, the same words
+        return (type(exc).__name__, str(exc))
+
+
+@pytest.mark.parametrize("index", range(13))
+def test_the_struct_fast_path_answers_as_the_full_path(
+    index: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = _bodies()[index]
+    fast = _outcome(body, max_ops=30)
+    monkeypatch.setattr(protocol, "_fast_batch", lambda *args: None)
+    assert _outcome(body, max_ops=30) == fast

@@ -5,6 +5,7 @@ the server finds too large."""
 from __future__ import annotations
 
 import json
+import random
 
 import msgspec
 import pytest
@@ -157,3 +158,39 @@ def test_the_server_bounds_incoming_hlcs(registry: Registry) -> None:
     assert replica.store.high_water("t1", "n1") == 1  # nothing of the batch applied
     wall.advance(1)  # real time caught up: the same batch is accepted as it is
     assert replica.push("t1", encode_batch(ahead), node_id="n1").high_water == 3
+
+
+def _reference_depth(text: bytes) -> int:
+    """The depth by the plain definition: strings' contents dropped by a tokenising
+    regex, then the running count of openings minus closings."""
+    import re
+    from itertools import accumulate
+
+    stripped = re.sub(rb'"[^"\\]*(?:\\.[^"\\]*)*"', b"", text)
+    steps = [1 if b in b"[{" else -1 for b in stripped if b in b"[]{}"]
+    return max(accumulate(steps), default=0)
+
+
+def _random_json(rng: random.Random, depth: int = 0) -> object:
+    pick = rng.random()
+    if depth > 8 or pick < 0.3:
+        return "".join(rng.choice('[]{}"\\a\n') for _ in range(rng.randint(0, 6)))
+    if pick < 0.65:
+        return [_random_json(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    return {_random_json(rng, 9): _random_json(rng, depth + 1) for _ in range(rng.randint(0, 3))}
+
+
+def test_depth_scan_agrees_with_the_plain_definition_on_json_with_hostile_strings() -> None:
+    rng = random.Random(13)
+    for _ in range(3000):
+        text = json.dumps(_random_json(rng), ensure_ascii=rng.random() < 0.5).encode()
+        want = _reference_depth(text)
+        check_depth(text, max(want, 8))
+        if want > 8:
+            with pytest.raises(LimitExceededError) as caught:
+                check_depth(text, 8)
+            assert f"nests {want} levels" in caught.value.detail
+    for deep in (65, 70, 200):  # balanced but deeper than the limit: the exact depth named
+        with pytest.raises(LimitExceededError) as caught:
+            check_depth(b"[" * deep + b"]" * deep, 64)
+        assert f"nests {deep} levels" in caught.value.detail
