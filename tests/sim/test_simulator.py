@@ -33,6 +33,7 @@ def _forgetful_plan_push(
     cursor: int,
     received_ms: int | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    client_address: str | None = None,
 ) -> Plan:
     """A server that skips the high-water-mark check: a replayed op is applied again."""
     first = batch.ops[0].seq if batch.ops else high_water + 1
@@ -45,6 +46,7 @@ def _forgetful_plan_push(
         cursor=cursor,
         received_ms=received_ms,
         limits=limits,
+        client_address=client_address,
     )
 
 
