@@ -51,7 +51,7 @@ from fynlo_sync.domains.payments.providers.qr import pay_link, payment_qr, verif
 from fynlo_sync.errors import CallerError, RejectedOpError
 from fynlo_sync.ops import Record
 from fynlo_sync.plugins import Draft
-from fynlo_sync.replica import Compose
+from fynlo_sync.replica import Compose, NothingToAuthorError
 from fynlo_sync.store.migrations import Component
 from fynlo_sync.store.sqlport import SqlPort
 from server.auth import AccessToken, Device
@@ -255,10 +255,8 @@ async def _queue(plugin: PluginContext, event: WebhookEvent) -> str:
 
     try:
         await plugin.backend.author(tenant, Compose([key], build))
-    except CallerError as exc:
-        if "at least one op" in exc.detail:
-            return "ignored"
-        raise
+    except NothingToAuthorError:
+        return "ignored"
     return "queued"
 
 
