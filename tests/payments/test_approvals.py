@@ -49,7 +49,8 @@ def _push(server: ServerReplica, node: str, ops: list[dict[str, Any]]) -> list[A
 @pytest.fixture
 def world(tmp_path: Path) -> tuple[ServerReplica, Terminal]:
     registry = conflict.registry([OrdersPlugin(), StaffPlugin(), PaymentsPlugin()])
-    server = ServerReplica(MemoryServerStore(), registry)
+    clock = ManualClock(start_ms=T0, tick_ms=1)
+    server = ServerReplica(MemoryServerStore(), registry, now_ms=clock)  # online: no delay
     people = [("m1", "manager"), ("m2", "manager"), ("v1", "supervisor"), ("s1", "staff")]
     outcomes = _push(
         server,
@@ -71,7 +72,7 @@ def world(tmp_path: Path) -> tuple[ServerReplica, Terminal]:
         store,
         registry,
         LoopbackTransport(server, "t1", "till"),
-        wall=ManualClock(start_ms=T0, tick_ms=1),
+        wall=clock,
         rng=random.Random(1),
     )
     till.sync()

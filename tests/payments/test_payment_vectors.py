@@ -46,7 +46,9 @@ def test_payments_state(vector: dict[str, Any]) -> None:
         assert table == vector["next"]
     record = msgspec.convert(vector["record"], Record)
     op = msgspec.convert(vector["op"], Op)
-    result = apply_op(record, op, payments_registry(), vector["seq"])
+    result = apply_op(
+        record, op, payments_registry(), vector["seq"], received_ms=vector.get("received_ms")
+    )
     got = {
         "status": result.status,
         "reason": result.reason,

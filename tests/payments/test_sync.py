@@ -158,3 +158,49 @@ def test_a_paid_order_cannot_be_deleted_on_push_or_on_the_terminal(tmp_path: Pat
         a.delete("orders", "paid")
     assert info.value.extra["reason"] == "payment-recorded"
     assert a.pending() == []
+
+
+def test_offline_is_also_what_the_server_finds_from_its_receive_time(tmp_path: Path) -> None:
+    """A terminal that claims to be online but whose cash op reaches the server long after
+    its HLC's time took it offline: the offline risk limit applies (manager-required), and
+    the attempt the server keeps says offline. Delivered at once, the same op is online."""
+    registry = payments_registry()
+    device = ManualClock(start_ms=1_700_000_000_000, tick_ms=1)
+    server_now = ManualClock(start_ms=1_700_000_000_000)
+    server = ServerReplica(MemoryServerStore(), registry, now_ms=server_now)
+    store = SqliteTerminalStore(tmp_path / "till.db", "till")
+    till = Terminal(
+        store,
+        registry,
+        LoopbackTransport(server, "t1", "till"),
+        wall=device,
+        rng=random.Random(3),
+    )
+    for order_id in ("late", "prompt", "approved"):
+        till.command("orders", order_id, "open", {"currency": "GBP"})
+        till.command(
+            "orders",
+            order_id,
+            "add_line",
+            {"line_id": "l1", "item": "Party", "qty": 1, "unit_price": 20000},
+        )
+    till.sync()
+    cash = {"attempt_id": "c1", "amount": 20000, "tendered": 20000}  # above the offline limit
+    till.command("orders", "prompt", "payment_cash", cash)
+    server_now.advance(1_000)
+    till.sync()
+    till.command("orders", "late", "payment_cash", cash)  # the terminal believes it is online
+    till.command("orders", "approved", "payment_cash", {**cash, "approved_by": "mgr-1"})
+    server_now.advance(10 * 60_000)  # ... but the ops reach the server ten minutes later
+    till.sync()
+    refused = [o for o in till.outcomes() if o.status == "rejected"]
+    assert [o.reason for o in refused] == ["manager-required"]
+    attempts = {
+        r.record_id: (r.fields.get("payments") or {}).get("c1")
+        for r in server.store.records("t1", "orders")
+    }
+    assert attempts["late"] is None
+    assert attempts["prompt"] is not None and attempts["prompt"]["offline"] is False
+    assert attempts["approved"] is not None and attempts["approved"]["offline"] is True
+    late = till.get("orders", "late")
+    assert late is not None and late.fields["balance_due"] == 20000

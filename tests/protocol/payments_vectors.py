@@ -94,6 +94,10 @@ def payments_state_vectors() -> list[dict[str, Any]]:
     return out + _rule_vectors(registry)
 
 
+LATE_REFUND = "rule: a refund the server receives over 120000 ms after its HLC was made offline"
+PROMPT_REFUND = "rule: a refund received within 120000 ms of its HLC is online"
+
+
 def _overpaid() -> Any:
     """An order paid by ``a1`` and overpaid by open banking ``a2`` (500 due back)."""
     second = {**attempt_in("captured", method="open_banking"), "amount": 500, "tip": 0}
@@ -183,6 +187,20 @@ def _rule_vectors(registry: Any) -> list[dict[str, Any]]:
             None,
         ),
         (
+            LATE_REFUND,
+            paid,
+            "refund",
+            {"attempt_id": "a1", "refund_id": "r9", "amount": 100},
+            "manager-required",
+        ),
+        (
+            PROMPT_REFUND,
+            paid,
+            "refund",
+            {"attempt_id": "a1", "refund_id": "r9", "amount": 100},
+            None,
+        ),
+        (
             "rule: a partial capture releases the rest",
             order_with({"a1": attempt_in("authorised")}),
             "capture",
@@ -207,13 +225,16 @@ def _rule_vectors(registry: Any) -> list[dict[str, Any]]:
             name=f"payment_{command}",
             args=args,
         )
-        result = apply_op(row, op, registry, SEQ)
+        hlc_ms = T0 + 6_000 + k
+        received = {LATE_REFUND: hlc_ms + 120_001, PROMPT_REFUND: hlc_ms + 120_000}.get(name)
+        result = apply_op(row, op, registry, SEQ, received_ms=received)
         assert (result.status, result.reason) == (
             ("applied", None) if reason is None else ("rejected", reason)
         ), (name, result)
         target = next_state(state, command)
         out.append(
             {
+                **({} if received is None else {"received_ms": received}),
                 "name": name,
                 "state": state,
                 "command": command,

@@ -163,7 +163,7 @@ const SEED_RATES = [
 ];
 const DEFAULTS = {
   country: 'GB', rates: SEED_RATES, tipsEnabled: true, feeBearer: 'restaurant',
-  refundLimit: 5000, offlineLimit: 10000,
+  refundLimit: 5000, offlineLimit: 10000, offlineAfterMs: 120000,
 };
 
 const STATES = ['created', 'pending', 'requires_action', 'authorised', 'captured', 'failed',
@@ -221,8 +221,17 @@ function bool(args, name) {
 const dayOf = (hlc) => new Date(Number(millisOf(fromWire(hlc)))).toISOString().slice(0, 10);
 const manager = (args) => { if (str(args, 'approved_by', false) === null) throw new Rejected('manager-required'); };
 
-// Run `payment_<command>` on the order's fields: the patch, or a Rejected.
-function paymentCommand(order, command, args, op, settings = DEFAULTS) {
+// Section 19.4: made offline, for the risk limits: the terminal's claim, or (on the server,
+// which knows its receive time) received more than offlineAfterMs after the op's HLC time.
+function madeOffline(args, op, receivedMs, settings) {
+  if (bool(args, 'offline')) return true;
+  if (receivedMs === undefined || receivedMs === null || op.node_id === 'server') return false;
+  return receivedMs - Number(millisOf(fromWire(op.hlc))) > settings.offlineAfterMs;
+}
+
+// Run `payment_<command>` on the order's fields: the patch, or a Rejected. `receivedMs`:
+// the server's receive time (absent on a terminal).
+function paymentCommand(order, command, args, op, settings = DEFAULTS, receivedMs = null) {
   if (order === null) throw new Rejected('record-not-found');
   const status = order.status;
   if (status === 'voided' || (status === 'closed' && command !== 'refund')) throw new Rejected('order-not-payable');
@@ -243,7 +252,7 @@ function paymentCommand(order, command, args, op, settings = DEFAULTS) {
     return {
       method, amount, tip, surcharge: 0, currency: order.currency, state: 'created', captured: 0,
       change: 0, tendered: null, refunded: 0, refunds: {}, fees: null, overpaid: 0,
-      offline: bool(args, 'offline'), approved_by: str(args, 'approved_by', false),
+      offline: madeOffline(args, op, receivedMs, settings), approved_by: str(args, 'approved_by', false),
       employee: str(args, 'employee', false), provider_ref: null, failure_reason: null,
       created_by: op.node_id,
     };
@@ -318,7 +327,7 @@ function paymentCommand(order, command, args, op, settings = DEFAULTS) {
     const left = net(a);
     if (amount > left) throw new Rejected('refund-above-captured');
     if (amount > settings.refundLimit) manager(args);
-    if (bool(args, 'offline')) manager(args);
+    if (madeOffline(args, op, receivedMs, settings)) manager(args);
     a.refunds = { ...a.refunds, [refundId]: { amount, by: op.node_id, approved_by: str(args, 'approved_by', false), day } };
     a.refunded += amount;
     a.state = amount === left ? 'refunded' : 'refunded_partial';
@@ -352,7 +361,7 @@ function paymentCommand(order, command, args, op, settings = DEFAULTS) {
   const ref = str(args, 'provider_ref', false);
   if (ref !== null) a.provider_ref = ref;
   if (command === 'fail' || command === 'cancel') a.failure_reason = str(args, 'reason', false);
-  if (command === 'cancel' && bool(args, 'offline')) {
+  if (command === 'cancel' && madeOffline(args, op, receivedMs, settings)) {
     manager(args);
     a.approved_by = str(args, 'approved_by', false);
   }

@@ -31,12 +31,13 @@ from fynlo_sync.domains.payments.states import LIVE_STATES, SETTLED_STATES, next
 from fynlo_sync.errors import IllegalTransitionError, RejectedOpError
 from fynlo_sync.hlc import from_wire, millis_of
 from fynlo_sync.ops import Op
-from fynlo_sync.plugins import Command, CommandContext, Extension, Field
+from fynlo_sync.plugins import SERVER_NODE, Command, CommandContext, Extension, Field
 
 __all__ = [
     "ORDER_FIELDS",
     "delete_guard",
     "guard",
+    "offline",
     "PAYMENT_COMMANDS",
     "attempt_net",
     "commands",
@@ -200,6 +201,19 @@ def _manager(ctx: CommandContext, why: str, permission: str) -> str | None:
     return approver
 
 
+def offline(ctx: CommandContext, settings: PaymentsSettings) -> bool:
+    """Whether the op was made offline, for the offline risk limits: the terminal says so
+    (``offline: true``), or the server received it more than ``offline_after_ms`` after the
+    time of its HLC (it waited in the terminal's outbox). A terminal applying the op
+    optimistically has no receive time and goes by its own claim; the server's own ops
+    are never offline."""
+    if _bool(ctx, "offline"):
+        return True
+    if ctx.received_ms is None or ctx.op.node_id == SERVER_NODE:
+        return False
+    return ctx.received_ms - millis_of(from_wire(ctx.op.hlc)) > settings.offline_after_ms
+
+
 # -------------------------------------------------------------------------- commands
 
 
@@ -228,7 +242,7 @@ def commands(settings: PaymentsSettings) -> dict[str, Command]:
             "refunds": {},
             "fees": None,
             "overpaid": 0,
-            "offline": _bool(ctx, "offline"),
+            "offline": offline(ctx, settings),
             "approved_by": _str(ctx, "approved_by", required=False),
             "employee": _str(ctx, "employee", required=False),
             "provider_ref": None,
@@ -366,7 +380,7 @@ def commands(settings: PaymentsSettings) -> dict[str, Command]:
                 attempt["provider_ref"] = ref
             if reason:
                 attempt["failure_reason"] = _str(ctx, "reason", required=False)
-            if command == "cancel" and _bool(ctx, "offline"):
+            if command == "cancel" and offline(ctx, settings):
                 attempt["approved_by"] = _manager(ctx, "a void made offline", OFFLINE_OVERRIDE)
             attempt["state"] = target
             return _put(ctx, attempt_id, attempt)
@@ -417,7 +431,7 @@ def commands(settings: PaymentsSettings) -> dict[str, Command]:
             approver = _manager(
                 ctx, f"a refund above {settings.refund_manager_limit}", REFUND_ABOVE_LIMIT
             )
-        if _bool(ctx, "offline"):
+        if offline(ctx, settings):
             approver = _manager(ctx, "a refund made offline", OFFLINE_OVERRIDE)
         refunds[refund_id] = {
             "amount": amount,

@@ -1,4 +1,4 @@
-"""``fynlo report revenue|settlement --tenant T [--from DAY] [--to DAY] [--json|--csv]
+"""``fynlo report revenue|settlement|tips --tenant T [--from DAY] [--to DAY] [--json|--csv]
 [--svg FILE]``: the payments reports from the ledger of a tenant in the database
 ``FYNLO_DATABASE_URL`` names (embedded SQLite or PostgreSQL).
 
@@ -31,8 +31,10 @@ def _report(args: argparse.Namespace) -> int:
     from fynlo_sync.domains.payments.reports import (
         REVENUE_COLUMNS,
         SETTLEMENT_COLUMNS,
+        TIPS_COLUMNS,
         revenue,
         settlement,
+        tips,
     )
     from fynlo_sync.errors import FynloError
     from fynlo_sync.plugin_loader import load_plugins, plugin_specs
@@ -65,6 +67,8 @@ def _report(args: argparse.Namespace) -> int:
     columns: tuple[str, ...]
     if args.report == "revenue":
         rows, columns = revenue(sets, first, last), REVENUE_COLUMNS
+    elif args.report == "tips":
+        rows, columns = tips(sets, first, last), TIPS_COLUMNS
     else:
         rows, columns = settlement(sets, first, last), SETTLEMENT_COLUMNS
     if args.svg:
@@ -85,6 +89,7 @@ def _report(args: argparse.Namespace) -> int:
                     "to": last,
                     "posting_sets": {"written": written, "pending": pending},
                     "platform_revenue": platform,
+                    "tips_total": sum(r["tips"] for r in tips(sets, first, last)),
                     "rows": rows,
                 },
                 sort_keys=True,
@@ -116,6 +121,7 @@ def register(subparsers: Any) -> None:
     for kind, text in (
         ("revenue", "revenue per day and method: collected, tips, fees, net"),
         ("settlement", "what each method settles per day, tips payable, platform fee"),
+        ("tips", "tips owed per employee and day, from the tips:<employee> accounts"),
     ):
         p = sub.add_parser(kind, help=text)
         p.add_argument("--tenant", required=True)

@@ -45,6 +45,7 @@ class PaymentsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     consumer: bool = True
     refund_manager_limit: Annotated[int, msgspec.Meta(ge=0)] = 5000
     offline_manager_limit: Annotated[int, msgspec.Meta(ge=0)] = 10000
+    offline_after_ms: Annotated[int, msgspec.Meta(ge=1)] = 120_000
     tips_enabled: bool = True
     tip_presets_bp: tuple[int, ...] = (500, 1000, 2000)
     tip_base: Literal["amount", "order_total"] = "amount"
@@ -70,6 +71,7 @@ class PaymentsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             consumer=self.consumer,
             refund_manager_limit=self.refund_manager_limit,
             offline_manager_limit=self.offline_manager_limit,
+            offline_after_ms=self.offline_after_ms,
         )
 
 

@@ -9,6 +9,10 @@ Both read posting sets only (never the orders), per UTC day, method and currency
   ``processing_fee``, ``settled`` (collected - refunds - processing fee: the processor's
   payout, or the drawer's cash), ``tips_payable`` (owed to staff in full) and
   ``platform_fee`` (invoiced by the platform).
+* **tips**: what each employee is owed, per day and currency, from the ``tips:<employee>``
+  accounts (``pool`` for tips taken without an employee): ``tips`` (the sum of the
+  account's entries: passed through in full, less any reversed with its payment) and
+  ``payments`` (capture sets that carried a tip to that account).
 """
 
 from __future__ import annotations
@@ -18,7 +22,16 @@ from typing import Any, Final
 
 from fynlo_sync.domains.payments.ledger import PostingSet
 
-__all__ = ["REVENUE_COLUMNS", "SETTLEMENT_COLUMNS", "revenue", "settlement"]
+__all__ = [
+    "REVENUE_COLUMNS",
+    "SETTLEMENT_COLUMNS",
+    "TIPS_COLUMNS",
+    "revenue",
+    "settlement",
+    "tips",
+]
+
+TIPS_ACCOUNT: Final = "tips:"
 
 REVENUE_COLUMNS: Final = (
     "day",
@@ -43,6 +56,9 @@ SETTLEMENT_COLUMNS: Final = (
     "tips_payable",
     "platform_fee",
 )
+
+
+TIPS_COLUMNS: Final = ("day", "employee", "currency", "payments", "tips")
 
 
 def _rows(
@@ -118,3 +134,30 @@ def revenue(sets: Iterable[PostingSet], first: str, last: str) -> list[dict[str,
 def settlement(sets: Iterable[PostingSet], first: str, last: str) -> list[dict[str, Any]]:
     """Settlement rows for the days ``first`` to ``last`` (inclusive)."""
     return [{c: row[c] for c in SETTLEMENT_COLUMNS} for row in _figures(sets, first, last)]
+
+
+def tips(sets: Iterable[PostingSet], first: str, last: str) -> list[dict[str, Any]]:
+    """Tip rows per (day, employee, currency) for the days ``first`` to ``last``, from the
+    entries of the ``tips:<employee>`` accounts only."""
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for s in sets:
+        if not first <= s.day <= last:
+            continue
+        for p in s.postings:
+            if not p.account.startswith(TIPS_ACCOUNT):
+                continue
+            employee = p.account[len(TIPS_ACCOUNT) :]
+            row = rows.setdefault(
+                (s.day, employee, s.currency),
+                {
+                    "day": s.day,
+                    "employee": employee,
+                    "currency": s.currency,
+                    "payments": 0,
+                    "tips": 0,
+                },
+            )
+            row["tips"] += p.amount
+            if s.event == "capture":
+                row["payments"] += 1
+    return [rows[k] for k in sorted(rows)]

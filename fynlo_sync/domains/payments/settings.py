@@ -43,10 +43,16 @@ class PaymentsSettings:
     #: A cash payment taken offline above this (minor units, tip excluded) needs a manager;
     #: so does any refund or void made offline.
     offline_manager_limit: int = 10000
+    #: "Offline" is the terminal's claim (``offline: true``) or the server's finding: an op
+    #: the server receives more than this long (ms) after its HLC's time waited in an
+    #: outbox, so it was made while the terminal could not reach the server (19.4).
+    offline_after_ms: int = 120_000
 
     def __post_init__(self) -> None:
         if self.refund_manager_limit < 0 or self.offline_manager_limit < 0:
             raise MoneyError("manager limits must be >= 0", reason="invalid-setting")
+        if self.offline_after_ms < 1:
+            raise MoneyError("offline_after_ms must be >= 1", reason="invalid-setting")
         if self.fee_bearer not in ("restaurant", "customer"):
             raise MoneyError(f"unknown fee bearer {self.fee_bearer!r}", reason="invalid-setting")
         if self.fee_bearer == "customer":
