@@ -64,11 +64,15 @@ def _settings_for(
     kind: str, request: pytest.FixtureRequest, folder: Path, **overrides: Any
 ) -> Settings:
     """Settings of a test server on ``kind`` (``sqlite``, or ``postgres`` with Redis): the
-    small limits above and no rate limits, unless ``overrides`` say otherwise."""
+    small limits above, no rate limits and a quick revocation sweep, unless ``overrides``
+    say otherwise."""
     limits: dict[str, Any] = {
         "max_batch": MAX_BATCH,
         "max_body_bytes": MAX_BODY,
         **NO_RATE_LIMITS,  # tests/server/test_throttle.py tests them
+        # Revoked devices' sockets are swept 5 times a second (default once): the tests
+        # that wait for the sweep wait less.
+        "ws_recheck_ms": 200,
         **overrides,
     }
     if kind == "sqlite":

@@ -63,6 +63,16 @@ def _server(tmp_path: Path, redis_url: str, prefix: str, name: str) -> Settings:
     return embedded_settings(tmp_path / name, redis_url=redis_url, redis_prefix=prefix)
 
 
+def _until(pokes: PokeListener, cursor: int) -> list[int]:
+    """The pokes up to the first one with ``cursor``."""
+    seen: list[int] = []
+    while not seen or seen[-1] != cursor:
+        got = pokes.next(10)
+        assert got is not None, f"no poke {cursor} (saw {seen})"
+        seen.append(got)
+    return seen
+
+
 def test_the_redis_prefix_keeps_deployments_apart(tmp_path: Path, redis_url: str) -> None:
     """Two deployments on one Redis, each with a tenant of the same id: a push on one must
     not poke the other's terminals, unless they share a prefix (the control)."""
@@ -83,9 +93,14 @@ def test_the_redis_prefix_keeps_deployments_apart(tmp_path: Path, redis_url: str
         pusher_one, listener_two, pusher_same = links
         with PokeListener(listener_two) as pokes:
             assert pokes.next(10) == 0
-            pusher_one.push(batch_of(pusher_one.node_id, 1, 1))
-            assert pokes.next(2) is None  # another prefix: not poked
+            # Another prefix (its tenant's feed goes to 5) must not reach listener_two, whose
+            # own feed goes 0 -> 2 -> 3 by pushes on a server of its prefix (the control).
+            # The other server's poke was published first, so it would have come first.
+            pusher_one.push(batch_of(pusher_one.node_id, 1, 5))
             pusher_same.push(batch_of(pusher_same.node_id, 1, 2))
-            assert pokes.next(10) == 2  # the same prefix reaches it (the control)
+            seen = _until(pokes, 2)
+            pusher_same.push(batch_of(pusher_same.node_id, 3, 1))
+            seen += _until(pokes, 3)
+            assert 5 not in seen and seen[-1] == 3, seen
         for link in links:
             link.close()
