@@ -90,12 +90,21 @@ class Draft:
     name: str | None = None
     args: dict[str, Any] | None = None
     op_id: str | None = None
+    #: The employee the server acts for (a route's signed-in actor): the op carries it, so
+    #: the engine's actor check (protocol 20.1) applies and the op log keeps who it was.
+    actor: str | None = None
 
     @classmethod
     def command(
-        cls, collection: str, record_id: str, name: str, args: Mapping[str, Any] | None = None
+        cls,
+        collection: str,
+        record_id: str,
+        name: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        actor: str | None = None,
     ) -> Draft:
-        return cls(collection, record_id, "command", name=name, args=dict(args or {}))
+        return cls(collection, record_id, "command", name=name, args=dict(args or {}), actor=actor)
 
     @classmethod
     def put(cls, collection: str, record_id: str, fields: Mapping[str, Any]) -> Draft:

@@ -39,6 +39,7 @@ __all__ = [
     "actor_keys",
     "apply_op",
     "authorize",
+    "check_permission",
     "conflict_id_of",
     "plan_push",
     "rebase",
@@ -172,15 +173,29 @@ def authorize(op: Op, registry: Registry, actor: Record | None) -> None:
     an actor needs that actor to be an active employee holding the permission the op
     needs (if any); an op without one may not need a permission, unless the server made it.
     """
-    policy = registry.actor_policy
-    if policy is None:
+    if registry.actor_policy is None:
         return
     collection = registry.collection(op.collection)
     needed = collection.permissions.get(op.name or op.kind)
-    actor_id = op.actor_id
+    if op.actor_id is None and (needed is None or op.node_id == SERVER_NODE):
+        return
+    check_permission(registry, op.actor_id, actor, needed)
+
+
+def check_permission(
+    registry: Registry, actor_id: str | None, actor: Record | None, needed: str | None
+) -> None:
+    """The actor check of protocol 20.1 for one permission, reusable outside an op (a
+    route acting for an employee): raise a ``forbidden`` :class:`RejectedOpError` (its
+    ``permission`` member names ``needed``) unless ``actor_id`` names an active employee
+    whose record is ``actor`` and who holds ``needed`` (``None``: any active employee).
+    Passes when the registry has no actor policy."""
+    policy = registry.actor_policy
+    if policy is None:
+        return
     if actor_id is None:
-        if needed is None or op.node_id == SERVER_NODE:
-            return
+        if needed is None:
+            raise _forbidden("an employee must be signed in", needed)
         raise _forbidden(f"{needed} is needed: sign in an employee who holds it", needed)
     if actor is None or actor.deleted:
         raise _forbidden(f"actor {actor_id!r} is not an employee of the tenant", needed)

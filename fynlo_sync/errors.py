@@ -280,6 +280,14 @@ class IllegalTransitionError(RejectedOpError):
     code = "illegal-transition"
 
 
+class ForbiddenError(CallerError):
+    """A route's actor (the employee a device names) lacks the permission it needs, or is
+    not an active employee: 403, the ``permission`` member names it (protocol 20.1)."""
+
+    code = "forbidden"
+    status = 403
+
+
 class ConflictNotFoundError(CallerError):
     code = "conflict-not-found"
     status = 404

@@ -656,6 +656,8 @@ _CONFLICTS_COLLECTION = Collection(
     strategy="server_wins",
     states=("open", "resolved"),
     commands={"resolve": _resolve_conflict},
+    # Checked when a plugin checks actors (the staff plugin): protocol 20.1.
+    permissions={"resolve": "conflict.resolve"},
 )
 
 

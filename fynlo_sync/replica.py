@@ -212,6 +212,7 @@ def author_step(
             fields=d.fields,
             name=d.name,
             args=d.args,
+            **({} if d.actor is None else {"actor": d.actor}),
         )
         for index, d in enumerate(drafts, start=1)
     ]

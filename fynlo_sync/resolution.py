@@ -11,9 +11,9 @@ can never apply its version over the first one's.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 from fynlo_sync.canonical import check_value
 from fynlo_sync.errors import CallerError, ConflictNotFoundError, MalformedError
@@ -28,10 +28,13 @@ Key = tuple[str, str]
 
 class ResolveRequest(Struct, frozen=True, forbid_unknown_fields=True):
     """``server`` keeps the server's version; ``incoming`` applies the parked op;
-    ``value`` patches the record with ``fields``."""
+    ``value`` patches the record with ``fields``. ``actor``: the employee resolving it
+    (protocol 20.1: needs ``conflict.resolve`` when the server checks actors); the
+    ``resolve`` op carries it."""
 
     choice: Literal["server", "incoming", "value"]
     fields: dict[str, Any] | None = None
+    actor: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
 
 
 def _check_fields(fields: dict[str, Any]) -> None:
@@ -82,5 +85,5 @@ def resolution(
     elif request.choice == "value":
         chosen = Draft(collection, record_id, "patch", fields=request.fields, op_id=new_id())
     args = {"resolution_op_id": None if chosen is None else chosen.op_id}
-    resolve = Draft.command(CONFLICTS, conflict_id, "resolve", args)
+    resolve = Draft.command(CONFLICTS, conflict_id, "resolve", args, actor=request.actor)
     return [resolve] if chosen is None else [chosen, resolve]

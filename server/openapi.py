@@ -48,8 +48,32 @@ SPECIFIC: dict[tuple[str, str], dict[int, tuple[str, ...]]] = {
     ("post", "/v1/auth/refresh"): {401: ("unauthenticated",)},
     ("post", "/v1/conflicts/{conflict_id}/resolve"): {
         400: ("invalid-request",),
+        403: ("forbidden",),
         404: ("conflict-not-found", "not-found"),
         422: ("invalid-value", "rejected"),
+    },
+    # the time clock plugin's routes (server/timeclock.py, protocol 20.8)
+    ("get", "/v1/plugins/timeclock/approvals"): {403: ("forbidden",)},
+    ("post", "/v1/plugins/timeclock/timecards/{timecard_id}/adjustments"): {
+        403: ("forbidden",),
+        404: ("record-not-found",),
+        409: ("duplicate-adjustment", "illegal-transition"),
+        422: ("invalid-argument", "outside-week"),
+    },
+    (
+        "post",
+        "/v1/plugins/timeclock/timecards/{timecard_id}/adjustments/{adjustment_id}/decision",
+    ): {
+        403: ("forbidden",),
+        404: ("record-not-found", "adjustment-not-found"),
+        409: ("illegal-transition", "adjustment-stale"),
+        422: ("invalid-argument",),
+    },
+    ("post", "/v1/plugins/timeclock/timecards/{timecard_id}/days/{day}/decision"): {
+        403: ("forbidden",),
+        404: ("record-not-found",),
+        409: ("illegal-transition", "nothing-to-approve"),
+        422: ("invalid-argument",),
     },
 }
 

@@ -289,8 +289,11 @@ async def resolve(
     conflict_id: FromPath[str],
     data: JSONBody[ResolveRequest],
 ) -> PushResult:
-    """Resolve a parked conflict; the server authors the ops as node ``server``."""
-    return await resolve_conflict(rt.backend, request.user.tenant_id, conflict_id, data)
+    """Resolve a parked conflict; the server authors the ops as node ``server`` (for
+    ``actor``, who needs ``conflict.resolve`` when the staff plugin checks actors)."""
+    return await resolve_conflict(
+        rt.backend, request.user.tenant_id, conflict_id, data, rt.registry
+    )
 
 
 @get("/health/live", exclude_from_auth=True, tags=["health"])

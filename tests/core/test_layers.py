@@ -66,6 +66,8 @@ RANKS: dict[str, int] = {
     "server.conflicts": 18,
     "server.checks": 18,
     "server.staff": 21,  # the staff plugin's server module (PIN secrets, sign-in, admin)
+    "server.timeclock": 21,  # the time clock plugin's routes (approvals, proposals)
+    "server.permissions": 18,  # the actor check of a route acting for an employee
     "server.effects": 18,
     "server.admin": 19,
     "server.routes": 19,

@@ -620,6 +620,7 @@ class TimeclockPlugin(DomainPlugin):
     """Timecards: punches, breaks, overtime, approvals."""
 
     name = "timeclock"
+    server_module: ClassVar[str | None] = "server.timeclock"
     settings_model: ClassVar[type[msgspec.Struct] | None] = TimeclockSettings
 
     def collections(self) -> Iterable[Collection]:
