@@ -3,14 +3,24 @@ on the server and already on the terminal."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 import pytest
 from msgspec import UNSET
 
+import conflict
+from fynlo_sync.client import Terminal
+from fynlo_sync.domains.orders import OrdersPlugin
+from fynlo_sync.domains.staff import StaffPlugin
 from fynlo_sync.errors import ChecksumMismatchError, RejectedOpError
 from fynlo_sync.ops import Batch, Op, ops_checksum
 from fynlo_sync.protocol import decode_batch
 from fynlo_sync.replica import ServerReplica
+from fynlo_sync.store import MemoryServerStore, SqliteTerminalStore
+from fynlo_sync.testing import ManualClock
+from fynlo_sync.transport import LoopbackTransport
+from tests.core.conftest import NotesPlugin
 from tests.staff.conftest import TerminalFactory, as_server
 
 
@@ -97,3 +107,41 @@ def test_the_terminal_refuses_at_write_time_and_queues_nothing(
     assert t.pending() == [] and t.outcomes() == []  # outcomes() lists only the notable
     record = t.get("employees", "e9")
     assert record is not None and record.fields["added_by"] == "m1"
+
+
+def test_resolving_a_conflict_on_a_terminal_needs_conflict_resolve(tmp_path: Path) -> None:
+    """Protocol 13 and 20.1: a terminal's resolution (the chosen version, then ``resolve``)
+    by an actor without ``conflict.resolve`` is refused at write time, and neither op of it
+    is queued; a supervisor's goes through."""
+    registry = conflict.registry([OrdersPlugin(), StaffPlugin(), NotesPlugin()])
+    server = ServerReplica(MemoryServerStore(), registry, now_ms=ManualClock())
+    for employee, role in (("s1", "staff"), ("v1", "supervisor")):
+        assert as_server(
+            server, "employees", employee, "add", {"name": employee, "role": role}
+        ) == ("applied")
+
+    def terminal(node: str) -> Terminal:
+        store = SqliteTerminalStore(tmp_path / f"{node}.db", node)
+        return Terminal(store, registry, LoopbackTransport(server, "t1", node), wall=ManualClock())
+
+    a, b = terminal("a"), terminal("b")
+    a.sync(), b.sync()
+    a.put("notes_manual", "n1", {"title": "a"})
+    b.put("notes_manual", "n1", {"title": "b"})
+    a.sync(), b.sync(), a.sync()
+    parked = b.records("conflicts")
+    assert len(parked) == 1
+    b.actor = "s1"
+    before = b.pending()
+    with pytest.raises(RejectedOpError) as info:
+        b.resolve_conflict(parked[0].record_id, "incoming")
+    assert (info.value.extra["reason"], info.value.extra["permission"]) == (
+        "forbidden",
+        "conflict.resolve",
+    )
+    assert b.pending() == before
+    b.actor = "v1"
+    b.resolve_conflict(parked[0].record_id, "incoming")
+    b.sync()
+    resolved = b.get("conflicts", parked[0].record_id)
+    assert resolved is not None and resolved.fields["state"] == "resolved"
