@@ -4,6 +4,7 @@ punch state table, and punch sequences with the shifts they derive) and ``overti
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from fynlo_sync.domains.timeclock.rules import (
@@ -146,6 +147,7 @@ def timeclock_vectors() -> list[dict[str, Any]]:
                 "expect": {"shifts": shifts, "errors": sorted(sequence_errors(punches))},
             }
         )
+    out.append(dst_vector())
     first = next(v for v in out if v["name"] == "a shift with an unpaid and a paid break")
     shift = first["expect"]["shifts"][0]
     assert (shift["worked_ms"], shift["paid_break_ms"], shift["unpaid_break_ms"]) == (
@@ -154,6 +156,55 @@ def timeclock_vectors() -> list[dict[str, Any]]:
         30 * MINUTE_MS,
     )
     return out
+
+
+def london_day_starts(monday: tuple[int, int, int]) -> list[int]:
+    """The 04:00 cutoffs of a London workweek and the next Monday, UTC ms (tz database)."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    first = datetime(*monday, 4, tzinfo=ZoneInfo("Europe/London"))
+    return [int((first + timedelta(days=i)).timestamp() * 1000) for i in range(8)]
+
+
+def dst_vector() -> dict[str, Any]:
+    """London's clocks go back on Sunday 25 October 2026: Saturday's workday lasts 25 h, so
+    a shift begun at 03:40 UTC on Sunday (03:40 local) still belongs to Saturday."""
+    starts = london_day_starts((2026, 10, 19))
+    assert [b - a for a, b in itertools.pairwise(starts)] == [24 * H] * 5 + [
+        25 * H,
+        24 * H,
+    ]
+
+    def p(kind: str, at: int) -> dict[str, Any]:
+        return {
+            "kind": kind,
+            "at_ms": at,
+            "node": "a",
+            "received_ms": None,
+            "paid": False,
+            "expected_min": 0,
+            "source": "punch",
+        }
+
+    sunday = starts[5] + 24 * H  # 24 h after Saturday's cutoff: Sunday 03:00 UTC, not a cutoff
+    punches = {
+        "i1": p("clock_in", starts[5] + 19 * H),
+        "o1": p("clock_out", sunday + 30 * MINUTE_MS),
+        "i2": p("clock_in", sunday + 40 * MINUTE_MS),
+        "o2": p("clock_out", sunday + 2 * H),
+        "i3": p("clock_in", starts[6] + 6 * H),
+        "o3": p("clock_out", starts[6] + 8 * H),
+    }
+    shifts = [s.to_json(starts[0], starts) for s in derive_shifts(punches)]
+    assert [s["day"] for s in shifts] == [5, 5, 6]
+    return {
+        "name": "a week with a DST change: its day_starts_ms decide the workday",
+        "week_start_ms": starts[0],
+        "day_starts_ms": starts,
+        "punches": punches,
+        "expect": {"shifts": shifts, "errors": sorted(sequence_errors(punches))},
+    }
 
 
 WEEKS: list[tuple[str, str, list[float], tuple[float, float, float]]] = [

@@ -25,7 +25,8 @@ def test_timeclock_state(vector: dict[str, Any]) -> None:
         assert next_state(vector["state"], vector["punch"]) == vector["next"]
         assert vector["allowed"] == (vector["next"] is not None)
         return
-    shifts = [s.to_json(vector["week_start_ms"]) for s in derive_shifts(vector["punches"])]
+    starts = vector.get("day_starts_ms")
+    shifts = [s.to_json(vector["week_start_ms"], starts) for s in derive_shifts(vector["punches"])]
     assert shifts == vector["expect"]["shifts"]
     assert sorted(sequence_errors(vector["punches"])) == vector["expect"]["errors"]
 

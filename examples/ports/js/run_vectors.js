@@ -385,7 +385,7 @@ for (const v of load('timeclock_state.json')) {
       assertEqual(timeclock.nextState(v.state, v.punch), v.next, 'next state');
       return;
     }
-    const shifts = timeclock.deriveShifts(v.punches, v.week_start_ms);
+    const shifts = timeclock.deriveShifts(v.punches, v.week_start_ms, v.day_starts_ms);
     assertEqual(canonical(shifts), canonical(v.expect.shifts), 'shifts');
     assertEqual(canonical(timeclock.sequenceErrors(v.punches)), canonical(v.expect.errors), 'errors');
   });

@@ -47,7 +47,15 @@ function sequenceErrors(punches) {
 
 function late(p) { return p.received_ms !== null && p.received_ms !== undefined && p.received_ms - p.at_ms > OFFLINE_AFTER; }
 
-function deriveShifts(punches, weekStart) {
+// dayStarts (optional): the 8 cutoffs of a week with a DST change (section 20.3).
+function dayOf(at, weekStart, dayStarts) {
+  if (dayStarts == null) return Math.max(0, Math.min(6, Math.floor((at - weekStart) / DAY)));
+  let day = 0;
+  for (let i = 1; i < 7; i += 1) if (dayStarts[i] <= at) day = i;
+  return day;
+}
+
+function deriveShifts(punches, weekStart, dayStarts) {
   const shifts = [];
   let current = null;
   let state = 'off';
@@ -102,7 +110,7 @@ function deriveShifts(punches, weekStart) {
     const anchor = s.inMs !== null ? s.inMs : s.outMs;
     return {
       shift_id: s.id,
-      day: Math.max(0, Math.min(6, Math.floor((anchor - weekStart) / DAY))),
+      day: dayOf(anchor, weekStart, dayStarts),
       in_ms: s.inMs,
       out_ms: s.outMs,
       in_node: s.inNode,

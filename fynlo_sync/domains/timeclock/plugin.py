@@ -28,6 +28,7 @@ Commands and the permission each needs (checked against the op's actor by the en
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Final
 
@@ -48,6 +49,7 @@ from fynlo_sync.domains.timeclock.shifts import (
     MAX_SHIFT_MS,
     OFFLINE_AFTER_MS,
     Shift,
+    day_of,
     derive_shifts,
     ordered,
     sequence_errors,
@@ -62,6 +64,7 @@ __all__ = [
     "TIMECARDS",
     "TIMECARDS_COLLECTION",
     "TimeclockPlugin",
+    "day_starts",
     "derive_timecard",
     "timecards_collection",
     "due_auto_closes",
@@ -165,6 +168,7 @@ def _new_card(ctx: CommandContext) -> dict[str, Any]:
     # Local Monday 00:00 + the business-day cutoff, for UTC offsets -14 h .. +14 h.
     if not midnight - 14 * 60 * MINUTE_MS <= start < midnight + 38 * 60 * MINUTE_MS:
         raise _bad("week_start_ms is not the start of that week in any time zone")
+    starts = _day_starts_arg(args.get("day_starts_ms"), start)
     rules = _arg(args, "rules", str)
     if rule_set(rules, week) is None:
         raise _bad(f"no overtime rule set {rules!r} in force on {week}", argument="rules")
@@ -182,12 +186,50 @@ def _new_card(ctx: CommandContext) -> dict[str, Any]:
         "employee_id": employee,
         "week": week,
         "week_start_ms": start,
+        "day_starts_ms": starts,
         "rules": rules,
         "rounding": rounding,
         "punches": {},
         "adjustments": {},
         "approvals": {},
     }
+
+
+#: A workday is 23 to 25 hours long (a DST change moves the clock by at most an hour).
+_SHORTEST_DAY_MS: Final = 23 * 60 * MINUTE_MS
+_LONGEST_DAY_MS: Final = 25 * 60 * MINUTE_MS
+
+
+def _day_starts_arg(raw: object, start: int) -> list[int] | None:
+    """A timecard's optional ``day_starts_ms``: the UTC ms of the business-day cutoff of each
+    workday and of the next week's Monday (8 values, the first ``week_start_ms``), computed
+    by the terminal with the venue's time zone, so a week with a DST change has its 23- or
+    25-hour day (protocol 20.3)."""
+    if raw is None:
+        return None
+    if (
+        type(raw) is not list
+        or len(raw) != 8
+        or not all(type(v) is int for v in raw)
+        or raw[0] != start
+    ):
+        raise _bad(
+            "day_starts_ms is 8 integers, the first week_start_ms, or null",
+            argument="day_starts_ms",
+        )
+    for before, after in itertools.pairwise(raw):
+        if not _SHORTEST_DAY_MS <= after - before <= _LONGEST_DAY_MS:
+            raise _bad("each day in day_starts_ms lasts 23 to 25 hours", argument="day_starts_ms")
+    return list(raw)
+
+
+def day_starts(card: Mapping[str, Any]) -> list[int]:
+    """The cutoff of each workday of ``card`` and of the next week (8 values)."""
+    given = card.get("day_starts_ms")
+    if given is not None:
+        return list(given)
+    start: int = card["week_start_ms"]
+    return [start + day * DAY_MS for day in range(8)]
 
 
 def _card(ctx: CommandContext) -> dict[str, Any]:
@@ -235,7 +277,8 @@ def _punch_value(ctx: CommandContext, kind: str, at: int, **extra: Any) -> dict[
 
 def _check_time(card: Mapping[str, Any], ctx: CommandContext, kind: str, at: int) -> None:
     start = card["week_start_ms"]
-    end = start + 7 * DAY_MS if kind == "clock_in" else start + 7 * DAY_MS + MAX_SHIFT_MS
+    week_end = day_starts(card)[7]
+    end = week_end if kind == "clock_in" else week_end + MAX_SHIFT_MS
     if not start <= at < end:
         raise _bad(f"at_ms {at} is outside the timecard's week", reason="outside-week")
     received = ctx.received_ms
@@ -309,10 +352,11 @@ def due_auto_closes(fields: Mapping[str, Any], now_ms: int) -> list[tuple[str, i
     """Forgotten punches: ``(punch_id, at_ms)`` of the ``auto_close`` each open shift whose
     business day ended by ``now_ms`` needs (closed at that day's cutoff, Toast's rule)."""
     out: list[tuple[str, int]] = []
+    starts = day_starts(fields)
     for shift in derive_shifts(fields.get("punches") or {}):
         if shift.in_ms is not None and shift.out_ms is None:
-            day = (shift.in_ms - fields["week_start_ms"]) // DAY_MS
-            cutoff = fields["week_start_ms"] + (day + 1) * DAY_MS
+            day = day_of(shift.in_ms, fields["week_start_ms"], fields.get("day_starts_ms"))
+            cutoff = starts[day + 1]
             if now_ms >= cutoff:
                 out.append((f"auto-{shift.shift_id}", cutoff))
     return out
@@ -474,7 +518,10 @@ def _alerts(
     if rules.break_after_min is not None:
         for day in range(7):
             in_day = [
-                s for s in shifts if s.closed and s.to_json(card["week_start_ms"])["day"] == day
+                s
+                for s in shifts
+                if s.closed
+                and s.to_json(card["week_start_ms"], card.get("day_starts_ms"))["day"] == day
             ]
             worked = sum(s.durations()[0] for s in in_day)
             longest = max(
@@ -515,7 +562,7 @@ def derive_timecard(card: Mapping[str, Any]) -> dict[str, Any]:
         w, p, u = shift.durations()
         if rounding is not None and rounding.apply == "entry":
             w = round_duration(w, rounding.step_min)
-        day = shift.to_json(start)["day"]
+        day = shift.to_json(start, card.get("day_starts_ms"))["day"]
         worked[day] += w
         paid_break += p
         unpaid_break += u
@@ -556,7 +603,7 @@ def derive_timecard(card: Mapping[str, Any]) -> dict[str, Any]:
     for _, punch in ordered(card.get("punches") or {}):
         state = next_state(state, punch["kind"]) or state
     return {
-        "shifts": [s.to_json(start) for s in shifts],
+        "shifts": [s.to_json(start, card.get("day_starts_ms")) for s in shifts],
         "days": days,
         "worked_ms": sum(worked),
         "paid_break_ms": paid_break,
@@ -592,6 +639,7 @@ def timecards_collection(policy: FraudPolicy | None = None) -> Collection:
             "employee_id": Field("str", required=True, command_only=True),
             "week": Field("str", required=True, command_only=True),
             "week_start_ms": Field("int", required=True, command_only=True),
+            "day_starts_ms": Field("list", command_only=True),
             "rules": Field("str", required=True, command_only=True),
             "rounding": Field("object", command_only=True),
             "punches": Field("object", kind="map", command_only=True),

@@ -12,7 +12,7 @@ Everything here is pure: the clock is never read (an open shift has no duration 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -25,6 +25,7 @@ __all__ = [
     "OFFLINE_AFTER_MS",
     "Break",
     "Shift",
+    "day_of",
     "derive_shifts",
     "ordered",
     "sequence_errors",
@@ -73,13 +74,15 @@ class Shift:
                 unpaid += length
         return (self.out_ms - self.in_ms - unpaid, paid, unpaid)
 
-    def to_json(self, week_start_ms: int) -> dict[str, Any]:
+    def to_json(
+        self, week_start_ms: int, day_starts_ms: Sequence[int] | None = None
+    ) -> dict[str, Any]:
         worked, paid, unpaid = self.durations()
         anchor = self.in_ms if self.in_ms is not None else self.out_ms
         assert anchor is not None
         return {
             "shift_id": self.shift_id,
-            "day": max(0, min(6, (anchor - week_start_ms) // DAY_MS)),
+            "day": day_of(anchor, week_start_ms, day_starts_ms),
             "in_ms": self.in_ms,
             "out_ms": self.out_ms,
             "in_node": self.in_node,
@@ -98,6 +101,19 @@ class Shift:
             ],
             "flags": sorted(self.flags),
         }
+
+
+def day_of(at_ms: int, week_start_ms: int, day_starts_ms: Sequence[int] | None = None) -> int:
+    """The workday (0 = Monday .. 6) holding ``at_ms``, clamped to the week: the last of the
+    timecard's ``day_starts_ms`` at or before it (a week with a DST change has a 23- or
+    25-hour day), or whole 24-hour days from ``week_start_ms`` when it has none."""
+    if day_starts_ms is None:
+        return max(0, min(6, (at_ms - week_start_ms) // DAY_MS))
+    day = 0
+    for index in range(1, 7):
+        if day_starts_ms[index] <= at_ms:
+            day = index
+    return day
 
 
 def ordered(punches: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
