@@ -212,3 +212,71 @@ def test_a_late_failure_reverses_the_capture_in_the_ledger() -> None:
     assert check_money({"orders": {"o-1": paid.fields}, "ledger": ledger}) != []
     again = apply_op(result.record, op, registry, 7)
     assert (again.status, again.reason) == ("rejected", "illegal-transition")
+
+
+def test_a_fee_correction_is_a_command_and_a_new_balanced_set() -> None:
+    """payment_fee_correction records the processor's actual fee; the capture set stays,
+    each correction posts the difference from the fee before it, and a later reversal
+    undoes the capture and its corrections together."""
+    registry = payments_registry()
+    seq = itertools.count(5)
+
+    def run(record: Any, name: str, args: dict[str, Any]) -> Any:
+        op = mkop(next(seq), "command", collection="orders", record="o-1", name=name, args=args)
+        return apply_op(record, op, registry, 9)
+
+    paid = order_with({"a1": attempt_in("captured"), "a2": attempt_in("pending")})
+    fix = {"attempt_id": "a1", "correction_id": "bt_1", "processing_fee": 38}
+    first = run(paid, "payment_fee_correction", fix)
+    assert first.status == "applied", first
+    again = run(
+        first.record,
+        "payment_fee_correction",
+        {**fix, "correction_id": "bt_2", "processing_fee": 36},
+    )
+    assert again.status == "applied", again
+    refusals = [
+        ({**fix, "correction_id": "bt_9", "processing_fee": 36}, "fee-unchanged"),
+        ({**fix, "processing_fee": 40}, "duplicate-correction"),
+        ({**fix, "attempt_id": "a2", "correction_id": "x"}, "not-captured"),
+        ({**fix, "correction_id": "bt_3", "processing_fee": -1}, "invalid-argument"),
+    ]
+    for args, reason in refusals:
+        result = run(again.record, "payment_fee_correction", args)
+        assert (result.status, result.reason) == ("rejected", reason), args
+    fields = again.record.fields
+    assert fields["collected"] == paid.fields["collected"]  # money collected is unchanged
+    sets = posting_sets("o-1", fields)
+    assert [s.set_id for s in sets] == [
+        "o-1:a1:capture",
+        "o-1:a1:correction:bt_1",
+        "o-1:a1:correction:bt_2",
+    ]
+    by_id = {s.set_id: s for s in sets}
+    assert unbalanced(sets) == []
+
+    def legs(name: str) -> dict[tuple[str, str], int]:
+        return {(p.account, p.kind): p.amount for p in by_id[name].postings}
+
+    assert legs("o-1:a1:correction:bt_1") == {
+        ("processor", "processor_fee"): 3,  # 35 estimated, 38 actual
+        ("restaurant:card", "net"): -3,
+    }
+    assert legs("o-1:a1:correction:bt_2") == {  # 38 -> 36: from the fee before it
+        ("processor", "processor_fee"): -2,
+        ("restaurant:card", "net"): 2,
+    }
+    ledger = {s.set_id: s.to_fields() for s in sets}
+    assert check_money({"orders": {"o-1": fields}, "ledger": ledger}) == []
+    reversed_ = run(
+        again.record,
+        "payment_reverse",
+        {"attempt_id": "a1", "reason": "payment_returned"},
+    )
+    after = posting_sets("o-1", reversed_.record.fields)
+    assert unbalanced(after) == []
+    undone: dict[tuple[str, str], int] = {}
+    for s in after:
+        for p in s.postings:
+            undone[(p.account, p.kind)] = undone.get((p.account, p.kind), 0) + p.amount
+    assert set(undone.values()) == {0}  # capture + corrections + reversal move nothing

@@ -28,6 +28,7 @@ from fynlo_sync.domains.payments.money import (
     split_ratio,
 )
 from fynlo_sync.domains.payments.routing import rank_methods
+from fynlo_sync.domains.payments.settings import PaymentsSettings
 from fynlo_sync.domains.payments.states import COMMANDS, STATES, next_state
 from fynlo_sync.domains.payments.tips import TipSettings, tip_amount
 from fynlo_sync.engine import apply_op
@@ -36,7 +37,13 @@ from fynlo_sync.ops import Op, Stamp
 from fynlo_sync.schema import collection_schema
 from tests.payments.fixtures import ARGS, attempt_in, order_with, payments_registry
 
-__all__ = ["fees_vectors", "payments_delete_vectors", "payments_state_vectors", "rate_to_json"]
+__all__ = [
+    "fees_vectors",
+    "payments_delete_vectors",
+    "payments_state_vectors",
+    "rate_to_json",
+    "settings_of",
+]
 
 T0 = 1_700_000_000_000
 SEQ = 12
@@ -91,7 +98,7 @@ def payments_state_vectors() -> list[dict[str, Any]]:
                 }
             )
     assert len(out) == 121 and sum(v["allowed"] for v in out) == 24
-    return out + _rule_vectors(registry)
+    return out + _rule_vectors(registry) + _surcharge_vectors()
 
 
 LATE_REFUND = "rule: a refund the server receives over 120000 ms after its HLC was made offline"
@@ -201,6 +208,27 @@ def _rule_vectors(registry: Any) -> list[dict[str, Any]]:
             None,
         ),
         (
+            "rule: a fee correction records the processor's actual fee",
+            paid,
+            "fee_correction",
+            {"attempt_id": "a1", "correction_id": "bt_1", "processing_fee": 38},
+            None,
+        ),
+        (
+            "rule: a fee correction needs a captured payment",
+            order_with({"a1": attempt_in("pending")}),
+            "fee_correction",
+            {"attempt_id": "a1", "correction_id": "bt_1", "processing_fee": 38},
+            "not-captured",
+        ),
+        (
+            "rule: a fee correction to the fee the ledger holds is refused",
+            paid,
+            "fee_correction",
+            {"attempt_id": "a1", "correction_id": "bt_1", "processing_fee": 35},
+            "fee-unchanged",
+        ),
+        (
             "rule: a partial capture releases the rest",
             order_with({"a1": attempt_in("authorised")}),
             "capture",
@@ -256,6 +284,106 @@ def _rule_vectors(registry: Any) -> list[dict[str, Any]]:
     assert over["fields"]["refunds_due"] == {
         "a2": {"amount": 1000, "reason": "overpayment", "method": "cash"}
     }
+    return out
+
+
+def settings_of(member: dict[str, Any] | None) -> PaymentsSettings | None:
+    """The tenant settings a vector's ``settings`` member names (``None``: the defaults)."""
+    if member is None:
+        return None
+    return PaymentsSettings(
+        country=member["country"],
+        fee_bearer=member["fee_bearer"],
+        surcharge_bp=member["surcharge_bp"],
+        consumer=member["consumer"],
+    )
+
+
+def _surcharge_vectors() -> list[dict[str, Any]]:
+    """Customer pays (section 19.5) inside ``payment_start``: the attempt's surcharge is
+    the allowed rate of its amount by the tip rounding, or the start is refused."""
+    us = {"country": "US", "fee_bearer": "customer", "surcharge_bp": 250, "consumer": True}
+    gb_business = {
+        "country": "GB",
+        "fee_bearer": "customer",
+        "surcharge_bp": 150,
+        "consumer": False,
+    }
+    start = {"attempt_id": "a1", "method": "card", "amount": 990, "tip": 100}
+    cases: list[tuple[str, dict[str, Any], str, dict[str, Any], str | None]] = [
+        (
+            "rule: customer pays, US credit: 250 bp of 990 = 24.75 -> 25",
+            us,
+            "USD",
+            {**start, "funding": "credit"},
+            None,
+        ),
+        (
+            "rule: customer pays, US debit: not allowed",
+            us,
+            "USD",
+            {**start, "funding": "debit"},
+            "surcharge-not-allowed",
+        ),
+        (
+            "rule: customer pays, US credit above the card's cost (300 > 290 bp)",
+            {**us, "surcharge_bp": 300},
+            "USD",
+            {**start, "funding": "credit"},
+            "surcharge-above-cap",
+        ),
+        (
+            "rule: customer pays, GB business card: 150 bp of 990 = 14.85 -> 15",
+            gb_business,
+            "GBP",
+            start,
+            None,
+        ),
+    ]
+    out = []
+    for k, (name, member, currency, args, reason) in enumerate(cases):
+        settings = settings_of(member)
+        registry = payments_registry(settings)
+        base = order_with({})
+        fields = {**base.fields, "currency": currency}
+        row = msgspec.structs.replace(base, fields=fields)
+        op = Op(
+            op_id=f"till-b-op-{60 + k}",
+            node_id="till-b",
+            seq=60 + k,
+            hlc=to_wire(pack(T0 + 8_000 + k, 0)),
+            base_seq=4,
+            collection="orders",
+            record_id="o-1",
+            kind="command",
+            name="payment_start",
+            args=args,
+        )
+        result = apply_op(row, op, registry, SEQ)
+        assert (result.status, result.reason) == (
+            ("applied", None) if reason is None else ("rejected", reason)
+        ), (name, result)
+        if result.record is not None:
+            expected = {"USD": 25, "GBP": 15}[currency]
+            assert result.record.fields["payments"]["a1"]["surcharge"] == expected
+        out.append(
+            {
+                "name": name,
+                "settings": member,
+                "state": None,
+                "command": "start",
+                "allowed": True,
+                "next": None if result.record is None else "created",
+                "record": msgspec.to_builtins(row),
+                "op": msgspec.to_builtins(op),
+                "seq": SEQ,
+                "expect": {
+                    "status": result.status,
+                    "reason": result.reason,
+                    "record": None if result.record is None else msgspec.to_builtins(result.record),
+                },
+            }
+        )
     return out
 
 

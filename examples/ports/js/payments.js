@@ -161,10 +161,21 @@ const SEED_RATES = [
   ...[['GB', 'GBP'], ['US', 'USD']].flatMap(([c, cur]) =>
     ['cash', 'card', 'open_banking', 'apple_pay'].map((m) => row('platform', m, c, cur, 100, 0, '2000-01-01'))),
 ];
+// Section 19.5's surcharge rules.
+const SURCHARGE_RULES = [
+  { country: 'GB', effective_from: '2018-01-13', banned_methods: ['card', 'open_banking', 'apple_pay'], allowed_funding: [], cap_bp: 0 },
+  { country: 'US', effective_from: '2013-01-27', banned_methods: [], allowed_funding: ['credit'], cap_bp: 300 },
+];
 const DEFAULTS = {
-  country: 'GB', rates: SEED_RATES, tipsEnabled: true, feeBearer: 'restaurant',
+  country: 'GB', rates: SEED_RATES, tipsEnabled: true, tipRounding: 'half-up',
+  feeBearer: 'restaurant', surchargeBp: 0, consumer: true, surchargeRules: SURCHARGE_RULES,
   refundLimit: 5000, offlineLimit: 10000, offlineAfterMs: 120000,
 };
+// A vector's `settings` member (19.9) over the defaults.
+const settingsFrom = (member) => (member === undefined || member === null ? DEFAULTS : {
+  ...DEFAULTS, country: member.country, feeBearer: member.fee_bearer,
+  surchargeBp: member.surcharge_bp, consumer: member.consumer,
+});
 
 const STATES = ['created', 'pending', 'requires_action', 'authorised', 'captured', 'failed',
   'cancelled', 'expired', 'refunded_partial', 'refunded'];
@@ -234,14 +245,28 @@ function madeOffline(args, op, receivedMs, settings) {
 function paymentCommand(order, command, args, op, settings = DEFAULTS, receivedMs = null) {
   if (order === null) throw new Rejected('record-not-found');
   const status = order.status;
-  if (status === 'voided' || (status === 'closed' && command !== 'refund')) throw new Rejected('order-not-payable');
+  const late = command === 'refund' || command === 'fee_correction'; // allowed on a closed order
+  if (status === 'voided' || (status === 'closed' && !late)) throw new Rejected('order-not-payable');
   const attemptId = str(args, 'attempt_id', true);
   const attempts = { ...(order.payments || {}) };
   const found = attempts[attemptId];
+  const day = dayOf(op.hlc);
+  if (command === 'fee_correction') {
+    // 19.4: not in the state table; the ledger posts the difference (19.8).
+    const correctionId = str(args, 'correction_id', true);
+    if (found === undefined || !SETTLED.includes(found.state)) throw new Rejected('not-captured');
+    const actual = int(args, 'processing_fee', 0);
+    const corrections = { ...(found.fee_corrections || {}) };
+    if (corrections[correctionId] !== undefined) throw new Rejected('duplicate-correction');
+    const list = Object.values(corrections).sort((x, y) => x.n - y.n);
+    const now = list.length ? list[list.length - 1].processing : found.fees.processing;
+    if (actual === now) throw new Rejected('fee-unchanged');
+    corrections[correctionId] = { processing: actual, n: list.length + 1, day };
+    return { payments: { ...attempts, [attemptId]: { ...found, fee_corrections: corrections } } };
+  }
   const target = nextAttemptState(found === undefined ? null : found.state, command);
   if (target === null) throw new Rejected('illegal-transition');
   const a = found === undefined ? {} : JSON.parse(JSON.stringify(found));
-  const day = dayOf(op.hlc);
   const put = (attempt) => ({ payments: { ...attempts, [attemptId]: attempt } });
 
   const fresh = (method, amount, tip) => {
@@ -293,8 +318,18 @@ function paymentCommand(order, command, args, op, settings = DEFAULTS, receivedM
     if (sortedKeys(attempts).some((k) => LIVE.includes(attempts[k].state))) throw new Rejected('attempt-live');
     const balance = order.balance_due !== undefined ? order.balance_due : (order.total || 0);
     if (amount > balance) throw new Rejected('amount-above-balance');
-    if (settings.feeBearer === 'customer') throw new Error('customer-pays settings are not ported');
-    return put(fresh(method, amount, tip));
+    const attempt = fresh(method, amount, tip);
+    if (settings.feeBearer === 'customer') {
+      // 19.5: the customer bears the processing fee where the rules allow it.
+      const rate = rateFor(settings.rates, 'processing', method, settings.country, attempt.currency, day);
+      const bp = checkSurcharge({
+        rules: settings.surchargeRules, country: settings.country, method, day,
+        surcharge_bp: settings.surchargeBp, processing_bp: rate === null ? 0 : rate.rate_bp,
+        consumer: settings.consumer, funding: str(args, 'funding', false),
+      });
+      attempt.surcharge = percentOf(amount, bp, settings.tipRounding);
+    }
+    return put(attempt);
   }
   if (command === 'cash') {
     const amount = int(args, 'amount', 1);
@@ -383,5 +418,5 @@ function deleteGuard(order) {
 
 module.exports = {
   Rejected, STATES, checkSurcharge, deleteGuard, deriveMoney, divide, grossUp, nextAttemptState,
-  paymentCommand, percentOf, quote, rank, splitEqual, splitRatio, tipAmount,
+  paymentCommand, percentOf, settingsFrom, quote, rank, splitEqual, splitRatio, tipAmount,
 };

@@ -207,7 +207,7 @@ for (const v of load('payments_state.json')) {
     assertEqual(next !== null, v.allowed, 'allowed by the table');
     let patch;
     try {
-      patch = pay.paymentCommand(v.record.fields, command, v.op.args, v.op, undefined, v.received_ms);
+      patch = pay.paymentCommand(v.record.fields, command, v.op.args, v.op, pay.settingsFrom(v.settings), v.received_ms);
     } catch (exc) {
       if (!(exc instanceof pay.Rejected)) throw exc;
       assertEqual(v.expect.status, 'rejected', 'outcome');

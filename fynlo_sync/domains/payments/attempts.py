@@ -34,6 +34,7 @@ from fynlo_sync.ops import Op
 from fynlo_sync.plugins import SERVER_NODE, Command, CommandContext, Extension, Field
 
 __all__ = [
+    "FEE_CORRECTION",
     "ORDER_FIELDS",
     "delete_guard",
     "guard",
@@ -42,7 +43,9 @@ __all__ = [
     "attempt_net",
     "commands",
     "derive_money",
+    "fee_corrections",
     "order_extension",
+    "processing_fee",
 ]
 
 #: Command name on ``orders`` -> state table command.
@@ -60,6 +63,9 @@ PAYMENT_COMMANDS: Final = {
     "payment_reverse": "reverse",
 }
 
+#: Payment commands outside the state table (they do not move an attempt's state).
+FEE_CORRECTION: Final = "payment_fee_correction"
+
 ORDER_FIELDS: Final = {
     "payments": Field("object", kind="map", command_only=True),
     "refunds_due": Field("object", kind="map", command_only=True),
@@ -74,6 +80,20 @@ ORDER_FIELDS: Final = {
 
 def _reject(reason: str, detail: str, **extra: Any) -> RejectedOpError:
     return RejectedOpError(detail, reason=reason, **extra)
+
+
+def fee_corrections(attempt: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """An attempt's fee corrections in the order they were made."""
+    found = attempt.get("fee_corrections") or {}
+    return sorted(found.items(), key=lambda kv: int(kv[1]["n"]))
+
+
+def processing_fee(attempt: Mapping[str, Any]) -> int:
+    """The attempt's processing fee now: the estimate at capture, or the last correction."""
+    corrections = fee_corrections(attempt)
+    if corrections:
+        return int(corrections[-1][1]["processing"])
+    return int(attempt["fees"]["processing"])
 
 
 def attempt_net(attempt: Mapping[str, Any]) -> int:
@@ -475,6 +495,35 @@ def commands(settings: PaymentsSettings) -> dict[str, Command]:
             patch["refunds_due"] = dues
         return patch
 
+    def fee_correction(ctx: CommandContext) -> dict[str, Any]:
+        """The processor's actual fee differs from the estimate: record it. The capture's
+        posting set stays as it was; the ledger posts the difference as a new set."""
+        order = _order(ctx, refund=True)
+        attempt_id = _str(ctx, "attempt_id")
+        correction_id = _str(ctx, "correction_id")
+        assert attempt_id is not None and correction_id is not None
+        found = _attempts(order).get(attempt_id)
+        if found is None or found["state"] not in SETTLED_STATES:
+            raise _reject(
+                "not-captured",
+                f"attempt {attempt_id!r} holds no captured payment to correct a fee of",
+                state=None if found is None else found["state"],
+            )
+        actual = _int(ctx, "processing_fee")
+        attempt = dict(found)
+        corrections = dict(attempt.get("fee_corrections") or {})
+        if correction_id in corrections:
+            raise _reject("duplicate-correction", f"correction {correction_id!r} exists")
+        if actual == processing_fee(attempt):
+            raise _reject("fee-unchanged", f"the processing fee is already {actual}")
+        corrections[correction_id] = {
+            "processing": actual,
+            "n": len(corrections) + 1,
+            "day": _day(ctx),
+        }
+        attempt["fee_corrections"] = corrections
+        return _put(ctx, attempt_id, attempt)
+
     table: dict[str, Callable[[CommandContext], dict[str, Any]]] = {
         "payment_start": start,
         "payment_cash": cash,
@@ -487,6 +536,7 @@ def commands(settings: PaymentsSettings) -> dict[str, Command]:
         "payment_expire": step("expire"),
         "payment_refund": refund,
         "payment_reverse": reverse,
+        FEE_CORRECTION: fee_correction,
     }
     return table
 
@@ -495,7 +545,7 @@ def guard(before: Mapping[str, Any] | None, after: Mapping[str, Any], ctx: Comma
     """Rules over the orders plugin's own commands once an order holds payments: it cannot
     be voided or closed while an attempt is live, nor voided while it holds captured money
     (refund first), and its total cannot drop below what was paid toward it."""
-    if ctx.op.name in PAYMENT_COMMANDS or before is None:
+    if ctx.op.name in PAYMENT_COMMANDS or ctx.op.name == FEE_CORRECTION or before is None:
         return
     attempts = after.get("payments") or {}
     status = after.get("status")

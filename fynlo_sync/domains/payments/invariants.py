@@ -109,8 +109,6 @@ def check_ledger(orders: Rows, ledger: Rows) -> list[str]:
             out.append(f"attempt {order_id}/{attempt_id} captured {n} times")
     by_id = {s.set_id: s for s in derived}
     for s in written:
-        if s.event == "correction":
-            continue
         if s.set_id not in by_id:
             out.append(f"posting set {s.set_id} records no payment")
         elif by_id[s.set_id] != s:

@@ -16,10 +16,11 @@ account                kind                amount
 =====================  ==================  ====================
 
 A refund R posts ``customer`` +R and ``restaurant:<m>`` -R (kind ``refund``; fees are not
-returned). A reversal (``payment_reverse``: the provider took a captured payment back)
-posts every entry of the capture set negated (kind unchanged), on the day of the
-reversal. A correction (the processor's actual fee differs from the estimate) is a new
-set, never an edit. Entries of zero are left out. Set ids are stable:
+returned). A correction (``payment_fee_correction``: the processor's actual fee differs
+from the one the ledger holds by D) posts ``processor`` +D and ``restaurant:<m>`` -D as a
+new set, never an edit. A reversal (``payment_reverse``: the provider took a captured
+payment back) posts every entry of the capture set and its corrections negated (summed
+by account and kind, kinds unchanged), on the day of the reversal. Entries of zero are left out. Set ids are stable:
 ``<order>:<attempt>:capture``, ``<order>:<attempt>:reversal`` and
 ``<order>:<attempt>:refund:<refund_id>`` (an id longer
 than an identifier's 128 characters is ``ps:`` and the MD5 of it), so writing the same set
@@ -33,6 +34,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from fynlo_sync.domains.payments.attempts import fee_corrections
 from fynlo_sync.domains.payments.states import SETTLED_STATES
 from fynlo_sync.errors import RejectedOpError
 from fynlo_sync.ops import Record
@@ -146,7 +148,27 @@ def posting_sets(order_id: str, order: Mapping[str, Any]) -> list[PostingSet]:
             ),
         )
         out.append(capture)
+        moved = list(capture.postings)
+        fee = processing
+        for correction_id, c in fee_corrections(a):
+            delta = int(c["processing"]) - fee
+            fee = int(c["processing"])
+            fix = PostingSet(
+                set_id=set_id(order_id, attempt_id, "correction", correction_id),
+                event="correction",
+                order_id=order_id,
+                attempt_id=attempt_id,
+                method=method,
+                currency=a["currency"],
+                day=c["day"],
+                postings=_legs(("processor", "processor_fee", delta), (funds, "net", -delta)),
+            )
+            out.append(fix)
+            moved.extend(fix.postings)
         if reversed_ is not None:
+            undo: dict[tuple[str, str], int] = {}
+            for p in moved:  # the capture and its corrections, undone in one set
+                undo[(p.account, p.kind)] = undo.get((p.account, p.kind), 0) - p.amount
             out.append(
                 PostingSet(
                     set_id=set_id(order_id, attempt_id, "reversal"),
@@ -156,7 +178,7 @@ def posting_sets(order_id: str, order: Mapping[str, Any]) -> list[PostingSet]:
                     method=method,
                     currency=a["currency"],
                     day=reversed_["day"],
-                    postings=tuple(Posting(p.account, p.kind, -p.amount) for p in capture.postings),
+                    postings=_legs(*((acc, kind, n) for (acc, kind), n in undo.items())),
                 )
             )
         refunds = a.get("refunds") or {}
