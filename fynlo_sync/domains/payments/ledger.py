@@ -20,9 +20,9 @@ returned). A correction (``payment_fee_correction``: the processor's actual fee 
 from the one the ledger holds by D) posts ``processor`` +D and ``restaurant:<m>`` -D as a
 new set, never an edit. A reversal (``payment_reverse``: the provider took a captured
 payment back) posts every entry of the capture set and its corrections negated (summed
-by account and kind, kinds unchanged), on the day of the reversal. Entries of zero are left out. Set ids are stable:
-``<order>:<attempt>:capture``, ``<order>:<attempt>:reversal`` and
-``<order>:<attempt>:refund:<refund_id>`` (an id longer
+by account and kind, kinds unchanged), on the day of the reversal. Entries of zero are
+left out. Set ids are stable: ``<order>:<attempt>:capture``, ``<order>:<attempt>:reversal``,
+``<order>:<attempt>:correction:<id>`` and ``<order>:<attempt>:refund:<refund_id>`` (an id longer
 than an identifier's 128 characters is ``ps:`` and the MD5 of it), so writing the same set
 twice is idempotent.
 """
