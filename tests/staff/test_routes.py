@@ -288,3 +288,14 @@ def test_a_resolve_command_from_a_terminal_needs_conflict_resolve(served: Served
     assert (nobody.status, nobody.reason) == ("rejected", "forbidden")
     ok = served.push("till-3", **common, name="resolve", args=args, actor="v1")
     assert ok.status == "applied"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"actor": ""}, {"actor": "m1", "state": "bogus"}, {"actor": "m1", "week": "30/11/2026"}],
+)
+def test_bad_approval_queries_get_a_problem(served: Served, params: dict[str, str]) -> None:
+    got = served.call("GET", f"{BASE}/approvals", params=params)
+    assert got.status_code in (400, 422), got.text
+    assert got.headers["content-type"].startswith("application/problem+json")
+    assert got.json()["status"] == got.status_code
