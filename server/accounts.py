@@ -50,11 +50,13 @@ from fynlo_sync.store.sqlport import SqlConn, SqlPort
 __all__ = [
     "ACCOUNTS",
     "ACCOUNT_MIGRATIONS",
+    "DEVICE_ROLES",
     "Accounts",
     "DeviceNotFoundError",
     "DeviceState",
     "Enrollment",
     "Grant",
+    "NotPermittedError",
     "TenantNotFoundError",
     "TicketHolder",
 ]
@@ -113,11 +115,19 @@ ACCOUNT_MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX fynlo_ws_tickets_expiry ON fynlo_ws_tickets (expires_ms)
     """,
+    # A device's role: `terminal` (a till) or `manager` (a back-office device, which may
+    # also read the tenant's effects).
+    """
+    ALTER TABLE fynlo_devices ADD COLUMN role TEXT NOT NULL DEFAULT 'terminal'
+    """,
 )
 
 #: The account tables' component (the same SQL on SQLite and PostgreSQL).
 ACCOUNTS = Component("accounts", ACCOUNT_MIGRATIONS)
 T = TypeVar("T")
+
+#: A device's roles: a till syncs; a manager's device may also read the tenant's effects.
+DEVICE_ROLES = ("terminal", "manager")
 
 #: Node ids the server keeps for itself (it authors conflict resolutions as ``server``).
 RESERVED_NODES = frozenset({"server"})
@@ -134,6 +144,13 @@ class TenantNotFoundError(CallerError):
 class DeviceNotFoundError(CallerError):
     code = "device-not-found"
     status = 404
+
+
+class NotPermittedError(CallerError):
+    """The device's role does not allow this route (``required``: the role it needs)."""
+
+    code = "not-permitted"
+    status = 403
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +178,7 @@ class DeviceState:
     node_id: str
     epoch: int
     revoked: bool
+    role: str = "terminal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,12 +248,18 @@ class Accounts:
         rows = await self.db.fetch("SELECT tenant_id, name FROM fynlo_tenants ORDER BY tenant_id")
         return [(str(r[0]), str(r[1])) for r in rows]
 
-    async def enroll(self, tenant_id: str, node_id: str | None = None) -> Enrollment:
+    async def enroll(
+        self, tenant_id: str, node_id: str | None = None, role: str | None = None
+    ) -> Enrollment:
         """A one-use enrollment code for a new device (or for ``node_id`` again, e.g. a
-        terminal whose chain was revoked for reuse; a revoked device stays revoked)."""
+        terminal whose chain was revoked for reuse; a revoked device stays revoked).
+        ``role`` (:data:`DEVICE_ROLES`; default ``terminal``) is the device's, and given
+        for an existing device it replaces its role."""
         node = node_id or "n_" + secrets.token_hex(8)
         if node in RESERVED_NODES or len(node) > 64 or "\x00" in node:
             raise CallerError(f"node id {node!r} is reserved or too long", node_id=node)
+        if role is not None and role not in DEVICE_ROLES:
+            raise CallerError(f"role {role!r}: use one of {', '.join(DEVICE_ROLES)}", role=role)
         code_id, secret = secrets.token_hex(6), secrets.token_urlsafe(15)
         secret_hash = await self._argon2_call(_hasher.hash, secret)
         now = self.now_ms()
@@ -252,14 +276,22 @@ class Accounts:
             )
             if row is None:
                 await tx.execute(
-                    "INSERT INTO fynlo_devices (tenant_id, node_id, epoch, created_ms)"
-                    " VALUES ($1, $2, 0, $3)",
+                    "INSERT INTO fynlo_devices (tenant_id, node_id, epoch, created_ms, role)"
+                    " VALUES ($1, $2, 0, $3, $4)",
                     tenant_id,
                     node,
                     now,
+                    role or "terminal",
                 )
             elif row[0] is not None:
                 raise CallerError(f"device {node!r} is revoked; enroll a new one", node_id=node)
+            elif role is not None:
+                await tx.execute(
+                    "UPDATE fynlo_devices SET role = $3 WHERE tenant_id = $1 AND node_id = $2",
+                    tenant_id,
+                    node,
+                    role,
+                )
             expires = now + self.enrollment_ttl_ms
             await tx.execute(
                 "INSERT INTO fynlo_enrollments (code_id, tenant_id, node_id, secret_hash,"
@@ -533,18 +565,21 @@ class Accounts:
 
     async def device(self, tenant_id: str, node_id: str) -> DeviceState | None:
         row = await self.db.fetchrow(
-            "SELECT epoch, revoked_ms FROM fynlo_devices WHERE tenant_id = $1 AND node_id = $2",
+            "SELECT epoch, revoked_ms, role FROM fynlo_devices"
+            " WHERE tenant_id = $1 AND node_id = $2",
             tenant_id,
             node_id,
         )
         if row is None:
             return None
-        return DeviceState(tenant_id, node_id, int(row[0]), row[1] is not None)
+        return DeviceState(tenant_id, node_id, int(row[0]), row[1] is not None, str(row[2]))
 
     async def devices(self, tenant_id: str) -> list[DeviceState]:
         rows = await self.db.fetch(
-            "SELECT node_id, epoch, revoked_ms FROM fynlo_devices WHERE tenant_id = $1"
+            "SELECT node_id, epoch, revoked_ms, role FROM fynlo_devices WHERE tenant_id = $1"
             " ORDER BY node_id",
             tenant_id,
         )
-        return [DeviceState(tenant_id, str(r[0]), int(r[1]), r[2] is not None) for r in rows]
+        return [
+            DeviceState(tenant_id, str(r[0]), int(r[1]), r[2] is not None, str(r[3])) for r in rows
+        ]

@@ -81,10 +81,12 @@ def create_tenant(settings: Settings, name: str, tenant_id: str | None = None) -
     return _run(settings, lambda accounts: accounts.create_tenant(name, tenant_id))
 
 
-def enroll_device(settings: Settings, tenant_id: str, node_id: str | None = None) -> Enrollment:
+def enroll_device(
+    settings: Settings, tenant_id: str, node_id: str | None = None, role: str | None = None
+) -> Enrollment:
     """A one-use, expiring enrollment code for a new device of ``tenant_id`` (or for
-    ``node_id`` again)."""
-    return _run(settings, lambda accounts: accounts.enroll(tenant_id, node_id))
+    ``node_id`` again); ``role``: ``terminal`` (default) or ``manager``."""
+    return _run(settings, lambda accounts: accounts.enroll(tenant_id, node_id, role))
 
 
 def revoke_device(settings: Settings, tenant_id: str, node_id: str) -> None:

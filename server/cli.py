@@ -156,7 +156,7 @@ def _tenant_create(args: argparse.Namespace) -> int:
 def _device_enroll(args: argparse.Namespace) -> int:
     from server import admin
 
-    got = admin.enroll_device(_settings(), args.tenant, args.node)
+    got = admin.enroll_device(_settings(), args.tenant, args.node, args.role)
     _print(
         args,
         {
@@ -182,8 +182,8 @@ def _device_list(args: argparse.Namespace) -> int:
     from server import admin
 
     devices = admin.list_devices(_settings(), args.tenant)
-    rows = [{"node_id": d.node_id, "revoked": d.revoked} for d in devices]
-    text = "\n".join(f"{d.node_id}{' (revoked)' if d.revoked else ''}" for d in devices)
+    rows = [{"node_id": d.node_id, "role": d.role, "revoked": d.revoked} for d in devices]
+    text = "\n".join(f"{d.node_id} {d.role}{' (revoked)' if d.revoked else ''}" for d in devices)
     _print(args, {"tenant_id": args.tenant, "devices": rows}, text)
     return 0
 
@@ -265,6 +265,12 @@ def register(subparsers: Any) -> None:
     enroll = device_sub.add_parser("enroll", help="a one-use enrollment code for a device")
     enroll.add_argument("--tenant", required=True)
     enroll.add_argument("--node", default=None, help="the node id (default: made up)")
+    enroll.add_argument(
+        "--role",
+        choices=("terminal", "manager"),
+        default=None,
+        help="terminal (a till; the default) or manager (may also list the tenant's effects)",
+    )
     enroll.add_argument("--json", action="store_true")
     enroll.set_defaults(needs=NEEDS, func=_guarded(_device_enroll))
     revoke = device_sub.add_parser("revoke", help="cut a device off at once")

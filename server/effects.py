@@ -1,6 +1,7 @@
-"""Durable effects over HTTP: a manager's device lists its tenant's effects, above all the
-dead ones (``GET /v1/effects?state=dead``). Operators retry them with ``fynlo effects
-retry`` (:mod:`server.admin`)."""
+"""Durable effects over HTTP: a manager's device (one enrolled with ``--role manager``) lists
+its tenant's effects, above all the dead ones (``GET /v1/effects?state=dead``); any other
+device gets 403 ``not-permitted`` (effect payloads are not every till's business). Operators
+retry them with ``fynlo effects retry`` (:mod:`server.admin`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from litestar.params import QueryParameter
 from msgspec import Struct
 
 from fynlo_sync.effects import EffectRow
+from server.accounts import NotPermittedError
 
 __all__ = ["AttemptView", "EffectList", "EffectView", "effect_view", "list_effects"]
 
@@ -73,6 +75,13 @@ async def list_effects(
         QueryParameter(name="state", description="only effects in this state (dead: failed)"),
     ] = None,
 ) -> EffectList:
-    """The tenant's durable effects (the outbox) with every attempt, by key."""
-    rows = await rt.backend.effect_rows(request.user.tenant_id, which)
+    """The tenant's durable effects (the outbox) with every attempt, by key. A manager's
+    device only (403 ``not-permitted`` otherwise)."""
+    device = request.user
+    state = await rt.backend.accounts.device(device.tenant_id, device.node_id)
+    if state is None or state.role != "manager":
+        raise NotPermittedError(
+            "only a manager's device may list the tenant's effects", required="manager"
+        )
+    rows = await rt.backend.effect_rows(device.tenant_id, which)
     return EffectList([effect_view(row) for row in rows])

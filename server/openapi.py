@@ -45,6 +45,7 @@ SPECIFIC: dict[tuple[str, str], dict[int, tuple[str, ...]]] = {
         422: ("invalid-value", "checksum-mismatch", "clock-ahead"),
     },
     ("post", "/v1/auth/device"): {401: ("unauthenticated",)},
+    ("get", "/v1/effects"): {403: ("not-permitted",)},
     ("post", "/v1/auth/refresh"): {401: ("unauthenticated",)},
     ("post", "/v1/conflicts/{conflict_id}/resolve"): {
         400: ("invalid-request",),

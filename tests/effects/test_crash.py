@@ -77,7 +77,8 @@ def test_every_ticket_prints_exactly_once_across_sigkills(database_url: str) -> 
         env = _env(database_url, printer)
         settings = Settings.from_env(env)
         tenant = admin.create_tenant(settings, "crash", "t" + secrets.token_hex(4))
-        code = admin.enroll_device(settings, tenant).enrollment_code
+        # a manager's device: it reads the effects
+        code = admin.enroll_device(settings, tenant, role="manager").enrollment_code
         server = ServerProcess(env)
         try:
             server.start()

@@ -118,6 +118,17 @@ class PayWorld:
     def terminal(self) -> Any:
         return self.world.till()
 
+    def effects(self) -> list[dict[str, Any]]:
+        """``GET /v1/effects`` of the tenant, as a manager's device (a till may not)."""
+        from fynlo_sync.transport.http import HttpTransport
+        from server import admin
+
+        if getattr(self, "_manager", None) is None:
+            code = admin.enroll_device(self.settings, self.tenant, role="manager")
+            self._manager = HttpTransport.enroll(self.url, code.enrollment_code)
+        rows: list[dict[str, Any]] = self._manager.get("/v1/effects")["effects"]
+        return rows
+
     def bank_admin(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         import httpx
 

@@ -83,11 +83,7 @@ def test_a_tip_added_after_authorisation_is_captured_once(pay_world: PayWorld) -
     with pytest.raises(RejectedOpError) as again:
         terminal.command("payment_sessions", attempt_id, "capture", {"tip": 0})
     assert again.value.extra["reason"] == "capture-requested"
-    effects = [
-        e
-        for e in terminal.transport.get("/v1/effects")["effects"]
-        if e["key"] == f"capture:{attempt_id}"
-    ]
+    effects = [e for e in pay_world.effects() if e["key"] == f"capture:{attempt_id}"]
     assert [(e["state"], e["attempts"]) for e in effects] == [("done", 1)]
     assert _captured(pay_world, pi) == ("succeeded", 3650)
 

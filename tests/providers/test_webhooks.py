@@ -142,7 +142,7 @@ def test_a_replayed_event_does_no_second_effect_and_late_events_change_nothing(
     assert outcomes == ["queued", "queued", "duplicate", "duplicate"]
 
     def effects() -> dict[str, Any]:
-        rows = terminal.transport.get("/v1/effects")["effects"]
+        rows = pay_world.effects()
         return {
             e["key"]: e
             for e in rows

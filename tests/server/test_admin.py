@@ -84,7 +84,12 @@ def test_cli_tenant_enroll_revoke(
         link.close()
     assert main(["device", "list", "--tenant", tenant, "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)["devices"]
-    assert listed == [{"node_id": enrolled["node_id"], "revoked": True}]
+    assert listed == [{"node_id": enrolled["node_id"], "role": "terminal", "revoked": True}]
+    assert main(["device", "enroll", "--tenant", tenant, "--role", "manager", "--json"]) == 0
+    boss = json.loads(capsys.readouterr().out)["node_id"]
+    assert main(["device", "list", "--tenant", tenant, "--json"]) == 0
+    roles = {d["node_id"]: d["role"] for d in json.loads(capsys.readouterr().out)["devices"]}
+    assert roles == {enrolled["node_id"]: "terminal", boss: "manager"}
 
 
 def test_codes_and_refresh_tokens_expire(tmp_path: Path) -> None:

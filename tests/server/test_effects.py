@@ -25,6 +25,7 @@ from fynlo_sync.effects import (
     PermanentEffectError,
     RetryableEffectError,
 )
+from fynlo_sync.errors import FynloError
 from fynlo_sync.hlc import pack, to_wire
 from fynlo_sync.ops import Batch, Change, Op
 from fynlo_sync.plugins import Collection, DomainPlugin, Field, Registry
@@ -117,7 +118,9 @@ def test_effects_run_retry_dead_letter_and_author_ops(
 ) -> None:
     url, settings = served
     tenant = admin.create_tenant(settings, "t", "t" + secrets.token_hex(4))
-    link = HttpTransport.enroll(url, admin.enroll_device(settings, tenant).enrollment_code)
+    link = HttpTransport.enroll(
+        url, admin.enroll_device(settings, tenant, role="manager").enrollment_code
+    )
     try:
         node = link.node_id
         ops = [
@@ -176,7 +179,9 @@ def test_effects_run_retry_dead_letter_and_author_ops(
 def test_a_bad_effects_query_is_a_typed_problem(served: tuple[str, Settings]) -> None:
     url, settings = served
     tenant = admin.create_tenant(settings, "t", "t" + secrets.token_hex(4))
-    link = HttpTransport.enroll(url, admin.enroll_device(settings, tenant).enrollment_code)
+    link = HttpTransport.enroll(
+        url, admin.enroll_device(settings, tenant, role="manager").enrollment_code
+    )
     try:
         import httpx
 
@@ -191,3 +196,42 @@ def test_a_bad_effects_query_is_a_typed_problem(served: tuple[str, Settings]) ->
         assert "state" in response.text
     finally:
         link.close()
+
+
+def test_only_a_managers_device_lists_effects(served: tuple[str, Settings]) -> None:
+    """A till gets 403 not-permitted; a manager's device of the tenant sees its effects and
+    no other tenant's; re-enrolling a till as a manager promotes it."""
+    import httpx
+
+    url, settings = served
+    tenant, other = (admin.create_tenant(settings, "t", "t" + secrets.token_hex(4)) for _ in "ab")
+    till = HttpTransport.enroll(url, admin.enroll_device(settings, tenant).enrollment_code)
+    boss = HttpTransport.enroll(
+        url, admin.enroll_device(settings, tenant, role="manager").enrollment_code
+    )
+    outsider = HttpTransport.enroll(
+        url, admin.enroll_device(settings, other, role="manager").enrollment_code
+    )
+    try:
+        node = till.node_id
+        assert till.push(Batch.of(node, [job_op(node, 1, "j1", "ok")])).high_water == 1
+        assert till.tokens is not None
+        refused = httpx.get(
+            url + "/v1/effects", headers={"Authorization": f"Bearer {till.tokens.access_token}"}
+        )
+        assert refused.status_code == 403
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        body = refused.json()
+        assert body["type"] == "https://fynlo.dev/problems/not-permitted"
+        assert body["required"] == "manager"
+        keys = [e["key"] for e in boss.get("/v1/effects")["effects"]]
+        assert keys == [f"jobs.run:{node}:1"]
+        assert outsider.get("/v1/effects")["effects"] == []
+        # A role is the server's to give: `device enroll --role manager` for the same node.
+        admin.enroll_device(settings, tenant, node, role="manager")
+        assert [e["key"] for e in till.get("/v1/effects")["effects"]] == keys
+        with pytest.raises(FynloError):
+            admin.enroll_device(settings, tenant, None, role="owner")
+    finally:
+        for link in (till, boss, outsider):
+            link.close()
