@@ -65,9 +65,11 @@ def payment_world(
     stripe_webhook_secret: str = "whsec_fynlo_sandbox_0123456789",
     bank_webhook_secret: str = "sandbox-webhook-secret",
     apple_pay_association: str = "",
+    payments: bool = False,
 ) -> Iterator[PaymentWorld]:
     """localstripe (unless ``stripe_url`` names a running one), the sandbox bank and a
-    server wired to both, with one tenant."""
+    server wired to both, with one tenant. ``payments``: the payments plugin too (the
+    provider's word then moves the order's attempts and the ledger)."""
     import httpx
 
     import conflict
@@ -99,7 +101,12 @@ def payment_world(
                 apple_pay_association=apple_pay_association,
             )
         )
-        registry = conflict.registry([OrdersPlugin(), plugin])
+        plugins: list[Any] = [OrdersPlugin(), plugin]
+        if payments:
+            from fynlo_sync.domains.payments.plugin import PaymentsPlugin
+
+            plugins.insert(1, PaymentsPlugin())
+        registry = conflict.registry(plugins)
         settings = embedded_settings(folder)
         served = stack.enter_context(run_in_thread(settings, registry=registry, port=port))
         hooks = f"{served}/v1/plugins/providers/webhooks"

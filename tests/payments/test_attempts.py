@@ -9,6 +9,7 @@ import pytest
 
 from fynlo_sync.domains.payments import PaymentsSettings
 from fynlo_sync.domains.payments.attempts import PAYMENT_COMMANDS
+from fynlo_sync.domains.payments.ledger import posting_sets
 from fynlo_sync.domains.payments.money import MoneyError
 from fynlo_sync.domains.payments.states import (
     COMMANDS,
@@ -237,6 +238,37 @@ def test_a_partial_capture_releases_the_rest() -> None:
     rejected(
         run(order, "capture", {"attempt_id": "a1", "amount": 1101}), "capture-above-authorised"
     )
+
+
+def test_a_tip_added_at_capture_is_split_from_the_amount_within_the_hold() -> None:
+    """Authorised 1000 + 100 of tip room; the tip is 40 at capture: 1040 taken, 1000 pays
+    the order, fees on the 1000 only, and the ledger passes the 40 to the tips account."""
+    order = order_with({"a1": attempt_in("authorised")})
+    result = run(order, "capture", {"attempt_id": "a1", "tip": 40})
+    a1 = attempt(result)
+    assert (a1["captured"], a1["amount"], a1["tip"], a1["overpaid"]) == (1040, 1000, 40, 0)
+    assert (a1["fees"]["processing"], a1["fees"]["platform"]) == (35, 10)  # of 1000
+    assert result.record is not None
+    money = {k: result.record.fields[k] for k in ("paid", "tips", "collected", "balance_due")}
+    assert money == {"paid": 1000, "tips": 40, "collected": 1040, "balance_due": 0}
+    capture = posting_sets("o-1", result.record.fields)[0]
+    legs = {p.kind: p.amount for p in capture.postings}
+    assert (legs["tip"], legs["net"]) == (40, 1040 - 35 - 10 - 40)
+    # No tip at all, and a tip with a partial amount.
+    assert attempt(run(order, "capture", {"attempt_id": "a1", "tip": 0}))["captured"] == 1000
+    part = attempt(run(order, "capture", {"attempt_id": "a1", "tip": 60, "amount": 900}))
+    assert (part["amount"], part["tip"]) == (840, 60)
+    # Beyond the hold (1100), or a tip the capture does not cover: refused, typed.
+    rejected(run(order, "capture", {"attempt_id": "a1", "tip": 101}), "capture-above-authorised")
+    rejected(
+        run(order, "capture", {"attempt_id": "a1", "tip": 50, "amount": 50}), "invalid-argument"
+    )
+    rejected(run(order, "capture", {"attempt_id": "a1", "tip": -1}), "invalid-argument")
+    rejected(run(order, "capture", {"attempt_id": "a1", "tip": True}), "invalid-argument")
+    # Tips off: a new tip at capture is refused (the authorised one may stand).
+    off = payments_registry(PaymentsSettings(tips=TipSettings(enabled=False)))
+    rejected(run(order, "capture", {"attempt_id": "a1", "tip": 40}, registry=off), "tips-disabled")
+    assert attempt(run(order, "capture", {"attempt_id": "a1", "tip": 0}, registry=off))["tip"] == 0
 
 
 def test_two_offline_cash_payments_for_one_order_are_an_overpayment() -> None:

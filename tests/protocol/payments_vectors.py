@@ -235,6 +235,20 @@ def _rule_vectors(registry: Any) -> list[dict[str, Any]]:
             {"attempt_id": "a1", "amount": 600},
             None,
         ),
+        (
+            "rule: a tip added at capture replaces the one authorised, fees on the amount",
+            order_with({"a1": attempt_in("authorised")}),
+            "capture",
+            {"attempt_id": "a1", "tip": 40},
+            None,
+        ),
+        (
+            "rule: a tip at capture beyond what was authorised is refused",
+            order_with({"a1": attempt_in("authorised")}),
+            "capture",
+            {"attempt_id": "a1", "tip": 101},
+            "capture-above-authorised",
+        ),
     ]
     out = []
     for k, (name, row, command, args, reason) in enumerate(cases):
@@ -280,6 +294,11 @@ def _rule_vectors(registry: Any) -> list[dict[str, Any]]:
                 },
             }
         )
+    tipped = next(v for v in out if v["name"].startswith("rule: a tip added at capture"))
+    a1 = tipped["expect"]["record"]["fields"]["payments"]["a1"]
+    # 1000 + 40 taken; GB card 150 bp + 20 and platform 100 bp of the 1000, not the 1040.
+    assert (a1["captured"], a1["amount"], a1["tip"]) == (1040, 1000, 40), a1
+    assert (a1["fees"]["processing"], a1["fees"]["platform"]) == (35, 10), a1
     over = out[0]["expect"]["record"]
     assert over["fields"]["refunds_due"] == {
         "a2": {"amount": 1000, "reason": "overpayment", "method": "cash"}

@@ -69,6 +69,21 @@ def test_capture_records_what_the_provider_took_and_expiry_is_its_own_command() 
     assert declined.commands[0][1]["reason"] == "card_declined"
 
 
+def test_a_held_capture_carries_its_tip_and_takes_at_most_what_was_asked() -> None:
+    """A manual capture (25.6): the order's capture gets the session's ``capture_tip``, and
+    the amount asked bounds what is recorded (localstripe reports the whole hold)."""
+    held = pay("succeeded", amount_received=2400)
+    plan = attempt_commands("a1", "authorised", held, tip=300, asked=2300)
+    assert plan.commands == (
+        (
+            "payment_capture",
+            {"attempt_id": "a1", "provider_ref": "pi_1", "amount": 2300, "tip": 300},
+        ),
+    )
+    exact = attempt_commands("a1", "authorised", pay("succeeded", amount_received=2300), asked=2400)
+    assert exact.commands[0][1] == {"attempt_id": "a1", "provider_ref": "pi_1", "amount": 2300}
+
+
 def test_a_late_failure_reverses_the_capture_and_money_after_close_is_a_finding() -> None:
     late = attempt_commands("a1", "captured", pay("failed", failure_code="provider_rejected"))
     reverse = {"attempt_id": "a1", "provider_ref": "pi_1", "reason": "provider_rejected"}

@@ -170,3 +170,66 @@ def test_a_capture_whose_answer_was_lost_is_looked_up_not_made_again(
             await p.aclose()
 
     assert run(body()) == ("authorized", "succeeded", 2200, "succeeded", 1)
+
+
+@pytest.fixture(scope="module")
+def paid_world(tmp_path_factory: pytest.TempPathFactory, localstripe: ServiceProcess) -> Any:
+    """The server with the payments plugin too: the capture moves the order's attempt."""
+    from fynlo_sync.sandbox.payments_demo import payment_world
+    from tests.providers.conftest import PAY_LINK_SECRET, STRIPE_WEBHOOK_SECRET
+
+    with payment_world(
+        tmp_path_factory.mktemp("paid"),
+        stripe_url=localstripe.url,
+        pay_link_secret=PAY_LINK_SECRET,
+        stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
+        payments=True,
+    ) as world:
+        yield PayWorld(world)
+
+
+def test_the_order_and_the_ledger_split_a_tip_added_after_authorisation(
+    paid_world: PayWorld,
+) -> None:
+    """Authorised 3250 + 650 of tip room; the slip says 400: Stripe takes 3650, and the
+    order's attempt and the ledger say 3250 paid + 400 tip, fees on the 3250 only."""
+    terminal, order_id = order_with_lines(paid_world)  # 3250 due
+    body = {"order_id": order_id, "payment_method": "pm_card_visa", "capture": "manual"}
+    attempt_id = terminal.transport.post(CARD, {**body, "tip": 650})["attempt_id"]
+    pi = _status(terminal, attempt_id, "authorized").fields["provider_id"]
+    held = terminal.get("orders", order_id).fields["payments"][attempt_id]
+    assert (held["state"], held["amount"], held["tip"]) == ("authorised", 3250, 650)
+
+    terminal.command("payment_sessions", attempt_id, "capture", {"tip": 400})
+    terminal.sync()
+    _status(terminal, attempt_id, "succeeded")
+    assert _captured(paid_world, pi) == ("succeeded", 3650)
+
+    def captured() -> Any:
+        terminal.sync()
+        order = terminal.get("orders", order_id)
+        a = order.fields["payments"][attempt_id]
+        return order if a["state"] == "captured" else None
+
+    order = wait_until(captured, what="the attempt captured")
+    a = order.fields["payments"][attempt_id]
+    assert (a["captured"], a["amount"], a["tip"], a["overpaid"]) == (3650, 3250, 400, 0)
+    # GB card 150 bp + 20 of 3250 = 48.75 -> 49 + 20; platform 100 bp of 3250 = 32.5 -> 33.
+    assert (a["fees"]["processing"], a["fees"]["platform"]) == (69, 33)
+    money = {k: order.fields[k] for k in ("paid", "tips", "collected", "balance_due")}
+    assert money == {"paid": 3250, "tips": 400, "collected": 3650, "balance_due": 0}
+    assert order.fields["refunds_due"] == {}
+
+    def posted() -> Any:
+        terminal.sync()
+        return terminal.get("ledger", f"{order_id}:{attempt_id}:capture")
+
+    ledger = wait_until(posted, what="the capture's posting set")
+    legs = {p["kind"]: p["amount"] for p in ledger.fields["postings"]}
+    assert legs == {
+        "gross": -3650,
+        "processor_fee": 69,
+        "platform_fee": 33,
+        "tip": 400,
+        "net": 3650 - 69 - 33 - 400,
+    }

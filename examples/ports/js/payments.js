@@ -343,11 +343,15 @@ function paymentCommand(order, command, args, op, settings = DEFAULTS, receivedM
     return settle(attempt, tendered);
   }
   if (command === 'capture') {
+    // 19.4: a tip added after authorisation replaces the one authorised, within the hold.
     const charged = a.amount + a.tip + a.surcharge;
-    const amount = int(args, 'amount', 1, charged);
+    const tip = int(args, 'tip', 0, a.tip);
+    if (tip && tip !== a.tip && !settings.tipsEnabled) throw new Rejected('tips-disabled');
+    const amount = int(args, 'amount', 1, a.amount + tip + a.surcharge);
     if (amount > charged) throw new Rejected('capture-above-authorised');
-    if (amount < a.tip + a.surcharge + 1) throw new Rejected('invalid-argument');
-    a.amount = amount - a.tip - a.surcharge;
+    if (amount < tip + a.surcharge + 1) throw new Rejected('invalid-argument');
+    a.tip = tip;
+    a.amount = amount - tip - a.surcharge;
     const ref = str(args, 'provider_ref', false);
     if (ref !== null) a.provider_ref = ref;
     return settle(a, amount);

@@ -411,14 +411,20 @@ def commands(settings: PaymentsSettings) -> dict[str, Command]:
     def capture(ctx: CommandContext) -> dict[str, Any]:
         attempt_id, attempt, _ = _attempt(ctx, "capture")
         charged = attempt["amount"] + attempt["tip"] + attempt["surcharge"]
-        amount = _int(ctx, "amount", default=charged, low=1)
+        # A tip added after authorisation (a card held, the tip written on the slip)
+        # replaces the one authorised; it must fit in what was authorised.
+        tip = _int(ctx, "tip", default=attempt["tip"])
+        if tip and tip != attempt["tip"] and not settings.tips.enabled:
+            raise _reject("tips-disabled", "tips are turned off for this restaurant")
+        amount = _int(ctx, "amount", default=attempt["amount"] + tip + attempt["surcharge"], low=1)
         if amount > charged:
             raise _reject(
                 "capture-above-authorised", f"only {charged} can be captured", capturable=charged
             )
-        if amount < attempt["tip"] + attempt["surcharge"] + 1:
+        if amount < tip + attempt["surcharge"] + 1:
             raise _reject("invalid-argument", "a capture must cover the tip and surcharge")
-        attempt["amount"] = amount - attempt["tip"] - attempt["surcharge"]
+        attempt["tip"] = tip
+        attempt["amount"] = amount - tip - attempt["surcharge"]
         ref = _str(ctx, "provider_ref", required=False)
         if ref is not None:
             attempt["provider_ref"] = ref

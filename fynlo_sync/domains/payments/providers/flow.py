@@ -62,8 +62,21 @@ class Plan:
     finding: str | None = None
 
 
-def attempt_commands(attempt_id: str, state: str | None, payment: ProviderPayment) -> Plan:
-    """The commands that move an attempt in ``state`` to match ``payment``."""
+def attempt_commands(
+    attempt_id: str,
+    state: str | None,
+    payment: ProviderPayment,
+    *,
+    tip: int | None = None,
+    asked: int | None = None,
+) -> Plan:
+    """The commands that move an attempt in ``state`` to match ``payment``. ``tip`` and
+    ``asked`` are a held payment's capture (the session's ``capture_tip`` and
+    ``capture_amount``, 25.6): the capture records the tip, so the attempt splits what the
+    provider took into amount and tip as the terminal asked (without it the attempt keeps
+    the tip it started with), and takes at most ``asked`` (a provider captures at most the
+    amount to capture and releases the rest; localstripe reports the whole hold as the
+    charge and the release as a refund of it)."""
     ref = payment.provider_id
     base = {"attempt_id": attempt_id, "provider_ref": ref}
     out: list[tuple[str, dict[str, Any]]] = []
@@ -114,7 +127,11 @@ def attempt_commands(attempt_id: str, state: str | None, payment: ProviderPaymen
         state = "pending"
     if state == "requires_action":
         out.append(("payment_authorise", dict(base)))
-    out.append(("payment_capture", {**base, "amount": payment.amount_received}))
+    taken = payment.amount_received if asked is None else min(payment.amount_received, asked)
+    captured: dict[str, Any] = {**base, "amount": taken}
+    if tip is not None:
+        captured["tip"] = tip
+    out.append(("payment_capture", captured))
     return Plan(tuple(out))
 
 

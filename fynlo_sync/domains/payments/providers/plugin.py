@@ -246,7 +246,14 @@ def report_drafts(
     drafts: list[Draft] = []
     finding = None
     if payments_loaded:
-        plan = attempt_commands(attempt_id, attempt_state(order, attempt_id), payment)
+        tip, asked = session.get("capture_tip"), session.get("capture_amount")
+        plan = attempt_commands(
+            attempt_id,
+            attempt_state(order, attempt_id),
+            payment,
+            tip=None if tip is None else int(tip),
+            asked=None if asked is None else int(asked),
+        )
         drafts += [Draft.command(ORDERS, order_id, n, a) for n, a in plan.commands]
         finding = plan.finding
     fresh_finding = finding is not None and session.get("finding") != finding
