@@ -48,7 +48,7 @@ from fynlo_sync.limits import check_depth
 from fynlo_sync.plugin_loader import load_plugins
 from fynlo_sync.plugins import Registry
 from fynlo_sync.worker import EffectWorker
-from server.auth import make_jwt_auth
+from server.auth import Device, make_jwt_auth
 from server.backends import open_backend
 from server.observe import ObservedEffects, configure_logging, outermost
 from server.openapi import CompletedJson
@@ -57,7 +57,7 @@ from server.pokes import make_channels, redis_client
 from server.routes import ROUTES, Runtime
 from server.serving import internal_guard, listener_guard, security_headers
 from server.settings import Settings
-from server.throttle import RATE_STORE, SocketQuota, rate_limits, rate_store
+from server.throttle import RATE_STORE, Refusals, SocketQuota, rate_limits, rate_store
 
 __all__ = [
     "PROBLEM_JSON",
@@ -95,6 +95,8 @@ RETRY_AFTER_S: dict[type[FynloError], int] = {StoreBusyError: 1, StoreUnavailabl
 def _fynlo_error(request: Request[Any, Any, Any], exc: FynloError) -> Response[Any]:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     wait = RETRY_AFTER_S.get(type(exc))
+    if isinstance(exc, RateLimitedError):
+        wait = int(exc.extra.get("retry_after", 1))
     if wait is not None:
         headers = {"Retry-After": str(wait)}
     if isinstance(exc, StoreError):
@@ -118,7 +120,9 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
     return Response(content=body, status_code=500, media_type=PROBLEM_JSON)
 
 
-def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+def _http_error(
+    request: Request[Any, Any, Any], exc: HTTPException, refusals: Refusals | None = None
+) -> Response[Any]:
     """Litestar's own errors, as problem details of the same family."""
     if isinstance(exc, NotAuthorizedException):
         return _fynlo_error(request, UnauthenticatedError(exc.detail))
@@ -130,6 +134,9 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
         headers = dict(exc.headers or {})
         retry = max(1, int(headers.get("RateLimit-Reset", "1") or 1))
         headers["Retry-After"] = str(retry)
+        user = request.scope.get("user")
+        if refusals is not None and isinstance(user, Device):
+            refusals.refuse(user, retry)  # its next requests are refused before a lookup
         return problem_response(
             RateLimitedError(f"too many requests: retry in {retry} s", retry_after=retry),
             headers,
@@ -206,12 +213,18 @@ def create_app(
         channels=channels,
         redis=redis,
     )
+    refusals = Refusals()
     auth = make_jwt_auth(
         settings.secret_key,
         lambda: rt.backend.accounts,
         access_ttl_s=settings.access_ttl_s,
         exclude=PUBLIC,
+        refused=refusals.retry_after,
     )
+
+    def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+        return _http_error(request, exc, refusals)
+
     rt.auth = auth
     extensions = plugin_servers(rt, clock_fn)
     rt.sockets = SocketQuota(settings.max_sockets_per_device)
@@ -273,7 +286,7 @@ def create_app(
         lifespan=[lifespan],
         exception_handlers={
             FynloError: _fynlo_error,
-            HTTPException: _http_error,
+            HTTPException: http_error,
             RecursionError: _too_deep,
             Exception: _unexpected,
         },

@@ -26,7 +26,7 @@ from litestar.exceptions import NotAuthorizedException, WebSocketException
 from litestar.middleware.authentication import AuthenticationResult
 from litestar.security.jwt import JWTAuth, JWTAuthenticationMiddleware, Token
 
-from fynlo_sync.errors import FynloError, UnauthenticatedError
+from fynlo_sync.errors import FynloError, RateLimitedError, UnauthenticatedError
 from server.accounts import Accounts, Grant
 
 __all__ = [
@@ -154,14 +154,25 @@ class _Middleware(JWTAuthenticationMiddleware):
 
 
 def make_jwt_auth(
-    secret: str, accounts: Callable[[], Accounts], *, access_ttl_s: int, exclude: list[str]
+    secret: str,
+    accounts: Callable[[], Accounts],
+    *,
+    access_ttl_s: int,
+    exclude: list[str],
+    refused: Callable[[str, str], int | None] | None = None,
 ) -> JWTAuth[Device, AccessToken]:
     """The security backend. ``accounts`` gives the live account store (opened in the
-    lifespan, after the app is built)."""
+    lifespan, after the app is built). ``refused(tenant, node)``: the seconds a device a
+    rate limit refused must still wait (or ``None``); such a device's HTTP requests are
+    refused (429) once its token's signature checks out, before it is looked up."""
 
     async def retrieve_device(
         token: AccessToken, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> Device | None:
+        if refused is not None and connection.scope["type"] == ScopeType.HTTP:
+            wait = refused(token.tid, token.sub)
+            if wait is not None:
+                raise RateLimitedError(f"too many requests: retry in {wait} s", retry_after=wait)
         state = await accounts().device(token.tid, token.sub)
         if state is None or state.revoked or state.epoch != token.ep:
             return None

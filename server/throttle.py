@@ -9,13 +9,22 @@ The counters live in the app's ``rate_limit`` store: Redis when ``FYNLO_REDIS_UR
 (so a limit holds across server processes, under ``<FYNLO_REDIS_PREFIX>_RATE``), else
 memory. A refusal is a ``429`` problem ``rate-limited`` with ``Retry-After`` (seconds).
 
+**Refused devices are refused cheaply.** Once a limit refuses a device, every request of
+it is refused until the limit's window ends (a fixed window), so this process remembers
+that (:class:`Refusals`) and refuses the device's next requests right after checking its
+token's signature, before the device is looked up in the database: a flood costs a
+signature check per request, not a query on the store every other tenant waits on. The
+window remembered ends a little before the limiter's, never after.
+
 Also here: the cap on poke sockets per device (per process). (Argon2 runs on worker
 threads, two at a time: :class:`server.accounts.Accounts`.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,13 +32,19 @@ from litestar import Request
 from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
+from prometheus_client import Counter
 
 from server.auth import Device
 from server.settings import Settings
 
-__all__ = ["RATE_STORE", "SocketQuota", "rate_limits", "rate_store"]
+__all__ = ["EARLY_REFUSALS", "RATE_STORE", "Refusals", "SocketQuota", "rate_limits", "rate_store"]
 
 RATE_STORE = "rate_limit"
+
+#: Requests refused 429 from :class:`Refusals`, before their device was looked up.
+EARLY_REFUSALS = Counter(
+    "fynlo_rate_refused_early", "requests of a rate-limited device refused before its lookup"
+)
 
 #: Paths no limit applies to (probes and the internal endpoints).
 _EXEMPT = ["^/health/", "^/metrics", "^/schema"]
@@ -111,3 +126,38 @@ class SocketQuota:
             self.open[key] -= 1
             if not self.open[key]:
                 del self.open[key]
+
+
+class Refusals:
+    """Devices a rate limit refused, until the limit's window ends (this process).
+    ``clock`` is a monotonic clock in seconds (injected in tests)."""
+
+    MAX_ENTRIES = 100_000
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._until: dict[tuple[str, str], float] = {}
+
+    def refuse(self, device: Device, reset_s: int) -> None:
+        """The limiter refused ``device`` and said its window resets in ``reset_s``
+        seconds (a whole number rounded up): remembered for ``reset_s - 1`` seconds."""
+        if reset_s <= 1:
+            return
+        now = self.clock()
+        if len(self._until) >= self.MAX_ENTRIES:
+            self._until = {k: t for k, t in self._until.items() if t > now}
+            if len(self._until) >= self.MAX_ENTRIES:
+                return
+        self._until[(device.tenant_id, device.node_id)] = now + reset_s - 1
+
+    def retry_after(self, tenant_id: str, node_id: str) -> int | None:
+        """Seconds the device must still wait, or ``None`` when it is not refused."""
+        until = self._until.get((tenant_id, node_id))
+        if until is None:
+            return None
+        left = until - self.clock()
+        if left <= 0:
+            del self._until[(tenant_id, node_id)]
+            return None
+        EARLY_REFUSALS.inc()
+        return max(1, math.ceil(left))

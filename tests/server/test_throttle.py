@@ -5,6 +5,7 @@ client that never finishes its request is dropped after the request timeout."""
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,3 +169,46 @@ def test_revocation_closes_the_socket_without_waiting_for_a_poke(limited: Live) 
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=10)  # nothing was pushed: the sweep closes it (every 200 ms here)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+
+def _early_refusals(url: str) -> float:
+    text = httpx.get(url + "/metrics", timeout=10).text
+    found = re.findall(r"^fynlo_rate_refused_early_total (\S+)$", text, re.MULTILINE)
+    return float(found[0]) if found else 0.0
+
+
+def test_a_refused_device_is_refused_before_it_is_looked_up(limited: Live) -> None:
+    """Past its limit, a device's requests are answered 429 from memory (counted in
+    /metrics), with the same problem and Retry-After, and only its own: another device of
+    another tenant is looked up and served as before."""
+    noisy = _device(limited, limited.tenant())
+    quiet = _device(limited, limited.tenant())
+    before = _early_refusals(limited.url)
+    with httpx.Client(base_url=limited.url, headers=auth(noisy)) as client:
+        codes = [client.get("/v1/sync/pull").status_code for _ in range(40)]
+        late = client.get("/v1/sync/pull")
+    assert codes.count(429) >= 10
+    retry_after = problem(late, 429, "rate-limited")["retry_after"]
+    assert isinstance(retry_after, int) and retry_after >= 1
+    assert int(late.headers["retry-after"]) == retry_after
+    assert _early_refusals(limited.url) - before >= 10
+    assert raw(limited, "GET", "/v1/sync/pull", quiet).status_code == 200
+
+
+def test_refusals_end_before_the_limiters_window() -> None:
+    from server.auth import Device
+    from server.throttle import Refusals
+
+    now = [100.0]
+    refusals = Refusals(clock=lambda: now[0])
+    device = Device("t", "till")
+    assert refusals.retry_after("t", "till") is None
+    refusals.refuse(device, 5)  # the window resets in at most 5 s: remembered for 4
+    assert refusals.retry_after("t", "till") == 4
+    assert refusals.retry_after("t", "other") is None and refusals.retry_after("u", "till") is None
+    now[0] = 103.5
+    assert refusals.retry_after("t", "till") == 1
+    now[0] = 104.0
+    assert refusals.retry_after("t", "till") is None
+    refusals.refuse(device, 1)  # at most a second left: not worth remembering
+    assert refusals.retry_after("t", "till") is None
