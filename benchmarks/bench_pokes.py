@@ -66,7 +66,11 @@ class Fleet:
             except queue.Empty:
                 for i in pending:
                     if self.procs[i].poll() is not None:
-                        raise RuntimeError(f"client process {i} exited early") from None
+                        code = self.procs[i].returncode
+                        raise RuntimeError(
+                            f"client process {i} exited early (exit code {code}; its error "
+                            "is on stderr)"
+                        ) from None
                 continue
             if line.startswith(prefix) and index in pending:
                 got[index] = line
@@ -224,6 +228,13 @@ def _pusher(url: str, code: str, node: str, rounds: int) -> Callable[[int], tupl
     return trigger
 
 
+def _per_device(ctx: Context) -> int:
+    """The servers' socket quota for these runs: every listening socket is the one
+    ``listener`` device's (a real terminal holds one; the quota of
+    ``FYNLO_WS_PER_DEVICE``, 4 by default, would refuse the rest)."""
+    return max(ctx.scale.ws_clients, ctx.scale.ws_big_clients)
+
+
 def _ws_urls(urls: list[str], token: str) -> list[str]:
     return ["ws" + u[len("http") :] + f"/v1/sync/ws?token={token}" for u in urls]
 
@@ -288,7 +299,9 @@ def run_pokes(ctx: Context) -> list[Result]:
     base = ctx.cache.get("broadcast")
     if base is None:
         base = ctx.cache["broadcast"] = _broadcast_baseline(ctx)
-    settings = server_settings(f"sqlite:///{ctx.work / 'pokes-server.db'}")
+    settings = server_settings(
+        f"sqlite:///{ctx.work / 'pokes-server.db'}", max_sockets_per_device=_per_device(ctx)
+    )
     _, codes = enroll(settings, "pokes", ["poker", "listener"])
     with serve(ctx, settings, "pokes") as (url,):
         trigger = _pusher(url, codes["poker"], "poker", ctx.scale.ws_rounds)
@@ -318,7 +331,7 @@ def run_pokes_redis(ctx: Context) -> list[Result]:
         except Exception:
             database = f"sqlite:///{ctx.work / 'pokes-redis.db'}"
             kind = "embedded SQLite (one file)"
-        settings = server_settings(database, redis_url)
+        settings = server_settings(database, redis_url, max_sockets_per_device=_per_device(ctx))
         _, codes = enroll(settings, "pokes", ["poker", "listener"])
         urls = stack.enter_context(serve(ctx, settings, "pokes-redis", count=2))
         trigger = _pusher(urls[0], codes["poker"], "poker", ctx.scale.ws_rounds)
@@ -351,7 +364,7 @@ def run_pokes_big(ctx: Context) -> list[Result]:
     with ExitStack() as stack:
         admin = need_postgres(ctx)
         database = stack.enter_context(postgres_database(admin, "pokesbig"))
-        settings = server_settings(database, redis_url)
+        settings = server_settings(database, redis_url, max_sockets_per_device=sockets)
         _, codes = enroll(settings, "pokes", ["poker", "listener"])
         urls = stack.enter_context(serve(ctx, settings, "pokes-big", count=2))
         trigger = _pusher(urls[0], codes["poker"], "poker", ctx.scale.ws_rounds)

@@ -32,6 +32,7 @@ from fynlo_sync.plugins import (
     Effect,
     Registry,
 )
+from fynlo_sync.protocol import change_bytes, record_bytes
 
 __all__ = [
     "Applied",
@@ -86,6 +87,11 @@ class Plan:
     effects: list[Effect] = field(default_factory=list)
     #: The server's receive time of the batch (the outbox's creation time of its effects).
     received_ms: int | None = None
+    #: The canonical bytes of each change (:func:`~fynlo_sync.protocol.canonical_change`),
+    #: in order, made once by :func:`plan_push`: the feed rows a store writes.
+    feed: list[bytes] = field(default_factory=list)
+    #: The JSON of each record in ``writes`` (its final state), by key: the record rows.
+    bodies: dict[Key, bytes] = field(default_factory=dict)
 
 
 def _stamp(op: Op, seq: int) -> Stamp:
@@ -600,7 +606,13 @@ def plan_push(
         plan.outcomes.append(outcome)
         plan.new_outcomes.append(outcome)
     if plan.changes:
-        growth = sum(encoded_size(change.record) for change in plan.changes)
+        # Each record encoded once: its size (the growth), its row, its change's bytes.
+        growth = 0
+        for change in plan.changes:
+            body = record_bytes(change.record)
+            growth += len(body)
+            plan.bodies[change.record.key] = body
+            plan.feed.append(change_bytes(change, body))
         if growth > limits.max_push_growth_bytes:
             raise BatchTooLargeError(
                 f"the batch would add {growth} bytes to the feed; the limit is "

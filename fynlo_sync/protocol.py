@@ -24,7 +24,7 @@ from fynlo_sync.errors import (
     ProtocolVersionError,
 )
 from fynlo_sync.limits import DEFAULT_LIMITS, Limits, check_depth, check_value_limits
-from fynlo_sync.ops import Batch, Change, Outcome
+from fynlo_sync.ops import Batch, Change, Outcome, Record
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -35,6 +35,7 @@ __all__ = [
     "PushResult",
     "WirePage",
     "canonical_change",
+    "change_bytes",
     "check_batch",
     "check_clock",
     "decode",
@@ -43,6 +44,7 @@ __all__ = [
     "encode",
     "encode_batch",
     "page_checksum",
+    "record_bytes",
     "verify_page",
     "wire_page",
 ]
@@ -139,6 +141,31 @@ def page_checksum(changes: list[Change]) -> str:
 #: unit order and code point order can differ, so msgspec's sorted keys may not be RFC
 #: 8785's): deleting these leaves nothing when no such character appears.
 _BMP_BYTES = bytes(range(0xF0))
+
+
+_CHANGE = b'{"node_id":%b,"node_seq":%d,"op_id":%b,"record":%b,"seq":%d}'
+
+
+def record_bytes(record: Record) -> bytes:
+    """A record's JSON with sorted keys (msgspec): as long as :func:`encoded_size` of it,
+    and what :func:`change_bytes` splices into its change."""
+    return _sorted_encoder.encode(record)
+
+
+def change_bytes(change: Change, record: bytes) -> bytes:
+    """:func:`canonical_change` of ``change``, given :func:`record_bytes` of its record: the
+    record is spliced in, not encoded again (the change's members in sorted order:
+    ``node_id``, ``node_seq``, ``op_id``, ``record``, ``seq``)."""
+    fast = _CHANGE % (
+        _sorted_encoder.encode(change.node_id),
+        change.node_seq,
+        _sorted_encoder.encode(change.op_id),
+        record,
+        change.seq,
+    )
+    if not fast.translate(None, _BMP_BYTES):
+        return fast
+    return canonical_bytes(msgspec.to_builtins(change))
 
 
 def canonical_change(change: Change) -> bytes:

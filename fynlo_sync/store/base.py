@@ -18,6 +18,7 @@ from typing import Protocol
 from fynlo_sync.effects import EffectRow, Settlement
 from fynlo_sync.engine import Plan
 from fynlo_sync.ops import Change, Op, Outcome, Record
+from fynlo_sync.protocol import canonical_change, record_bytes
 
 __all__ = [
     "AsyncOverSync",
@@ -28,6 +29,8 @@ __all__ = [
     "TerminalMeta",
     "TerminalStore",
     "new_effect_rows",
+    "plan_body",
+    "plan_feed",
 ]
 
 Key = tuple[str, str]
@@ -276,6 +279,20 @@ class AsyncOverSync:
 
     async def retry_effect(self, tenant: str, key: str, now_ms: int) -> bool:
         return self.sync.retry_effect(tenant, key, now_ms)
+
+
+def plan_feed(plan: Plan) -> list[tuple[Change, bytes]]:
+    """Each change of ``plan`` with its canonical bytes (made by ``plan_push``, or here
+    for a plan built otherwise)."""
+    if len(plan.feed) == len(plan.changes):
+        return list(zip(plan.changes, plan.feed, strict=True))
+    return [(c, canonical_change(c)) for c in plan.changes]
+
+
+def plan_body(plan: Plan, key: Key, record: Record) -> bytes:
+    """The stored JSON of ``record``, the final state of ``key`` in ``plan``."""
+    body = plan.bodies.get(key)
+    return body if body is not None else record_bytes(record)
 
 
 def new_effect_rows(tenant: str, plan: Plan) -> list[EffectRow]:

@@ -36,7 +36,7 @@ from fynlo_sync.engine import Plan
 from fynlo_sync.errors import MissingDependencyError, StoreError
 from fynlo_sync.ops import Change, Outcome, Record
 from fynlo_sync.protocol import canonical_change
-from fynlo_sync.store.base import Key, new_effect_rows
+from fynlo_sync.store.base import Key, new_effect_rows, plan_body, plan_feed
 from fynlo_sync.store.driver import driver_errors, translating
 from fynlo_sync.store.migrations import Component
 
@@ -335,9 +335,9 @@ class PostgresQueries:
             [r.collection for r in writes],
             [r.record_id for r in writes],
             [r.version for r in writes],
-            [_enc.encode(r) for r in writes],
+            [plan_body(plan, r.key, r) for r in writes],
             [c.seq for c in plan.changes],
-            [canonical_change(c) for c in plan.changes],
+            [body for _, body in plan_feed(plan)],
             plan.node_id,
             [o.seq for o in plan.new_outcomes],
             [o.op_id for o in plan.new_outcomes],

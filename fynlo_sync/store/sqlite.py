@@ -25,7 +25,7 @@ from fynlo_sync.engine import Plan
 from fynlo_sync.errors import StoreError
 from fynlo_sync.ops import Change, Op, Outcome, Record
 from fynlo_sync.protocol import canonical_change
-from fynlo_sync.store.base import Key, TerminalMeta, new_effect_rows
+from fynlo_sync.store.base import Key, TerminalMeta, new_effect_rows, plan_body, plan_feed
 from fynlo_sync.store.driver import driver_errors, translated, translating
 from fynlo_sync.store.migrations import Component, Legacy, migrate_sqlite
 
@@ -526,13 +526,13 @@ class SqliteServerStore(_Transactional):
             "INSERT OR REPLACE INTO fynlo_records(tenant, collection, record_id, version, body) "
             "VALUES (?, ?, ?, ?, ?)",
             [
-                (tenant, r.collection, r.record_id, r.version, _rec_enc.encode(r))
-                for r in plan.writes.values()
+                (tenant, r.collection, r.record_id, r.version, plan_body(plan, key, r))
+                for key, r in plan.writes.items()
             ],
         )
         conn.executemany(
             "INSERT INTO fynlo_feed(tenant, seq, body, canonical) VALUES (?, ?, ?, 1)",
-            [(tenant, c.seq, canonical_change(c)) for c in plan.changes],
+            [(tenant, c.seq, body) for c, body in plan_feed(plan)],
         )
         conn.executemany(
             "INSERT INTO fynlo_oplog(tenant, node_id, seq, op_id, body) VALUES (?, ?, ?, ?, ?)",
