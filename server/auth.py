@@ -25,12 +25,14 @@ from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException, WebSocketException
 from litestar.middleware.authentication import AuthenticationResult
 from litestar.security.jwt import JWTAuth, JWTAuthenticationMiddleware, Token
+from prometheus_client import Counter
 
 from fynlo_sync.errors import FynloError, RateLimitedError, UnauthenticatedError
 from server.accounts import Accounts, Grant
 
 __all__ = [
     "ALGORITHM",
+    "WS_QUERY_TOKENS",
     "WS_UNAUTHENTICATED",
     "AccessToken",
     "Device",
@@ -39,6 +41,12 @@ __all__ = [
 ]
 
 ALGORITHM = "HS256"
+
+#: WebSocket upgrades authenticated by the deprecated ``?token=`` (when this stays at zero,
+#: no terminal in the field needs it any more).
+WS_QUERY_TOKENS = Counter(
+    "fynlo_ws_query_token", "WebSocket upgrades with the access token in ?token= (deprecated)"
+)
 _REQUIRED = ("exp", "iat", "sub", "tid", "ep")
 
 
@@ -149,7 +157,9 @@ class _Middleware(JWTAuthenticationMiddleware):
         if connection.scope["type"] == ScopeType.WEBSOCKET:
             query: str | None = connection.query_params.get("token")
             if query:
-                return await self.authenticate_token(encoded_token=query, connection=connection)
+                result = await self.authenticate_token(encoded_token=query, connection=connection)
+                WS_QUERY_TOKENS.inc()
+                return result
         raise NotAuthorizedException("no access token: send `Authorization: Bearer <token>`")
 
 

@@ -173,3 +173,25 @@ def _used_tickets(live: Live, tenant: str, node: str) -> int:
         return int(row[0])
 
     return anyio.run(count)
+
+
+def test_the_deprecated_query_token_still_works_and_is_counted(live: Live) -> None:
+    """Old terminals' ``?token=`` keeps working (section 17), and /metrics counts it, so
+    operators can tell when no terminal needs it any more."""
+    import re
+
+    import httpx
+
+    def counted() -> float:
+        text = httpx.get(live.url + "/metrics", timeout=10).text
+        found = re.findall(r"^fynlo_ws_query_token_total (\S+)$", text, re.MULTILINE)
+        return float(found[0]) if found else 0.0
+
+    link = live.device(live.tenant())
+    assert link.tokens is not None
+    before = counted()
+    with connect(f"{link.ws_url()}?token={link.tokens.access_token}", proxy=None) as ws:
+        assert json.loads(ws.recv(timeout=10)) == {"type": "poke", "cursor": 0}
+    with connect(f"{link.ws_url()}?ticket={_ticket(live, link)}", proxy=None) as ws:
+        assert json.loads(ws.recv(timeout=10)) == {"type": "poke", "cursor": 0}
+    assert counted() - before == 1
