@@ -283,6 +283,9 @@ def money_report(records: Iterable[Record]) -> dict[str, Any]:
             for m in moves
             if m["kind"] in ("sale", "refund")
         )
+        # Cash no payment records (the server refused it, the order was deleted) is
+        # flagged on the drawer (protocol 19.7): it is in the drawer, not in the payments.
+        drawer_cash -= r.fields.get("unmatched") or 0
         drawers[r.record_id] = {
             k: r.fields.get(k) for k in ("status", "float", "expected", "counted", "difference")
         }

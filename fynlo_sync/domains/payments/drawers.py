@@ -7,6 +7,18 @@ change brought in, a safe drop, a supplier paid). ``expected`` is derived: float
 + in - refunds - out. Closing records ``counted`` and ``difference = counted - expected``;
 the closed record is the Z-report. Only the drawer's own terminal writes it, so it is
 never contested.
+
+A ``sale`` or ``refund`` movement names the payment it belongs to (``order_id``,
+``attempt_id``, and ``refund_id`` for a refund). The cash is a fact the moment it changes
+hands, and the movement, on the terminal's own uncontested record, is never lost; the
+order's payment command, on a shared record, may still be refused by the server (an
+offline cash payment above the limit without a manager, an order another terminal
+deleted or closed). So the server checks every such movement against the order once it
+is committed (the payments plugin's ``match_cash`` effect) and, when the order does not
+record that payment, authors ``drawer_flag``: a ``findings`` entry "cash taken, payment
+not recorded" a manager resolves with ``drawer_resolve``. The drawer's ``expected`` stays
+the cash it really holds; ``unmatched`` (derived) is the part of it no payment accounts
+for, so drawer cash = the cash payments' net + ``unmatched``, always.
 """
 
 from __future__ import annotations
@@ -14,19 +26,51 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from fynlo_sync.domains.payments.states import SETTLED_STATES
 from fynlo_sync.errors import IllegalTransitionError, RejectedOpError
-from fynlo_sync.plugins import Collection, Command, CommandContext, Field
+from fynlo_sync.plugins import SERVER_NODE, Collection, Command, CommandContext, Field
 
-__all__ = ["DRAWERS", "DRAWERS_COLLECTION", "MOVEMENT_KINDS", "drawer_figures", "z_report"]
+__all__ = [
+    "DRAWERS",
+    "DRAWERS_COLLECTION",
+    "FINDING_REASONS",
+    "MOVEMENT_KINDS",
+    "PAYMENT_KINDS",
+    "drawer_figures",
+    "match_movement",
+    "z_report",
+]
 
 DRAWERS: Final = "drawers"
 #: Movement kind -> its sign in ``expected``.
 MOVEMENT_KINDS: Final = {"sale": 1, "in": 1, "refund": -1, "out": -1}
 
+#: Movement kinds that move a payment's cash and so must name it.
+PAYMENT_KINDS: Final = frozenset({"sale", "refund"})
+#: Why the server flags a payment movement (``drawer_flag``):
+#: ``order-deleted`` the order was deleted before the payment reached the server;
+#: ``order-missing`` no such order; ``payment-refused`` the order has no such payment (the
+#: server refused the payment command); ``refund-refused`` the attempt has no such refund;
+#: ``payment-mismatch`` the payment's cash (captured - change, or the refund) is not the
+#: movement's amount, or it is not a settled cash payment.
+FINDING_REASONS: Final = (
+    "order-deleted",
+    "order-missing",
+    "payment-refused",
+    "refund-refused",
+    "payment-mismatch",
+)
+
 _TRANSITIONS: Final = {
     (None, "drawer_open"): "open",
     ("open", "drawer_move"): "open",
     ("open", "drawer_close"): "closed",
+    # The server's flag and a manager's resolution reach a closed drawer too (its cash was
+    # counted already; the Z-report then shows what no payment accounts for).
+    ("open", "drawer_flag"): "open",
+    ("closed", "drawer_flag"): "closed",
+    ("open", "drawer_resolve"): "open",
+    ("closed", "drawer_resolve"): "closed",
 }
 
 
@@ -38,10 +82,18 @@ def drawer_figures(fields: Mapping[str, Any]) -> dict[str, Any]:
         by_kind[moves[key]["kind"]] += moves[key]["amount"]
     cash_in = by_kind["sale"] + by_kind["in"]
     cash_out = by_kind["refund"] + by_kind["out"]
+    findings = fields.get("findings") or {}
+    unmatched = 0
+    for key in sorted(findings):
+        move = moves.get(key)
+        if move is not None:
+            unmatched += MOVEMENT_KINDS[move["kind"]] * move["amount"]
     out: dict[str, Any] = {
         "cash_in": cash_in,
         "cash_out": cash_out,
         "expected": (fields.get("float") or 0) + cash_in - cash_out,
+        "unmatched": unmatched,
+        "unresolved": sum(1 for k in sorted(findings) if findings[k].get("resolved_by") is None),
     }
     counted = fields.get("counted")
     out["difference"] = None if counted is None else counted - out["expected"]
@@ -115,6 +167,13 @@ def _move(ctx: CommandContext) -> dict[str, Any]:
         )
     amount = _amount(ctx, "amount", 1)
     reason = _text(ctx, "reason", required=kind in ("in", "out"))
+    payment = None
+    if kind in PAYMENT_KINDS:
+        payment = {
+            "order_id": _text(ctx, "order_id", required=True),
+            "attempt_id": _text(ctx, "attempt_id", required=True),
+            "refund_id": _text(ctx, "refund_id", required=kind == "refund"),
+        }
     moves = dict(ctx.record.get("movements") or {})
     if movement_id in moves:
         raise RejectedOpError(f"movement {movement_id!r} exists", reason="duplicate-movement")
@@ -126,8 +185,108 @@ def _move(ctx: CommandContext) -> dict[str, Any]:
         "reason": reason,
         "ref": _text(ctx, "ref", required=False),
         "by": ctx.op.node_id,
+        "payment": payment,
+        "op_id": ctx.op.op_id,
     }
     return {"status": status, "movements": moves}
+
+
+def match_movement(
+    movement: Mapping[str, Any], order: Mapping[str, Any] | None, deleted: bool
+) -> str | None:
+    """Whether the order records the payment a ``sale`` or ``refund`` movement names:
+    ``None`` when it does (or the movement names none), else the finding's reason
+    (:data:`FINDING_REASONS`). ``order`` is the order's fields (``None``: never existed),
+    ``deleted`` whether it is a tombstone."""
+    payment = movement.get("payment")
+    if not payment:
+        return None
+    if deleted:
+        return "order-deleted"
+    if order is None:
+        return "order-missing"
+    attempt = (order.get("payments") or {}).get(payment["attempt_id"])
+    if attempt is None:
+        return "payment-refused"
+    if attempt["method"] != "cash" or attempt["state"] not in SETTLED_STATES:
+        return "payment-mismatch"
+    if movement["kind"] == "sale":
+        kept = attempt["captured"] - attempt["change"]
+        return None if kept == movement["amount"] else "payment-mismatch"
+    refund = (attempt.get("refunds") or {}).get(payment["refund_id"])
+    if refund is None:
+        return "refund-refused"
+    return None if refund["amount"] == movement["amount"] else "payment-mismatch"
+
+
+def _movement(ctx: CommandContext) -> tuple[str, Mapping[str, Any]]:
+    assert ctx.record is not None
+    movement_id = _text(ctx, "movement_id", required=True)
+    assert movement_id is not None
+    found = (ctx.record.get("movements") or {}).get(movement_id)
+    if found is None:
+        raise RejectedOpError(
+            f"the drawer has no movement {movement_id!r}", reason="no-such-movement"
+        )
+    return movement_id, found
+
+
+def _flag(ctx: CommandContext) -> dict[str, Any]:
+    """``drawer_flag`` (the server only): cash a movement moved that the order does not
+    record. Flagged once; a manager resolves it."""
+    status = _state(ctx, "drawer_flag")
+    assert ctx.record is not None
+    if ctx.op.node_id != SERVER_NODE:
+        raise RejectedOpError("only the server flags a drawer's cash", reason="server-only")
+    movement_id, move = _movement(ctx)
+    reason = ctx.args.get("reason")
+    if reason not in FINDING_REASONS:
+        raise RejectedOpError(
+            f"reason must be one of {', '.join(FINDING_REASONS)}",
+            reason="invalid-argument",
+            argument="reason",
+        )
+    findings = dict(ctx.record.get("findings") or {})
+    if movement_id in findings:
+        raise RejectedOpError(f"movement {movement_id!r} is flagged already", reason="flagged")
+    payment = move.get("payment") or {}
+    findings[movement_id] = {
+        "reason": reason,
+        "kind": move["kind"],
+        "amount": move["amount"],
+        "order_id": payment.get("order_id"),
+        "attempt_id": payment.get("attempt_id"),
+        "resolved_by": None,
+        "note": None,
+    }
+    return {"status": status, "findings": findings}
+
+
+def _resolve(ctx: CommandContext) -> dict[str, Any]:
+    """``drawer_resolve``: a manager says what became of flagged cash (handed back, paid
+    again on another order, kept), in ``note``. The money itself moves by its own
+    commands (a ``drawer_move`` out, a ``payment_cash``); this closes the finding."""
+    status = _state(ctx, "drawer_resolve")
+    assert ctx.record is not None
+    movement_id = _text(ctx, "movement_id", required=True)
+    assert movement_id is not None
+    findings = dict(ctx.record.get("findings") or {})
+    found = findings.get(movement_id)
+    if found is None:
+        raise RejectedOpError(f"movement {movement_id!r} is not flagged", reason="not-flagged")
+    if found.get("resolved_by") is not None:
+        raise RejectedOpError(f"movement {movement_id!r} is resolved already", reason="resolved")
+    note = _text(ctx, "note", required=True)
+    approver = ctx.op.actor_id if ctx.permissions is not None else None
+    if approver is None:
+        approver = _text(ctx, "approved_by", required=False)
+    if approver is None:
+        raise RejectedOpError(
+            "resolving a drawer's flagged cash needs a manager's approval",
+            reason="manager-required",
+        )
+    findings[movement_id] = {**found, "resolved_by": approver, "note": note}
+    return {"status": status, "findings": findings}
 
 
 def _close(ctx: CommandContext) -> dict[str, Any]:
@@ -145,6 +304,7 @@ def z_report(drawer_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         by_kind[moves[key]["kind"]] += moves[key]["amount"]
         counts[moves[key]["kind"]] += 1
     figures = drawer_figures(fields)
+    findings = fields.get("findings") or {}
     return {
         "drawer_id": drawer_id,
         "terminal": fields.get("terminal"),
@@ -156,6 +316,8 @@ def z_report(drawer_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         "expected": figures["expected"],
         "counted": fields.get("counted"),
         "difference": figures["difference"],
+        "unmatched": figures["unmatched"],
+        "findings": {k: dict(findings[k]) for k in sorted(findings)},
     }
 
 
@@ -163,6 +325,8 @@ _COMMANDS: Final[dict[str, Command]] = {
     "drawer_open": _open,
     "drawer_move": _move,
     "drawer_close": _close,
+    "drawer_flag": _flag,
+    "drawer_resolve": _resolve,
 }
 
 DRAWERS_COLLECTION: Final = Collection(
@@ -179,6 +343,9 @@ DRAWERS_COLLECTION: Final = Collection(
         "cash_out": Field("money", command_only=True),
         "expected": Field("money", command_only=True),
         "difference": Field("int", command_only=True),
+        "findings": Field("object", kind="map", command_only=True),
+        "unmatched": Field("int", command_only=True),
+        "unresolved": Field("int", command_only=True),
         "note": Field("str"),
     },
     strategy="server_wins",
@@ -186,5 +353,6 @@ DRAWERS_COLLECTION: Final = Collection(
     commands=_COMMANDS,
     derive=drawer_figures,
     # With the staff plugin, closing a drawer (the Z-report) needs drawer.close.
-    permissions={"drawer_close": "drawer.close"},
+    # Resolving flagged cash is a manager's too.
+    permissions={"drawer_close": "drawer.close", "drawer_resolve": "drawer.close"},
 )

@@ -7,7 +7,8 @@
 * no attempt is captured twice (at most one capture set per attempt in the ledger, and no
   refund beyond what was captured);
 * the platform fee is the schedule's rate of the non-tip amount under its named rounding;
-* a drawer's expected cash = float + cash in - cash out.
+* a drawer's expected cash = float + cash in - cash out, and its ``unmatched`` is the
+  signed sum of its flagged movements.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fynlo_sync.domains.payments.attempts import attempt_net, derive_money
-from fynlo_sync.domains.payments.drawers import MOVEMENT_KINDS
+from fynlo_sync.domains.payments.drawers import MOVEMENT_KINDS, drawer_figures
 from fynlo_sync.domains.payments.ledger import PostingSet, from_fields, posting_sets
 from fynlo_sync.domains.payments.money import percent_of
 from fynlo_sync.domains.payments.settings import DEFAULT_SETTINGS, PaymentsSettings
@@ -130,4 +131,10 @@ def _check_drawer(drawer_id: str, fields: Mapping[str, Any]) -> list[str]:
         )
     if expected < 0:
         out.append(f"drawer {drawer_id}: holds {expected}, less than nothing")
+    unmatched = drawer_figures(fields)["unmatched"]
+    if fields.get("unmatched", 0) != unmatched:
+        out.append(
+            f"drawer {drawer_id}: unmatched {fields.get('unmatched')} is not the flagged "
+            f"cash {unmatched}"
+        )
     return out

@@ -8,20 +8,20 @@ server or ``fynlo check`` starts); the fee schedule is the seed data of
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
 from fynlo_sync.domains.payments.attempts import order_extension
-from fynlo_sync.domains.payments.drawers import DRAWERS, DRAWERS_COLLECTION
+from fynlo_sync.domains.payments.drawers import DRAWERS, DRAWERS_COLLECTION, match_movement
 from fynlo_sync.domains.payments.invariants import check_ledger, check_money
 from fynlo_sync.domains.payments.ledger import LEDGER, LEDGER_COLLECTION, posting_sets
 from fynlo_sync.domains.payments.money import MoneyError
 from fynlo_sync.domains.payments.settings import DEFAULT_SETTINGS, PaymentsSettings
 from fynlo_sync.domains.payments.tips import TipSettings
-from fynlo_sync.effects import Effect, EffectContext, EffectHandler
-from fynlo_sync.ops import Change
+from fynlo_sync.effects import Draft, Effect, EffectContext, EffectHandler
+from fynlo_sync.ops import Change, Record
 from fynlo_sync.plugins import (
     Collection,
     DomainPlugin,
@@ -88,6 +88,40 @@ async def _post_ledger(ctx: EffectContext) -> None:
             ctx.author.command(LEDGER, posting_set.set_id, "post", posting_set.to_fields())
 
 
+async def _match_cash(ctx: EffectContext) -> None:
+    """Check a drawer's ``sale`` or ``refund`` movement against the order it names, and
+    flag it (``drawer_flag``, as node ``server``) when the order does not record that
+    payment: the cash moved, the server refused or never saw the payment (protocol 19.7).
+    Decided under the tenant's lock at completion, so the order is read as it is then."""
+    drawer_id = str(ctx.effect.payload["drawer_id"])
+    movement_id = str(ctx.effect.payload["movement_id"])
+    drawer = await ctx.read(DRAWERS, drawer_id)
+    if drawer is None or drawer.deleted:
+        return
+    move = (drawer.fields.get("movements") or {}).get(movement_id)
+    if move is None or not move.get("payment"):
+        return
+    order_key = ("orders", str(move["payment"]["order_id"]))
+    drawer_key = (DRAWERS, drawer_id)
+
+    def build(found: Mapping[tuple[str, str], Record]) -> Sequence[Draft]:
+        now = found.get(drawer_key)
+        if now is None or now.deleted or movement_id in (now.fields.get("findings") or {}):
+            return []
+        order = found.get(order_key)
+        reason = match_movement(
+            move,
+            None if order is None or order.deleted else order.fields,
+            order is not None and order.deleted,
+        )
+        if reason is None:
+            return []
+        args = {"movement_id": movement_id, "reason": reason}
+        return [Draft.command(DRAWERS, drawer_id, "drawer_flag", args)]
+
+    ctx.author.decide([drawer_key, order_key], build)
+
+
 def _by_id(records: RecordsByCollection, name: str) -> dict[str, Mapping[str, Any]]:
     return {r.record_id: r.fields for r in records.get(name, ())}
 
@@ -102,8 +136,9 @@ class PaymentsPlugin(DomainPlugin):
         self, settings: PaymentsSettings | PaymentsConfig | None = None, *, ledger: bool = True
     ) -> None:
         super().__init__(settings)
-        #: Whether committed payments call for the ``post_ledger`` effect (the simulator,
-        #: which does not model server-authored ops yet, turns it off).
+        #: Whether commits call for the server's effects, ``post_ledger`` and
+        #: ``match_cash`` (the simulator, which does not model server-authored ops yet,
+        #: turns them off).
         self.ledger = ledger
         if isinstance(settings, PaymentsConfig):
             self.rules = settings.to_settings()
@@ -118,10 +153,16 @@ class PaymentsPlugin(DomainPlugin):
 
     def effects(self, changes: list[Change]) -> list[Effect]:
         """A change of an order's payments calls for its posting sets (``post_ledger``,
-        keyed by the op that made the change)."""
+        keyed by the op that made the change); a drawer movement naming a payment, for
+        the check that the order records it (``match_cash``)."""
         out: list[Effect] = []
         for change in changes if self.ledger else ():
             record = change.record
+            if record.collection == DRAWERS and not record.deleted:
+                move_stamp = record.stamps.get("movements")
+                if move_stamp is not None and move_stamp.seq == change.seq:
+                    out.extend(self._cash_checks(change))
+                continue
             stamp = record.stamps.get("payments")
             if (
                 record.collection == "orders"
@@ -134,8 +175,22 @@ class PaymentsPlugin(DomainPlugin):
                 )
         return out
 
+    def _cash_checks(self, change: Change) -> list[Effect]:
+        """The ``match_cash`` effect for the payment movement the change's op added."""
+        moves = change.record.fields.get("movements") or {}
+        return [
+            Effect.of(
+                change,
+                self.name,
+                "match_cash",
+                {"drawer_id": change.record.record_id, "movement_id": key},
+            )
+            for key in sorted(moves)
+            if moves[key].get("op_id") == change.op_id and moves[key].get("payment")
+        ]
+
     def effect_handlers(self) -> Mapping[str, EffectHandler]:
-        return {"post_ledger": _post_ledger}
+        return {"match_cash": _match_cash, "post_ledger": _post_ledger}
 
     def invariants(self) -> Iterable[Invariant]:
         rules = self.rules

@@ -71,7 +71,17 @@ class Till:
             {"float": float_, "currency": currency, "employee": employee},
         )
 
-    def move(self, kind: str, amount: int, reason: str | None = None, ref: str | None = None) -> Op:
+    def move(
+        self,
+        kind: str,
+        amount: int,
+        reason: str | None = None,
+        ref: str | None = None,
+        *,
+        payment: Mapping[str, str] | None = None,
+    ) -> Op:
+        """A drawer movement; a ``sale`` or ``refund`` names its ``payment`` (``order_id``,
+        ``attempt_id``, ``refund_id``) so the server can check the order records it."""
         return self.terminal.command(
             DRAWERS,
             self.drawer_id,
@@ -82,6 +92,7 @@ class Till:
                 "amount": amount,
                 "reason": reason,
                 "ref": ref,
+                **(payment or {}),
             },
         )
 
@@ -138,7 +149,8 @@ class Till:
                     "approved_by": approved_by,
                 },
             )
-            self.move("sale", amount + tip, ref=f"{order_id}/{attempt_id}")
+            payment = {"order_id": order_id, "attempt_id": attempt_id}
+            self.move("sale", amount + tip, ref=f"{order_id}/{attempt_id}", payment=payment)
         return attempt_id
 
     def start(
@@ -188,7 +200,16 @@ class Till:
                 },
             )
             if attempt is not None and attempt["method"] == "cash":
-                self.move("refund", amount, ref=f"{order_id}/{attempt_id}/{refund_id}")
+                self.move(
+                    "refund",
+                    amount,
+                    ref=f"{order_id}/{attempt_id}/{refund_id}",
+                    payment={
+                        "order_id": order_id,
+                        "attempt_id": attempt_id,
+                        "refund_id": refund_id,
+                    },
+                )
         return refund_id
 
     def void(self, order_id: str, attempt_id: str, *, approved_by: str | None = None) -> Op:
