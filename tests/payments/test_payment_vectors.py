@@ -157,3 +157,25 @@ def test_payments_delete(vector: dict[str, Any]) -> None:
         "conflict": None if result.conflict is None else msgspec.to_builtins(result.conflict),
     }
     assert got == vector["expect"]
+
+
+DRAWERS = load("drawers.json")
+
+
+@pytest.mark.parametrize("vector", DRAWERS, ids=_ids(DRAWERS))
+def test_drawers(vector: dict[str, Any]) -> None:
+    from fynlo_sync.domains.payments.drawers import match_movement
+
+    if vector.get("kind") == "match":
+        finding = match_movement(vector["movement"], vector["order"], vector["deleted"])
+        assert finding == vector["expect"]
+        return
+    record = None if vector["record"] is None else msgspec.convert(vector["record"], Record)
+    op = msgspec.convert(vector["op"], Op)
+    result = apply_op(record, op, payments_registry(), vector["seq"])
+    got = {
+        "status": result.status,
+        "reason": result.reason,
+        "record": None if result.record is None else msgspec.to_builtins(result.record),
+    }
+    assert got == vector["expect"]

@@ -30,6 +30,7 @@ from fynlo_sync.ops import Batch, Op, Record, Stamp, ops_checksum
 from fynlo_sync.plugins import Collection, Field, Registry
 from fynlo_sync.schema import domains_document
 from tests.protocol.payments_vectors import (
+    drawers_vectors,
     fees_vectors,
     payments_delete_vectors,
     payments_state_vectors,
@@ -1889,6 +1890,7 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "payments_state.json": payments_state_vectors,
     "fees.json": fees_vectors,
     "payments_delete.json": payments_delete_vectors,
+    "drawers.json": drawers_vectors,
     "session_capture.json": session_capture_vectors,
 }
 

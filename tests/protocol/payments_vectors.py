@@ -34,10 +34,12 @@ from fynlo_sync.domains.payments.tips import TipSettings, tip_amount
 from fynlo_sync.engine import apply_op
 from fynlo_sync.hlc import pack, to_wire
 from fynlo_sync.ops import Op, Stamp
+from fynlo_sync.plugins import SERVER_NODE
 from fynlo_sync.schema import collection_schema
 from tests.payments.fixtures import ARGS, attempt_in, order_with, payments_registry
 
 __all__ = [
+    "drawers_vectors",
     "fees_vectors",
     "payments_delete_vectors",
     "payments_state_vectors",
@@ -829,3 +831,248 @@ def _edited(row: Any) -> Any:
     stamps = dict(row.stamps)
     stamps["table"] = Stamp(hlc=to_wire(pack(T0 + 6_500, 0)), node_id="till-a", seq=8)
     return msgspec.structs.replace(row, stamps=stamps, version=8)
+
+
+def drawers_vectors() -> list[dict[str, Any]]:
+    """``drawers.json`` (section 19.7): the drawer commands in a chain (each ``record`` the
+    drawer before the op, ``expect`` the whole 11.4 result), then ``match`` vectors: which
+    finding, if any, a payment movement gets against its order (the ``match_cash`` check)."""
+    registry = payments_registry()
+    sale = {
+        "movement_id": "m1",
+        "kind": "sale",
+        "amount": 1500,
+        "ref": "o-1/c1",
+        "order_id": "o-1",
+        "attempt_id": "c1",
+    }
+    refund = {
+        "movement_id": "m2",
+        "kind": "refund",
+        "amount": 300,
+        "order_id": "o-1",
+        "attempt_id": "c1",
+        "refund_id": "r1",
+    }
+    flag = {"movement_id": "m1", "reason": "payment-refused"}
+    resolve = {"movement_id": "m1", "note": "handed back", "approved_by": "mgr-1"}
+    # (name, command, args, node, rejection or None); an applied op's record is the next
+    # vector's record.
+    steps: list[tuple[str, str, dict[str, Any], str, str | None]] = [
+        ("open with a float", "drawer_open", {"currency": "GBP", "float": 5000}, "till-a", None),
+        (
+            "open twice",
+            "drawer_open",
+            {"currency": "GBP", "float": 0},
+            "till-a",
+            "illegal-transition",
+        ),
+        ("a sale names its payment", "drawer_move", sale, "till-a", None),
+        (
+            "a sale without its order",
+            "drawer_move",
+            {k: v for k, v in sale.items() if k != "order_id"} | {"movement_id": "m9"},
+            "till-a",
+            "invalid-argument",
+        ),
+        (
+            "a refund without its refund id",
+            "drawer_move",
+            {k: v for k, v in refund.items() if k != "refund_id"},
+            "till-a",
+            "invalid-argument",
+        ),
+        (
+            "cash in needs a reason",
+            "drawer_move",
+            {"movement_id": "m9", "kind": "in", "amount": 5},
+            "till-a",
+            "invalid-argument",
+        ),
+        (
+            "cash out above what the drawer holds",
+            "drawer_move",
+            {"movement_id": "m9", "kind": "out", "amount": 6501, "reason": "safe drop"},
+            "till-a",
+            "insufficient-cash",
+        ),
+        (
+            "a movement id once",
+            "drawer_move",
+            {**sale, "amount": 1},
+            "till-a",
+            "duplicate-movement",
+        ),
+        ("a cash refund names its refund", "drawer_move", refund, "till-a", None),
+        ("only the server flags", "drawer_flag", flag, "till-a", "server-only"),
+        (
+            "a flag names a movement of the drawer",
+            "drawer_flag",
+            {**flag, "movement_id": "m9"},
+            SERVER_NODE,
+            "no-such-movement",
+        ),
+        (
+            "a flag's reason is one of the list",
+            "drawer_flag",
+            {**flag, "reason": "lost"},
+            SERVER_NODE,
+            "invalid-argument",
+        ),
+        ("the server flags cash no payment records", "drawer_flag", flag, SERVER_NODE, None),
+        ("a movement is flagged once", "drawer_flag", flag, SERVER_NODE, "flagged"),
+        (
+            "only a flagged movement is resolved",
+            "drawer_resolve",
+            {**resolve, "movement_id": "m2"},
+            "till-a",
+            "not-flagged",
+        ),
+        (
+            "resolving needs a manager",
+            "drawer_resolve",
+            {k: v for k, v in resolve.items() if k != "approved_by"},
+            "till-a",
+            "manager-required",
+        ),
+        (
+            "resolving says what became of the cash",
+            "drawer_resolve",
+            {k: v for k, v in resolve.items() if k != "note"},
+            "till-a",
+            "invalid-argument",
+        ),
+        ("a manager resolves it", "drawer_resolve", resolve, "till-a", None),
+        ("resolved once", "drawer_resolve", resolve, "till-a", "resolved"),
+        ("close with the count", "drawer_close", {"counted": 6100}, "till-a", None),
+        (
+            "no movement once closed",
+            "drawer_move",
+            {"movement_id": "m9", "kind": "in", "amount": 5, "reason": "late"},
+            "till-a",
+            "illegal-transition",
+        ),
+        (
+            "a flag reaches a closed drawer",
+            "drawer_flag",
+            {"movement_id": "m2", "reason": "refund-refused"},
+            SERVER_NODE,
+            None,
+        ),
+    ]
+    out: list[dict[str, Any]] = []
+    record = None
+    for k, (name, command, args, node, reason) in enumerate(steps):
+        seq = 20 + k
+        op = Op(
+            op_id=f"{node}-op-{60 + k}",
+            node_id=node,
+            seq=60 + k,
+            hlc=to_wire(pack(T0 + 8_000 + k, 0)),
+            base_seq=seq - 1,
+            collection="drawers",
+            record_id="d-1",
+            kind="command",
+            name=command,
+            args=args,
+        )
+        result = apply_op(record, op, registry, seq)
+        assert (result.status, result.reason) == (
+            ("applied", None) if reason is None else ("rejected", reason)
+        ), (name, result)
+        out.append(
+            {
+                "name": name,
+                "record": None if record is None else msgspec.to_builtins(record),
+                "op": msgspec.to_builtins(op),
+                "seq": seq,
+                "expect": {
+                    "status": result.status,
+                    "reason": result.reason,
+                    "record": None if result.record is None else msgspec.to_builtins(result.record),
+                },
+            }
+        )
+        if result.record is not None:
+            record = result.record
+    assert record is not None
+    last = record.fields
+    # 5000 + 1500 - 300 = 6200 held; counted 6100; flagged +1500 (sale) - 300 (refund).
+    assert (last["expected"], last["difference"], last["unmatched"], last["unresolved"]) == (
+        6200,
+        -100,
+        1200,
+        1,
+    ), last
+    return out + _match_vectors()
+
+
+def _match_vectors() -> list[dict[str, Any]]:
+    from fynlo_sync.domains.payments.drawers import match_movement
+
+    cash = attempt_in("captured", "cash") | {"captured": 2000, "change": 500, "tendered": 2000}
+    refunded = cash | {
+        "state": "refunded_partial",
+        "refunded": 300,
+        "refunds": {
+            "r1": {"amount": 300, "by": "till-a", "approved_by": None, "day": "2023-11-14"}
+        },
+    }
+    plain = order_with({"c1": cash, "k1": attempt_in("captured")}).fields
+    with_refund = order_with({"c1": refunded}).fields
+
+    def pay(attempt_id: str, refund_id: str | None = None) -> dict[str, Any]:
+        return {"order_id": "o-1", "attempt_id": attempt_id, "refund_id": refund_id}
+
+    sale = {"kind": "sale", "amount": 1500, "payment": pay("c1")}
+    back = {"kind": "refund", "amount": 300, "payment": pay("c1", "r1")}
+    cases: list[tuple[str, dict[str, Any], Any, bool, str | None]] = [
+        ("a sale of the cash kept (tendered - change) matches", sale, plain, False, None),
+        ("a sale of another amount", {**sale, "amount": 1400}, plain, False, "payment-mismatch"),
+        (
+            "a sale naming a card attempt",
+            {**sale, "payment": pay("k1")},
+            plain,
+            False,
+            "payment-mismatch",
+        ),
+        (
+            "a sale whose payment the server refused",
+            {**sale, "payment": pay("zz")},
+            plain,
+            False,
+            "payment-refused",
+        ),
+        ("a sale for a deleted order", sale, None, True, "order-deleted"),
+        ("a sale for no order", sale, None, False, "order-missing"),
+        ("a refund the attempt records matches", back, with_refund, False, None),
+        (
+            "a refund of another amount",
+            {**back, "amount": 301},
+            with_refund,
+            False,
+            "payment-mismatch",
+        ),
+        ("a refund the server refused", back, plain, False, "refund-refused"),
+        (
+            "cash in names no payment",
+            {"kind": "in", "amount": 5, "payment": None},
+            None,
+            False,
+            None,
+        ),
+    ]
+    out = []
+    for name, movement, order, deleted, reason in cases:
+        assert match_movement(movement, order, deleted) == reason, name
+        out.append(
+            {
+                "name": f"match: {name}",
+                "kind": "match",
+                "movement": movement,
+                "order": order,
+                "deleted": deleted,
+                "expect": reason,
+            }
+        )
+    return out

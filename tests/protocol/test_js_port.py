@@ -26,6 +26,7 @@ PORTED = (
     "fees.json",
     "payments_state.json",
     "payments_delete.json",
+    "drawers.json",
     "timeclock_fraud.json",
     "session_capture.json",
 )

@@ -47,6 +47,7 @@ VECTOR_FILES = (
     "payments_state.json",
     "fees.json",
     "payments_delete.json",
+    "drawers.json",
     "session_capture.json",
 )
 #: Files that hold one document, not an array of named vectors.

@@ -3,6 +3,7 @@
 // Check this port against docs/protocol/vectors: canonical.json, checksum.json, hlc.json,
 // conflicts.json (every vector: put/patch/delete under the four built-in strategies),
 // fees.json, payments_state.json and payments_delete.json (the payments domain, payments.js),
+// drawers.json (cash drawers and the server's cash check, drawers.js),
 // session_capture.json (a payment session's capture command, sessions.js),
 // orders_state.json (from the orders state table and schema in domains.json, the domains
 // document of section 21: no copy of the table here), and every checksum that appears in
@@ -422,6 +423,46 @@ for (const v of load('timeclock_fraud.json')) {
       const got = fraud.judge(v.policy, v.location, v.address, v.offline);
       assertEqual(canonical(got), canonical(v.expect), 'verdict');
     }
+  });
+}
+
+// ------------------------------------------------------------- drawers.json (19.7)
+// The drawer commands (drawers.js) on the drawer before the op, the patch and the derived
+// figures applied as 11.4 and 11.7 say; `match` vectors: the server's check of a payment
+// movement against its order.
+const drawers = require('./drawers');
+for (const v of load('drawers.json')) {
+  check('drawers.json', v.name, () => {
+    if (v.kind === 'match') {
+      return assertEqual(drawers.matchMovement(v.movement, v.order, v.deleted), v.expect, 'finding');
+    }
+    const before = v.record === null ? null : v.record.fields;
+    let patch;
+    try {
+      patch = drawers.drawerCommand(before, v.op.name, v.op.args, v.op);
+    } catch (exc) {
+      if (!(exc instanceof pay.Rejected)) throw exc;
+      assertEqual(v.expect.status, 'rejected', 'outcome');
+      assertEqual(exc.reason, v.expect.reason, 'reason');
+      return assertEqual(v.expect.record, null, 'record');
+    }
+    const stamp = [v.op.hlc, v.op.node_id, v.seq];
+    const fields = { ...(before || {}), ...patch };
+    const stamps = { ...(v.record === null ? {} : v.record.stamps) };
+    for (const name of Object.keys(patch)) stamps[name] = stamp;
+    const derived = drawers.figures(fields);
+    for (const name of Object.keys(derived)) {
+      if (!(name in fields) || canonical(fields[name]) !== canonical(derived[name])) {
+        fields[name] = derived[name];
+        stamps[name] = stamp;
+      }
+    }
+    const record = {
+      collection: v.op.collection, record_id: v.op.record_id, fields, stamps,
+      deleted: false, deleted_stamp: null, version: v.seq,
+    };
+    assertEqual(v.expect.status, 'applied', 'outcome');
+    assertEqual(canonical(record), canonical(v.expect.record), 'record');
   });
 }
 
