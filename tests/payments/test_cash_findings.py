@@ -319,3 +319,53 @@ def test_a_terminal_cannot_move_cash_of_a_payment_it_does_not_name(tmp_path: Pat
     with pytest.raises(RejectedOpError) as info:
         till.move("sale", 100)
     assert info.value.extra["reason"] == "invalid-argument"
+
+
+def test_over_http_the_worker_flags_cash_for_an_order_deleted_first(tmp_path: Path) -> None:
+    """The same race through the real server (HTTP, the effects worker, SQLite): two
+    enrolled tills; the delete wins, the cash is flagged ``order-deleted`` on the drawer."""
+    import time
+
+    from fynlo_sync.transport.http import HttpTransport
+    from server import admin
+    from server.testing import embedded_settings, run_in_thread
+    from tests.providers.conftest import wait_until
+
+    settings = embedded_settings(tmp_path)
+    with run_in_thread(settings, registry=REGISTRY) as url:
+        tenant = admin.create_tenant(settings, "cafe")
+
+        def till(node: int) -> tuple[Terminal, Till]:
+            link = HttpTransport.enroll(url, admin.enroll_device(settings, tenant).enrollment_code)
+            t = Terminal(
+                SqliteTerminalStore(tmp_path / f"till-{node}.db", link.node_id),
+                REGISTRY,
+                link,
+                wall=lambda: time.time_ns() // 1_000_000,
+            )
+            return t, Till(t, f"drawer-{node}", lambda: f"{node}-{time.time_ns()}")
+
+        a, _ = till(1)
+        b, till_b = till(2)
+        till_b.open_drawer(2000, "GBP")
+        order(a, "o1", 1500)
+        a.sync()
+        b.sync()
+        attempt_id = till_b.take_cash("o1", 1500, 1500)
+        a.delete("orders", "o1")
+        a.sync()
+        b.sync()
+        assert [o.reason for o in b.outcomes() if o.status == "rejected"] == ["record-not-found"]
+
+        def flagged() -> Any:
+            a.sync()
+            found = a.get("drawers", "drawer-2")
+            findings = {} if found is None else found.fields.get("findings") or {}
+            return list(findings.values())
+
+        (finding,) = wait_until(flagged, what="the drawer's finding")
+        assert (finding["reason"], finding["attempt_id"], finding["amount"]) == (
+            "order-deleted",
+            attempt_id,
+            1500,
+        )
