@@ -49,6 +49,7 @@ VECTOR_FILES = (
     "payments_delete.json",
     "drawers.json",
     "session_capture.json",
+    "ledger.json",
 )
 #: Files that hold one document, not an array of named vectors.
 DOCUMENT_FILES = ("domains.json",)

@@ -5,6 +5,7 @@
 // fees.json, payments_state.json and payments_delete.json (the payments domain, payments.js),
 // drawers.json (cash drawers and the server's cash check, drawers.js),
 // session_capture.json (a payment session's capture command, sessions.js),
+// ledger.json (the posting sets of section 19.8 after replaying payment ops, ledger.js),
 // orders_state.json (from the orders state table and schema in domains.json, the domains
 // document of section 21: no copy of the table here), and every checksum that appears in
 // push.json (batch bodies, refusals' `expected`, pull pages), and the limits of section 22
@@ -478,6 +479,34 @@ for (const v of load('session_capture.json')) {
       got = { status: 'rejected', reason: exc.reason };
     }
     assertEqual(canonical(got), canonical(v.expect), 'outcome');
+  });
+}
+
+// ------------------------------------------------------------ ledger.json (section 19.8)
+// Replay the vector's payment ops with the ported commands (payments.js), check the
+// attempts they leave, then the posting sets the ledger (ledger.js) derives from them:
+// the same sets, each balanced (sums to 0 in its one currency), no entry of 0.
+const ledger = require('./ledger');
+for (const v of load('ledger.json')) {
+  check('ledger.json', v.name, () => {
+    let fields = { ...v.order };
+    const settings = pay.settingsFrom(v.settings);
+    for (const op of v.ops) {
+      const patch = pay.paymentCommand(fields, op.name.replace(/^payment_/, ''), op.args, op, settings);
+      fields = { ...fields, ...patch };
+      Object.assign(fields, pay.deriveMoney({ ...fields, total: orderTotal(fields) }));
+    }
+    assertEqual(canonical(fields.payments), canonical(v.payments), 'attempts after the ops');
+    const sets = ledger.postingSets(v.ops[0].record_id, fields);
+    const { unbalanced, byCurrency } = ledger.balance(sets);
+    assertEqual(unbalanced.length, 0, `unbalanced sets ${unbalanced.join(', ')}`);
+    for (const [currency, total] of Object.entries(byCurrency)) assertEqual(total, 0, `${currency} total`);
+    for (const s of sets) {
+      if (s.postings.some((p) => p.amount === 0)) throw new Error(`${s.set_id}: an entry of 0`);
+    }
+    const { unbalanced: theirs } = ledger.balance(v.expect);
+    assertEqual(theirs.length, 0, `the vector's unbalanced sets ${theirs.join(', ')}`);
+    assertEqual(canonical(sets), canonical(v.expect), 'posting sets');
   });
 }
 
