@@ -78,6 +78,24 @@ class Fleet:
         return got
 
 
+def open_files_for(sockets: int) -> None:
+    """Raise this process's soft limit of open files (its children inherit it: the client
+    processes, the bare broadcast server, the uvicorn servers) to hold ``sockets`` plus
+    room for everything else, up to the hard limit; refuse at once, saying what to raise,
+    when the hard limit is too low (else a client process dies mid-connect)."""
+    import resource
+
+    need = sockets + 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        if hard != resource.RLIM_INFINITY and hard < need:
+            raise RuntimeError(
+                f"{sockets:,} sockets need {need:,} open files in one process; the hard "
+                f"limit is {hard:,} (raise it: ulimit -Hn, or LimitNOFILE for a service)"
+            )
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+
+
 @contextmanager
 def fleet(ctx: Context, urls: list[str], sockets: int, processes: int) -> Iterator[Fleet]:
     counts = [
@@ -130,6 +148,7 @@ def _measure(
     scale = ctx.scale
     sockets = scale.ws_clients if sockets is None else sockets
     processes = min(scale.ws_processes, sockets)
+    open_files_for(sockets)  # the bare broadcast server holds every socket in one process
     with fleet(ctx, urls, sockets, processes) as f:
         start = time.perf_counter()
         ready = f.wait_for("READY", None, timeout=max(180, sockets / 20))
@@ -154,16 +173,21 @@ def _measure(
 
     latencies: list[float] = []
     per_round: dict[int, float] = {}
+    stamps_of: dict[int, list[int]] = {}
     for line in reports.values():
         got = json.loads(line)["got"]
         for cursor_text, stamps in got.items():
             cursor = int(cursor_text)
             if cursor not in sends:
                 continue
+            stamps_of.setdefault(cursor, []).extend(stamps)
             for ns in stamps:
                 ms = (ns - sends[cursor]) / 1e6
                 latencies.append(ms)
                 per_round[cursor] = max(per_round.get(cursor, 0.0), ms)
+    # The fan-out alone: from the round's first poke received (the fan-out had begun) to
+    # each socket's, leaving out what came before it (for our server, the push itself).
+    spread = [(ns - min(st)) / 1e6 for st in stamps_of.values() for ns in st]
     all_ms = sorted(per_round.values())
     expected = sockets * scale.ws_rounds
     if len(latencies) != expected:
@@ -174,6 +198,7 @@ def _measure(
         "connect_wall_s": connect_wall,
         "push_ms": push_ms,
         "all_delivered_ms": all_ms,
+        "spread": spread,
     }
 
 
@@ -182,6 +207,7 @@ def _broadcast_baseline(ctx: Context, sockets: int | None = None) -> dict[str, A
 
     from server.testing import free_port
 
+    open_files_for(ctx.scale.ws_clients if sockets is None else sockets)
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.ws_peer", "broadcast", str(port)],
@@ -263,6 +289,8 @@ def _result(
 ) -> Result:
     mine = summary(ours["latencies"])
     theirs = summary(base["latencies"])
+    spread_p99 = percentile(sorted(ours["spread"]), 99)
+    bare_spread_p99 = percentile(sorted(base["spread"]), 99)
     delivered = ours["all_delivered_ms"]
     return Result(
         key=key,
@@ -286,6 +314,9 @@ def _result(
             "connect_wall_s": ours["connect_wall_s"],
             **{f"bare_{k}": v for k, v in theirs.items()},
             "bare_connect_s": base["connect_s"],
+            "fanout_p99_ms": spread_p99,
+            "bare_fanout_p99_ms": bare_spread_p99,
+            "fanout_ratio": bare_spread_p99 / spread_p99 if spread_p99 else 0.0,
         },
         distributions={
             f"poke ({key})": quantiles(ours["latencies"]),
@@ -360,6 +391,7 @@ def run_pokes_big(ctx: Context) -> list[Result]:
     need_server()
     redis_url = need_redis(ctx)
     sockets = ctx.scale.ws_big_clients
+    open_files_for(sockets)
     base = _broadcast_baseline(ctx, sockets)
     with ExitStack() as stack:
         admin = need_postgres(ctx)

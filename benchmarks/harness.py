@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -136,7 +137,10 @@ class ServerProcess:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.terminate()
+            if os.environ.get("FYNLO_BENCH_PROFILE_SERVERS"):
+                self.proc.send_signal(signal.SIGINT)  # cProfile writes its file on SIGINT
+            else:
+                self.proc.terminate()
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -166,9 +170,16 @@ def serve(ctx: Context, settings: Any, name: str, *, count: int = 1) -> Iterator
             port = _free_port()
             log = ctx.work / f"server-{name}-{i}.log"
             with log.open("wb") as out:
+                profile = os.environ.get("FYNLO_BENCH_PROFILE_SERVERS")
+                prefix = (
+                    ["-m", "cProfile", "-o", str(Path(profile) / f"server-{name}-{i}.prof")]
+                    if profile
+                    else []
+                )
                 proc = subprocess.Popen(
                     [
                         sys.executable,
+                        *prefix,
                         "-m",
                         "uvicorn",
                         "--factory",
@@ -182,6 +193,8 @@ def serve(ctx: Context, settings: Any, name: str, *, count: int = 1) -> Iterator
                         "--no-access-log",
                         "--ws",
                         "websockets-sansio",
+                        "--ws-per-message-deflate",
+                        "false",  # as server.serving.uvicorn_options
                         "--ws-ping-interval",
                         "0",
                         "--timeout-keep-alive",

@@ -84,7 +84,11 @@ async def _broadcast(port: int) -> None:
         finally:
             clients.discard(ws)
 
-    async with serve(handler, "127.0.0.1", port, ping_interval=None, max_queue=None):
+    # No per-message-deflate, as our server (server.serving.uvicorn_options): compressing
+    # each ~30-byte poke per socket is work a bare broadcast need not do.
+    async with serve(
+        handler, "127.0.0.1", port, ping_interval=None, max_queue=None, compression=None
+    ):
         print("LISTENING", flush=True)
         await asyncio.sleep(900)
 

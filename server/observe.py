@@ -40,6 +40,8 @@ from fynlo_sync.protocol import PushResult, WirePage
 __all__ = [
     "EFFECTS",
     "OPS",
+    "POKES_COALESCED",
+    "POKES_RECEIVED",
     "POKES_SENT",
     "PULL_BYTES",
     "PULL_CHANGES",
@@ -89,6 +91,15 @@ PULL_BYTES = Histogram(
 )
 SOCKETS_OPEN = Gauge("fynlo_sockets_open", "Poke WebSockets open", multiprocess_mode="livesum")
 POKES_SENT = Counter("fynlo_pokes_sent_total", "Pokes sent on WebSockets")
+POKES_RECEIVED = Counter(
+    "fynlo_pokes_received_total",
+    "Pokes this process received from other processes (Redis or LISTEN/NOTIFY), each decoded "
+    "once for all its sockets",
+)
+POKES_COALESCED = Counter(
+    "fynlo_pokes_coalesced_total",
+    "Pokes never sent to a socket because a newer one came while it could not be written",
+)
 EFFECTS = Counter(
     "fynlo_effects_total",
     "Durable effects by event: queued (written with a commit), performed, failed (an attempt "

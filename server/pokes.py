@@ -1,20 +1,31 @@
 """Pokes through Litestar Channels: through Redis pub/sub when ``FYNLO_REDIS_URL`` is set,
 else through PostgreSQL's LISTEN/NOTIFY on PostgreSQL (:mod:`server.pgpokes`), so a push on
-one server process pokes terminals connected to another; in-process (memory) only for the
-embedded database without Redis, which ``fynlo serve`` runs in one process. A poke
-carries only the tenant's new feed cursor; terminals pull.
+one server process pokes terminals connected to another; in-process only for the embedded
+database without Redis, which ``fynlo serve`` runs in one process. A poke carries only the
+tenant's new feed cursor; terminals pull.
 Redis is never the only copy of anything: a lost poke costs latency, not data (terminals
 also pull on reconnect and on a timer).
 
-:class:`PokeHub` fans pokes out inside a process: one subscription per tenant, each poke
-decoded once, and per socket one slot holding the newest poke it has not sent (pokes
-coalesce; there is no per-socket queue of messages)."""
+:class:`PokeHub` fans pokes out inside a process: a push here pokes this process's sockets
+at once (and publishes for the others); one subscription per tenant brings the other
+processes' pokes, each decoded once. A poke becomes one ASGI send event, written to every
+socket of the tenant in one pass, with no task and no queue per socket; a socket that
+cannot take it yet keeps one slot, the newest poke it has not sent (pokes coalesce)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterable,
+)
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +33,11 @@ import msgspec
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.base import ChannelsBackend
 from litestar.channels.backends.memory import MemoryChannelsBackend
+from litestar.types import WebSocketSendEvent
 
 from fynlo_sync.errors import MissingDependencyError
 from fynlo_sync.protocol import Poke, encode
+from server import observe
 from server.settings import Settings
 
 if TYPE_CHECKING:
@@ -35,20 +48,30 @@ if TYPE_CHECKING:
 __all__ = [
     "Outlet",
     "PokeHub",
+    "Send",
+    "SendEvent",
     "channel_for",
     "make_channels",
     "poke_bytes",
+    "poke_event",
     "pokes_backend",
+    "redis_channel",
     "redis_client",
 ]
 
 _poke_decoder = msgspec.json.Decoder(Poke)
+logger = logging.getLogger("fynlo.server.pokes")
 
 
 def channel_for(tenant: str) -> str:
     """The channel of a tenant's pokes. (Litestar's Redis backend upper-cases channel names;
     tenant ids made by the server are lower-case hex, so they never collide.)"""
     return f"tenant.{tenant}"
+
+
+def redis_channel(settings: Settings, tenant: str) -> str:
+    """The Redis pub/sub channel that carries the tenant's pokes (see :func:`_prefixed_pubsub`)."""
+    return f"{settings.redis_prefix}:{channel_for(tenant)}"
 
 
 def poke_bytes(cursor: int) -> bytes:
@@ -117,56 +140,180 @@ def make_channels(settings: Settings, redis: Any) -> ChannelsPlugin:
     )
 
 
+class _Resume:
+    """Awaiting it continues a coroutine that already ran up to its first suspension (on
+    ``first``), exactly as if a task had awaited it from the start."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        value = self.first
+        while True:
+            try:
+                sent = yield value
+            except BaseException as exc:  # a cancellation reaches the inner coroutine too
+                try:
+                    value = self.coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    value = self.coro.send(sent)
+                except StopIteration:
+                    return
+
+
+#: A poke as an ASGI send event, built once per poke and given to every socket's ``send``.
+SendEvent = WebSocketSendEvent
+#: A socket's ASGI ``send``.
+Send = Callable[[SendEvent], Awaitable[None]]
+
+
+def poke_event(cursor: int, text: str | None = None) -> SendEvent:
+    """The ASGI ``websocket.send`` event of a poke (``text``: its JSON, if already at hand)."""
+    text = text if text is not None else poke_bytes(cursor).decode()
+    return {"type": "websocket.send", "bytes": None, "text": text}
+
+
 class Outlet:
-    """One poke socket: the newest poke it has not sent yet (coalesced: a later cursor
-    replaces an unsent earlier one, since only the newest matters) and a wake-up."""
+    """One poke socket. :meth:`offer` writes a poke to the socket at once, in the caller's
+    turn of the event loop (no task, no queue), when the socket can take it; when it cannot
+    (the ASGI ``send`` suspends: the socket's write buffer is full), the write finishes in a
+    task and the socket keeps one slot, the newest poke it has not sent, which replaces any
+    older unsent one (only the newest cursor matters). Cursors go out in increasing order,
+    and the newest offered is always sent while the socket is open."""
 
-    __slots__ = ("cursor", "epoch", "node_id", "text", "wake")
-
-    def __init__(self, node_id: str, epoch: int) -> None:
-        self.node_id = node_id
-        self.epoch = epoch
-        self.cursor = -1
-        self.text = ""
-        self.wake = asyncio.Event()
-
-    def offer(self, cursor: int, text: str) -> None:
-        if cursor > self.cursor:
-            self.cursor = cursor
-            self.text = text
-            self.wake.set()
-
-    async def next(self) -> str:
-        """Wait for a poke not yet sent; return its text."""
-        await self.wake.wait()
-        self.wake.clear()
-        return self.text
-
-
-class _Tenant:
-    """A tenant's sockets in this process, their one subscription, and the verdicts of
-    the last revocation check (one query for every device of the tenant)."""
-
-    def __init__(self, now: float) -> None:
-        self.outlets: set[Outlet] = set()
-        self.subscriber: Subscriber | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.valid: dict[tuple[str, int], bool] = {}
-        self.checked = now
-        self.checking: asyncio.Future[None] | None = None
-
-
-class PokeHub:
-    """Pokes to every poke socket of this process. One Channels subscription per tenant
-    (not per socket); each poke is decoded once and offered to each socket's
-    :class:`Outlet`, whose sender writes only the newest unsent cursor. Whether a socket's
-    device is still valid (not revoked, same token epoch) is checked for the whole tenant
-    at once, at most every ``recheck_s`` seconds, so a revoked device's socket closes at
-    its next poke after that."""
+    __slots__ = (
+        "_close",
+        "_event",
+        "_send",
+        "_task",
+        "closed",
+        "cursor",
+        "epoch",
+        "node_id",
+        "sent",
+        "since",
+        "taken",
+    )
 
     def __init__(
         self,
-        channels: ChannelsPlugin,
+        node_id: str,
+        epoch: int,
+        send: Send,
+        close: Callable[[], Awaitable[None]],
+        since: float = 0.0,
+    ) -> None:
+        self.node_id = node_id
+        self.epoch = epoch
+        self.since = since
+        self._send = send
+        self._close = close
+        self.cursor = -1  # the newest cursor offered
+        self.sent = -1  # the newest cursor written to the socket
+        self.taken = -1  # the newest cursor written or being written
+        self.closed = False
+        self._event: SendEvent = poke_event(-1, "")
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def writing(self) -> bool:
+        """Is a write waiting for the socket to drain?"""
+        return self._task is not None and not self.closed
+
+    def offer(self, cursor: int, event: SendEvent) -> None:
+        if cursor <= self.cursor or self.closed:
+            return
+        if self._task is not None and self.cursor > self.taken:
+            observe.POKES_COALESCED.inc()  # the unsent one in the slot is replaced, never sent
+        self.cursor = cursor
+        self._event = event
+        if self._task is None:
+            self._write_now(cursor, event)
+
+    def _write_now(self, cursor: int, event: SendEvent) -> None:
+        self.taken = cursor
+        coro = self._send(event)
+        if not isinstance(coro, Coroutine):  # an ASGI server's own awaitable: no fast path
+            self._task = asyncio.get_running_loop().create_task(self._finish(coro, None, cursor))
+            return
+        try:
+            blocked_on = coro.send(None)
+        except StopIteration:
+            self._wrote(cursor)
+            return
+        except Exception:  # the socket is gone; its handler sees the disconnect and detaches
+            self.closed = True
+            return
+        self._task = asyncio.get_running_loop().create_task(self._finish(coro, blocked_on, cursor))
+
+    async def _finish(self, pending: Awaitable[None], blocked_on: Any, cursor: int) -> None:
+        try:
+            if isinstance(pending, Coroutine):
+                await _Resume(pending, blocked_on)
+            else:
+                await pending
+            self._wrote(cursor)
+            while self.cursor > self.taken and not self.closed:  # the newest that came meanwhile
+                cursor = self.taken = self.cursor
+                await self._send(self._event)
+                self._wrote(cursor)
+        except Exception:
+            self.closed = True
+        finally:
+            self._task = None
+
+    def _wrote(self, cursor: int) -> None:
+        self.sent = cursor
+        observe.POKES_SENT.inc()
+
+    def revoke(self) -> None:
+        """Send nothing more; close the socket (code 4401, by the ``close`` it was given)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._task is not None:
+            self._task.cancel()
+        self._task = asyncio.ensure_future(self._close())
+
+    def stop(self) -> None:
+        """The socket is gone: drop any write still waiting."""
+        self.closed = True
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+
+class _Tenant:
+    """A tenant's sockets in this process, their one subscription (when pokes cross
+    processes), the sweeper of revoked devices, and the verdicts of its last check."""
+
+    def __init__(self) -> None:
+        self.outlets: set[Outlet] = set()
+        self.subscriber: Subscriber | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+        self.valid: dict[tuple[str, int], bool] = {}
+
+
+class PokeHub:
+    """Pokes to every poke socket of this process. A poke is decoded once (from the
+    channel) or made once (by :meth:`deliver`, from a push in this process), turned into
+    one ASGI send event, and offered to each socket's :class:`Outlet`, which writes it at
+    once or keeps it as its newest unsent poke. One Channels subscription per tenant (not
+    per socket) brings the pokes of other processes; ``channels=None`` (one process: the
+    embedded database without Redis) needs none. Whether each socket's device is still
+    valid (not revoked, same token epoch) is checked for the whole tenant at once, every
+    ``recheck_s`` seconds; a revoked device's sockets are closed then and sent nothing
+    more."""
+
+    def __init__(
+        self,
+        channels: ChannelsPlugin | None,
         devices: Callable[[str], Awaitable[list[DeviceState]]],
         *,
         recheck_s: float = 1.0,
@@ -183,28 +330,47 @@ class PokeHub:
         return 0 if found is None else len(found.outlets)
 
     @asynccontextmanager
-    async def attach(self, tenant: str, node_id: str, epoch: int) -> AsyncIterator[Outlet]:
-        """A socket of ``tenant`` joins until the block ends."""
-        outlet = Outlet(node_id, epoch)
+    async def attach(
+        self,
+        tenant: str,
+        node_id: str,
+        epoch: int,
+        send: Send,
+        close: Callable[[], Awaitable[None]],
+    ) -> AsyncIterator[Outlet]:
+        """A socket of ``tenant`` joins until the block ends: ``send`` writes an ASGI event
+        to it, ``close`` closes it for a revoked device."""
+        outlet = Outlet(node_id, epoch, send, close, self._monotonic())
         entry = self._tenants.get(tenant)
         if entry is None:
-            entry = self._tenants[tenant] = _Tenant(self._monotonic())
+            entry = self._tenants[tenant] = _Tenant()
+            entry.tasks.append(asyncio.create_task(self._sweep(tenant, entry)))
+            if self._channels is not None:
+                entry.subscriber = await self._channels.subscribe([channel_for(tenant)])
+                entry.tasks.append(asyncio.create_task(self._relay(entry, entry.subscriber)))
         entry.outlets.add(outlet)
         # The socket was authenticated just now: its device is valid until the next check.
         entry.valid.setdefault((node_id, epoch), True)
-        if entry.subscriber is None:
-            entry.subscriber = await self._channels.subscribe([channel_for(tenant)])
-            entry.task = asyncio.create_task(self._relay(entry, entry.subscriber))
         try:
             yield outlet
         finally:
+            outlet.stop()
             entry.outlets.discard(outlet)
             if not entry.outlets and self._tenants.get(tenant) is entry:
                 del self._tenants[tenant]
-                if entry.task is not None:
-                    entry.task.cancel()
-                if entry.subscriber is not None:
+                for task in entry.tasks:
+                    task.cancel()
+                if entry.subscriber is not None and self._channels is not None:
                     await self._channels.unsubscribe(entry.subscriber)
+
+    def deliver(self, tenant: str, cursor: int, text: str | None = None) -> None:
+        """Offer the poke to the tenant's sockets in this process, now."""
+        entry = self._tenants.get(tenant)
+        if entry is None:
+            return
+        event = poke_event(cursor, text)
+        for outlet in entry.outlets:
+            outlet.offer(cursor, event)
 
     async def _relay(self, entry: _Tenant, subscriber: Subscriber) -> None:
         async for data in subscriber.iter_events():
@@ -212,26 +378,30 @@ class PokeHub:
                 cursor = _poke_decoder.decode(data).cursor
             except msgspec.DecodeError:
                 continue  # not a poke (nothing else is published on these channels)
-            text = data.decode()
+            observe.POKES_RECEIVED.inc()
+            event = poke_event(cursor, data.decode())
             for outlet in entry.outlets:
-                outlet.offer(cursor, text)
+                outlet.offer(cursor, event)
 
-    async def valid(self, tenant: str, outlet: Outlet) -> bool:
-        """Is the outlet's device still allowed (checked per tenant, at most every
-        ``recheck_s``)?"""
+    async def _sweep(self, tenant: str, entry: _Tenant) -> None:
+        while True:
+            await asyncio.sleep(self._recheck_s)
+            await self.check(tenant)
+
+    async def check(self, tenant: str) -> None:
+        """Ask which of the tenant's devices are still valid (one query) and close the
+        sockets of the others. A socket that attached while the query ran keeps its place
+        (its device was authenticated after the query began)."""
         entry = self._tenants.get(tenant)
         if entry is None:
-            return False
-        if self._monotonic() - entry.checked >= self._recheck_s:
-            if entry.checking is None:
-                entry.checking = asyncio.get_running_loop().create_future()
-                try:
-                    states = await self._devices(tenant)
-                    entry.valid = {(s.node_id, s.epoch): not s.revoked for s in states}
-                    entry.checked = self._monotonic()
-                finally:
-                    entry.checking.set_result(None)
-                    entry.checking = None
-            else:
-                await asyncio.shield(entry.checking)
-        return entry.valid.get((outlet.node_id, outlet.epoch), False)
+            return
+        began = self._monotonic()
+        try:
+            states = await self._devices(tenant)
+        except Exception:  # the database is away: keep the last verdicts, try again later
+            logger.warning("poke socket recheck failed for tenant %s", tenant, exc_info=True)
+            return
+        entry.valid = {(s.node_id, s.epoch): not s.revoked for s in states}
+        for outlet in list(entry.outlets):
+            if outlet.since < began and not entry.valid.get((outlet.node_id, outlet.epoch), False):
+                outlet.revoke()

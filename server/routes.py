@@ -8,9 +8,7 @@ ops.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Callable, Coroutine
 from random import Random
 from typing import Annotated, Any, Literal
 
@@ -37,7 +35,7 @@ from server.auth import WS_UNAUTHENTICATED, AccessToken, Device, issue_access_to
 from server.backends import EmbeddedBackend, PostgresBackend
 from server.conflicts import ResolveRequest, list_conflicts, resolve_conflict
 from server.effects import list_effects
-from server.pokes import Outlet, PokeHub, channel_for, poke_bytes
+from server.pokes import PokeHub, channel_for, poke_bytes, poke_event, pokes_backend
 from server.settings import Settings
 from server.throttle import SocketQuota
 
@@ -69,7 +67,13 @@ class Runtime:
         self.backend_: EmbeddedBackend | PostgresBackend | None = None
         #: The effect worker the lifespan runs (None before start-up).
         self.effects: EffectWorker | None = None
-        self.hub = PokeHub(channels, self._devices, recheck_s=settings.ws_recheck_ms / 1000)
+        #: Pokes cross processes (Redis, LISTEN/NOTIFY), or stay in this one (memory).
+        self.crosses = pokes_backend(settings) != "memory"
+        self.hub = PokeHub(
+            channels if self.crosses else None,
+            self._devices,
+            recheck_s=settings.ws_recheck_ms / 1000,
+        )
         self.sockets = SocketQuota(settings.max_sockets_per_device)
 
     async def _devices(self, tenant: str) -> list[DeviceState]:
@@ -82,7 +86,13 @@ class Runtime:
         return self.backend_
 
     def notify(self, tenant: str, cursor: int) -> None:
-        self.channels.publish(poke_bytes(cursor), channel_for(tenant))
+        """The tenant's feed moved to ``cursor``: poke its sockets in this process (on the
+        loop's next turn, not inside the push) and, when pokes cross processes, publish it
+        for the others (this process ignores its own echo: the cursor is not newer)."""
+        data = poke_bytes(cursor)
+        asyncio.get_running_loop().call_soon(self.hub.deliver, tenant, cursor, data.decode())
+        if self.crosses:
+            self.channels.publish(data, channel_for(tenant))
 
     def tokens(self, grant: Grant) -> TokenResponse:
         assert self.auth is not None
@@ -217,35 +227,19 @@ async def ws_ticket(request: DeviceRequest, rt: NamedDependency[Runtime]) -> WsT
 @websocket("/v1/sync/ws")
 async def pokes(socket: WebSocket[Device, AccessToken, Any], rt: NamedDependency[Runtime]) -> None:
     """Sends ``{"type":"poke","cursor":N}`` when the tenant's feed moves (first the cursor
-    now, on connect); pokes the socket has not sent yet coalesce to the newest. Messages
-    from the client are ignored. A revoked device's socket is closed (code 4401) at its
-    next poke, or within ``FYNLO_WS_RECHECK_MS`` when no poke is due. A device may hold
+    now, on connect): each poke is written to every socket of the tenant in one pass; a
+    socket that cannot take it yet gets only the newest poke it missed. Messages from the
+    client are ignored. A revoked device's socket is closed (code 4401) within
+    ``FYNLO_WS_RECHECK_MS``, whether or not a poke is due. A device may hold
     ``FYNLO_WS_PER_DEVICE`` sockets per process; a further one is closed with 4429."""
     await socket.accept()
     device = socket.user
-    tenant = device.tenant_id
-    idle_s = rt.settings.ws_recheck_ms / 1000
-
-    async def sender(outlet: Outlet) -> None:
-        while True:
-            try:
-                text: str | None = await asyncio.wait_for(outlet.next(), idle_s)
-            except TimeoutError:
-                text = None  # no poke due: still check the device (revocation)
-            if not await rt.hub.valid(tenant, outlet):
-                reason = "the device's tokens are revoked"
-                await socket.close(code=WS_UNAUTHENTICATED, reason=reason)
-                return
-            if text is not None:
-                await socket.send_text(text)
-                observe.POKES_SENT.inc()
-
     with rt.sockets.hold(device) as allowed:
         if not allowed:
             await socket.close(code=WS_TOO_MANY, reason="too many poke sockets for this device")
             return
         with observe.SOCKETS_OPEN.track_inprogress():
-            await _serve_pokes(socket, rt, tenant, device, sender)
+            await _serve_pokes(socket, rt, device)
 
 
 #: WebSocket close code when a device holds too many poke sockets (4000 + HTTP 429).
@@ -253,23 +247,17 @@ WS_TOO_MANY = 4429
 
 
 async def _serve_pokes(
-    socket: WebSocket[Device, AccessToken, Any],
-    rt: Runtime,
-    tenant: str,
-    device: Device,
-    sender: Callable[[Outlet], Coroutine[Any, Any, None]],
+    socket: WebSocket[Device, AccessToken, Any], rt: Runtime, device: Device
 ) -> None:
-    async with rt.hub.attach(tenant, device.node_id, socket.auth.ep) as outlet:
+    async def close() -> None:
+        await socket.close(code=WS_UNAUTHENTICATED, reason="the device's tokens are revoked")
+
+    tenant = device.tenant_id
+    async with rt.hub.attach(tenant, device.node_id, socket.auth.ep, socket.send, close) as outlet:
         cursor = await rt.backend.cursor(tenant)
-        outlet.offer(cursor, poke_bytes(cursor).decode())
-        task = asyncio.create_task(sender(outlet))
-        try:
-            while (await socket.receive())["type"] != "websocket.disconnect":
-                continue
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        outlet.offer(cursor, poke_event(cursor))
+        while (await socket.receive())["type"] != "websocket.disconnect":
+            continue
 
 
 @get("/v1/conflicts", tags=["conflicts"])

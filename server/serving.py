@@ -199,6 +199,12 @@ def uvicorn_options(settings: Settings, *, workers: int = 1) -> dict[str, Any]:
     protocol = _protocol(float(settings.request_timeout_s)) if workers == 1 else GuardedH11Protocol
     return {
         "http": protocol,
+        # Poke sockets: websockets' sans-I/O protocol, whose send completes at once while
+        # the socket can take data (the hub writes a poke to every socket in one pass), and
+        # no per-message-deflate: a poke is ~30 bytes, and a zlib context per socket costs
+        # memory and CPU for every one written.
+        "ws": "websockets-sansio",
+        "ws_per_message_deflate": False,
         "limit_concurrency": settings.max_connections,
         "timeout_keep_alive": 5,
         "h11_max_incomplete_event_size": 16 * 1024,  # request line + headers

@@ -83,9 +83,7 @@ def run_in_thread(
     sock.listen(128)
     bound = sock.getsockname()[1]
     app = create_app(settings, registry=registry, wall=wall)
-    config = uvicorn.Config(
-        app, log_level="warning", lifespan="on", ws="websockets-sansio", **uvicorn_options(settings)
-    )
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", **uvicorn_options(settings))
     server = uvicorn.Server(config)
     socks = listeners(settings, sock)
     thread = threading.Thread(
