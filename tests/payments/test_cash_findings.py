@@ -113,6 +113,7 @@ def test_cash_the_server_refuses_stays_in_the_drawer_flagged_for_a_manager(
         "order_id": "late",
         "attempt_id": late,
         "resolved_by": None,
+        "outcome": None,
         "note": None,
     }
     assert (fields["unmatched"], fields["unresolved"]) == (20000, 1)
@@ -138,12 +139,18 @@ def test_cash_the_server_refuses_stays_in_the_drawer_flagged_for_a_manager(
         "drawers",
         "drawer-till-a",
         "drawer_resolve",
-        {"movement_id": flagged[0], "note": "paid again, approved", "approved_by": "mgr-1"},
+        {
+            "movement_id": flagged[0],
+            "outcome": "recorded",
+            "note": "paid again, approved",
+            "approved_by": "mgr-1",
+        },
     )
     t.sync()
     fields = drawer(t, "till-a")
-    assert fields["unresolved"] == 0
+    assert (fields["unresolved"], fields["unmatched"]) == (0, 0)
     assert fields["findings"][flagged[0]]["resolved_by"] == "mgr-1"
+    assert fields["expected"] == 5000 + cash_net(t) + fields["unmatched"]  # still adds up
     move = fields["movements"][flagged[0]]
     later = t.get("orders", "late")
     assert later is not None and match_movement(move, later.fields, False) is None
@@ -210,6 +217,25 @@ def test_a_delete_that_wins_over_offline_cash_leaves_the_cash_flagged(tmp_path: 
         assert check_money(rows(t)) == []
     gone = a.get("orders", "o1")
     assert gone is None  # the delete stands: other domains keep 11.4 as it is
+    # The manager hands the 1500 back and closes the finding: the drawer still adds up.
+    till_b.move("out", 1500, reason="returned: order deleted")
+    (movement_id,) = drawer(b, "till-b")["findings"]
+    b.command(
+        "drawers",
+        "drawer-till-b",
+        "drawer_resolve",
+        {
+            "movement_id": movement_id,
+            "outcome": "returned",
+            "note": "handed back",
+            "approved_by": "mgr-1",
+        },
+    )
+    b.sync()
+    fields = drawer(b, "till-b")
+    assert (fields["expected"], fields["unmatched"], fields["unresolved"]) == (2000, 1500, 0)
+    # float + in - out + the cash payments' net + unmatched
+    assert fields["expected"] == 2000 + 0 - 1500 + cash_net(b) + fields["unmatched"]
 
 
 def _drawer_with_sale(**payment: Any) -> Record:
@@ -271,7 +297,12 @@ def test_drawer_payment_rules_are_typed() -> None:
     assert flagged.status == "applied"
     assert _drawer_cmd(flagged.record, "drawer_flag", flag, SERVER_NODE).reason == "flagged"
     # A manager resolves a flagged movement once, with a note.
-    resolve = {"movement_id": "m1", "note": "handed back", "approved_by": "mgr-1"}
+    resolve = {
+        "movement_id": "m1",
+        "outcome": "returned",
+        "note": "handed back",
+        "approved_by": "mgr-1",
+    }
     assert _drawer_cmd(sale, "drawer_resolve", resolve, "till-a").reason == "not-flagged"
     no_mgr = {k: v for k, v in resolve.items() if k != "approved_by"}
     assert _drawer_cmd(flagged.record, "drawer_resolve", no_mgr, "till-a").reason == (
@@ -281,6 +312,8 @@ def test_drawer_payment_rules_are_typed() -> None:
     assert _drawer_cmd(flagged.record, "drawer_resolve", no_note, "till-a").reason == (
         "invalid-argument"
     )
+    odd = _drawer_cmd(flagged.record, "drawer_resolve", {**resolve, "outcome": "kept"}, "till-a")
+    assert odd.reason == "invalid-argument"
     done = _drawer_cmd(flagged.record, "drawer_resolve", resolve, "till-a")
     assert done.status == "applied" and done.record.fields["unresolved"] == 0
     assert _drawer_cmd(done.record, "drawer_resolve", resolve, "till-a").reason == "resolved"

@@ -855,7 +855,12 @@ def drawers_vectors() -> list[dict[str, Any]]:
         "refund_id": "r1",
     }
     flag = {"movement_id": "m1", "reason": "payment-refused"}
-    resolve = {"movement_id": "m1", "note": "handed back", "approved_by": "mgr-1"}
+    resolve = {
+        "movement_id": "m1",
+        "outcome": "returned",
+        "note": "handed back",
+        "approved_by": "mgr-1",
+    }
     # (name, command, args, node, rejection or None); an applied op's record is the next
     # vector's record.
     steps: list[tuple[str, str, dict[str, Any], str, str | None]] = [
@@ -942,6 +947,13 @@ def drawers_vectors() -> list[dict[str, Any]]:
             "till-a",
             "invalid-argument",
         ),
+        (
+            "resolving names an outcome",
+            "drawer_resolve",
+            {**resolve, "outcome": "kept"},
+            "till-a",
+            "invalid-argument",
+        ),
         ("a manager resolves it", "drawer_resolve", resolve, "till-a", None),
         ("resolved once", "drawer_resolve", resolve, "till-a", "resolved"),
         ("close with the count", "drawer_close", {"counted": 6100}, "till-a", None),
@@ -957,6 +969,13 @@ def drawers_vectors() -> list[dict[str, Any]]:
             "drawer_flag",
             {"movement_id": "m2", "reason": "refund-refused"},
             SERVER_NODE,
+            None,
+        ),
+        (
+            "a refund recorded after all leaves the unmatched cash",
+            "drawer_resolve",
+            {**resolve, "movement_id": "m2", "outcome": "recorded", "note": "refund approved"},
+            "till-a",
             None,
         ),
     ]
@@ -997,12 +1016,13 @@ def drawers_vectors() -> list[dict[str, Any]]:
             record = result.record
     assert record is not None
     last = record.fields
-    # 5000 + 1500 - 300 = 6200 held; counted 6100; flagged +1500 (sale) - 300 (refund).
+    # 5000 + 1500 - 300 = 6200 held; counted 6100; the sale's 1500 was handed back
+    # (returned: still no payment's), the refund's 300 recorded after all.
     assert (last["expected"], last["difference"], last["unmatched"], last["unresolved"]) == (
         6200,
         -100,
-        1200,
-        1,
+        1500,
+        0,
     ), last
     return out + _match_vectors()
 

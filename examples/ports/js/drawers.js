@@ -30,7 +30,7 @@ function figures(fields) {
   let unmatched = 0;
   for (const k of sorted(findings)) {
     const m = moves[k];
-    if (m !== undefined) unmatched += KINDS[m.kind] * m.amount;
+    if (m !== undefined && findings[k].outcome !== 'recorded') unmatched += KINDS[m.kind] * m.amount;
   }
   const cashIn = by.sale + by.in;
   const cashOut = by.refund + by.out;
@@ -111,7 +111,7 @@ function drawerCommand(fields, command, args, op) {
       reason: args.reason, kind: move.kind, amount: move.amount,
       order_id: p.order_id === undefined ? null : p.order_id,
       attempt_id: p.attempt_id === undefined ? null : p.attempt_id,
-      resolved_by: null, note: null,
+      resolved_by: null, outcome: null, note: null,
     };
     return { status, findings };
   }
@@ -121,10 +121,11 @@ function drawerCommand(fields, command, args, op) {
   const found = findings[id];
   if (found === undefined) throw new Rejected('not-flagged');
   if (found.resolved_by !== null && found.resolved_by !== undefined) throw new Rejected('resolved');
+  if (!['recorded', 'returned'].includes(args.outcome)) throw new Rejected('invalid-argument');
   const note = text(args, 'note', true);
   const approver = text(args, 'approved_by', false);
   if (approver === null) throw new Rejected('manager-required');
-  findings[id] = { ...found, resolved_by: approver, note };
+  findings[id] = { ...found, resolved_by: approver, outcome: args.outcome, note };
   return { status, findings };
 }
 

@@ -16,9 +16,12 @@ offline cash payment above the limit without a manager, an order another termina
 deleted or closed). So the server checks every such movement against the order once it
 is committed (the payments plugin's ``match_cash`` effect) and, when the order does not
 record that payment, authors ``drawer_flag``: a ``findings`` entry "cash taken, payment
-not recorded" a manager resolves with ``drawer_resolve``. The drawer's ``expected`` stays
-the cash it really holds; ``unmatched`` (derived) is the part of it no payment accounts
-for, so drawer cash = the cash payments' net + ``unmatched``, always.
+not recorded" a manager resolves with ``drawer_resolve`` once the money is accounted for:
+``recorded`` (the payment recorded again on the same attempt id, which the movement then
+matches) or ``returned`` (the cash handed back with an ``out`` movement). The drawer's
+``expected`` stays the cash it really holds; ``unmatched`` (derived) is the signed cash of
+the findings not ``recorded``, so ``expected`` = float + in - out + the net of the cash
+payments its movements match + ``unmatched``, always.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ __all__ = [
     "DRAWERS_COLLECTION",
     "FINDING_REASONS",
     "MOVEMENT_KINDS",
+    "OUTCOMES",
     "PAYMENT_KINDS",
     "drawer_figures",
     "match_movement",
@@ -53,6 +57,9 @@ PAYMENT_KINDS: Final = frozenset({"sale", "refund"})
 #: server refused the payment command); ``refund-refused`` the attempt has no such refund;
 #: ``payment-mismatch`` the payment's cash (captured - change, or the refund) is not the
 #: movement's amount, or it is not a settled cash payment.
+#: How a manager resolves one: the payment ``recorded`` after all (on the same attempt id),
+#: or the cash ``returned`` (handed back with an ``out`` movement).
+OUTCOMES: Final = ("recorded", "returned")
 FINDING_REASONS: Final = (
     "order-deleted",
     "order-missing",
@@ -86,7 +93,7 @@ def drawer_figures(fields: Mapping[str, Any]) -> dict[str, Any]:
     unmatched = 0
     for key in sorted(findings):
         move = moves.get(key)
-        if move is not None:
+        if move is not None and findings[key].get("outcome") != "recorded":
             unmatched += MOVEMENT_KINDS[move["kind"]] * move["amount"]
     out: dict[str, Any] = {
         "cash_in": cash_in,
@@ -257,15 +264,18 @@ def _flag(ctx: CommandContext) -> dict[str, Any]:
         "order_id": payment.get("order_id"),
         "attempt_id": payment.get("attempt_id"),
         "resolved_by": None,
+        "outcome": None,
         "note": None,
     }
     return {"status": status, "findings": findings}
 
 
 def _resolve(ctx: CommandContext) -> dict[str, Any]:
-    """``drawer_resolve``: a manager says what became of flagged cash (handed back, paid
-    again on another order, kept), in ``note``. The money itself moves by its own
-    commands (a ``drawer_move`` out, a ``payment_cash``); this closes the finding."""
+    """``drawer_resolve``: a manager says what became of flagged cash once its own
+    command accounted for it: ``outcome`` ``recorded`` (a ``payment_cash`` on the same
+    attempt id: the cash is a payment's now, and leaves ``unmatched``) or ``returned`` (a
+    ``drawer_move`` out handed it back: it stays unmatched, the out offsets it), and a
+    ``note``."""
     status = _state(ctx, "drawer_resolve")
     assert ctx.record is not None
     movement_id = _text(ctx, "movement_id", required=True)
@@ -276,6 +286,13 @@ def _resolve(ctx: CommandContext) -> dict[str, Any]:
         raise RejectedOpError(f"movement {movement_id!r} is not flagged", reason="not-flagged")
     if found.get("resolved_by") is not None:
         raise RejectedOpError(f"movement {movement_id!r} is resolved already", reason="resolved")
+    outcome = ctx.args.get("outcome")
+    if outcome not in OUTCOMES:
+        raise RejectedOpError(
+            f"outcome must be one of {', '.join(OUTCOMES)}",
+            reason="invalid-argument",
+            argument="outcome",
+        )
     note = _text(ctx, "note", required=True)
     approver = ctx.op.actor_id if ctx.permissions is not None else None
     if approver is None:
@@ -285,7 +302,7 @@ def _resolve(ctx: CommandContext) -> dict[str, Any]:
             "resolving a drawer's flagged cash needs a manager's approval",
             reason="manager-required",
         )
-    findings[movement_id] = {**found, "resolved_by": approver, "note": note}
+    findings[movement_id] = {**found, "resolved_by": approver, "outcome": outcome, "note": note}
     return {"status": status, "findings": findings}
 
 
