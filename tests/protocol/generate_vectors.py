@@ -29,6 +29,7 @@ from fynlo_sync.hlc import HybridClock, from_wire, pack, to_wire
 from fynlo_sync.ops import Batch, Op, Record, Stamp, ops_checksum
 from fynlo_sync.plugins import Collection, Field, Registry
 from fynlo_sync.schema import domains_document
+from tests.protocol.actors_vectors import actors_vectors
 from tests.protocol.ledger_vectors import ledger_vectors
 from tests.protocol.payments_vectors import (
     drawers_vectors,
@@ -1894,6 +1895,7 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "drawers.json": drawers_vectors,
     "session_capture.json": session_capture_vectors,
     "ledger.json": ledger_vectors,
+    "actors.json": actors_vectors,
 }
 
 

@@ -30,6 +30,7 @@ PORTED = (
     "timeclock_fraud.json",
     "session_capture.json",
     "ledger.json",
+    "actors.json",
 )
 
 

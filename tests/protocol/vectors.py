@@ -50,6 +50,7 @@ VECTOR_FILES = (
     "drawers.json",
     "session_capture.json",
     "ledger.json",
+    "actors.json",
 )
 #: Files that hold one document, not an array of named vectors.
 DOCUMENT_FILES = ("domains.json",)

@@ -6,6 +6,7 @@
 // drawers.json (cash drawers and the server's cash check, drawers.js),
 // session_capture.json (a payment session's capture command, sessions.js),
 // ledger.json (the posting sets of section 19.8 after replaying payment ops, ledger.js),
+// actors.json (the roles table as data and the actor check of 20.1, actors.js),
 // orders_state.json (from the orders state table and schema in domains.json, the domains
 // document of section 21: no copy of the table here), and every checksum that appears in
 // push.json (batch bodies, refusals' `expected`, pull pages), and the limits of section 22
@@ -508,6 +509,23 @@ for (const v of load('ledger.json')) {
     assertEqual(theirs.length, 0, `the vector's unbalanced sets ${theirs.join(', ')}`);
     assertEqual(canonical(sets), canonical(v.expect), 'posting sets');
   });
+}
+
+// ------------------------------------------------------- actors.json (sections 20.1, 20.2)
+// The first vector is the roles table as data (checked as 20.2 describes it); every other
+// vector is decided by the actor check from that table alone.
+const actors = require('./actors');
+{
+  const vectors = load('actors.json');
+  let checker = null;
+  check('actors.json', vectors[0].name, () => { checker = actors.loadTable(vectors[0]); });
+  for (const v of vectors.slice(1)) {
+    check('actors.json', v.name, () => {
+      if (checker === null) throw new Error('no roles table');
+      const got = actors.authorize(checker, v.op, v.actor);
+      assertEqual(canonical(got), canonical(v.expect), 'outcome');
+    });
+  }
 }
 
 // ------------------------------------------------------------------------------ report
