@@ -18,6 +18,7 @@ import msgspec
 import conflict
 from fynlo_sync.domains.orders import OrdersPlugin
 from fynlo_sync.domains.payments import PaymentsPlugin
+from fynlo_sync.domains.payments.attempts import derive_money
 from fynlo_sync.domains.staff.plugin import StaffPlugin
 from fynlo_sync.domains.staff.roles import PERMISSIONS, ROLE_ORDER, ROLES
 from fynlo_sync.domains.timeclock.plugin import TimeclockPlugin
@@ -26,6 +27,7 @@ from fynlo_sync.errors import RejectedOpError
 from fynlo_sync.hlc import pack, to_wire
 from fynlo_sync.ops import Op, Record, Stamp
 from fynlo_sync.plugins import Registry
+from tests.payments.fixtures import attempt_in, order_with
 
 __all__ = ["TABLE_NAME", "actors_vectors", "registry"]
 
@@ -206,7 +208,132 @@ def actors_vectors() -> list[dict[str, Any]]:
             "expect": _decide(reg, msgspec.convert(nulled, Op), None),
         }
     )
+    out.extend(_rule_vectors(reg))
     _check(out)
+    return out
+
+
+def _order(total: int, attempt: dict[str, Any] | None) -> Record:
+    """Order ``o-1`` of one line of ``total``, with ``attempt`` as ``a1`` (if any)."""
+    row = order_with({} if attempt is None else {"a1": attempt})
+    fields = dict(row.fields)
+    fields["lines"] = {"l1": {"item": "Fish", "qty": 1, "unit_price": total, "sent": True}}
+    fields["total"] = total
+    fields.update(derive_money(fields))
+    return msgspec.structs.replace(row, fields=fields)
+
+
+def _paid(total: int) -> Record:
+    attempt = attempt_in("captured")
+    attempt.update(amount=total, tip=0, captured=total)
+    return _order(total, attempt)
+
+
+#: (name, order, actor id or None, command, args): the manager rules of 19.4 that need a
+#: permission only in some cases (refund limit 5000, offline cash limit 10000 by default).
+RULES: list[tuple[str, Record, str | None, str, dict[str, Any]]] = [
+    (
+        "rule: a refund above the limit by staff needs refund.above_limit",
+        _paid(9000),
+        "emp-staff",
+        "refund",
+        {"attempt_id": "a1", "refund_id": "r1", "amount": 6000},
+    ),
+    (
+        "rule: a refund above the limit by a manager: the manager is its approver",
+        _paid(9000),
+        "emp-manager",
+        "refund",
+        {"attempt_id": "a1", "refund_id": "r1", "amount": 6000},
+    ),
+    (
+        "rule: a refund above the limit without an actor needs refund.above_limit",
+        _paid(9000),
+        None,
+        "refund",
+        {"attempt_id": "a1", "refund_id": "r1", "amount": 6000, "approved_by": "Sam"},
+    ),
+    (
+        "rule: a refund within the limit by staff needs no permission",
+        _paid(9000),
+        "emp-staff",
+        "refund",
+        {"attempt_id": "a1", "refund_id": "r1", "amount": 300},
+    ),
+    (
+        "rule: a refund made offline by a supervisor needs payment.offline",
+        _paid(9000),
+        "emp-super",
+        "refund",
+        {"attempt_id": "a1", "refund_id": "r1", "amount": 300, "offline": True},
+    ),
+    (
+        "rule: a refund made offline by a manager",
+        _paid(9000),
+        "emp-manager",
+        "refund",
+        {"attempt_id": "a1", "refund_id": "r1", "amount": 300, "offline": True},
+    ),
+    (
+        "rule: cash above the offline limit taken offline by staff needs payment.offline",
+        _order(20000, None),
+        "emp-staff",
+        "cash",
+        {"attempt_id": "a1", "amount": 15000, "tendered": 15000, "offline": True},
+    ),
+    (
+        "rule: cash above the offline limit taken offline by an owner",
+        _order(20000, None),
+        "emp-owner",
+        "cash",
+        {"attempt_id": "a1", "amount": 15000, "tendered": 15000, "offline": True},
+    ),
+    (
+        "rule: a void made offline by staff needs payment.offline",
+        _order(1000, attempt_in("authorised")),
+        "emp-staff",
+        "cancel",
+        {"attempt_id": "a1", "reason": "requested_by_customer", "offline": True},
+    ),
+    (
+        "rule: a void made offline by a manager",
+        _order(1000, attempt_in("authorised")),
+        "emp-manager",
+        "cancel",
+        {"attempt_id": "a1", "reason": "requested_by_customer", "offline": True},
+    ),
+]
+
+
+def _rule_vectors(reg: Registry) -> list[dict[str, Any]]:
+    out = []
+    for n, (name, row, actor_id, command, args) in enumerate(RULES, start=100):
+        op = _op(n, "orders", "command", f"payment_{command}", None, args, actor=actor_id)
+        op = msgspec.structs.replace(op, record_id="o-1")
+        actor = None if actor_id is None else EMPLOYEES[actor_id]
+        result = apply_op(row, op, reg, 9, actor=actor)
+        if result.status == "applied":
+            assert result.record is not None
+            expect: dict[str, Any] = {
+                "status": "applied",
+                "payments": result.record.fields["payments"],
+            }
+        else:
+            assert result.reason == "forbidden" and result.error is not None, result
+            expect = {
+                "status": "rejected",
+                "reason": "forbidden",
+                "permission": result.error.extra.get("permission"),
+            }
+        out.append(
+            {
+                "name": name,
+                "op": msgspec.to_builtins(op),
+                "actor": None if actor is None else msgspec.to_builtins(actor),
+                "order": msgspec.to_builtins(row.fields),
+                "expect": expect,
+            }
+        )
     return out
 
 

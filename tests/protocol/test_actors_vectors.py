@@ -13,9 +13,10 @@ import msgspec
 import pytest
 
 from fynlo_sync.domains.staff.roles import PERMISSIONS, ROLE_ORDER, permissions_of_role
-from fynlo_sync.engine import authorize
+from fynlo_sync.engine import apply_op, authorize
 from fynlo_sync.errors import RejectedOpError
 from fynlo_sync.ops import Op, Record
+from tests.payments.fixtures import STAMP
 from tests.protocol.actors_vectors import TABLE_NAME, registry
 from tests.protocol.test_js_port import RUNNER, _node
 from tests.protocol.vectors import VECTOR_DIR, load
@@ -39,6 +40,29 @@ def test_the_table_is_the_roles_module_and_the_collections() -> None:
 def test_actor_vector(vector: dict[str, Any]) -> None:
     op = msgspec.convert(vector["op"], Op)
     actor = None if vector["actor"] is None else msgspec.convert(vector["actor"], Record)
+    if "order" in vector:  # a rule of 19.4 inside a payment command
+        row = Record(
+            collection="orders",
+            record_id="o-1",
+            fields=vector["order"],
+            stamps={name: STAMP for name in vector["order"]},
+            version=4,
+        )
+        result = apply_op(row, op, registry(), 9, actor=actor)
+        if result.status == "applied":
+            assert result.record is not None
+            assert vector["expect"] == {
+                "status": "applied",
+                "payments": result.record.fields["payments"],
+            }
+        else:
+            assert result.error is not None
+            assert vector["expect"] == {
+                "status": "rejected",
+                "reason": result.reason,
+                "permission": result.error.extra.get("permission"),
+            }
+        return
     try:
         authorize(op, registry(), actor)
     except RejectedOpError as exc:
@@ -54,7 +78,8 @@ def test_actor_vector(vector: dict[str, Any]) -> None:
 
 def test_the_javascript_port_fails_on_an_altered_actors_vector(tmp_path: Path) -> None:
     """A case with another outcome fails; so do the three cases a dropped need decides
-    (the port takes what a command needs from the table, with no copy of its own)."""
+    (the port takes what a command needs from the table, with no copy of its own), and a
+    payment rule naming another permission."""
     node = _node()
     vectors = load("actors.json")
     by_name = {v["name"]: v for v in vectors}
@@ -64,6 +89,8 @@ def test_the_javascript_port_fails_on_an_altered_actors_vector(tmp_path: Path) -
         "permission": "timeclock.punch",
     }
     del vectors[0]["needs"]["timecards"]["decide"]
+    rule = by_name["rule: a refund made offline by a supervisor needs payment.offline"]
+    rule["expect"]["permission"] = "refund.above_limit"
     for source in VECTOR_DIR.glob("*.json"):
         shutil.copy(source, tmp_path / source.name)
     (tmp_path / "actors.json").write_text(json.dumps(vectors), encoding="utf-8")
@@ -71,10 +98,11 @@ def test_the_javascript_port_fails_on_an_altered_actors_vector(tmp_path: Path) -
         [node, str(RUNNER), str(tmp_path)], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 1, done.stdout
-    assert f"actors.json: {len(vectors) - 4} passed, 4 failed" in done.stdout, done.stdout
+    assert f"actors.json: {len(vectors) - 5} passed, 5 failed" in done.stdout, done.stdout
     assert "FAIL actors.json: staff: punch in: outcome" in done.stdout
     for role in ("staff", "supervisor", "chef"):
         assert f"FAIL actors.json: {role}: decide on overtime: outcome" in done.stdout
+    assert "FAIL actors.json: rule: a refund made offline by a supervisor" in done.stdout
 
 
 def test_the_javascript_port_checks_the_role_hierarchy(tmp_path: Path) -> None:

@@ -7,9 +7,10 @@
 const { fromWire, millisOf } = require('./hlc');
 
 class Rejected extends Error {
-  constructor(reason) {
-    super(reason);
+  constructor(reason, permission = null) {
+    super(permission === null ? reason : `${reason}: ${permission}`);
     this.reason = reason;
+    this.permission = permission; // the permission a `forbidden` names (20.1)
   }
 }
 
@@ -230,7 +231,18 @@ function bool(args, name) {
   return v;
 }
 const dayOf = (hlc) => new Date(Number(millisOf(fromWire(hlc)))).toISOString().slice(0, 10);
-const manager = (args) => { if (str(args, 'approved_by', false) === null) throw new Rejected('manager-required'); };
+// A manager's approval (19.4), and who gave it. `held`: the permissions of the op's actor
+// when actors are checked (20.1; an empty set for an op without an actor), or null when
+// they are not: then the free-text `approved_by` argument is the approval.
+function approval(args, op, held, permission) {
+  if (held !== null) {
+    if (!held.has(permission)) throw new Rejected('forbidden', permission);
+    return op.actor;
+  }
+  const approver = str(args, 'approved_by', false);
+  if (approver === null) throw new Rejected('manager-required');
+  return approver;
+}
 
 // Section 19.4: made offline, for the risk limits: the terminal's claim, or (on the server,
 // which knows its receive time) received more than offlineAfterMs after the op's HLC time.
@@ -242,7 +254,9 @@ function madeOffline(args, op, receivedMs, settings) {
 
 // Run `payment_<command>` on the order's fields: the patch, or a Rejected. `receivedMs`:
 // the server's receive time (absent on a terminal).
-function paymentCommand(order, command, args, op, settings = DEFAULTS, receivedMs = null) {
+// `held`: the actor's permissions when actors are checked (see approval), else null.
+function paymentCommand(order, command, args, op, settings = DEFAULTS, receivedMs = null, held = null) {
+  const manager = (permission) => approval(args, op, held, permission);
   if (order === null) throw new Rejected('record-not-found');
   const status = order.status;
   const late = command === 'refund' || command === 'fee_correction'; // allowed on a closed order
@@ -337,7 +351,7 @@ function paymentCommand(order, command, args, op, settings = DEFAULTS, receivedM
     const tendered = int(args, 'tendered', 1);
     if (tendered < amount + tip) throw new Rejected('tendered-short');
     const attempt = fresh('cash', amount, tip);
-    if (attempt.offline && amount > settings.offlineLimit) manager(args);
+    if (attempt.offline && amount > settings.offlineLimit) attempt.approved_by = manager('payment.offline');
     attempt.tendered = tendered;
     attempt.change = tendered - amount - tip;
     return settle(attempt, tendered);
@@ -365,9 +379,10 @@ function paymentCommand(order, command, args, op, settings = DEFAULTS, receivedM
     if (a.refunds[refundId] !== undefined) throw new Rejected('duplicate-refund');
     const left = net(a);
     if (amount > left) throw new Rejected('refund-above-captured');
-    if (amount > settings.refundLimit) manager(args);
-    if (madeOffline(args, op, receivedMs, settings)) manager(args);
-    a.refunds = { ...a.refunds, [refundId]: { amount, by: op.node_id, approved_by: str(args, 'approved_by', false), day } };
+    let approver = str(args, 'approved_by', false);
+    if (amount > settings.refundLimit) approver = manager('refund.above_limit');
+    if (madeOffline(args, op, receivedMs, settings)) approver = manager('payment.offline');
+    a.refunds = { ...a.refunds, [refundId]: { amount, by: op.node_id, approved_by: approver, day } };
     a.refunded += amount;
     a.state = amount === left ? 'refunded' : 'refunded_partial';
     const patch = put(a);
@@ -401,8 +416,7 @@ function paymentCommand(order, command, args, op, settings = DEFAULTS, receivedM
   if (ref !== null) a.provider_ref = ref;
   if (command === 'fail' || command === 'cancel') a.failure_reason = str(args, 'reason', false);
   if (command === 'cancel' && madeOffline(args, op, receivedMs, settings)) {
-    manager(args);
-    a.approved_by = str(args, 'approved_by', false);
+    a.approved_by = manager('payment.offline');
   }
   a.state = target;
   return put(a);

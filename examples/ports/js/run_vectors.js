@@ -513,7 +513,8 @@ for (const v of load('ledger.json')) {
 
 // ------------------------------------------------------- actors.json (sections 20.1, 20.2)
 // The first vector is the roles table as data (checked as 20.2 describes it); every other
-// vector is decided by the actor check from that table alone.
+// vector is decided by the actor check from that table alone; a `rule:` vector (with an
+// `order`) then runs its payment command with the actor's permissions (payments.js).
 const actors = require('./actors');
 {
   const vectors = load('actors.json');
@@ -522,7 +523,22 @@ const actors = require('./actors');
   for (const v of vectors.slice(1)) {
     check('actors.json', v.name, () => {
       if (checker === null) throw new Error('no roles table');
-      const got = actors.authorize(checker, v.op, v.actor);
+      let got = actors.authorize(checker, v.op, v.actor);
+      if (v.order !== undefined && got.status === 'allowed') {
+        // A rule inside a payment command (19.4) needs a permission only in some cases:
+        // the command sees what the actor holds (nothing without an actor; not checked
+        // for the server's own op).
+        const held = v.op.node_id === 'server' ? null
+          : v.actor === null ? new Set() : actors.grantsOf(checker, v.actor.fields.role);
+        try {
+          const patch = pay.paymentCommand(v.order, v.op.name.replace(/^payment_/, ''), v.op.args,
+            v.op, pay.settingsFrom(null), null, held);
+          got = { status: 'applied', payments: patch.payments };
+        } catch (exc) {
+          if (!(exc instanceof pay.Rejected)) throw exc;
+          got = { status: 'rejected', reason: exc.reason, permission: exc.permission };
+        }
+      }
       assertEqual(canonical(got), canonical(v.expect), 'outcome');
     });
   }
