@@ -30,6 +30,7 @@ DAY_MS = 86_400_000
 LONG_REFUND = "r-" + "x" * 118
 
 US = {"country": "US", "fee_bearer": "restaurant", "surcharge_bp": 0, "consumer": True}
+US_SURCHARGE = {"country": "US", "fee_bearer": "customer", "surcharge_bp": 250, "consumer": True}
 
 #: (name, order total, settings or None, [(offset ms, command, args)]). The order is
 #: ``o-1`` of tests.payments.fixtures (one served line) with its total set to ``total``.
@@ -246,6 +247,45 @@ SCENARIOS: list[tuple[str, int, dict[str, Any] | None, list[Step]]] = [
         ],
     ),
     (
+        "a customer-paid surcharge is captured with the amount and stays in the restaurant's net",
+        1000,
+        US_SURCHARGE,
+        [
+            (
+                0,
+                "start",
+                {
+                    "attempt_id": "a1",
+                    "method": "card",
+                    "amount": 1000,
+                    "tip": 0,
+                    "funding": "credit",
+                },
+            ),
+            (500, "submit", {"attempt_id": "a1", "provider_ref": "pi_a1"}),
+            (1000, "authorise", {"attempt_id": "a1"}),
+            (2000, "capture", {"attempt_id": "a1"}),
+        ],
+    ),
+    (
+        "an overpayment refunded: the whole capture posts, the refund of what was due is a refund",
+        1000,
+        None,
+        [
+            (0, "cash", {"attempt_id": "a1", "amount": 600, "tip": 0, "tendered": 600}),
+            (
+                1000,
+                "start",
+                {"attempt_id": "a2", "method": "open_banking", "amount": 400, "tip": 0},
+            ),
+            (1500, "submit", {"attempt_id": "a2", "provider_ref": "pi_a2"}),
+            (2000, "authorise", {"attempt_id": "a2"}),
+            (2500, "cash", {"attempt_id": "a3", "amount": 400, "tip": 0, "tendered": 400}),
+            (3000, "capture", {"attempt_id": "a2"}),
+            (4000, "refund", {"attempt_id": "a2", "refund_id": "due", "amount": 400}),
+        ],
+    ),
+    (
         "attempts that moved no money post nothing (failed, cancelled, still live)",
         1000,
         None,
@@ -386,4 +426,15 @@ def _check(vectors: list[dict[str, Any]]) -> None:
     }
     a9, b2 = by_name[SCENARIOS[12][0]]
     assert (a9["set_id"], b2["set_id"]) == ("o-1:a9:capture", "o-1:b2:capture")
-    assert by_name[SCENARIOS[13][0]] == []
+    (surcharged,) = by_name[SCENARIOS[13][0]]
+    # 1000 + 250 bp surcharge (25) captured; fees on the non-tip 1025: 290 bp -> 29.725 -> 30
+    # + 30; platform 100 bp -> 10.25 -> 10; the restaurant keeps the surcharge in its net.
+    assert _legs(surcharged) == {
+        ("customer", "gross"): -1025,
+        ("processor", "processor_fee"): 60,
+        ("platform", "platform_fee"): 10,
+        ("restaurant:card", "net"): 955,
+    }
+    _, over, refund, _ = by_name[SCENARIOS[14][0]]
+    assert _legs(over)[("customer", "gross")] == -400 and refund["set_id"] == "o-1:a2:refund:due"
+    assert by_name[SCENARIOS[15][0]] == []
