@@ -379,7 +379,7 @@ def run_server_postgres(ctx: Context) -> list[Result]:
                 figure=Measure("decode + verify + plan + apply", ops / engine_best, "ops/s"),
                 baseline=Measure("raw COPY of the same rows", ops / raw_best, "ops/s"),
                 ratio=speed_ratio(engine_best, raw_best),
-                target=Target(">= 0.3x raw COPY", "ratio_min", 0.3),
+                target=Target(">= 0.4x raw COPY", "ratio_min", 0.4),
                 params={"ops": ops, "batch": size, "nodes": 4, "rounds": scale.rounds},
                 details={
                     "ops": ops,

@@ -62,13 +62,19 @@ def mint_devices(settings: Any, tenants: int, per_tenant: int) -> list[tuple[str
     return asyncio.run(work())
 
 
+#: A push that fails in transport (a connection closed under load) is sent again, as a
+#: terminal would: the same body, so the server answers a replay as duplicates.
+RETRIES = 3
+
+
 async def _push_all(
     urls: list[str], devices: list[tuple[str, str, str]], batches: int, in_flight: int
-) -> tuple[float, list[float]]:
+) -> tuple[float, list[float], int]:
     import httpx
 
     gate = asyncio.Semaphore(in_flight)
     latencies: list[float] = []
+    retried = 0
     bodies = {
         node: [
             encode_batch(Batch.of(node, ops[i * BATCH : (i + 1) * BATCH])) for i in range(batches)
@@ -82,17 +88,26 @@ async def _push_all(
         async def device(index: int, node: str, token: str) -> None:
             url = urls[index % len(urls)] + "/v1/sync/push"
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            nonlocal retried
             for body in bodies[node]:
-                async with gate:
-                    sent = time.perf_counter()
-                    r = await client.post(url, content=body, headers=headers)
-                    latencies.append((time.perf_counter() - sent) * 1000)
+                for attempt in range(RETRIES + 1):
+                    async with gate:
+                        sent = time.perf_counter()
+                        try:
+                            r = await client.post(url, content=body, headers=headers)
+                        except httpx.TransportError:
+                            if attempt == RETRIES:
+                                raise
+                            retried += 1
+                            continue
+                        latencies.append((time.perf_counter() - sent) * 1000)
+                        break
                 if r.status_code != 200:
                     raise RuntimeError(f"push answered {r.status_code}: {r.text[:300]}")
 
         start = time.perf_counter()
         await asyncio.gather(*(device(i, n, tok) for i, (_, n, tok) in enumerate(devices)))
-        return time.perf_counter() - start, latencies
+        return time.perf_counter() - start, latencies, retried
 
 
 def run_tenants(ctx: Context) -> list[Result]:
@@ -113,15 +128,20 @@ def run_tenants(ctx: Context) -> list[Result]:
                 ctx.progress.note(
                     f"{count:,} tenants: {devices_n:,} terminals x {batches} pushes of {BATCH}"
                 )
-                seconds, latencies = asyncio.run(
-                    _push_all(urls, devices, batches, scale.tenant_in_flight)
-                )
+                try:
+                    seconds, latencies, retried = asyncio.run(
+                        _push_all(urls, devices, batches, scale.tenant_in_flight)
+                    )
+                except Exception as exc:  # name what the servers said
+                    tails = " | ".join(_log_tail(ctx, f"tenants-{count}-{i}") for i in range(2))
+                    raise RuntimeError(f"{count} tenants: {exc!r}; server logs: {tails}") from exc
         ops = devices_n * batches * BATCH
         runs[count] = {
             "seconds": seconds,
             "ops": ops,
             "ops_per_s": ops / seconds,
             "latencies": latencies,
+            "transport_retries": retried,
             **summary(latencies),
         }
         p99 = runs[count]["p99_ms"]
@@ -129,7 +149,15 @@ def run_tenants(ctx: Context) -> list[Result]:
     one, most = runs[min(counts)], runs[max(counts)]
     details: dict[str, Any] = {}
     for count, run in runs.items():
-        for key in ("ops_per_s", "seconds", "ops", "p50_ms", "p99_ms", "max_ms"):
+        for key in (
+            "ops_per_s",
+            "seconds",
+            "ops",
+            "p50_ms",
+            "p99_ms",
+            "max_ms",
+            "transport_retries",
+        ):
             details[f"t{count}_{key}"] = run[key]
     return [
         Result(
@@ -162,3 +190,16 @@ def run_tenants(ctx: Context) -> list[Result]:
             },
         )
     ]
+
+
+def _log_tail(ctx: Context, name: str) -> str:
+    """The last lines of a server's log that are not request or push records."""
+    path = ctx.work / f"server-{name}.log"
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"{path.name}: no log"
+    odd = [
+        line for line in lines if '"event": "request"' not in line and '"event": "push"' not in line
+    ]
+    return f"{path.name}: " + " / ".join(odd[-3:])[-600:]

@@ -167,50 +167,89 @@ def serve(ctx: Context, settings: Any, name: str, *, count: int = 1) -> Iterator
     env = {**os.environ, **settings.to_env()}
     try:
         for i in range(count):
-            port = _free_port()
-            log = ctx.work / f"server-{name}-{i}.log"
-            with log.open("wb") as out:
-                profile = os.environ.get("FYNLO_BENCH_PROFILE_SERVERS")
-                prefix = (
-                    ["-m", "cProfile", "-o", str(Path(profile) / f"server-{name}-{i}.prof")]
-                    if profile
-                    else []
-                )
-                proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        *prefix,
-                        "-m",
-                        "uvicorn",
-                        "--factory",
-                        "server.app:app_from_env",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                        "--log-level",
-                        "warning",
-                        "--no-access-log",
-                        "--ws",
-                        "websockets-sansio",
-                        "--ws-per-message-deflate",
-                        "false",  # as server.serving.uvicorn_options
-                        "--ws-ping-interval",
-                        "0",
-                        "--timeout-keep-alive",
-                        "30",
-                    ],
-                    cwd=ctx.root,
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            procs.append(ServerProcess(f"http://127.0.0.1:{port}", port, proc, log))
-            _wait_ready(procs[-1])
+            procs.append(_start(ctx, env, name, i))
         yield [p.url for p in procs]
     finally:
         for p in procs:
             p.stop()
+
+
+def _start(ctx: Context, env: dict[str, str], name: str, index: int) -> ServerProcess:
+    """One server process on a free port, checked to be the one listening there: on a
+    machine where other suites start servers on free ports too, another may take the port
+    first (this one then fails to bind while the other answers its health check)."""
+    for attempt in range(3):
+        port = _free_port()
+        log = ctx.work / f"server-{name}-{index}.log"
+        with log.open("wb") as out:
+            profile = os.environ.get("FYNLO_BENCH_PROFILE_SERVERS")
+            prefix = (
+                ["-m", "cProfile", "-o", str(Path(profile) / f"server-{name}-{index}.prof")]
+                if profile
+                else []
+            )
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    *prefix,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    "server.app:app_from_env",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "warning",
+                    "--no-access-log",
+                    "--ws",
+                    "websockets-sansio",
+                    "--ws-per-message-deflate",
+                    "false",  # as server.serving.uvicorn_options
+                    "--ws-ping-interval",
+                    "0",
+                    "--timeout-keep-alive",
+                    "30",
+                ],
+                cwd=ctx.root,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        server = ServerProcess(f"http://127.0.0.1:{port}", port, proc, log)
+        try:
+            _wait_ready(server)
+        except RuntimeError:
+            server.stop()
+            if attempt == 2:
+                raise
+            continue
+        if _listens(proc.pid, port) is not False:
+            return server
+        server.stop()  # someone else's server holds the port: another port
+    raise RuntimeError(f"no free port for server {name}-{index} after 3 tries")
+
+
+def _listens(pid: int, port: int) -> bool | None:
+    """Whether process ``pid`` holds the listening socket of ``port`` (``None``: this
+    system has no ``/proc`` to tell)."""
+    inodes: set[str] = set()
+    try:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(FileNotFoundError), open(table) as f:
+                for line in list(f)[1:]:
+                    parts = line.split()
+                    if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(parts[9])
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    links = set()
+    for fd in fds:
+        with contextlib.suppress(OSError):  # closed meanwhile
+            links.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return any(f"socket:[{inode}]" in links for inode in inodes)
 
 
 def _wait_ready(server: ServerProcess, timeout: float = 30.0) -> None:
