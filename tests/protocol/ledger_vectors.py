@@ -18,7 +18,7 @@ from fynlo_sync.domains.payments.attempts import derive_money
 from fynlo_sync.domains.payments.ledger import posting_sets
 from fynlo_sync.engine import apply_op
 from fynlo_sync.hlc import pack, to_wire
-from fynlo_sync.ops import Op, Record
+from fynlo_sync.ops import Op, Record, Stamp
 from tests.payments.fixtures import order_with, payments_registry
 from tests.protocol.payments_vectors import settings_of
 
@@ -361,6 +361,82 @@ def ledger_vectors() -> list[dict[str, Any]]:
         )
         out.append(vector)
     _check(out)
+    return out + _post_vectors(out)
+
+
+def _post_vectors(sets_from: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``post`` command of the ``ledger`` collection (a set written once, balanced)."""
+    registry = payments_registry()
+    first = sets_from[0]["expect"][0]
+    good = {k: v for k, v in first.items() if k != "set_id"}
+    moved = [{**p} for p in good["postings"]]
+    moved[0]["amount"] -= 1
+    cases: list[tuple[str, bool, dict[str, Any], str]] = [
+        ("post: a balanced set is written as it is", False, good, "applied"),
+        ("post: a second post of a set id is refused", True, good, "posting-exists"),
+        ("post: entries that do not sum to 0", False, {**good, "postings": moved}, "unbalanced"),
+        ("post: no entries", False, {**good, "postings": []}, "invalid-argument"),
+        (
+            "post: a set without its day",
+            False,
+            {k: v for k, v in good.items() if k != "day"},
+            "invalid-argument",
+        ),
+        (
+            "post: an amount that is not an integer",
+            False,
+            {**good, "postings": [{**moved[0], "amount": "-1100"}, *good["postings"][1:]]},
+            "invalid-argument",
+        ),
+        (
+            "post: an entry without its kind",
+            False,
+            {**good, "postings": [{"account": "customer", "amount": 0}]},
+            "invalid-argument",
+        ),
+    ]
+    out = []
+    for n, (name, exists, args, outcome) in enumerate(cases, start=1):
+        existing = None
+        if exists:
+            existing = Record(
+                collection="ledger",
+                record_id=first["set_id"],
+                fields=good,
+                stamps={
+                    k: Stamp(hlc=to_wire(pack(T0, 0)), node_id="server", seq=1)
+                    for k in sorted(good)
+                },
+                version=1,
+            )
+        op = Op(
+            op_id=f"server-op-{n}",
+            node_id="server",
+            seq=n,
+            hlc=to_wire(pack(T0 + 10_000, 0)),
+            base_seq=0,
+            collection="ledger",
+            record_id=first["set_id"],
+            kind="command",
+            name="post",
+            args=args,
+        )
+        result = apply_op(existing, op, registry, 20 + n)
+        got = result.status if result.status == "applied" else result.reason
+        if got != outcome:
+            raise AssertionError(f"ledger {name!r}: {result}")
+        out.append(
+            {
+                "name": name,
+                "existing": None if existing is None else existing.fields,
+                "op": msgspec.to_builtins(op),
+                "expect": {
+                    "status": result.status,
+                    "reason": result.reason,
+                    "fields": None if result.record is None else result.record.fields,
+                },
+            }
+        )
     return out
 
 

@@ -20,7 +20,8 @@ from tests.protocol.payments_vectors import settings_of
 from tests.protocol.test_js_port import RUNNER, _node
 from tests.protocol.vectors import VECTOR_DIR, load
 
-LEDGER = load("ledger.json")
+LEDGER = [v for v in load("ledger.json") if "existing" not in v]
+POSTS = [v for v in load("ledger.json") if "existing" in v]
 
 
 @pytest.mark.parametrize("vector", LEDGER, ids=[v["name"] for v in LEDGER])
@@ -47,6 +48,29 @@ def test_ledger_vector(vector: dict[str, Any]) -> None:
         assert all(p["amount"] != 0 for p in s["postings"]), s["set_id"]
 
 
+@pytest.mark.parametrize("vector", POSTS, ids=[v["name"] for v in POSTS])
+def test_post_vector(vector: dict[str, Any]) -> None:
+    """The ``post`` command: the set written as it is, or refused with the reason."""
+    op = msgspec.convert(vector["op"], Op)
+    existing = None
+    if vector["existing"] is not None:
+        fields = vector["existing"]
+        existing = Record(
+            collection="ledger",
+            record_id=op.record_id,
+            fields=fields,
+            stamps={name: STAMP for name in fields},
+            version=1,
+        )
+    result = apply_op(existing, op, payments_registry(), 30)
+    got = {
+        "status": result.status,
+        "reason": result.reason,
+        "fields": None if result.record is None else result.record.fields,
+    }
+    assert got == vector["expect"]
+
+
 def test_ledger_vectors_cover_every_event() -> None:
     events = {s["event"] for v in LEDGER for s in v["expect"]}
     kinds = {p["kind"] for v in LEDGER for s in v["expect"] for p in s["postings"]}
@@ -54,6 +78,8 @@ def test_ledger_vectors_cover_every_event() -> None:
     assert events == {"capture", "refund", "reversal", "correction"}
     assert kinds == {"gross", "change", "processor_fee", "platform_fee", "tip", "net", "refund"}
     assert currencies == {"GBP", "USD"}
+    reasons = {v["expect"]["reason"] for v in POSTS}
+    assert reasons == {None, "posting-exists", "unbalanced", "invalid-argument"}
 
 
 def _run_altered(tmp_path: Path, vectors: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
@@ -67,8 +93,9 @@ def _run_altered(tmp_path: Path, vectors: list[dict[str, Any]]) -> subprocess.Co
 
 
 def test_the_javascript_port_fails_on_an_altered_ledger_vector(tmp_path: Path) -> None:
-    """Two alterations: a fee moved between the processor and the restaurant (still
-    balanced, but not the rule), and a tip changed alone (unbalanced)."""
+    """Three alterations: a fee moved between the processor and the restaurant (still
+    balanced, but not the rule), a tip changed alone (unbalanced), and an unbalanced post
+    expected to be written."""
     vectors = load("ledger.json")
     first, tie = vectors[0], vectors[4]
     moved = first["expect"][0]["postings"]
@@ -79,8 +106,11 @@ def test_the_javascript_port_fails_on_an_altered_ledger_vector(tmp_path: Path) -
     tip = next(p for p in vectors[1]["expect"][0]["postings"] if p["kind"] == "tip")
     tip["amount"] += 10
     assert tie["expect"][0]["postings"]  # left alone: still passes
+    unbalanced = next(v for v in vectors if v["name"] == "post: entries that do not sum to 0")
+    unbalanced["expect"] = {"status": "applied", "reason": None, "fields": unbalanced["op"]["args"]}
     done = _run_altered(tmp_path, vectors)
     assert done.returncode == 1, done.stdout
-    assert f"ledger.json: {len(vectors) - 2} passed, 2 failed" in done.stdout, done.stdout
+    assert f"ledger.json: {len(vectors) - 3} passed, 3 failed" in done.stdout, done.stdout
+    assert "FAIL ledger.json: post: entries that do not sum to 0: outcome" in done.stdout
     assert f"FAIL ledger.json: {first['name']}: posting sets" in done.stdout, done.stdout
     assert f"FAIL ledger.json: {vectors[1]['name']}: the vector's unbalanced sets" in done.stdout

@@ -96,4 +96,38 @@ function balance(sets) {
   return { unbalanced, byCurrency };
 }
 
-module.exports = { balance, postingSets, setId };
+class Rejected extends Error {
+  constructor(reason) {
+    super(reason);
+    this.reason = reason;
+  }
+}
+
+const FIELDS = ['event', 'order_id', 'attempt_id', 'method', 'currency', 'day', 'postings'];
+
+// The `post` command of the `ledger` collection (19.8), on the record's fields as this
+// replica has them (null: no record): the set's fields, or a Rejected. In this order: an
+// existing set (`posting-exists`), a malformed one (`invalid-argument`), then the sum.
+function post(existing, args) {
+  if (existing !== null) throw new Rejected('posting-exists');
+  if (args === null || typeof args !== 'object' || FIELDS.some((k) => !(k in args))) {
+    throw new Rejected('invalid-argument');
+  }
+  const list = args.postings;
+  if (!Array.isArray(list) || list.length === 0) throw new Rejected('invalid-argument');
+  const postings = list.map((p) => {
+    if (p === null || typeof p !== 'object' || !('account' in p && 'kind' in p && 'amount' in p)) {
+      throw new Rejected('invalid-argument');
+    }
+    if (typeof p.account !== 'string' || typeof p.kind !== 'string' || !Number.isInteger(p.amount)) {
+      throw new Rejected('invalid-argument');
+    }
+    return { account: p.account, kind: p.kind, amount: p.amount };
+  });
+  if (postings.reduce((sum, p) => sum + p.amount, 0) !== 0) throw new Rejected('unbalanced');
+  const fields = Object.fromEntries(FIELDS.map((k) => [k, args[k]]));
+  fields.postings = postings;
+  return fields;
+}
+
+module.exports = { Rejected, balance, post, postingSets, setId };

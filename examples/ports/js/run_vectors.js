@@ -490,6 +490,17 @@ for (const v of load('session_capture.json')) {
 const ledger = require('./ledger');
 for (const v of load('ledger.json')) {
   check('ledger.json', v.name, () => {
+    if (v.existing !== undefined) {
+      // The `post` command: written once, balanced, well formed.
+      let got;
+      try {
+        got = { status: 'applied', reason: null, fields: ledger.post(v.existing, v.op.args) };
+      } catch (exc) {
+        if (!(exc instanceof ledger.Rejected)) throw exc;
+        got = { status: 'rejected', reason: exc.reason, fields: null };
+      }
+      return assertEqual(canonical(got), canonical(v.expect), 'outcome');
+    }
     let fields = { ...v.order };
     const settings = pay.settingsFrom(v.settings);
     for (const op of v.ops) {
