@@ -287,7 +287,8 @@ def money_report(records: Iterable[Record]) -> dict[str, Any]:
         # flagged on the drawer (protocol 19.7): it is in the drawer, not in the payments.
         drawer_cash -= r.fields.get("unmatched") or 0
         drawers[r.record_id] = {
-            k: r.fields.get(k) for k in ("status", "float", "expected", "counted", "difference")
+            k: r.fields.get(k)
+            for k in ("status", "float", "expected", "counted", "difference", "unmatched")
         }
     adds_up = (
         not violations
