@@ -94,7 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
     # This process's lines too (with several workers, uvicorn's supervisor logs here); each
     # worker configures its own in server.app.app_from_env.
     configure_logging(settings.log_format, settings.log_level)
-    from server.serving import listeners, uvicorn_options
+    from server.serving import bind_public, listeners, uvicorn_options
 
     if settings.internal_port and settings.internal_port == args.port:
         print("fynlo serve: FYNLO_INTERNAL_PORT must differ from --port", file=sys.stderr)
@@ -110,7 +110,12 @@ def _serve(args: argparse.Namespace) -> int:
         **uvicorn_options(settings, workers=args.workers),
     )
     # Bound here (not by uvicorn.run): with FYNLO_INTERNAL_PORT there are two listeners.
-    sockets = listeners(settings, config.bind_socket())
+    try:
+        public = bind_public(args.host, args.port)
+    except OSError as exc:
+        print(f"fynlo serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    sockets = listeners(settings, public)
     from uvicorn.supervisors import Multiprocess
 
     with contextlib.suppress(KeyboardInterrupt):

@@ -8,6 +8,7 @@ ops.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from random import Random
 from typing import Annotated, Any, Literal
@@ -43,6 +44,8 @@ __all__ = ["ROUTES", "Runtime"]
 
 DeviceRequest = Request[Device, AccessToken, Any]
 
+_log = logging.getLogger("fynlo.server")
+
 
 class Runtime:
     """What the handlers share: built by ``create_app``; the lifespan opens ``backend_``.
@@ -69,6 +72,7 @@ class Runtime:
         self.effects: EffectWorker | None = None
         #: Pokes cross processes (Redis, LISTEN/NOTIFY), or stay in this one (memory).
         self.crosses = pokes_backend(settings) != "memory"
+        self._publishing: set[asyncio.Task[None]] = set()
         self.hub = PokeHub(
             channels if self.crosses else None,
             self._devices,
@@ -86,13 +90,25 @@ class Runtime:
         return self.backend_
 
     def notify(self, tenant: str, cursor: int) -> None:
-        """The tenant's feed moved to ``cursor``: poke its sockets in this process (on the
-        loop's next turn, not inside the push) and, when pokes cross processes, publish it
-        for the others (this process ignores its own echo: the cursor is not newer)."""
+        """The tenant's feed moved to ``cursor``: when pokes cross processes, publish it for
+        the others first (the publishing task's first step writes the command to Redis or
+        PostgreSQL before it waits for the answer), then poke the sockets of this process
+        on the loop's next turn (not inside the push), so the other processes' fan-out does
+        not wait for this one's. This process ignores its own echo (the cursor is not
+        newer)."""
         data = poke_bytes(cursor)
-        asyncio.get_running_loop().call_soon(self.hub.deliver, tenant, cursor, data.decode())
+        loop = asyncio.get_running_loop()
         if self.crosses:
-            self.channels.publish(data, channel_for(tenant))
+            task = loop.create_task(self._publish(data, channel_for(tenant)))
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
+        loop.call_soon(self.hub.deliver, tenant, cursor, data.decode())
+
+    async def _publish(self, data: bytes, channel: str) -> None:
+        try:
+            await self.channels.wait_published(data, channel)
+        except Exception:  # a lost poke costs latency, not data: terminals pull anyway
+            _log.warning("publishing a poke failed", exc_info=True)
 
     def tokens(self, grant: Grant) -> TokenResponse:
         assert self.auth is not None

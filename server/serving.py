@@ -39,6 +39,7 @@ ASGIApp = Callable[[Any, Any, Any], Any]
 __all__ = [
     "SECURITY_HEADERS",
     "GuardedH11Protocol",
+    "bind_public",
     "internal_guard",
     "listener_guard",
     "listeners",
@@ -116,6 +117,20 @@ def listener_guard(internal_port: int) -> Callable[[ASGIApp], ASGIApp]:
         return wrapped
 
     return middleware
+
+
+def bind_public(host: str, port: int) -> socket.socket:
+    """The public listening socket, made with ``IPPROTO_TCP``: asyncio sets TCP_NODELAY only
+    on sockets whose protocol says TCP, and the sockets accepted from uvicorn's own
+    ``Config.bind_socket`` (protocol 0) kept Nagle's algorithm on, so a poke written while the
+    previous one was unacknowledged, or a response's body after its head, waited for the
+    peer's delayed ACK (~40 ms)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
 
 
 def listeners(settings: Settings, public: socket.socket) -> list[socket.socket]:
