@@ -143,10 +143,20 @@ def test_the_ledger_collection_takes_a_set_once_and_only_balanced() -> None:
     registry = payments_registry()
     good = posting_sets("o-1", order_with({"a1": attempt_in("captured")}).fields)[0]
 
-    def post(fields: dict[str, Any], current: Any = None) -> Any:
-        op = mkop(1, "command", collection="ledger", record=good.set_id, name="post", args=fields)
+    def post(fields: dict[str, Any], current: Any = None, node: str = "server") -> Any:
+        op = mkop(
+            1,
+            "command",
+            node=node,
+            collection="ledger",
+            record=good.set_id,
+            name="post",
+            args=fields,
+        )
         return apply_op(current, op, registry, 3)
 
+    # Only the server posts: a terminal's balanced set under a capture's id is refused.
+    assert post(good.to_fields(), node="till-1").reason == "server-only"
     first = post(good.to_fields())
     assert first.status == "applied"
     assert post(good.to_fields(), first.record).reason == "posting-exists"
@@ -154,6 +164,7 @@ def test_the_ledger_collection_takes_a_set_once_and_only_balanced() -> None:
     bad["postings"] = [*bad["postings"], {"account": "x", "kind": "net", "amount": 1}]
     assert post(bad).reason == "unbalanced"
     assert post({"event": "capture"}).reason == "invalid-argument"
+    assert post({**good.to_fields(), "currency": 826}).reason == "invalid-argument"
     patch = mkop(2, "patch", collection="ledger", record=good.set_id, fields={"day": "x"})
     assert apply_op(first.record, patch, registry, 4).reason == "command-only-field"
 

@@ -394,9 +394,19 @@ def _post_vectors(sets_from: list[dict[str, Any]]) -> list[dict[str, Any]]:
             {**good, "postings": [{"account": "customer", "amount": 0}]},
             "invalid-argument",
         ),
+        (
+            "post: an event that is not a string",
+            False,
+            {**good, "event": 7},
+            "invalid-argument",
+        ),
     ]
+    # A terminal may not post: its set could take a capture's id before the server's.
+    by_terminal = ("post: a terminal's post is refused, even of a balanced set", good)
+    runs = [(name, exists, args, outcome, "server") for name, exists, args, outcome in cases]
+    runs.append((by_terminal[0], False, by_terminal[1], "server-only", "till-a"))
     out = []
-    for n, (name, exists, args, outcome) in enumerate(cases, start=1):
+    for n, (name, exists, args, outcome, node) in enumerate(runs, start=1):
         existing = None
         if exists:
             existing = Record(
@@ -410,8 +420,8 @@ def _post_vectors(sets_from: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 version=1,
             )
         op = Op(
-            op_id=f"server-op-{n}",
-            node_id="server",
+            op_id=f"{node}-op-{n}",
+            node_id=node,
             seq=n,
             hlc=to_wire(pack(T0 + 10_000, 0)),
             base_seq=0,

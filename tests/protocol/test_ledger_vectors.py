@@ -79,7 +79,7 @@ def test_ledger_vectors_cover_every_event() -> None:
     assert kinds == {"gross", "change", "processor_fee", "platform_fee", "tip", "net", "refund"}
     assert currencies == {"GBP", "USD"}
     reasons = {v["expect"]["reason"] for v in POSTS}
-    assert reasons == {None, "posting-exists", "unbalanced", "invalid-argument"}
+    assert reasons == {None, "server-only", "posting-exists", "unbalanced", "invalid-argument"}
 
 
 def _run_altered(tmp_path: Path, vectors: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:

@@ -106,13 +106,18 @@ class Rejected extends Error {
 const FIELDS = ['event', 'order_id', 'attempt_id', 'method', 'currency', 'day', 'postings'];
 
 // The `post` command of the `ledger` collection (19.8), on the record's fields as this
-// replica has them (null: no record): the set's fields, or a Rejected. In this order: an
-// existing set (`posting-exists`), a malformed one (`invalid-argument`), then the sum.
-function post(existing, args) {
+// replica has them (null: no record), by the op's node: the set's fields, or a Rejected.
+// In this order: an author other than `server` (`server-only`), an existing set
+// (`posting-exists`), a malformed one (`invalid-argument`), then the sum.
+const TEXT_FIELDS = FIELDS.filter((k) => k !== 'postings');
+
+function post(existing, args, nodeId) {
+  if (nodeId !== 'server') throw new Rejected('server-only');
   if (existing !== null) throw new Rejected('posting-exists');
   if (args === null || typeof args !== 'object' || FIELDS.some((k) => !(k in args))) {
     throw new Rejected('invalid-argument');
   }
+  if (TEXT_FIELDS.some((k) => typeof args[k] !== 'string')) throw new Rejected('invalid-argument');
   const list = args.postings;
   if (!Array.isArray(list) || list.length === 0) throw new Rejected('invalid-argument');
   const postings = list.map((p) => {

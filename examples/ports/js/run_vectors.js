@@ -494,7 +494,7 @@ for (const v of load('ledger.json')) {
       // The `post` command: written once, balanced, well formed.
       let got;
       try {
-        got = { status: 'applied', reason: null, fields: ledger.post(v.existing, v.op.args) };
+        got = { status: 'applied', reason: null, fields: ledger.post(v.existing, v.op.args, v.op.node_id) };
       } catch (exc) {
         if (!(exc instanceof ledger.Rejected)) throw exc;
         got = { status: 'rejected', reason: exc.reason, fields: null };

@@ -38,7 +38,7 @@ from fynlo_sync.domains.payments.attempts import fee_corrections
 from fynlo_sync.domains.payments.states import SETTLED_STATES
 from fynlo_sync.errors import RejectedOpError
 from fynlo_sync.ops import Record
-from fynlo_sync.plugins import Collection, CommandContext, Field
+from fynlo_sync.plugins import SERVER_NODE, Collection, CommandContext, Field
 
 __all__ = [
     "LEDGER",
@@ -240,7 +240,11 @@ def unbalanced(sets: Iterable[PostingSet]) -> list[str]:
 
 
 def _post(ctx: CommandContext) -> dict[str, Any]:
-    """``post``: write a posting set once. The args are the set's fields."""
+    """``post``: write a posting set once (the server only). The args are the set's fields."""
+    if ctx.op.node_id != SERVER_NODE:
+        # A terminal's set could take the id of a capture's set before the server posts
+        # it, and the server's own would then be refused ``posting-exists``.
+        raise RejectedOpError("only the server posts to the ledger", reason="server-only")
     if ctx.record is not None:
         raise RejectedOpError(
             "a posting set is immutable; post a correction", reason="posting-exists"
@@ -249,6 +253,19 @@ def _post(ctx: CommandContext) -> dict[str, Any]:
         candidate = from_fields(ctx.op.record_id, ctx.args)
     except (KeyError, TypeError) as exc:
         raise RejectedOpError(f"not a posting set: {exc}", reason="invalid-argument") from None
+    texts = (
+        candidate.event,
+        candidate.order_id,
+        candidate.attempt_id,
+        candidate.method,
+        candidate.currency,
+        candidate.day,
+    )
+    if any(type(text) is not str for text in texts):
+        raise RejectedOpError(
+            "event, order_id, attempt_id, method, currency and day must be strings",
+            reason="invalid-argument",
+        )
     bad = [
         p
         for p in candidate.postings
