@@ -536,6 +536,7 @@ def plan_push(
         node_id=batch.node_id, high_water=high_water, cursor=cursor, received_ms=received_ms
     )
     working: dict[Key, Record] = dict(rows)
+    policy = registry.actor_policy
     for op in batch.ops:
         if op.seq <= high_water:
             first = prior.get(op.seq)
@@ -576,7 +577,7 @@ def plan_push(
             registry,
             plan.cursor + 1,
             received_ms=received_ms,
-            actor=_actor_of(op, registry, working),
+            actor=None if policy is None else _actor_of(op, registry, working),
             limits=limits,
             client_address=client_address,
         )
@@ -587,7 +588,7 @@ def plan_push(
             reason=result.reason,
             detail=result.detail,
             conflict_id=None if result.conflict is None else result.conflict.conflict_id,
-            actor=UNSET if op.actor_id is None else op.actor_id,
+            actor=UNSET if (actor_id := op.actor_id) is None else actor_id,
         )
         if result.record is not None:
             plan.cursor += 1

@@ -320,19 +320,20 @@ class Collection:
                 )
 
 
+#: The Python type of each field type's values (``any``: every value).
+_TYPES: dict[str, type | None] = {
+    "any": None,
+    "int": int,
+    "money": int,
+    "str": str,
+    "bool": bool,
+    "list": list,
+}
+
+
 def _type_ok(kind: FieldType, value: Any) -> bool:
-    t = type(value)
-    if kind == "any":
-        return True
-    if kind in ("int", "money"):
-        return t is int
-    if kind == "str":
-        return t is str
-    if kind == "bool":
-        return t is bool
-    if kind == "list":
-        return t is list
-    return t is dict
+    want = _TYPES.get(kind, dict)
+    return want is None or type(value) is want
 
 
 @dataclass(frozen=True, slots=True)
