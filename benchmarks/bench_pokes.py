@@ -221,7 +221,7 @@ def _figures(arm: _Arm, reports: dict[int, str], sockets: int, rounds: int) -> d
                 per_round[cursor] = max(per_round.get(cursor, 0.0), ms)
     # The fan-out alone: from the round's first poke received (the fan-out had begun) to
     # each socket's, leaving out what came before it (for our server, the push itself).
-    spread = [(ns - min(st)) / 1e6 for st in stamps_of.values() for ns in st]
+    spread = [(ns - first) / 1e6 for st in stamps_of.values() for first in (min(st),) for ns in st]
     expected = sockets * rounds
     if len(latencies) != expected:
         raise RuntimeError(f"{arm.label}: {len(latencies)} pokes arrived, {expected} expected")
@@ -424,7 +424,7 @@ def run_pokes_big(ctx: Context) -> list[Result]:
     need_server()
     redis_url = need_redis(ctx)
     sockets = ctx.scale.ws_big_clients
-    open_files_for(2 * sockets)  # both arms' client sockets are open at once
+    open_files_for(sockets)  # the most one process holds: the bare server, every socket
     with ExitStack() as stack:
         admin = need_postgres(ctx)
         database = stack.enter_context(postgres_database(admin, "pokesbig"))
