@@ -32,51 +32,45 @@ LONG_REFUND = "r-" + "x" * 118
 US = {"country": "US", "fee_bearer": "restaurant", "surcharge_bp": 0, "consumer": True}
 US_SURCHARGE = {"country": "US", "fee_bearer": "customer", "surcharge_bp": 250, "consumer": True}
 
+Step = tuple[int, str, dict[str, Any]]
+
+
+def _paid(
+    method: str,
+    amount: int,
+    tip: int,
+    *,
+    attempt: str = "a1",
+    capture: dict[str, Any] | None = None,
+    **start: Any,
+) -> list[Step]:
+    """An attempt started, submitted, authorised and captured (``capture``: its extra args)."""
+    return [
+        (
+            0,
+            "start",
+            {"attempt_id": attempt, "method": method, "amount": amount, "tip": tip, **start},
+        ),
+        (500, "submit", {"attempt_id": attempt, "provider_ref": f"pi_{attempt}"}),
+        (1000, "authorise", {"attempt_id": attempt}),
+        (2000, "capture", {"attempt_id": attempt, **(capture or {})}),
+    ]
+
+
 #: (name, order total, settings or None, [(offset ms, command, args)]). The order is
 #: ``o-1`` of tests.payments.fixtures (one served line) with its total set to ``total``.
-Step = tuple[int, str, dict[str, Any]]
 SCENARIOS: list[tuple[str, int, dict[str, Any] | None, list[Step]]] = [
     (
         "card capture: gross, both fees, the tip passed through to its employee, the net",
         1000,
         None,
-        [
-            (
-                0,
-                "start",
-                {
-                    "attempt_id": "a1",
-                    "method": "card",
-                    "amount": 1000,
-                    "tip": 100,
-                    "employee": "emp-1",
-                },
-            ),
-            (500, "submit", {"attempt_id": "a1", "provider_ref": "pi_a1"}),
-            (1000, "authorise", {"attempt_id": "a1"}),
-            (2000, "capture", {"attempt_id": "a1"}),
-        ],
+        _paid("card", 1000, 100, employee="emp-1"),
     ),
     (
         "a tip added at capture replaces the authorised one (fees on the non-tip part)",
         1000,
         None,
-        [
-            (
-                0,
-                "start",
-                {
-                    "attempt_id": "a1",
-                    "method": "card",
-                    "amount": 1000,
-                    "tip": 200,
-                    "employee": "emp-2",
-                },
-            ),
-            (500, "submit", {"attempt_id": "a1", "provider_ref": "pi_a1"}),
-            (1000, "authorise", {"attempt_id": "a1"}),
-            (2000, "capture", {"attempt_id": "a1", "tip": 150}),
-        ],
+        _paid("card", 1000, 200, employee="emp-2", capture={"tip": 150}),
     ),
     (
         "cash with change: the change goes back to the customer, no processing fee",
@@ -94,75 +88,32 @@ SCENARIOS: list[tuple[str, int, dict[str, Any] | None, list[Step]]] = [
         "half-up rounding of the fees: 150 bp of 250 is 3.75 -> 4, 100 bp of 250 is 2.5 -> 3",
         250,
         None,
-        [
-            (0, "start", {"attempt_id": "a1", "method": "card", "amount": 250, "tip": 0}),
-            (500, "submit", {"attempt_id": "a1", "provider_ref": "pi_a1"}),
-            (1000, "authorise", {"attempt_id": "a1"}),
-            (2000, "capture", {"attempt_id": "a1"}),
-        ],
+        _paid("card", 250, 0),
     ),
     (
         "open banking: 20 bp of 1010 is 2.02 -> 2, platform 100 bp is 10.1 -> 10",
         1010,
         None,
-        [
-            (0, "start", {"attempt_id": "a1", "method": "open_banking", "amount": 1010, "tip": 0}),
-            (500, "submit", {"attempt_id": "a1", "provider_ref": "pi_a1"}),
-            (1000, "authorise", {"attempt_id": "a1"}),
-            (2000, "capture", {"attempt_id": "a1"}),
-        ],
+        _paid("open_banking", 1010, 0),
     ),
     (
         "USD card in the US: 290 bp of 500 is 14.5 -> 15 (half-up) + 30; its own currency",
         500,
         US,
-        [
-            (
-                0,
-                "start",
-                {
-                    "attempt_id": "a1",
-                    "method": "card",
-                    "amount": 500,
-                    "tip": 50,
-                    "employee": "emp-1",
-                },
-            ),
-            (500, "submit", {"attempt_id": "a1", "provider_ref": "pi_a1"}),
-            (1000, "authorise", {"attempt_id": "a1"}),
-            (2000, "capture", {"attempt_id": "a1"}),
-        ],
+        _paid("card", 500, 50, employee="emp-1"),
     ),
     (
         "the processor's actual fee at capture replaces the estimate",
         1000,
         None,
-        [
-            (0, "start", {"attempt_id": "a1", "method": "apple_pay", "amount": 1000, "tip": 0}),
-            (500, "submit", {"attempt_id": "a1", "provider_ref": "pi_a1"}),
-            (1000, "authorise", {"attempt_id": "a1"}),
-            (2000, "capture", {"attempt_id": "a1", "processing_fee": 31}),
-        ],
+        _paid("apple_pay", 1000, 0, capture={"processing_fee": 31}),
     ),
     (
         "refunds: each is its own set, customer +R, restaurant -R; fees are not returned",
         1000,
         None,
         [
-            (
-                0,
-                "start",
-                {
-                    "attempt_id": "a1",
-                    "method": "card",
-                    "amount": 1000,
-                    "tip": 100,
-                    "employee": "emp-1",
-                },
-            ),
-            (500, "submit", {"attempt_id": "a1", "provider_ref": "pi_a1"}),
-            (1000, "authorise", {"attempt_id": "a1"}),
-            (2000, "capture", {"attempt_id": "a1"}),
+            *_paid("card", 1000, 100, employee="emp-1"),
             (DAY_MS, "refund", {"attempt_id": "a1", "refund_id": "r1", "amount": 300}),
             (2 * DAY_MS, "refund", {"attempt_id": "a1", "refund_id": "r2", "amount": 800}),
         ],
@@ -181,10 +132,7 @@ SCENARIOS: list[tuple[str, int, dict[str, Any] | None, list[Step]]] = [
         1000,
         None,
         [
-            (0, "start", {"attempt_id": "a1", "method": "card", "amount": 1000, "tip": 0}),
-            (500, "submit", {"attempt_id": "a1", "provider_ref": "pi_a1"}),
-            (1000, "authorise", {"attempt_id": "a1"}),
-            (2000, "capture", {"attempt_id": "a1"}),
+            *_paid("card", 1000, 0),
             (
                 DAY_MS,
                 "fee_correction",
@@ -202,20 +150,7 @@ SCENARIOS: list[tuple[str, int, dict[str, Any] | None, list[Step]]] = [
         1000,
         None,
         [
-            (
-                0,
-                "start",
-                {
-                    "attempt_id": "a1",
-                    "method": "card",
-                    "amount": 1000,
-                    "tip": 100,
-                    "employee": "emp-3",
-                },
-            ),
-            (500, "submit", {"attempt_id": "a1", "provider_ref": "pi_a1"}),
-            (1000, "authorise", {"attempt_id": "a1"}),
-            (2000, "capture", {"attempt_id": "a1"}),
+            *_paid("card", 1000, 100, employee="emp-3"),
             (
                 DAY_MS,
                 "fee_correction",
@@ -229,10 +164,7 @@ SCENARIOS: list[tuple[str, int, dict[str, Any] | None, list[Step]]] = [
         1000,
         None,
         [
-            (0, "start", {"attempt_id": "b2", "method": "card", "amount": 600, "tip": 0}),
-            (500, "submit", {"attempt_id": "b2", "provider_ref": "pi_b2"}),
-            (1000, "authorise", {"attempt_id": "b2"}),
-            (2000, "capture", {"attempt_id": "b2"}),
+            *_paid("card", 600, 0, attempt="b2"),
             (
                 3000,
                 "cash",
@@ -250,22 +182,7 @@ SCENARIOS: list[tuple[str, int, dict[str, Any] | None, list[Step]]] = [
         "a customer-paid surcharge is captured with the amount and stays in the restaurant's net",
         1000,
         US_SURCHARGE,
-        [
-            (
-                0,
-                "start",
-                {
-                    "attempt_id": "a1",
-                    "method": "card",
-                    "amount": 1000,
-                    "tip": 0,
-                    "funding": "credit",
-                },
-            ),
-            (500, "submit", {"attempt_id": "a1", "provider_ref": "pi_a1"}),
-            (1000, "authorise", {"attempt_id": "a1"}),
-            (2000, "capture", {"attempt_id": "a1"}),
-        ],
+        _paid("card", 1000, 0, funding="credit"),
     ),
     (
         "an overpayment refunded: the whole capture posts, the refund of what was due is a refund",
