@@ -594,6 +594,13 @@ class DomainPlugin:
             return cls()
         return cls(settings=load_settings(cls.settings_model, settings_prefix(cls.name), environ))
 
+    def joined(self, names: frozenset[str]) -> DomainPlugin:
+        """The plugin as it runs in a registry with the plugins ``names`` (its own name
+        among them): a plugin whose default depends on another plugin being loaded
+        returns a copy that decided it (the payments plugin's ``card_results: auto``).
+        Default: itself. Must not change ``self``: one instance may join two registries."""
+        return self
+
     def invariants(self) -> Iterable[Invariant]:
         """Pure rules over the tenant's records (see :class:`Invariant`)."""
         return ()
@@ -668,7 +675,9 @@ class Registry:
     def __init__(
         self, plugins: Iterable[DomainPlugin] = (), strategies: Iterable[Strategy] = ()
     ) -> None:
-        self.plugins: tuple[DomainPlugin, ...] = tuple(plugins)
+        given = tuple(plugins)
+        loaded = frozenset(p.name for p in given)
+        self.plugins: tuple[DomainPlugin, ...] = tuple(p.joined(loaded) for p in given)
         self._collections: dict[str, Collection] = {CONFLICTS: _CONFLICTS_COLLECTION}
         self._strategies: dict[str, Strategy] = {}
         self.actor_policy: ActorPolicy | None = None

@@ -100,7 +100,7 @@ def payments_state_vectors() -> list[dict[str, Any]]:
                 }
             )
     assert len(out) == 121 and sum(v["allowed"] for v in out) == 24
-    return out + _rule_vectors(registry) + _surcharge_vectors()
+    return out + _rule_vectors(registry) + _surcharge_vectors() + _card_results_vectors()
 
 
 LATE_REFUND = "rule: a refund the server receives over 120000 ms after its HLC was made offline"
@@ -308,16 +308,145 @@ def _rule_vectors(registry: Any) -> list[dict[str, Any]]:
     return out
 
 
+#: The tenant settings a vector's ``settings`` member may name (19.9), each over its default.
+SETTINGS_MEMBERS = ("country", "fee_bearer", "surcharge_bp", "consumer", "card_results")
+
+
 def settings_of(member: dict[str, Any] | None) -> PaymentsSettings | None:
     """The tenant settings a vector's ``settings`` member names (``None``: the defaults)."""
     if member is None:
         return None
-    return PaymentsSettings(
-        country=member["country"],
-        fee_bearer=member["fee_bearer"],
-        surcharge_bp=member["surcharge_bp"],
-        consumer=member["consumer"],
-    )
+    unknown = set(member) - set(SETTINGS_MEMBERS)
+    assert not unknown, f"unknown settings {sorted(unknown)}"
+    return PaymentsSettings(**{k: member[k] for k in SETTINGS_MEMBERS if k in member})
+
+
+def _card_results_vectors() -> list[dict[str, Any]]:
+    """``card_results: server`` (19.4): only node ``server`` reports what a provider did for
+    a card, open banking or Apple Pay attempt; a terminal still cancels and refunds."""
+    member = {"card_results": "server"}
+    registry = payments_registry(settings_of(member))
+    held = order_with({"a1": attempt_in("authorised")})
+    paid = order_with({"a1": attempt_in("captured")})
+    bank = order_with({"a1": attempt_in("captured", method="open_banking")})
+    cases: list[tuple[str, Any, str, dict[str, Any], str, str | None]] = [
+        (
+            "rule: card_results server: a terminal's capture of a card is refused",
+            held,
+            "capture",
+            {"attempt_id": "a1"},
+            "till-b",
+            "server-only",
+        ),
+        (
+            "rule: card_results server: the server's capture of a card applies",
+            held,
+            "capture",
+            {"attempt_id": "a1", "provider_ref": "pi_1"},
+            SERVER_NODE,
+            None,
+        ),
+        (
+            "rule: card_results server: a terminal's authorisation of a card is refused",
+            order_with({"a1": attempt_in("pending")}),
+            "authorise",
+            {"attempt_id": "a1"},
+            "till-b",
+            "server-only",
+        ),
+        (
+            "rule: card_results server: a terminal's reversal of a bank payment is refused",
+            bank,
+            "reverse",
+            {"attempt_id": "a1", "reason": "payment_returned"},
+            "till-b",
+            "server-only",
+        ),
+        (
+            "rule: card_results server: a terminal's fee correction of a card is refused",
+            paid,
+            "fee_correction",
+            {"attempt_id": "a1", "correction_id": "bt_1", "processing_fee": 38},
+            "till-b",
+            "server-only",
+        ),
+        (
+            "rule: card_results server: the state table comes first (capture of a created card)",
+            order_with({"a1": attempt_in("created")}),
+            "capture",
+            {"attempt_id": "a1"},
+            "till-b",
+            "illegal-transition",
+        ),
+        (
+            "rule: card_results server: a terminal cancels a card before authorisation",
+            order_with({"a1": attempt_in("pending")}),
+            "cancel",
+            {"attempt_id": "a1", "reason": "requested_by_customer"},
+            "till-b",
+            None,
+        ),
+        (
+            "rule: card_results server: a terminal records a card refund",
+            paid,
+            "refund",
+            {"attempt_id": "a1", "refund_id": "r9", "amount": 100},
+            "till-b",
+            None,
+        ),
+        (
+            "rule: card_results server: cash is the terminal's own (its fee corrected)",
+            order_with({"a1": attempt_in("captured", method="cash")}),
+            "fee_correction",
+            {"attempt_id": "a1", "correction_id": "c1", "processing_fee": 5},
+            "till-b",
+            None,
+        ),
+    ]
+    out = []
+    for k, (name, row, command, args, node, reason) in enumerate(cases):
+        attempt_id = args["attempt_id"]
+        state = row.fields["payments"][attempt_id]["state"]
+        op = Op(
+            op_id=f"{node}-op-{80 + k}",
+            node_id=node,
+            seq=80 + k,
+            hlc=to_wire(pack(T0 + 9_000 + k, 0)),
+            base_seq=4,
+            collection="orders",
+            record_id="o-1",
+            kind="command",
+            name=f"payment_{command}",
+            args=args,
+        )
+        result = apply_op(row, op, registry, SEQ)
+        assert (result.status, result.reason) == (
+            ("applied", None) if reason is None else ("rejected", reason)
+        ), (name, result)
+        if reason == "server-only":
+            # The same op from a terminal, in terminal mode, applies.
+            assert apply_op(row, op, payments_registry(), SEQ).status == "applied", name
+        out.append(
+            {
+                "name": name,
+                "settings": member,
+                "state": state,
+                "command": command,
+                "allowed": next_state(state, command) is not None,
+                "next": None
+                if result.record is None
+                else result.record.fields["payments"][attempt_id]["state"],
+                "record": msgspec.to_builtins(row),
+                "op": msgspec.to_builtins(op),
+                "seq": SEQ,
+                "expect": {
+                    "status": result.status,
+                    "reason": result.reason,
+                    "record": None if result.record is None else msgspec.to_builtins(result.record),
+                },
+            }
+        )
+    return out
 
 
 def _surcharge_vectors() -> list[dict[str, Any]]:

@@ -233,3 +233,78 @@ def test_the_order_and_the_ledger_split_a_tip_added_after_authorisation(
         "tip": 400,
         "net": 3650 - 69 - 33 - 400,
     }
+
+
+def _rogue_till(world: PayWorld) -> Any:
+    """A till whose payments plugin lets terminals report card results (``card_results:
+    terminal``): a buggy or malicious one, enrolled in the same tenant as the others."""
+    import time
+
+    import conflict
+    from fynlo_sync.client import Terminal
+    from fynlo_sync.domains.orders import OrdersPlugin
+    from fynlo_sync.domains.payments.plugin import PaymentsPlugin
+    from fynlo_sync.domains.payments.providers.plugin import ProvidersPlugin
+    from fynlo_sync.domains.payments.settings import PaymentsSettings
+    from fynlo_sync.store.sqlite import SqliteTerminalStore
+    from fynlo_sync.transport.http import HttpTransport
+    from server import admin
+
+    providers = world.registry.plugin("providers")
+    assert isinstance(providers, ProvidersPlugin)
+    payments = PaymentsPlugin(PaymentsSettings(card_results="terminal"))
+    registry = conflict.registry([OrdersPlugin(), payments, providers])
+    code = admin.enroll_device(world.settings, world.tenant).enrollment_code
+    link = HttpTransport.enroll(world.url, code)
+    folder = world.world.folder
+    return Terminal(
+        SqliteTerminalStore(folder / f"rogue-{link.node_id}.db", link.node_id),
+        registry,
+        link,
+        wall=lambda: time.time_ns() // 1_000_000,
+    )
+
+
+def test_a_terminal_cannot_capture_a_card_only_the_providers_report_can(
+    paid_world: PayWorld,
+) -> None:
+    """With the providers plugin, a card attempt's capture reaches the order only as the
+    server's op (``card_results: server``, protocol 19.4): a terminal's ``payment_capture``
+    is refused ``server-only``, locally by a till running the same plugins, and on push
+    for one that does not; the capture the effect authors from Stripe's answer applies."""
+    terminal, order_id = order_with_lines(paid_world)  # 3250 due
+    body = {"order_id": order_id, "payment_method": "pm_card_visa", "capture": "manual"}
+    attempt_id = terminal.transport.post(CARD, {**body, "tip": 0})["attempt_id"]
+    _status(terminal, attempt_id, "authorized")
+    held = terminal.get("orders", order_id).fields["payments"][attempt_id]
+    assert (held["state"], held["method"]) == ("authorised", "card")
+    capture = {"attempt_id": attempt_id}
+
+    with pytest.raises(RejectedOpError) as refused:
+        terminal.command("orders", order_id, "payment_capture", capture)
+    assert refused.value.extra["reason"] == "server-only"
+
+    rogue = _rogue_till(paid_world)
+    rogue.sync()
+    rogue.command("orders", order_id, "payment_capture", capture)
+    assert rogue.get("orders", order_id).fields["payments"][attempt_id]["state"] == "captured"
+    rogue.sync()
+    outcome = next(o for o in rogue.outcomes() if o.status == "rejected")
+    assert (outcome.reason, rogue.pending()) == ("server-only", [])
+    order = rogue.get("orders", order_id)
+    assert order.fields["payments"][attempt_id]["state"] == "authorised"  # rebased away
+    assert order.fields["balance_due"] == 3250
+
+    # The real capture: the session's command, the effect, Stripe's answer, the server's op.
+    terminal.command("payment_sessions", attempt_id, "capture", {"tip": 0})
+    terminal.sync()
+
+    def captured() -> Any:
+        rogue.sync()
+        found = rogue.get("orders", order_id)
+        return found if found.fields["payments"][attempt_id]["state"] == "captured" else None
+
+    order = wait_until(captured, what="the server's capture")
+    a = order.fields["payments"][attempt_id]
+    assert (a["captured"], order.fields["balance_due"]) == (3250, 0)
+    assert order.stamps["payments"].node_id == "server"

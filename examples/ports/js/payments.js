@@ -170,13 +170,32 @@ const SURCHARGE_RULES = [
 const DEFAULTS = {
   country: 'GB', rates: SEED_RATES, tipsEnabled: true, tipRounding: 'half-up',
   feeBearer: 'restaurant', surchargeBp: 0, consumer: true, surchargeRules: SURCHARGE_RULES,
-  refundLimit: 5000, offlineLimit: 10000, offlineAfterMs: 120000,
+  refundLimit: 5000, offlineLimit: 10000, offlineAfterMs: 120000, cardResults: 'terminal',
 };
-// A vector's `settings` member (19.9) over the defaults.
-const settingsFrom = (member) => (member === undefined || member === null ? DEFAULTS : {
-  ...DEFAULTS, country: member.country, feeBearer: member.fee_bearer,
-  surchargeBp: member.surcharge_bp, consumer: member.consumer,
-});
+// A vector's `settings` member (19.9): each setting it names over its default.
+const SETTING_NAMES = {
+  country: 'country', fee_bearer: 'feeBearer', surcharge_bp: 'surchargeBp', consumer: 'consumer',
+  card_results: 'cardResults',
+};
+const settingsFrom = (member) => {
+  if (member === undefined || member === null) return DEFAULTS;
+  const out = { ...DEFAULTS };
+  for (const [name, value] of Object.entries(member)) {
+    if (!(name in SETTING_NAMES)) throw new Error(`unknown setting ${name}`);
+    out[SETTING_NAMES[name]] = value;
+  }
+  return out;
+};
+// 19.4: what a provider did for a card, open banking or Apple Pay attempt; with
+// card_results `server` only node `server` reports it.
+const PROVIDER_STATE = ['submit', 'require_action', 'authorise', 'capture', 'expire', 'reverse',
+  'fee_correction'];
+const reported = (settings, command, attempt, op) => {
+  if (settings.cardResults === 'server' && PROVIDER_STATE.includes(command)
+      && attempt.method !== 'cash' && op.node_id !== 'server') {
+    throw new Rejected('server-only');
+  }
+};
 
 const STATES = ['created', 'pending', 'requires_action', 'authorised', 'captured', 'failed',
   'cancelled', 'expired', 'refunded_partial', 'refunded'];
@@ -269,6 +288,7 @@ function paymentCommand(order, command, args, op, settings = DEFAULTS, receivedM
     // 19.4: not in the state table; the ledger posts the difference (19.8).
     const correctionId = str(args, 'correction_id', true);
     if (found === undefined || !SETTLED.includes(found.state)) throw new Rejected('not-captured');
+    reported(settings, command, found, op);
     const actual = int(args, 'processing_fee', 0);
     const corrections = { ...(found.fee_corrections || {}) };
     if (corrections[correctionId] !== undefined) throw new Rejected('duplicate-correction');
@@ -281,6 +301,7 @@ function paymentCommand(order, command, args, op, settings = DEFAULTS, receivedM
   const target = nextAttemptState(found === undefined ? null : found.state, command);
   if (target === null) throw new Rejected('illegal-transition');
   const a = found === undefined ? {} : JSON.parse(JSON.stringify(found));
+  if (command !== 'reverse') reported(settings, command, a, op); // reverse: cash first
   const put = (attempt) => ({ payments: { ...attempts, [attemptId]: attempt } });
 
   const fresh = (method, amount, tip) => {
@@ -398,6 +419,7 @@ function paymentCommand(order, command, args, op, settings = DEFAULTS, receivedM
   if (command === 'reverse') {
     // A late failure (19.4): the capture is undone, any refund-due entry goes.
     if (a.method === 'cash') throw new Rejected('cash-not-reversible');
+    reported(settings, command, a, op);
     const ref = str(args, 'provider_ref', false);
     if (ref !== null) a.provider_ref = ref;
     a.failure_reason = str(args, 'reason', false);

@@ -40,6 +40,7 @@ __all__ = [
     "guard",
     "offline",
     "PAYMENT_COMMANDS",
+    "PROVIDER_STATE_COMMANDS",
     "attempt_net",
     "commands",
     "derive_money",
@@ -65,6 +66,22 @@ PAYMENT_COMMANDS: Final = {
 
 #: Payment commands outside the state table (they do not move an attempt's state).
 FEE_CORRECTION: Final = "payment_fee_correction"
+
+#: The commands that report what a card, open banking or Apple Pay attempt's provider did
+#: (money held, taken, taken back, its fee). With ``card_results: server`` only node
+#: ``server`` sends them for such an attempt (section 19.4): a terminal starts, cancels,
+#: fails and refunds, and cannot mark money taken that no provider took.
+PROVIDER_STATE_COMMANDS: Final = frozenset(
+    {
+        "payment_submit",
+        "payment_require_action",
+        "payment_authorise",
+        "payment_capture",
+        "payment_expire",
+        "payment_reverse",
+        FEE_CORRECTION,
+    }
+)
 
 ORDER_FIELDS: Final = {
     "payments": Field("object", kind="map", command_only=True),
@@ -190,6 +207,23 @@ def _attempt(ctx: CommandContext, command: str) -> tuple[str, dict[str, Any], st
             command=command,
         )
     return attempt_id, dict(found or {}), target
+
+
+def _reported(ctx: CommandContext, settings: PaymentsSettings, attempt: Mapping[str, Any]) -> None:
+    """With ``card_results: server``, refuse a provider-state command for a non-cash
+    attempt unless the server made it (``server-only``)."""
+    if (
+        settings.card_results == "server"
+        and ctx.op.name in PROVIDER_STATE_COMMANDS
+        and attempt.get("method") != "cash"
+        and ctx.op.node_id != SERVER_NODE
+    ):
+        raise _reject(
+            "server-only",
+            f"a {attempt.get('method')} attempt's provider state is reported by the server "
+            "(card_results: server): a terminal cannot mark it",
+            method=attempt.get("method"),
+        )
 
 
 def _put(ctx: CommandContext, attempt_id: str, attempt: dict[str, Any]) -> dict[str, Any]:
@@ -395,6 +429,7 @@ def commands(settings: PaymentsSettings) -> dict[str, Command]:
     def step(command: str, *, reason: bool = False) -> Command:
         def run(ctx: CommandContext) -> dict[str, Any]:
             attempt_id, attempt, target = _attempt(ctx, command)
+            _reported(ctx, settings, attempt)
             ref = _str(ctx, "provider_ref", required=False)
             if ref is not None:
                 attempt["provider_ref"] = ref
@@ -410,6 +445,7 @@ def commands(settings: PaymentsSettings) -> dict[str, Command]:
 
     def capture(ctx: CommandContext) -> dict[str, Any]:
         attempt_id, attempt, _ = _attempt(ctx, "capture")
+        _reported(ctx, settings, attempt)
         charged = attempt["amount"] + attempt["tip"] + attempt["surcharge"]
         # A tip added after authorisation (a card held, the tip written on the slip)
         # replaces the one authorised; it must fit in what was authorised.
@@ -488,6 +524,7 @@ def commands(settings: PaymentsSettings) -> dict[str, Command]:
             raise _reject(
                 "cash-not-reversible", "cash taken is not reversed: refund it from the drawer"
             )
+        _reported(ctx, settings, attempt)
         ref = _str(ctx, "provider_ref", required=False)
         if ref is not None:
             attempt["provider_ref"] = ref
@@ -515,6 +552,7 @@ def commands(settings: PaymentsSettings) -> dict[str, Command]:
                 f"attempt {attempt_id!r} holds no captured payment to correct a fee of",
                 state=None if found is None else found["state"],
             )
+        _reported(ctx, settings, found)
         actual = _int(ctx, "processing_fee")
         attempt = dict(found)
         corrections = dict(attempt.get("fee_corrections") or {})

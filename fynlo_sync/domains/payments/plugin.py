@@ -8,6 +8,7 @@ server or ``fynlo check`` starts); the fee schedule is the seed data of
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -50,6 +51,7 @@ class PaymentsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tip_presets_bp: tuple[int, ...] = (500, 1000, 2000)
     tip_base: Literal["amount", "order_total"] = "amount"
     tip_rounding: Literal["half-up", "half-even", "floor", "ceil"] = "half-up"
+    card_results: Literal["auto", "terminal", "server"] = "auto"
 
     def __post_init__(self) -> None:
         try:
@@ -72,6 +74,7 @@ class PaymentsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             refund_manager_limit=self.refund_manager_limit,
             offline_manager_limit=self.offline_manager_limit,
             offline_after_ms=self.offline_after_ms,
+            card_results="terminal" if self.card_results == "auto" else self.card_results,
         )
 
 
@@ -127,7 +130,11 @@ def _by_id(records: RecordsByCollection, name: str) -> dict[str, Mapping[str, An
 
 
 class PaymentsPlugin(DomainPlugin):
-    """Payments. Needs the orders plugin in the same registry (it extends ``orders``)."""
+    """Payments. Needs the orders plugin in the same registry (it extends ``orders``).
+
+    Built without settings or from a :class:`PaymentsConfig` whose ``card_results`` is
+    ``auto``, it decides ``card_results`` in its registry: ``server`` beside the
+    providers plugin, else ``terminal``. :class:`PaymentsSettings` are taken as given."""
 
     name = "payments"
     settings_model: ClassVar[type[msgspec.Struct] | None] = PaymentsConfig
@@ -140,10 +147,24 @@ class PaymentsPlugin(DomainPlugin):
         #: ``match_cash`` (the simulator, which does not model server-authored ops yet,
         #: turns them off).
         self.ledger = ledger
+        #: Whether ``card_results`` is decided by the registry (:meth:`joined`).
+        self.card_results_auto = settings is None or (
+            isinstance(settings, PaymentsConfig) and settings.card_results == "auto"
+        )
         if isinstance(settings, PaymentsConfig):
             self.rules = settings.to_settings()
         else:
             self.rules = DEFAULT_SETTINGS if settings is None else settings
+
+    def joined(self, names: frozenset[str]) -> PaymentsPlugin:
+        """With ``card_results`` auto: ``server`` when the providers plugin is loaded too
+        (the provider's word reaches the order only as the server's ops), else as is."""
+        if not self.card_results_auto or "providers" not in names:
+            return self
+        rules = dataclasses.replace(self.rules, card_results="server")
+        decided = PaymentsPlugin(rules, ledger=self.ledger)
+        decided.settings = self.settings
+        return decided
 
     def collections(self) -> Iterable[Collection]:
         return (DRAWERS_COLLECTION, LEDGER_COLLECTION)

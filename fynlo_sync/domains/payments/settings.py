@@ -9,7 +9,7 @@ plugin, that the op's actor holds the permission (``refund.above_limit``,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Literal
 
 from fynlo_sync.domains.payments.fees import (
     DEFAULT_SCHEDULE,
@@ -22,7 +22,13 @@ from fynlo_sync.domains.payments.fees import (
 from fynlo_sync.domains.payments.money import MoneyError
 from fynlo_sync.domains.payments.tips import TipSettings
 
-__all__ = ["DEFAULT_SETTINGS", "PaymentsSettings"]
+__all__ = ["CARD_RESULTS", "DEFAULT_SETTINGS", "CardResults", "PaymentsSettings"]
+
+#: Who reports a card, open banking or Apple Pay attempt's progress (section 19.4):
+#: ``terminal`` (a standalone card reader reporting through the till) or ``server`` (the
+#: providers plugin: the provider's word reaches the order only as ops of node ``server``).
+CardResults = Literal["terminal", "server"]
+CARD_RESULTS: Final = ("terminal", "server")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +53,22 @@ class PaymentsSettings:
     #: the server receives more than this long (ms) after its HLC's time waited in an
     #: outbox, so it was made while the terminal could not reach the server (19.4).
     offline_after_ms: int = 120_000
+    #: Who may report a non-cash attempt's provider state (``payment_submit``,
+    #: ``_require_action``, ``_authorise``, ``_capture``, ``_expire``, ``_reverse``,
+    #: ``_fee_correction``): any node (``terminal``), or only node ``server``
+    #: (``server``, the default of the plugin's ``auto`` when the providers plugin is loaded).
+    card_results: CardResults = "terminal"
 
     def __post_init__(self) -> None:
         if self.refund_manager_limit < 0 or self.offline_manager_limit < 0:
             raise MoneyError("manager limits must be >= 0", reason="invalid-setting")
         if self.offline_after_ms < 1:
             raise MoneyError("offline_after_ms must be >= 1", reason="invalid-setting")
+        if self.card_results not in CARD_RESULTS:
+            raise MoneyError(
+                f"card_results must be terminal or server, not {self.card_results!r}",
+                reason="invalid-setting",
+            )
         if self.fee_bearer not in ("restaurant", "customer"):
             raise MoneyError(f"unknown fee bearer {self.fee_bearer!r}", reason="invalid-setting")
         if self.fee_bearer == "customer":
