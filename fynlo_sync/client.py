@@ -36,7 +36,7 @@ from fynlo_sync.hlc import HybridClock, from_wire, to_wire
 from fynlo_sync.limits import check_value_limits
 from fynlo_sync.ops import Batch, Change, Op, OpKind, Outcome, Record
 from fynlo_sync.plugins import CONFLICTS, Registry
-from fynlo_sync.protocol import PullPage
+from fynlo_sync.protocol import PROTOCOL_VERSION, PullPage, outbox_checksum
 from fynlo_sync.store.base import Key, TerminalStore
 from fynlo_sync.transport.base import Transport
 
@@ -243,6 +243,10 @@ class Terminal:
             raise TransportError("this terminal has no transport (offline)")
         return self.transport
 
+    def _batch(self, ops: list[Op]) -> Batch:
+        # Outbox ops were validated when written: their checksum needs no Python canonicaliser.
+        return Batch(protocol=PROTOCOL_VERSION, node_id=self.node_id, ops=ops, checksum=outbox_checksum(ops))
+
     def push(self) -> int:
         """Push every unacknowledged op, ``batch_size`` at a time. Returns how many."""
         link = self._link()
@@ -254,7 +258,7 @@ class Terminal:
             if not ops:
                 return pushed
             try:
-                result = link.push(Batch.of(self.node_id, ops))
+                result = link.push(self._batch(ops))
             except BatchTooLargeError:
                 # Too many ops, too many bytes, or too much feed growth at once: the same
                 # ops in smaller batches (one op always fits, docs/protocol.md section 22).
@@ -333,7 +337,7 @@ class Terminal:
         Best effort: on a network failure those outcomes stay unknown."""
         for start in range(0, len(ops), self.batch_size):
             try:
-                result = link.push(Batch.of(self.node_id, ops[start : start + self.batch_size]))
+                result = link.push(self._batch(ops[start : start + self.batch_size]))
             except TransportError:
                 return
             notable = [o for o in result.outcomes if _notable(o)]

@@ -24,7 +24,7 @@ from fynlo_sync.errors import (
     ProtocolVersionError,
 )
 from fynlo_sync.limits import DEFAULT_LIMITS, Limits, check_depth, check_value_limits
-from fynlo_sync.ops import Batch, Change, Outcome, Record
+from fynlo_sync.ops import Batch, Change, Op, Outcome, Record, ops_checksum
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -38,6 +38,7 @@ __all__ = [
     "change_bytes",
     "check_batch",
     "check_clock",
+    "outbox_checksum",
     "decode",
     "decode_batch",
     "decode_page",
@@ -351,6 +352,21 @@ def _canonical_md5(body: bytes, ops: list[Any]) -> str | None:
     if _sorted_encoder.encode(ops) != sent:
         return None
     return hashlib.md5(sent, usedforsecurity=False).hexdigest()
+
+
+def outbox_checksum(ops: list[Op]) -> str:
+    """:func:`~fynlo_sync.ops.ops_checksum` of ops this side validated when they were made
+    (a terminal's outbox: :func:`~fynlo_sync.canonical.check_value` refused floats, lone
+    surrogates and integers out of range before the op was written).
+
+    Their canonical bytes then come from msgspec's sorted-key encoding in one C pass, as for
+    :func:`page_checksum`; where a character outside the BMP or a 16-digit number appears,
+    the full canonicaliser decides (and refuses what it must), so the answer is always
+    ``ops_checksum(ops)`` (``tests/core/test_batch_bytes.py`` checks both)."""
+    fast = _sorted_encoder.encode(ops)
+    if fast.translate(None, _BMP_BYTES) or _LONG_NUMBER in fast.translate(_DIGIT_RUNS):
+        return ops_checksum(ops)
+    return hashlib.md5(fast, usedforsecurity=False).hexdigest()
 
 
 #: The reference skew allowance: how far ahead of the server's clock an op's HLC may be.

@@ -124,3 +124,22 @@ def test_the_struct_fast_path_answers_as_the_full_path(
     fast = _outcome(body, max_ops=30)
     monkeypatch.setattr(protocol, "_fast_batch", lambda *args: None)
     assert _outcome(body, max_ops=30) == fast
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"title": "café ☕", "likes": 3, "tags": ["x", None, True], "z": {"b": 1, "a": "\u0007"}},
+        {"emoji": "🍔 burger", "𝒳": 1},  # outside the BMP: the full canonicaliser decides
+        {"big": 2**53 - 1, "small": -(2**53 - 1)},  # 16 digits: the full path too
+        {"control": "\n\t\"\\\u001f\u2028"},
+    ],
+)
+def test_the_terminals_outbox_checksum_is_the_canonical_one(fields: dict[str, object]) -> None:
+    ops = [_op(1, fields), _op(2, {"n": 0}), _op(3, fields)]
+    assert protocol.outbox_checksum(ops) == Batch.of("n1", ops).checksum
+
+
+def test_an_outbox_checksum_still_refuses_an_integer_out_of_range() -> None:
+    with pytest.raises(InvalidValueError):
+        protocol.outbox_checksum([_op(1, {"big": 2**53})])
