@@ -245,7 +245,9 @@ class Terminal:
 
     def _batch(self, ops: list[Op]) -> Batch:
         # Outbox ops were validated when written: their checksum needs no Python canonicaliser.
-        return Batch(protocol=PROTOCOL_VERSION, node_id=self.node_id, ops=ops, checksum=outbox_checksum(ops))
+        return Batch(
+            protocol=PROTOCOL_VERSION, node_id=self.node_id, ops=ops, checksum=outbox_checksum(ops)
+        )
 
     def push(self) -> int:
         """Push every unacknowledged op, ``batch_size`` at a time. Returns how many."""
