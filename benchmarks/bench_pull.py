@@ -16,7 +16,7 @@ from benchmarks.result import Measure, Result, Target, speed_ratio
 from benchmarks.workload import TENANT, wall_ms
 from fynlo_sync.client import Terminal
 from fynlo_sync.ops import Batch, Change
-from fynlo_sync.protocol import PullPage, PushResult
+from fynlo_sync.protocol import PageRows, PullPage, PushResult
 from fynlo_sync.replica import ServerReplica
 from fynlo_sync.store.sqlite import SqliteTerminalStore
 from fynlo_sync.transport import LoopbackTransport
@@ -43,6 +43,13 @@ class CountingTransport:
     def pull(self, since: int, limit: int, *, compact: bool = False) -> PullPage:
         self.ctx.progress.step(since, self.total, self.label)
         return self.inner.pull(since, limit, compact=compact)
+
+    def pull_rows(self, since: int, limit: int, *, compact: bool, node_id: str) -> PageRows:
+        self.ctx.progress.step(since, self.total, self.label)
+        rows: PageRows = self.inner.pull_rows(  # type: ignore[attr-defined]
+            since, limit, compact=compact, node_id=node_id
+        )
+        return rows
 
 
 def run_pull(ctx: Context) -> list[Result]:

@@ -24,7 +24,7 @@ from benchmarks.workload import drive_terminal, new_terminal, orders_registry
 from fynlo_sync.client import Terminal
 from fynlo_sync.errors import TransportError
 from fynlo_sync.ops import Batch
-from fynlo_sync.protocol import PullPage, PushResult
+from fynlo_sync.protocol import PageRows, PullPage, PushResult
 from fynlo_sync.transport.base import Transport
 from fynlo_sync.transport.http import HttpTransport
 
@@ -58,6 +58,13 @@ class DeadlineTransport:
     def pull(self, since: int, limit: int, *, compact: bool = False) -> PullPage:
         self._check()
         return self.inner.pull(since, limit, compact=compact)
+
+    def pull_rows(self, since: int, limit: int, *, compact: bool, node_id: str) -> PageRows:
+        self._check()
+        rows: PageRows = self.inner.pull_rows(  # type: ignore[attr-defined]
+            since, limit, compact=compact, node_id=node_id
+        )
+        return rows
 
 
 def converge(terminal: Terminal, target: int, deadline: float) -> bool:

@@ -34,9 +34,9 @@ from fynlo_sync.errors import (
 )
 from fynlo_sync.hlc import HybridClock, from_wire, to_wire
 from fynlo_sync.limits import check_value_limits
-from fynlo_sync.ops import Batch, Change, Op, OpKind, Outcome, Record
+from fynlo_sync.ops import Batch, Op, OpKind, Outcome, Record
 from fynlo_sync.plugins import CONFLICTS, Registry
-from fynlo_sync.protocol import PROTOCOL_VERSION, PullPage, outbox_checksum
+from fynlo_sync.protocol import PROTOCOL_VERSION, PageRows, Row, outbox_checksum, page_rows
 from fynlo_sync.store.base import Key, TerminalStore
 from fynlo_sync.transport.base import Transport
 
@@ -305,10 +305,7 @@ class Terminal:
             meta = self.store.meta()
             staged = self.store.staging() if self.compact else None
             since = meta.cursor if staged is None else staged[0]
-            if self.compact:
-                page = link.pull(since, self.page_size, compact=True)
-            else:
-                page = link.pull(since, self.page_size)  # verified by the transport
+            page = self._fetch(link, since)
             if page.since != since:
                 raise PeerError(f"asked for changes after {since}, got after {page.since}")
             if not page.compacted and since != meta.cursor:
@@ -324,13 +321,24 @@ class Terminal:
                 unanswered = self._apply_staged(page)
             else:
                 unanswered = self._apply_page(
-                    page.changes, page.cursor, acked=page.high_water if page.compacted else None
+                    page, acked=page.high_water if page.compacted else None
                 )
             if unanswered:
                 self._replay(link, unanswered)
-            pulled += len(page.changes)
+            pulled += len(page.rows)
             if not page.more:
                 return pulled
+
+    def _fetch(self, link: Transport, since: int) -> PageRows:
+        """The next page, verified by the transport: as :class:`PageRows` straight from the
+        bytes received when the transport offers ``pull_rows``, else from its decoded page."""
+        rows = _rows_pull(link)
+        if rows is not None:
+            got: PageRows = rows(since, self.page_size, compact=self.compact, node_id=self.node_id)
+            return got
+        if self.compact:
+            return page_rows(link.pull(since, self.page_size, compact=True), self.node_id)
+        return page_rows(link.pull(since, self.page_size), self.node_id)
 
     def _replay(self, link: Transport, ops: list[Op]) -> None:
         """``ops`` were committed (the feed showed a later op of ours) but their answer was
@@ -347,30 +355,20 @@ class Terminal:
                 with self.store.transaction():
                     self.store.record_outcomes(notable)
 
-    def _latest(self, changes: list[Change]) -> tuple[dict[Key, Record], int, int]:
-        """A page's records (the last state of each), the largest ``node_seq`` of this
-        node's entries, and the largest HLC among the records' stamps (9.3)."""
-        latest: dict[Key, Record] = {}
-        mine = 0
-        newest = ""  # wire HLCs are fixed-width lowercase hex: text order is number order
-        me = self.node_id
-        for change in changes:
-            record = change.record
-            latest[record.key] = record
-            if change.node_id == me and change.node_seq > mine:
-                mine = change.node_seq
-            if record.stamps:
-                top = max([stamp.hlc for stamp in record.stamps.values()])
-                newest = max(newest, top)
-        return latest, mine, from_wire(newest) if newest else 0
+    @staticmethod
+    def _latest(page: PageRows) -> tuple[list[Row], int]:
+        """A page's records (the last state of each, in key order) and the largest HLC
+        among their stamps (9.3)."""
+        latest = {(row[0], row[1]): row for row in page.rows}
+        return [latest[k] for k in sorted(latest)], from_wire(page.newest) if page.newest else 0
 
-    def _stage(self, page: PullPage) -> None:
+    def _stage(self, page: PageRows) -> None:
         """A compacted page that is not the last of its catch-up: into the staging area."""
-        latest, _, newest_hlc = self._latest(page.changes)
+        latest, newest_hlc = self._latest(page)
         with self.store.transaction():
-            self.store.stage((latest[k] for k in sorted(latest)), page.cursor, newest_hlc)
+            self.store.stage_rows(latest, page.cursor, newest_hlc)
 
-    def _apply_staged(self, page: PullPage) -> list[Op]:
+    def _apply_staged(self, page: PageRows) -> list[Op]:
         """The last page of a staged catch-up: apply it and everything staged as one page
         (``docs/protocol.md`` 23.4 step 3). The staged records go from the staging area to
         the server's state (and, but for records with pending ops, the local view) inside
@@ -378,11 +376,11 @@ class Terminal:
         store = self.store
         with store.transaction():
             answered = store.meta().acked_seq
-            latest, mine, newest_hlc = self._latest(page.changes)
-            store.stage((latest[k] for k in sorted(latest)), page.cursor, newest_hlc)
+            latest, newest_hlc = self._latest(page)
+            store.stage_rows(latest, page.cursor, newest_hlc)
             staged = store.staging()
             assert staged is not None
-            acked = max(mine, page.high_water or 0)
+            acked = max(page.mine, page.high_water or 0)
             if acked:
                 self._ack(acked, page.cursor)
             trimmed = store.trim(page.cursor)
@@ -410,27 +408,28 @@ class Terminal:
             with contextlib.suppress(ClockError):
                 self.clock.update(newest_hlc)
 
-    def _apply_page(self, changes: list[Change], cursor: int, acked: int | None = None) -> list[Op]:
+    def _apply_page(self, page: PageRows, acked: int | None = None) -> list[Op]:
         """Apply one page; returns the ops it acknowledged that no push answer had (their
         outcomes are still unknown here). ``acked`` is a compacted page's high-water mark
         of this node (23.4 step 3)."""
         store = self.store
+        cursor = page.cursor
         with store.transaction():
             answered = store.meta().acked_seq
             if store.staging() is not None:
                 store.clear_staged()  # a feed page: staged compacted pages are never mixed in
-            latest, mine, newest_hlc = self._latest(changes)
-            mine = max(mine, acked or 0)
-            store.put_server(latest[k] for k in sorted(latest))
+            latest, newest_hlc = self._latest(page)
+            mine = max(page.mine, acked or 0)
+            store.put_server_rows(latest)
             if mine:
                 self._ack(mine, cursor)
             trimmed = store.trim(cursor)
             if not trimmed and not store.outbox(0, 1):
                 # Nothing pending: the local view is the server's state (the common case
                 # for a terminal catching up).
-                store.put(latest[k] for k in sorted(latest))
+                store.put_rows(latest)
             else:
-                touched = set(latest)
+                touched = {(row[0], row[1]) for row in latest}
                 touched.update((op.collection, op.record_id) for op in trimmed)
                 self._rebase(touched)
             self._receive_hlc(newest_hlc)
@@ -459,6 +458,16 @@ class Terminal:
             self.backoff.reset()
             return report
         raise CallerError("max_attempts must be at least 1")
+
+
+def _rows_pull(link: Transport) -> Any:
+    """``link.pull_rows`` when the class that gives ``link`` its ``pull`` gives it
+    ``pull_rows`` too (a subclass or wrapper that changes ``pull`` alone is used through
+    its ``pull``), else ``None``."""
+    for klass in type(link).__mro__:
+        if "pull" in vars(klass):
+            return getattr(link, "pull_rows", None) if "pull_rows" in vars(klass) else None
+    return None
 
 
 def _notable(outcome: Outcome) -> bool:

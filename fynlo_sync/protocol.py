@@ -8,10 +8,11 @@ shapes, then (in the engine, with state) seq continuity and each op.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
 
 import msgspec
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 from fynlo_sync.canonical import canonical_bytes, checksum
 from fynlo_sync.errors import (
@@ -24,12 +25,25 @@ from fynlo_sync.errors import (
     ProtocolVersionError,
 )
 from fynlo_sync.limits import DEFAULT_LIMITS, Limits, check_depth, check_value_limits
-from fynlo_sync.ops import Batch, Change, Op, Outcome, Record, ops_checksum
+from fynlo_sync.ops import (
+    Batch,
+    Change,
+    Cursor,
+    Ident,
+    NodeIdent,
+    Op,
+    Outcome,
+    Record,
+    SeqNo,
+    ops_checksum,
+)
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
     "DEFAULT_MAX_SKEW_MS",
     "PROTOCOL_VERSION",
+    "PageRows",
+    "Row",
     "Poke",
     "PullPage",
     "PushResult",
@@ -42,9 +56,11 @@ __all__ = [
     "decode",
     "decode_batch",
     "decode_page",
+    "decode_page_rows",
     "encode",
     "encode_batch",
     "page_checksum",
+    "page_rows",
     "record_bytes",
     "verify_page",
     "wire_page",
@@ -270,6 +286,130 @@ def decode_page(body: bytes) -> PullPage:
         return msgspec.convert(raw, PullPage)
     except msgspec.ValidationError as exc:
         raise MalformedError(f"invalid PullPage: {exc}") from exc
+
+
+#: A record as a terminal stores it: ``(collection, record_id, JSON body)``.
+Row = tuple[str, str, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class PageRows:
+    """A pull page as a terminal applies it: each change's record as JSON bytes (page
+    order; a feed page may hold a record more than once, the last is its state), the
+    largest ``node_seq`` among the asking node's changes (``mine``) and the largest stamp
+    HLC of the records (``newest``, wire form; ``""`` when none)."""
+
+    since: int
+    cursor: int
+    more: bool
+    compacted: bool
+    high_water: int | None
+    rows: list[Row]
+    mine: int
+    newest: str
+
+
+#: The shapes :func:`decode_page_rows` checks a page's changes against: exactly what
+#: decoding into :class:`~fynlo_sync.ops.Change` accepts, without making the field values
+#: (each stays its JSON bytes) and with a stamp's HLC checked for length here and for its
+#: digits once per page (a pattern per stamp is a third of a page's decode).
+_Hlc16 = Annotated[str, Meta(min_length=16, max_length=16)]
+
+
+class _StampShape(Struct, frozen=True, array_like=True):
+    hlc: _Hlc16
+    node_id: NodeIdent
+    seq: Cursor
+
+
+class _RecordShape(Struct, frozen=True):
+    collection: Ident
+    record_id: Ident
+    fields: dict[str, msgspec.Raw]
+    stamps: dict[str, _StampShape]
+    deleted: bool = False
+    deleted_stamp: _StampShape | None = None
+    version: Cursor = 0
+
+
+class _ChangeShape(Struct, frozen=True):
+    seq: SeqNo
+    op_id: Ident
+    node_id: NodeIdent
+    node_seq: SeqNo
+    record: msgspec.Raw
+
+
+_change_shapes = msgspec.json.Decoder(list[_ChangeShape])
+_record_shape = msgspec.json.Decoder(_RecordShape)
+_NOT_HEX = str.maketrans("", "", "0123456789abcdef")
+
+
+def page_rows(page: PullPage, node_id: str) -> PageRows:
+    """:class:`PageRows` of a decoded page (each record encoded once)."""
+    rows: list[Row] = []
+    mine = 0
+    newest = ""  # wire HLCs are fixed-width lowercase hex: text order is number order
+    for change in page.changes:
+        record = change.record
+        rows.append((record.collection, record.record_id, _encoder.encode(record)))
+        if change.node_id == node_id and change.node_seq > mine:
+            mine = change.node_seq
+        if record.stamps:
+            newest = max(newest, *[stamp.hlc for stamp in record.stamps.values()])
+    return PageRows(
+        page.since, page.cursor, page.more, page.compacted, page.high_water, rows, mine, newest
+    )
+
+
+def decode_page_rows(body: bytes, node_id: str) -> PageRows:
+    """:func:`page_rows` of :func:`decode_page` of ``body``, for the terminal ``node_id``,
+    with the records' bytes taken as received when the page is a 1.1 server's (its
+    ``changes`` bytes have the MD5 it claims): those bytes are checked against the shape of
+    a change without decoding the field values, and each record's JSON is sliced out, not
+    decoded and encoded again. Anything else (another checksum form, a value a shape
+    refuses) goes to :func:`decode_page`, which accepts the same pages and raises the same
+    errors, so this function answers exactly as that one does."""
+    try:
+        wire = _wire_page.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        wire = None
+    if wire is not None and (
+        hashlib.md5(wire.changes, usedforsecurity=False).hexdigest() == wire.checksum
+    ):
+        try:
+            changes = _change_shapes.decode(wire.changes)
+            rows: list[Row] = []
+            hlcs: list[str] = []
+            mine = 0
+            newest = ""
+            for change in changes:
+                raw = change.record
+                record = _record_shape.decode(raw)
+                rows.append((record.collection, record.record_id, bytes(raw)))
+                if change.node_id == node_id and change.node_seq > mine:
+                    mine = change.node_seq
+                if record.stamps:
+                    stamped = [stamp.hlc for stamp in record.stamps.values()]
+                    newest = max(newest, *stamped)
+                    hlcs.extend(stamped)
+                if record.deleted_stamp is not None:
+                    hlcs.append(record.deleted_stamp.hlc)
+        except msgspec.ValidationError:
+            pass  # decode_page names the problem
+        else:
+            if not "".join(hlcs).translate(_NOT_HEX):
+                return PageRows(
+                    wire.since,
+                    wire.cursor,
+                    wire.more,
+                    wire.compacted,
+                    wire.high_water,
+                    rows,
+                    mine,
+                    newest,
+                )
+    return page_rows(decode_page(body), node_id)
 
 
 def check_batch(

@@ -10,14 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from fynlo_sync.canonical import MAX_SAFE_INTEGER
 from fynlo_sync.effects import Effect, Settlement
 from fynlo_sync.engine import Plan, plan_push
 from fynlo_sync.errors import CallerError, SeqGapError
 from fynlo_sync.hlc import pack, to_wire
-from fynlo_sync.ops import Batch, Op, Outcome, Record
+from fynlo_sync.ops import Batch, Op, Outcome, Record, Stamp
 from fynlo_sync.plugins import Registry
-from fynlo_sync.protocol import encode_batch
+from fynlo_sync.protocol import encode_batch, record_bytes
 from fynlo_sync.replica import ServerReplica
 from fynlo_sync.store.base import ServerStore, TerminalMeta, TerminalStore
 
@@ -463,10 +465,36 @@ SERVER_STORE_CHECKS: tuple[Callable[[ServerStore], None], ...] = (
     check_server_outbox_claims_lease_and_fence,
     check_server_outbox_dead_letters_and_retries,
 )
+
+
+def check_terminal_rows(store: TerminalStore) -> None:
+    """Records given as their JSON (a pulled page's bytes as received, keys in any order)
+    read back as the records they encode: the local view, the server's state, staged."""
+    a = Record("orders", "a", {"x": 1, "lines": {"l1": {"qty": 2}}}, {"x": Stamp("0" * 16, "n", 3)})
+    b = Record("orders", "b", {}, {}, deleted=True, deleted_stamp=Stamp("f" * 16, "n", 4))
+
+    def rows(*records: Record) -> list[tuple[str, str, bytes]]:
+        return [(r.collection, r.record_id, record_bytes(r)) for r in records]
+
+    with store.transaction():
+        store.put_server_rows(rows(a, b))
+        store.put_rows(rows(b))
+    assert store.server_records() == [a, b] and store.records() == [b]
+    assert store.get(("orders", "b")) == b and store.get_server(("orders", "a")) == a
+    a2 = msgspec.structs.replace(a, fields={"x": 2})
+    with store.transaction():
+        store.stage_rows(rows(a2), cursor=5, hlc=7)
+    assert store.staging() == (5, 7)
+    with store.transaction():
+        store.promote_staged([])
+    assert store.server_records() == [a2, b] and store.records() == [a2, b]
+
+
 TERMINAL_STORE_CHECKS: tuple[Callable[[TerminalStore], None], ...] = (
     check_terminal_meta_and_rows,
     check_terminal_outbox,
     check_terminal_transaction_rolls_back,
     check_terminal_outcomes,
     check_terminal_staging,
+    check_terminal_rows,
 )

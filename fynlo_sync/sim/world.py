@@ -27,6 +27,7 @@ from fynlo_sync.domains.payments import PaymentsPlugin
 from fynlo_sync.errors import FynloError, RejectedOpError, TransportError
 from fynlo_sync.ops import Op, Outcome, Record
 from fynlo_sync.plugins import Registry
+from fynlo_sync.protocol import Row
 from fynlo_sync.replica import ServerReplica
 from fynlo_sync.sim import invariants, workload
 from fynlo_sync.sim.clock import TerminalClock, VirtualTime
@@ -114,6 +115,10 @@ class CrashingStore:
         self._write()
         self.inner.put(records)
 
+    def put_rows(self, rows: Iterable[Row]) -> None:
+        self._write()
+        self.inner.put_rows(rows)
+
     def records(self, collection: str | None = None) -> list[Record]:
         return self.inner.records(collection)
 
@@ -127,6 +132,10 @@ class CrashingStore:
     def put_server(self, records: Iterable[Record]) -> None:
         self._write()
         self.inner.put_server(records)
+
+    def put_server_rows(self, rows: Iterable[Row]) -> None:
+        self._write()
+        self.inner.put_server_rows(rows)
 
     def server_records(self) -> list[Record]:
         return self.inner.server_records()
@@ -159,6 +168,10 @@ class CrashingStore:
     def stage(self, records: Iterable[Record], cursor: int, hlc: int) -> None:
         self._write()
         self.inner.stage(records, cursor, hlc)
+
+    def stage_rows(self, rows: Iterable[Row], cursor: int, hlc: int) -> None:
+        self._write()
+        self.inner.stage_rows(rows, cursor, hlc)
 
     def staging(self) -> tuple[int, int] | None:
         return self.inner.staging()

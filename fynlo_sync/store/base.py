@@ -18,7 +18,7 @@ from typing import Protocol
 from fynlo_sync.effects import EffectRow, Settlement
 from fynlo_sync.engine import Plan
 from fynlo_sync.ops import Change, Op, Outcome, Record
-from fynlo_sync.protocol import canonical_change, record_bytes
+from fynlo_sync.protocol import Row, canonical_change, record_bytes
 
 __all__ = [
     "AsyncOverSync",
@@ -66,6 +66,11 @@ class TerminalStore(Protocol):
 
     def put(self, records: Iterable[Record]) -> None: ...
 
+    def put_rows(self, rows: Iterable[Row]) -> None:
+        """:meth:`put` of records given as their JSON (``(collection, record_id, body)``:
+        a pulled page's bytes as received, decoded only when read)."""
+        ...
+
     def records(self, collection: str | None = None) -> list[Record]:
         """The local view, sorted by (collection, record_id)."""
         ...
@@ -77,6 +82,10 @@ class TerminalStore(Protocol):
     def get_server(self, key: Key) -> Record | None: ...
 
     def put_server(self, records: Iterable[Record]) -> None: ...
+
+    def put_server_rows(self, rows: Iterable[Row]) -> None:
+        """:meth:`put_server` of records given as their JSON (see :meth:`put_rows`)."""
+        ...
 
     def server_records(self) -> list[Record]: ...
 
@@ -109,6 +118,10 @@ class TerminalStore(Protocol):
         """Add pages of a compacted catch-up to the staging area (a record replaces a
         staged one of the same key); the staged cursor becomes ``cursor`` and the staged
         HLC the larger of it and ``hlc``."""
+        ...
+
+    def stage_rows(self, rows: Iterable[Row], cursor: int, hlc: int) -> None:
+        """:meth:`stage` of records given as their JSON (see :meth:`put_rows`)."""
         ...
 
     def staging(self) -> tuple[int, int] | None:

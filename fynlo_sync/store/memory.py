@@ -14,13 +14,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from fynlo_sync.effects import Attempt, EffectRow, Settlement
 from fynlo_sync.engine import Plan
 from fynlo_sync.ops import Change, Op, Outcome, Record
-from fynlo_sync.protocol import canonical_change
+from fynlo_sync.protocol import Row, canonical_change
 from fynlo_sync.store.base import Key, TerminalMeta, new_effect_rows, sorted_records
 
 __all__ = ["MemoryServerStore", "MemoryTerminalStore"]
+
+_record_dec = msgspec.json.Decoder(Record)
+
+
+def _records(rows: Iterable[Row]) -> list[Record]:
+    return [_record_dec.decode(body) for _, _, body in rows]
 
 
 class _Snapshotting:
@@ -90,6 +98,9 @@ class MemoryTerminalStore(_Snapshotting):
         for record in records:
             self._state.rows[record.key] = record
 
+    def put_rows(self, rows: Iterable[Row]) -> None:
+        self.put(_records(rows))
+
     def records(self, collection: str | None = None) -> list[Record]:
         rows = self._state.rows.values()
         return sorted_records(r for r in rows if collection is None or r.collection == collection)
@@ -103,6 +114,9 @@ class MemoryTerminalStore(_Snapshotting):
     def put_server(self, records: Iterable[Record]) -> None:
         for record in records:
             self._state.server[record.key] = record
+
+    def put_server_rows(self, rows: Iterable[Row]) -> None:
+        self.put_server(_records(rows))
 
     def server_records(self) -> list[Record]:
         return sorted_records(self._state.server.values())
@@ -144,6 +158,9 @@ class MemoryTerminalStore(_Snapshotting):
             state.staged[record.key] = record
         before = 0 if state.stage_at is None else state.stage_at[1]
         state.stage_at = (cursor, max(before, hlc))
+
+    def stage_rows(self, rows: Iterable[Row], cursor: int, hlc: int) -> None:
+        self.stage(_records(rows), cursor, hlc)
 
     def staging(self) -> tuple[int, int] | None:
         return self._state.stage_at

@@ -24,7 +24,7 @@ from fynlo_sync.effects import Attempt, Effect, EffectRow, Settlement
 from fynlo_sync.engine import Plan
 from fynlo_sync.errors import StoreError
 from fynlo_sync.ops import Change, Op, Outcome, Record
-from fynlo_sync.protocol import canonical_change
+from fynlo_sync.protocol import Row, canonical_change
 from fynlo_sync.store.base import Key, TerminalMeta, new_effect_rows, plan_body, plan_feed
 from fynlo_sync.store.driver import driver_errors, translated, translating
 from fynlo_sync.store.migrations import Component, Legacy, migrate_sqlite
@@ -234,6 +234,12 @@ class SqliteTerminalStore(_Transactional):
             [(r.collection, r.record_id, _rec_enc.encode(r)) for r in records],
         )
 
+    def _put_rows(self, table: str, rows: Iterable[Row]) -> None:
+        self._db.conn.executemany(
+            f"INSERT OR REPLACE INTO {table}(collection, record_id, body) VALUES (?, ?, ?)",
+            rows,
+        )
+
     def _all(self, table: str, collection: str | None) -> list[Record]:
         if collection is None:
             cur = self._db.conn.execute(f"SELECT body FROM {table} ORDER BY collection, record_id")
@@ -249,6 +255,9 @@ class SqliteTerminalStore(_Transactional):
     def put(self, records: Iterable[Record]) -> None:
         self._put("fynlo_rows", records)
 
+    def put_rows(self, rows: Iterable[Row]) -> None:
+        self._put_rows("fynlo_rows", rows)
+
     def records(self, collection: str | None = None) -> list[Record]:
         return self._all("fynlo_rows", collection)
 
@@ -260,6 +269,9 @@ class SqliteTerminalStore(_Transactional):
 
     def put_server(self, records: Iterable[Record]) -> None:
         self._put("fynlo_server_rows", records)
+
+    def put_server_rows(self, rows: Iterable[Row]) -> None:
+        self._put_rows("fynlo_server_rows", rows)
 
     def server_records(self) -> list[Record]:
         return self._all("fynlo_server_rows", None)
@@ -317,6 +329,13 @@ class SqliteTerminalStore(_Transactional):
 
     def stage(self, records: Iterable[Record], cursor: int, hlc: int) -> None:
         self._put("fynlo_staged", records)
+        self._staged_at(cursor, hlc)
+
+    def stage_rows(self, rows: Iterable[Row], cursor: int, hlc: int) -> None:
+        self._put_rows("fynlo_staged", rows)
+        self._staged_at(cursor, hlc)
+
+    def _staged_at(self, cursor: int, hlc: int) -> None:
         before = self.staging()
         top = hlc if before is None else max(before[1], hlc)
         self._db.conn.execute(

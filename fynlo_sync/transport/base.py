@@ -13,6 +13,11 @@ __all__ = ["Transport"]
 
 
 class Transport(Protocol):
+    """A terminal's link. A transport may also offer ``pull_rows(since, limit, *, compact,
+    node_id) -> PageRows``: :func:`fynlo_sync.protocol.decode_page_rows` of the page
+    :meth:`pull` would decode (the same checks and errors); the terminal then stores the
+    records' bytes as received. Without it the terminal uses :meth:`pull`."""
+
     def push(self, batch: Batch) -> PushResult: ...
 
     def pull(self, since: int, limit: int, *, compact: bool = False) -> PullPage:

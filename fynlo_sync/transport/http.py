@@ -38,7 +38,16 @@ from fynlo_sync.errors import (
     UnauthenticatedError,
 )
 from fynlo_sync.ops import Batch
-from fynlo_sync.protocol import Poke, PullPage, PushResult, decode, decode_page, encode_batch
+from fynlo_sync.protocol import (
+    PageRows,
+    Poke,
+    PullPage,
+    PushResult,
+    decode,
+    decode_page,
+    decode_page_rows,
+    encode_batch,
+)
 
 try:
     import httpx
@@ -222,12 +231,18 @@ class HttpTransport:
         body = self._authed("POST", "/v1/sync/push", idempotent=True, content=encode_batch(batch))
         return decode(body, PushResult)
 
-    def pull(self, since: int, limit: int, *, compact: bool = False) -> PullPage:
+    def _page(self, since: int, limit: int, compact: bool) -> bytes:
         params = {"cursor": since, "limit": limit}
         if compact:
             params["compact"] = 1
-        body = self._authed("GET", "/v1/sync/pull", idempotent=True, params=params)
-        return decode_page(body)  # checksum verified over the changes as received
+        return self._authed("GET", "/v1/sync/pull", idempotent=True, params=params)
+
+    def pull(self, since: int, limit: int, *, compact: bool = False) -> PullPage:
+        return decode_page(self._page(since, limit, compact))  # verified as received
+
+    def pull_rows(self, since: int, limit: int, *, compact: bool, node_id: str) -> PageRows:
+        """:meth:`pull` as the terminal applies it (records as the bytes received)."""
+        return decode_page_rows(self._page(since, limit, compact), node_id)
 
     def get(self, path: str, **params: Any) -> Any:
         """An authenticated GET of any /v1 path, decoded as JSON (e.g. ``/v1/conflicts``)."""

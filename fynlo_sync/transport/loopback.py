@@ -8,7 +8,16 @@ duplicate, delay or reorder messages.
 from __future__ import annotations
 
 from fynlo_sync.ops import Batch
-from fynlo_sync.protocol import PullPage, PushResult, decode, decode_page, encode, encode_batch
+from fynlo_sync.protocol import (
+    PageRows,
+    PullPage,
+    PushResult,
+    decode,
+    decode_page,
+    decode_page_rows,
+    encode,
+    encode_batch,
+)
 from fynlo_sync.replica import ServerReplica
 
 __all__ = ["LoopbackTransport"]
@@ -43,3 +52,10 @@ class LoopbackTransport:
             self.tenant, since, limit, compact=compact, node_id=self.node_id
         )
         return decode_page(encode(page))
+
+    def pull_rows(self, since: int, limit: int, *, compact: bool, node_id: str) -> PageRows:
+        """:meth:`pull` as the terminal applies it (:class:`~fynlo_sync.protocol.PageRows`)."""
+        page = self.replica.pull_wire(
+            self.tenant, since, limit, compact=compact, node_id=self.node_id
+        )
+        return decode_page_rows(encode(page), node_id)

@@ -12,7 +12,7 @@ import pytest
 
 from fynlo_sync.client import Terminal
 from fynlo_sync.ops import Change
-from fynlo_sync.protocol import PullPage
+from fynlo_sync.protocol import PageRows
 from fynlo_sync.sim import Schedule, Step, run_schedule
 from fynlo_sync.sim.schedule import generate
 from fynlo_sync.store.memory import MemoryServerStore
@@ -92,13 +92,11 @@ def test_an_op_acknowledged_only_by_its_own_entry_is_applied_twice(
     re-applied over it."""
     staged, direct = Terminal._apply_staged, Terminal._apply_page
 
-    def apply_staged(self: Terminal, page: PullPage) -> list[object]:
-        return list(staged(self, msgspec.structs.replace(page, high_water=0)))
+    def apply_staged(self: Terminal, page: PageRows) -> list[object]:
+        return list(staged(self, dataclasses.replace(page, high_water=0)))
 
-    def apply_page(
-        self: Terminal, changes: list[Change], cursor: int, acked: int | None = None
-    ) -> list[object]:
-        return list(direct(self, changes, cursor, None))
+    def apply_page(self: Terminal, page: PageRows, acked: int | None = None) -> list[object]:
+        return list(direct(self, page, None))
 
     monkeypatch.setattr(Terminal, "_apply_staged", apply_staged)
     monkeypatch.setattr(Terminal, "_apply_page", apply_page)
