@@ -40,6 +40,7 @@ __all__ = [
     "guard",
     "offline",
     "PAYMENT_COMMANDS",
+    "PROVIDER_REFUND_METHODS",
     "PROVIDER_STATE_COMMANDS",
     "attempt_net",
     "commands",
@@ -82,6 +83,13 @@ PROVIDER_STATE_COMMANDS: Final = frozenset(
         FEE_CORRECTION,
     }
 )
+
+#: Methods whose refund the provider makes (Stripe's refund API): with ``card_results:
+#: server`` a terminal asks for it (the providers plugin's session ``refund``) and only
+#: node ``server`` records it on the order, once the provider confirmed. A bank payment
+#: has no refund by API (the restaurant transfers it back): a terminal records that one,
+#: as it records a cash refund.
+PROVIDER_REFUND_METHODS: Final = frozenset({"card", "apple_pay"})
 
 ORDER_FIELDS: Final = {
     "payments": Field("object", kind="map", command_only=True),
@@ -468,6 +476,17 @@ def commands(settings: PaymentsSettings) -> dict[str, Command]:
 
     def refund(ctx: CommandContext) -> dict[str, Any]:
         attempt_id, attempt, _ = _attempt(ctx, "refund")
+        if (
+            settings.card_results == "server"
+            and attempt["method"] in PROVIDER_REFUND_METHODS
+            and ctx.op.node_id != SERVER_NODE
+        ):
+            raise _reject(
+                "server-only",
+                f"a {attempt['method']} refund is made by the provider and recorded by the "
+                "server (card_results: server): ask for it with the payment session's refund",
+                method=attempt["method"],
+            )
         order = ctx.record
         assert order is not None
         refund_id = _str(ctx, "refund_id")

@@ -39,6 +39,7 @@ __all__ = [
     "LIVE_STATUSES",
     "STATUSES",
     "STRIPE_ATTEMPT_KEY",
+    "STRIPE_REFUND_KEY",
     "STRIPE_TENANT_KEY",
     "TERMINAL_STATUSES",
     "Action",
@@ -203,11 +204,16 @@ class ProviderPayment(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ProviderRefund(msgspec.Struct, frozen=True, kw_only=True):
+    """One refund as the provider holds it. ``refund_id`` is the provider's id; ``ours``
+    is our refund id, kept in the provider's metadata (:data:`STRIPE_REFUND_KEY`), by which
+    a refund whose answer was lost is found again."""
+
     provider: str
     refund_id: str
     provider_id: str
     amount: int
     status: str
+    ours: str = ""
 
 
 class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -239,7 +245,16 @@ class PaymentProvider(Protocol):
 
     async def cancel(self, provider_id: str, *, key: str) -> ProviderPayment: ...
 
-    async def refund(self, provider_id: str, amount: int, *, key: str) -> ProviderRefund: ...
+    async def refund(
+        self, provider_id: str, amount: int, *, key: str, refund_id: str = ""
+    ) -> ProviderRefund:
+        """Refund ``amount`` of a captured payment; ``refund_id`` (ours) goes in the
+        provider's metadata so :meth:`find_refunds` can find it after a lost answer."""
+        ...
+
+    async def find_refunds(self, provider_id: str) -> Sequence[ProviderRefund]:
+        """Every refund the provider holds of the payment ``provider_id``."""
+        ...
 
     async def retrieve(self, provider_id: str) -> ProviderPayment: ...
 
@@ -325,6 +340,8 @@ _STRIPE: Final[Mapping[str, ProviderStatus]] = {
 #: Our metadata keys on a PaymentIntent: our attempt id and tenant.
 STRIPE_ATTEMPT_KEY: Final = "fynlo_attempt_id"
 STRIPE_TENANT_KEY: Final = "fynlo_tenant"
+#: Our refund id on a Stripe Refund's metadata.
+STRIPE_REFUND_KEY: Final = "fynlo_refund_id"
 
 
 def stripe_payment(intent: Mapping[str, Any]) -> ProviderPayment:

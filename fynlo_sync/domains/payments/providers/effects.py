@@ -22,16 +22,20 @@ nothing, so reports in any order converge.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fynlo_sync.domains.payments.providers import (
     CreatePayment,
     PaymentProvider,
     ProviderAmbiguousError,
     ProviderPayment,
+    ProviderRefund,
     ProviderRefusedError,
+    RefundBoundError,
     flow,
 )
 from fynlo_sync.domains.payments.providers.plugin import (
+    API_REFUND_METHODS,
     ORDERS,
     SESSIONS,
     ProvidersSettings,
@@ -45,7 +49,7 @@ from fynlo_sync.effects import (
 )
 from fynlo_sync.ops import Record
 
-__all__ = ["capture", "make_provider", "start", "webhook"]
+__all__ = ["capture", "make_provider", "refund", "start", "webhook"]
 
 
 def make_provider(settings: ProvidersSettings, method: str) -> PaymentProvider:
@@ -187,3 +191,148 @@ async def webhook(ctx: EffectContext) -> None:
             f"not {attempt_id!r}"
         )
     report(ctx, attempt_id, str(session.fields["order_id"]), payment)
+
+
+async def refund(ctx: EffectContext) -> None:
+    """Refund what a terminal asked (the session's ``refund`` command) at the provider,
+    then record it: the server authors the order's ``payment_refund`` (the ledger posts the
+    refund's set) and the session's ``refund_results``, under the tenant's lock, once.
+
+    Bounded by our own record first: the order's attempt (what it captured minus what is
+    refunded, :func:`~fynlo_sync.domains.payments.attempts.attempt_net`) must cover the
+    amount, or the refund is ``refused`` (``refund-above-captured``) and the provider is
+    not asked. The idempotency key (``fynlo:<attempt>:refund-<refund_id>``) comes from the
+    effect's payload, committed before the call; on a re-run the payment's refunds are
+    looked up by our refund id (:func:`.flow.refund`) before another is made."""
+    attempt_id = str(ctx.effect.payload["attempt_id"])
+    refund_id = str(ctx.effect.payload["refund_id"])
+    session = await ctx.read(SESSIONS, attempt_id)
+    if session is None or session.deleted:
+        raise PermanentEffectError(f"no payment session {attempt_id!r}")
+    fields = session.fields
+    asked = (fields.get("refunds") or {}).get(refund_id)
+    if asked is None:
+        raise PermanentEffectError(f"no refund {refund_id!r} asked on {attempt_id!r}")
+    if refund_id in (fields.get("refund_results") or {}):
+        return  # recorded by an earlier run
+    amount = int(asked["amount"])
+    order_id = str(fields["order_id"])
+    method = str(fields.get("method") or "card")
+    order = await ctx.read(ORDERS, order_id)
+    attempt = _attempt_of(order, attempt_id)
+    if method not in API_REFUND_METHODS:
+        _refund_result(ctx, attempt_id, refund_id, {"status": "refused", "reason": "manual-refund"})
+        return
+    if attempt is not None:
+        left = _net(attempt)
+        if refund_id in (attempt.get("refunds") or {}) or amount > left:
+            reason = "duplicate-refund" if refund_id in (attempt.get("refunds") or {}) else None
+            _refund_result(
+                ctx,
+                attempt_id,
+                refund_id,
+                {
+                    "status": "refused",
+                    "reason": reason or "refund-above-captured",
+                    "refundable": left,
+                },
+            )
+            return
+    provider_id = fields.get("provider_id")
+    if not provider_id:
+        raise PermanentEffectError(f"no provider payment recorded for {attempt_id!r}")
+    provider = make_provider(ctx.settings, method)
+    try:
+        done = await flow.refund(
+            provider, attempt_id, str(provider_id), refund_id, amount, retry=ctx.attempt > 1
+        )
+    except ProviderAmbiguousError as exc:
+        raise RetryableEffectError(exc.detail) from exc
+    except (ProviderRefusedError, RefundBoundError) as exc:
+        reason = str(exc.extra.get("reason") or exc.code)
+        _refund_result(
+            ctx, attempt_id, refund_id, {"status": "refused", "reason": reason, "detail": exc.detail}
+        )
+        return
+    finally:
+        await provider.aclose()  # type: ignore[attr-defined]
+    if done.status in ("failed", "canceled"):
+        result = {"status": "refused", "reason": f"provider-{done.status}"}
+        _refund_result(ctx, attempt_id, refund_id, {**result, "provider_refund_id": done.refund_id})
+        return
+    _record_refund(ctx, attempt_id, order_id, refund_id, asked, done)
+
+
+def _attempt_of(order: Record | None, attempt_id: str) -> Mapping[str, Any] | None:
+    if order is None or order.deleted:
+        return None
+    found = (order.fields.get("payments") or {}).get(attempt_id)
+    return found if isinstance(found, Mapping) else None
+
+
+def _net(attempt: Mapping[str, Any]) -> int:
+    from fynlo_sync.domains.payments.attempts import attempt_net
+
+    return attempt_net(attempt)
+
+
+def _refund_result(
+    ctx: EffectContext, attempt_id: str, refund_id: str, result: Mapping[str, Any]
+) -> None:
+    key = (SESSIONS, attempt_id)
+
+    def build(found: Mapping[tuple[str, str], Record]) -> Sequence[Draft]:
+        session = found.get(key)
+        if session is None or session.deleted:
+            return []
+        results = dict(session.fields.get("refund_results") or {})
+        if refund_id in results:
+            return []
+        results[refund_id] = {**result, "updated_ms": ctx.now_ms}
+        return [Draft.patch(SESSIONS, attempt_id, {"refund_results": results})]
+
+    ctx.author.decide([key], build)
+
+
+def _record_refund(
+    ctx: EffectContext,
+    attempt_id: str,
+    order_id: str,
+    refund_id: str,
+    asked: Mapping[str, Any],
+    done: ProviderRefund,
+) -> None:
+    """The order's ``payment_refund`` (when the order has the attempt and not yet this
+    refund) and the session's result, decided at completion."""
+    session_key, order_key = (SESSIONS, attempt_id), (ORDERS, order_id)
+
+    def build(found: Mapping[tuple[str, str], Record]) -> Sequence[Draft]:
+        session = found.get(session_key)
+        if session is None or session.deleted:
+            return []
+        results = dict(session.fields.get("refund_results") or {})
+        if refund_id in results:
+            return []
+        drafts: list[Draft] = []
+        attempt = _attempt_of(found.get(order_key), attempt_id)
+        if attempt is not None and refund_id not in (attempt.get("refunds") or {}):
+            args: dict[str, Any] = {
+                "attempt_id": attempt_id,
+                "refund_id": refund_id,
+                "amount": done.amount,
+            }
+            approver = asked.get("approved_by") or asked.get("actor")
+            if approver:
+                args["approved_by"] = approver
+            drafts.append(Draft.command(ORDERS, order_id, "payment_refund", args))
+        results[refund_id] = {
+            "status": "succeeded",
+            "provider_status": done.status,
+            "amount": done.amount,
+            "provider_refund_id": done.refund_id,
+            "updated_ms": ctx.now_ms,
+        }
+        drafts.append(Draft.patch(SESSIONS, attempt_id, {"refund_results": results}))
+        return drafts
+
+    ctx.author.decide([session_key, order_key], build)

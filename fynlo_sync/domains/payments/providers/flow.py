@@ -32,6 +32,7 @@ from fynlo_sync.domains.payments.providers import (
     CreatePayment,
     PaymentProvider,
     ProviderPayment,
+    ProviderRefund,
     ProviderRefusedError,
     idempotency_key,
     pick_current,
@@ -45,6 +46,8 @@ __all__ = [
     "cancel",
     "capture",
     "refresh",
+    "refund",
+    "refund_key",
     "start",
 ]
 
@@ -185,6 +188,34 @@ async def capture(
         return current
     return await provider.capture(
         current.provider_id, amount, key=idempotency_key(attempt_id, "capture")
+    )
+
+
+def refund_key(attempt_id: str, refund_id: str) -> str:
+    """The idempotency key of one refund: ``fynlo:<attempt>:refund-<refund_id>``."""
+    return idempotency_key(attempt_id, f"refund-{refund_id}")
+
+
+async def refund(
+    provider: PaymentProvider,
+    attempt_id: str,
+    provider_id: str,
+    refund_id: str,
+    amount: int,
+    *,
+    retry: bool,
+) -> ProviderRefund:
+    """Refund ``amount`` of the attempt's payment as our refund ``refund_id``. On a retry
+    (an earlier run's outcome is unknown: a timeout, a 5xx, a crash after the call) the
+    payment's refunds are **looked up by our refund id** (the refund's metadata) before
+    another is made: a provider that ignores idempotency keys (localstripe) would refund
+    twice otherwise."""
+    if retry:
+        for found in await provider.find_refunds(provider_id):
+            if found.ours == refund_id:
+                return found
+    return await provider.refund(
+        provider_id, amount, key=refund_key(attempt_id, refund_id), refund_id=refund_id
     )
 
 

@@ -109,10 +109,15 @@ class OpenBankingProvider:
         await self._send("POST", f"/v3/payments/{provider_id}/actions/cancel", json={}, key=key)
         return await self.retrieve(provider_id)
 
-    async def refund(self, provider_id: str, amount: int, *, key: str) -> ProviderRefund:
+    async def refund(
+        self, provider_id: str, amount: int, *, key: str, refund_id: str = ""
+    ) -> ProviderRefund:
         raise ProviderRefusedError(
             "bank payments are refunded by a transfer, not by this API", reason="manual-refund"
         )
+
+    async def find_refunds(self, provider_id: str) -> Sequence[ProviderRefund]:
+        return []  # no refund by API: none to find
 
     async def retrieve(self, provider_id: str) -> ProviderPayment:
         payment = await self._send("GET", f"/v3/payments/{provider_id}")

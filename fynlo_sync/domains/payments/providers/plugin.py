@@ -36,11 +36,14 @@ from fynlo_sync.plugins import (
 )
 
 __all__ = [
+    "API_REFUND_METHODS",
     "ORDERS",
     "SESSIONS",
     "SESSIONS_COLLECTION",
     "ProvidersPlugin",
     "ProvidersSettings",
+    "refund_command",
+    "refundable",
     "report_drafts",
     "session_view",
 ]
@@ -116,6 +119,83 @@ def capture_command(ctx: CommandContext) -> dict[str, Any]:
     return {"capture_tip": tip, "capture_amount": total, "capture_requested_ms": ctx.received_ms}
 
 
+#: Methods refunded through Stripe's refund API (the bank has none: ``manual-refund``).
+API_REFUND_METHODS = frozenset({"card", "apple_pay"})
+
+
+def refundable(session: Mapping[str, Any]) -> int:
+    """What the session's payment may still have refunded through the provider: what it
+    took (the capture asked for, else what the provider received) minus every refund asked
+    that was not refused."""
+    asked = session.get("capture_amount")
+    taken = int(session.get("received") or 0)
+    if asked is not None:
+        taken = min(taken, int(asked))
+    results = session.get("refund_results") or {}
+    out = 0
+    for rid, req in (session.get("refunds") or {}).items():
+        if (results.get(rid) or {}).get("status") != "refused":
+            out += int(req["amount"])
+    return taken - out
+
+
+def refund_command(ctx: CommandContext) -> dict[str, Any]:
+    """``refund`` ``{"refund_id", "amount", "approved_by"?}`` (a terminal's command on a
+    card or Apple Pay payment that was taken): ask the provider to give ``amount`` back.
+    Bounded by what was taken and not yet refunded (refused ``refund-above-captured``,
+    with ``refundable``: the provider is never asked for more; localstripe would accept
+    it). The ``refund`` effect (key ``refund:<attempt>:<refund_id>``) makes the call and,
+    once the provider confirms, the server authors the order's ``payment_refund``. A bank
+    payment has no refund by API: ``manual-refund`` (a manager pays it back by transfer
+    and records it with the order's ``payment_refund``)."""
+    session = ctx.record
+    if session is None:
+        raise _refuse("record-not-found", "no such payment session")
+    method = str(session.get("method") or "")
+    if method == "open_banking":
+        raise _refuse(
+            "manual-refund",
+            "a bank payment is refunded by a transfer from the restaurant's account, not "
+            "through the provider: record it with the order's payment_refund",
+            method=method,
+        )
+    if method not in API_REFUND_METHODS:
+        raise _refuse("invalid-method", f"no provider refund for method {method!r}")
+    if session.get("status") != "succeeded":
+        raise _refuse(
+            "not-captured",
+            f"the payment is {session.get('status')!r}: nothing was taken to refund",
+            status=session.get("status"),
+        )
+    refund_id = ctx.args.get("refund_id")
+    if not isinstance(refund_id, str) or not 0 < len(refund_id) <= 64:
+        raise _refuse("invalid-argument", "refund_id must be 1 to 64 characters", argument="refund_id")
+    refunds = dict(session.get("refunds") or {})
+    if refund_id in refunds:
+        raise _refuse("duplicate-refund", f"refund {refund_id!r} was already asked for")
+    amount = ctx.args.get("amount")
+    if type(amount) is not int or amount < 1:
+        raise _refuse("invalid-amount", "amount must be an integer >= 1 (minor units)")
+    left = refundable(session)
+    if amount > left:
+        raise _refuse(
+            "refund-above-captured",
+            f"only {left} of this payment is left to refund",
+            refundable=left,
+        )
+    approved_by = ctx.args.get("approved_by")
+    if approved_by is not None and not isinstance(approved_by, str):
+        raise _refuse("invalid-argument", "approved_by must be a string", argument="approved_by")
+    refunds[refund_id] = {
+        "amount": amount,
+        "by": ctx.op.node_id,
+        "actor": ctx.op.actor_id,
+        "approved_by": approved_by,
+        "requested_ms": ctx.received_ms,
+    }
+    return {"refunds": refunds}
+
+
 SESSIONS_COLLECTION = Collection(
     name=SESSIONS,
     fields={
@@ -143,11 +223,13 @@ SESSIONS_COLLECTION = Collection(
         "capture_tip": Field("money", command_only=True),
         "capture_amount": Field("money", command_only=True),
         "capture_requested_ms": Field("any", command_only=True),
+        "refunds": Field("any", command_only=True),
+        "refund_results": Field("any"),
         "updated_ms": Field("int"),
     },
     strategy="server_wins",
     validate=_server_only,
-    commands={"capture": capture_command},
+    commands={"capture": capture_command, "refund": refund_command},
 )
 
 
@@ -190,6 +272,17 @@ class ProvidersPlugin(DomainPlugin):
                         key=f"capture:{record.record_id}",
                     )
                 )
+            results = fields.get("refund_results") or {}
+            for refund_id in sorted(fields.get("refunds") or {}):
+                if refund_id not in results:
+                    out.append(
+                        Effect(
+                            self.name,
+                            "refund",
+                            {"attempt_id": record.record_id, "refund_id": refund_id},
+                            key=f"refund:{record.record_id}:{refund_id}",
+                        )
+                    )
             note = fields.get("webhook")
             if isinstance(note, Mapping) and note.get("event_id"):
                 out.append(
@@ -208,9 +301,14 @@ class ProvidersPlugin(DomainPlugin):
         return out
 
     def effect_handlers(self) -> Mapping[str, EffectHandler]:
-        from fynlo_sync.domains.payments.providers.effects import capture, start, webhook
+        from fynlo_sync.domains.payments.providers.effects import (
+            capture,
+            refund,
+            start,
+            webhook,
+        )
 
-        return {"capture": capture, "start": start, "webhook": webhook}
+        return {"capture": capture, "refund": refund, "start": start, "webhook": webhook}
 
 
 def session_view(session: Mapping[str, Any], attempt_id: str) -> ProviderPayment | None:

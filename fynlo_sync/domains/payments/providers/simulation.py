@@ -267,8 +267,13 @@ class SimProvider:
         result: ProviderPayment = await self._call(key, act)
         return result
 
-    async def refund(self, provider_id: str, amount: int, *, key: str) -> ProviderRefund:
+    async def refund(
+        self, provider_id: str, amount: int, *, key: str, refund_id: str = ""
+    ) -> ProviderRefund:
         raise ProviderRefusedError("sim: no refunds")
+
+    async def find_refunds(self, provider_id: str) -> Sequence[ProviderRefund]:
+        return []
 
     async def retrieve(self, provider_id: str) -> ProviderPayment:
         self.tick()

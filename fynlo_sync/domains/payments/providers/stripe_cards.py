@@ -16,6 +16,7 @@ from typing import Any
 
 from fynlo_sync.domains.payments.providers import (
     STRIPE_ATTEMPT_KEY,
+    STRIPE_REFUND_KEY,
     STRIPE_TENANT_KEY,
     CreatePayment,
     ProviderAmbiguousError,
@@ -117,22 +118,46 @@ class StripeProvider:
         )
         return stripe_payment(intent)
 
-    async def refund(self, provider_id: str, amount: int, *, key: str) -> ProviderRefund:
+    async def refund(
+        self, provider_id: str, amount: int, *, key: str, refund_id: str = ""
+    ) -> ProviderRefund:
         """Refund ``amount`` of a captured intent, refused by us (before Stripe is asked)
-        when it is above what Stripe says is captured and not yet refunded."""
+        when it is above what Stripe says is captured and not yet refunded. ``refund_id``
+        (ours) is put in the refund's metadata."""
         current = await self.retrieve(provider_id)
         check_refund(current.amount_received, current.amount_refunded, amount)
-        refund = await self._call(
-            self._client.v1.refunds.create_async,
-            params={"payment_intent": provider_id, "amount": amount},
-            key=key,
-        )
+        params: dict[str, Any] = {"payment_intent": provider_id, "amount": amount}
+        if refund_id:
+            params["metadata"] = {STRIPE_REFUND_KEY: refund_id}
+        refund = await self._call(self._client.v1.refunds.create_async, params=params, key=key)
+        return self._refund(refund, provider_id)
+
+    async def find_refunds(self, provider_id: str) -> Sequence[ProviderRefund]:
+        """The intent's refunds (Stripe lists them by ``payment_intent``), each with our
+        refund id from its metadata."""
+        found: list[ProviderRefund] = []
+        after: str | None = None
+        for _ in range(self._find_pages):
+            params: dict[str, Any] = {"payment_intent": provider_id, "limit": 100}
+            if after is not None:
+                params["starting_after"] = after
+            page = await self._call(self._client.v1.refunds.list_async, params=params)
+            data = page.get("data") or []
+            found += [self._refund(r, provider_id) for r in data]
+            if not page.get("has_more") or not data:
+                break
+            after = str(data[-1]["id"])
+        return found
+
+    def _refund(self, refund: Mapping[str, Any], provider_id: str) -> ProviderRefund:
+        metadata = refund.get("metadata") or {}
         return ProviderRefund(
             provider=self.name,
             refund_id=str(refund["id"]),
             provider_id=provider_id,
             amount=int(refund["amount"]),
-            status=str(refund["status"]),
+            status=str(refund.get("status") or "succeeded"),
+            ours=str(metadata.get(STRIPE_REFUND_KEY) or ""),
         )
 
     async def retrieve(self, provider_id: str) -> ProviderPayment:

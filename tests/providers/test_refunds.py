@@ -1,0 +1,292 @@
+"""Card refunds through Stripe, against localstripe (protocol 19.4, 25.8): a terminal asks
+with the payment session's ``refund`` command; the ``refund`` effect (idempotency key
+``fynlo:<attempt>:refund-<refund_id>``, our refund id in the refund's metadata) asks
+Stripe; once Stripe confirms, the server authors the order's ``payment_refund`` and the
+ledger posts the refund's set. The amount is bounded by what we recorded as taken and not
+yet refunded (localstripe accepts over-refunds: we refuse them). A refund whose answer was
+lost is looked up by our refund id, not made again. With ``card_results: server`` a
+terminal's own ``payment_refund`` of a card is refused ``server-only``."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from fynlo_sync.domains.payments.providers import (
+    CreatePayment,
+    PaymentProvider,
+    ProviderAmbiguousError,
+    ProviderRefund,
+    flow,
+)
+from fynlo_sync.domains.payments.providers import effects as provider_effects
+from fynlo_sync.domains.payments.providers.stripe_cards import StripeProvider
+from fynlo_sync.errors import RejectedOpError
+from fynlo_sync.sandbox.processes import ServiceProcess
+from tests.providers.conftest import PayWorld, wait_until
+from tests.providers.test_manual_capture import _rogue_till, _status
+from tests.providers.test_pay_at_table import order_with_lines, session
+from tests.providers.test_stripe import run
+
+CARD = "/v1/plugins/providers/card"
+AUTH = {"Authorization": "Bearer sk_test_fynlo"}
+
+
+@pytest.fixture(scope="module")
+def refund_world(
+    tmp_path_factory: pytest.TempPathFactory, localstripe: ServiceProcess
+) -> Iterator[PayWorld]:
+    """The server with the orders, payments and providers plugins, wired to localstripe."""
+    from fynlo_sync.sandbox.payments_demo import payment_world
+    from tests.providers.conftest import PAY_LINK_SECRET, STRIPE_WEBHOOK_SECRET
+
+    with payment_world(
+        tmp_path_factory.mktemp("refunds"),
+        stripe_url=localstripe.url,
+        pay_link_secret=PAY_LINK_SECRET,
+        stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
+        payments=True,
+    ) as world:
+        yield PayWorld(world)
+
+
+def _stripe_refunds(world: PayWorld, pi: str) -> list[tuple[str, int]]:
+    """Stripe's refunds of the intent that carry our refund id: (our id, amount)."""
+    r = httpx.get(f"{world.stripe_url}/v1/refunds", params={"payment_intent": pi}, headers=AUTH)
+    r.raise_for_status()
+    return sorted(
+        (str(x["metadata"]["fynlo_refund_id"]), int(x["amount"]))
+        for x in r.json()["data"]
+        if (x.get("metadata") or {}).get("fynlo_refund_id")
+    )
+
+
+def _paid(world: PayWorld) -> tuple[Any, str, str, str]:
+    """A card payment of 3250 taken (automatic capture) and recorded on the order."""
+    terminal, order_id = order_with_lines(world)
+    body = {"order_id": order_id, "payment_method": "pm_card_visa"}
+    attempt_id = terminal.transport.post(CARD, body)["attempt_id"]
+    pi = _status(terminal, attempt_id, "succeeded").fields["provider_id"]
+
+    def captured() -> Any:
+        terminal.sync()
+        a = terminal.get("orders", order_id).fields["payments"][attempt_id]
+        return a["state"] == "captured"
+
+    wait_until(captured, what="the attempt captured")
+    return terminal, order_id, attempt_id, pi
+
+
+def _result(terminal: Any, attempt_id: str, refund_id: str) -> dict[str, Any]:
+    def done() -> Any:
+        s = session(terminal, attempt_id)
+        return s is not None and (s.fields.get("refund_results") or {}).get(refund_id)
+
+    found: dict[str, Any] = wait_until(done, what=f"refund {refund_id} answered")
+    return found
+
+
+def _order_refunded(terminal: Any, order_id: str, attempt_id: str, refund_ids: set[str]) -> Any:
+    def recorded() -> Any:
+        terminal.sync()
+        order = terminal.get("orders", order_id)
+        a = order.fields["payments"][attempt_id]
+        return order if set(a["refunds"]) == refund_ids else None
+
+    return wait_until(recorded, what=f"refunds {sorted(refund_ids)} on the order")
+
+
+def _refused(terminal: Any, attempt_id: str, args: dict[str, Any]) -> RejectedOpError:
+    with pytest.raises(RejectedOpError) as refused:
+        terminal.command("payment_sessions", attempt_id, "refund", args)
+    return refused.value
+
+
+def test_a_card_refund_is_made_at_stripe_once_and_recorded_by_the_server(
+    refund_world: PayWorld,
+) -> None:
+    terminal, order_id, attempt_id, pi = _paid(refund_world)
+    # The terminal cannot record a card refund itself: the provider makes it.
+    direct = {"attempt_id": attempt_id, "refund_id": "r0", "amount": 100}
+    with pytest.raises(RejectedOpError) as server_only:
+        terminal.command("orders", order_id, "payment_refund", direct)
+    assert server_only.value.extra["reason"] == "server-only"
+
+    terminal.command("payment_sessions", attempt_id, "refund", {"refund_id": "r1", "amount": 3250})
+    terminal.sync()
+    result = _result(terminal, attempt_id, "r1")
+    assert (result["status"], result["amount"]) == ("succeeded", 3250)
+    assert result["provider_refund_id"].startswith("re_")
+    assert _stripe_refunds(refund_world, pi) == [("r1", 3250)]
+
+    order = _order_refunded(terminal, order_id, attempt_id, {"r1"})
+    a = order.fields["payments"][attempt_id]
+    assert (a["state"], a["refunded"], a["refunds"]["r1"]["amount"]) == ("refunded", 3250, 3250)
+    assert order.stamps["payments"].node_id == "server"
+
+    def posted() -> Any:
+        terminal.sync()
+        return terminal.get("ledger", f"{order_id}:{attempt_id}:refund:r1")
+
+    ledger = wait_until(posted, what="the refund's posting set")
+    legs = sorted((p["kind"], p["amount"]) for p in ledger.fields["postings"])
+    assert legs == [("refund", -3250), ("refund", 3250)]
+
+    # Nothing is left: a further refund is refused by us, and Stripe is not asked.
+    refused = _refused(terminal, attempt_id, {"refund_id": "r2", "amount": 1})
+    assert (refused.extra["reason"], refused.extra["refundable"]) == ("refund-above-captured", 0)
+    effects = [e for e in refund_world.effects() if e["key"] == f"refund:{attempt_id}:r1"]
+    assert [(e["state"], e["attempts"]) for e in effects] == [("done", 1)]
+    assert _stripe_refunds(refund_world, pi) == [("r1", 3250)]
+
+
+def test_a_partial_refund_then_the_rest(refund_world: PayWorld) -> None:
+    terminal, order_id, attempt_id, pi = _paid(refund_world)
+    terminal.command("payment_sessions", attempt_id, "refund", {"refund_id": "a", "amount": 1000})
+    terminal.sync()
+    assert _result(terminal, attempt_id, "a")["status"] == "succeeded"
+    order = _order_refunded(terminal, order_id, attempt_id, {"a"})
+    a = order.fields["payments"][attempt_id]
+    assert (a["state"], a["refunded"]) == ("refunded_partial", 1000)
+
+    refused = _refused(terminal, attempt_id, {"refund_id": "b", "amount": 2251})
+    assert (refused.extra["reason"], refused.extra["refundable"]) == (
+        "refund-above-captured",
+        2250,
+    )
+    terminal.command("payment_sessions", attempt_id, "refund", {"refund_id": "b", "amount": 2250})
+    terminal.sync()
+    assert _result(terminal, attempt_id, "b")["status"] == "succeeded"
+    order = _order_refunded(terminal, order_id, attempt_id, {"a", "b"})
+    a = order.fields["payments"][attempt_id]
+    assert (a["state"], a["refunded"]) == ("refunded", 3250)
+    assert _stripe_refunds(refund_world, pi) == [("a", 1000), ("b", 2250)]
+
+
+def test_an_over_refund_and_bad_refunds_are_refused_by_us(refund_world: PayWorld) -> None:
+    terminal, order_id, attempt_id, pi = _paid(refund_world)
+    over = _refused(terminal, attempt_id, {"refund_id": "x", "amount": 3251})
+    assert (over.extra["reason"], over.extra["refundable"]) == ("refund-above-captured", 3250)
+    for args, reason in (
+        ({"refund_id": "x", "amount": 0}, "invalid-amount"),
+        ({"refund_id": "x", "amount": "5"}, "invalid-amount"),
+        ({"refund_id": "", "amount": 5}, "invalid-argument"),
+        ({"amount": 5}, "invalid-argument"),
+        ({"refund_id": "x", "amount": 5, "approved_by": 7}, "invalid-argument"),
+    ):
+        assert _refused(terminal, attempt_id, args).extra["reason"] == reason, args
+    terminal.command("payment_sessions", attempt_id, "refund", {"refund_id": "x", "amount": 5})
+    again = _refused(terminal, attempt_id, {"refund_id": "x", "amount": 5})
+    assert again.extra["reason"] == "duplicate-refund"
+    terminal.sync()
+    assert _result(terminal, attempt_id, "x")["status"] == "succeeded"
+    assert _stripe_refunds(refund_world, pi) == [("x", 5)]
+
+    # A held payment (manual capture, not yet captured) has nothing taken to refund.
+    other, other_order = order_with_lines(refund_world)
+    body = {"order_id": other_order, "payment_method": "pm_card_visa", "capture": "manual"}
+    held = other.transport.post(CARD, body)["attempt_id"]
+    _status(other, held, "authorized")
+    assert _refused(other, held, {"refund_id": "h", "amount": 5}).extra["reason"] == "not-captured"
+    # No such session.
+    assert _refused(other, "pay-nope", {"refund_id": "h", "amount": 5}).extra["reason"] == (
+        "record-not-found"
+    )
+
+
+def test_a_bank_payment_is_refunded_by_hand(refund_world: PayWorld) -> None:
+    """The bank has no refund API: the session's refund is ``manual-refund`` (a manager
+    transfers the money back and records it with the order's ``payment_refund``)."""
+    terminal, order_id = order_with_lines(refund_world)
+    qr = terminal.transport.post("/v1/plugins/providers/qr", {"order_id": order_id})
+    terminal.sync()
+    refused = _refused(terminal, qr["attempt_id"], {"refund_id": "m", "amount": 5})
+    assert (refused.extra["reason"], refused.extra["method"]) == ("manual-refund", "open_banking")
+
+
+def test_a_rogue_tills_card_refund_is_refused_on_push(refund_world: PayWorld) -> None:
+    terminal, order_id, attempt_id, pi = _paid(refund_world)
+    rogue = _rogue_till(refund_world)
+    rogue.sync()
+    args = {"attempt_id": attempt_id, "refund_id": "rogue", "amount": 3250}
+    rogue.command("orders", order_id, "payment_refund", args)
+    rogue.sync()
+    outcome = next(o for o in rogue.outcomes() if o.status == "rejected")
+    assert outcome.reason == "server-only"
+    a = rogue.get("orders", order_id).fields["payments"][attempt_id]
+    assert (a["state"], a["refunds"]) == ("captured", {})
+    assert _stripe_refunds(refund_world, pi) == []
+
+
+class LostRefundAnswer(StripeProvider):
+    """Stripe refunded, but the answer never came back (a timeout after the call)."""
+
+    refunds = 0
+
+    async def refund(
+        self, provider_id: str, amount: int, *, key: str, refund_id: str = ""
+    ) -> ProviderRefund:
+        type(self).refunds += 1
+        await super().refund(provider_id, amount, key=key, refund_id=refund_id)
+        raise ProviderAmbiguousError("timed out reading the answer")
+
+
+def test_a_refund_whose_answer_was_lost_is_looked_up_not_made_again(
+    localstripe: ServiceProcess,
+) -> None:
+    async def body() -> tuple[Any, ...]:
+        p = LostRefundAnswer("sk_test_fynlo", api_base=localstripe.url)
+        LostRefundAnswer.refunds = 0
+        try:
+            attempt_id = "att_" + secrets.token_hex(6)
+            request = CreatePayment(
+                attempt_id=attempt_id, amount=2400, currency="GBP", payment_method="pm_card_visa"
+            )
+            paid = await flow.start(p, request, retry=False)
+            pi = paid.provider_id
+            with pytest.raises(ProviderAmbiguousError):
+                await flow.refund(p, attempt_id, pi, "r1", 2400, retry=False)
+            # The effect's next attempt: the look-up finds the refund made.
+            found = await flow.refund(p, attempt_id, pi, "r1", 2400, retry=True)
+            listed = [(r.ours, r.amount) for r in await p.find_refunds(pi)]
+            return paid.status, found.ours, found.amount, listed, LostRefundAnswer.refunds
+        finally:
+            await p.aclose()
+
+    assert run(body()) == ("succeeded", "r1", 2400, [("r1", 2400)], 1)
+
+
+def test_the_effect_looks_a_lost_refund_up_and_stripe_shows_one(
+    refund_world: PayWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's ``refund`` effect meets a lost answer (Stripe refunded, the effect saw a
+    timeout): it is retried, finds the refund by our refund id, and records it once."""
+    terminal, order_id, attempt_id, pi = _paid(refund_world)
+    made = provider_effects.make_provider
+    LostRefundAnswer.refunds = 0
+
+    def lossy(settings: Any, method: str) -> PaymentProvider:
+        real = made(settings, method)
+        if LostRefundAnswer.refunds:
+            return real  # the fault once only
+        assert isinstance(real, StripeProvider)
+        return LostRefundAnswer(
+            settings.stripe_secret_key, api_base=settings.stripe_api_base or None
+        )
+
+    monkeypatch.setattr(provider_effects, "make_provider", lossy)
+    terminal.command("payment_sessions", attempt_id, "refund", {"refund_id": "L", "amount": 1200})
+    terminal.sync()
+    result = _result(terminal, attempt_id, "L")
+    assert (result["status"], result["amount"]) == ("succeeded", 1200)
+    assert _stripe_refunds(refund_world, pi) == [("L", 1200)]
+    assert LostRefundAnswer.refunds == 1
+    order = _order_refunded(terminal, order_id, attempt_id, {"L"})
+    a = order.fields["payments"][attempt_id]
+    assert (a["state"], a["refunded"]) == ("refunded_partial", 1200)
+    effects = [e for e in refund_world.effects() if e["key"] == f"refund:{attempt_id}:L"]
+    assert [(e["state"], e["attempts"]) for e in effects] == [("done", 2)]
