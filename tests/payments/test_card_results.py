@@ -87,14 +87,31 @@ def test_server_mode_leaves_a_terminal_what_moves_no_providers_money() -> None:
         assert _apply(SERVER, created, name, args, "till-b").status == "applied", name
     start = {"method": "card", "amount": 1000}
     assert _apply(SERVER, order_with({}), "payment_start", start, "till-b").status == "applied"
+    # A bank payment has no refund by API: the terminal records the transfer back.
     refund = {"refund_id": "r2", "amount": 300}
-    paid = order_with({"a1": attempt_in("captured")})
-    assert _apply(SERVER, paid, "payment_refund", refund, "till-b").status == "applied"
+    bank = order_with({"a1": attempt_in("captured", method="open_banking")})
+    assert _apply(SERVER, bank, "payment_refund", refund, "till-b").status == "applied"
+    cash_paid = order_with({"a1": attempt_in("captured", method="cash")})
+    assert _apply(SERVER, cash_paid, "payment_refund", refund, "till-b").status == "applied"
     # Cash is the terminal's own: its fee correction (a cash fee of 0 corrected) is no
     # provider's report.
     cash = order_with({"a1": attempt_in("captured", method="cash")})
     fee = {"correction_id": "c1", "processing_fee": 5}
     assert _apply(SERVER, cash, "payment_fee_correction", fee, "till-b").status == "applied"
+
+
+@pytest.mark.parametrize("method", ["card", "apple_pay"])
+def test_server_mode_refuses_a_terminals_card_refund_and_applies_the_servers(method: str) -> None:
+    """The provider makes a card or Apple Pay refund (the session's ``refund``, protocol
+    25.8); only the server records it on the order."""
+    refund = {"refund_id": "r2", "amount": 300}
+    paid = order_with({"a1": attempt_in("captured", method=method)})
+    refused = _apply(SERVER, paid, "payment_refund", refund, "till-b")
+    assert (refused.status, refused.reason) == ("rejected", "server-only"), refused
+    assert _apply(SERVER, paid, "payment_refund", refund, SERVER_NODE).status == "applied"
+    assert _apply(payments_registry(), paid, "payment_refund", refund, "till-b").status == (
+        "applied"
+    )
 
 
 def test_the_illegal_transition_comes_before_the_author() -> None:

@@ -37,7 +37,7 @@ from tests.protocol.payments_vectors import (
     payments_delete_vectors,
     payments_state_vectors,
 )
-from tests.protocol.providers_vectors import session_capture_vectors
+from tests.protocol.providers_vectors import session_capture_vectors, session_refund_vectors
 from tests.protocol.staff_vectors import fraud_vectors, overtime_vectors, timeclock_vectors
 from tests.protocol.vectors import (
     VECTOR_DIR,
@@ -1894,6 +1894,7 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "payments_delete.json": payments_delete_vectors,
     "drawers.json": drawers_vectors,
     "session_capture.json": session_capture_vectors,
+    "session_refund.json": session_refund_vectors,
     "ledger.json": ledger_vectors,
     "actors.json": actors_vectors,
 }

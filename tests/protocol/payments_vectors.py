@@ -323,7 +323,8 @@ def settings_of(member: dict[str, Any] | None) -> PaymentsSettings | None:
 
 def _card_results_vectors() -> list[dict[str, Any]]:
     """``card_results: server`` (19.4): only node ``server`` reports what a provider did for
-    a card, open banking or Apple Pay attempt; a terminal still cancels and refunds."""
+    a card, open banking or Apple Pay attempt, and records a card or Apple Pay refund (the
+    provider makes it, 25.8); a terminal still cancels, and records a bank or cash refund."""
     member = {"card_results": "server"}
     registry = payments_registry(settings_of(member))
     held = order_with({"a1": attempt_in("authorised")})
@@ -387,12 +388,44 @@ def _card_results_vectors() -> list[dict[str, Any]]:
             None,
         ),
         (
-            "rule: card_results server: a terminal records a card refund",
+            "rule: card_results server: a terminal's card refund is refused (the provider makes it)",
             paid,
             "refund",
             {"attempt_id": "a1", "refund_id": "r9", "amount": 100},
             "till-b",
+            "server-only",
+        ),
+        (
+            "rule: card_results server: the server records a card refund the provider made",
+            paid,
+            "refund",
+            {"attempt_id": "a1", "refund_id": "r9", "amount": 100},
+            SERVER_NODE,
             None,
+        ),
+        (
+            "rule: card_results server: a terminal's Apple Pay refund is refused",
+            order_with({"a1": attempt_in("captured", method="apple_pay")}),
+            "refund",
+            {"attempt_id": "a1", "refund_id": "r9", "amount": 100},
+            "till-b",
+            "server-only",
+        ),
+        (
+            "rule: card_results server: a terminal records a bank payment's refund (a transfer)",
+            bank,
+            "refund",
+            {"attempt_id": "a1", "refund_id": "r9", "amount": 100},
+            "till-b",
+            None,
+        ),
+        (
+            "rule: card_results server: the state table comes first (refund of a held card)",
+            held,
+            "refund",
+            {"attempt_id": "a1", "refund_id": "r9", "amount": 100},
+            "till-b",
+            "illegal-transition",
         ),
         (
             "rule: card_results server: cash is the terminal's own (its fee corrected)",

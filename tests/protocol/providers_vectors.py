@@ -1,18 +1,22 @@
 """``session_capture.json``: the ``capture`` command of a payment session (docs/protocol.md
 section 25.6), a terminal's command on a held card payment: from the session's fields and
-the command's args, the patch it makes or the reason it is refused."""
+the command's args, the patch it makes or the reason it is refused.
+
+``session_refund.json``: the ``refund`` command of a payment session (section 25.8), a
+terminal asking the provider to give back part of a card or Apple Pay payment taken,
+bounded by what was taken and not yet refunded."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fynlo_sync.domains.payments.providers.plugin import capture_command
+from fynlo_sync.domains.payments.providers.plugin import capture_command, refund_command
 from fynlo_sync.errors import RejectedOpError
 from fynlo_sync.hlc import pack, to_wire
 from fynlo_sync.ops import Op
 from fynlo_sync.plugins import CommandContext
 
-__all__ = ["session_capture_vectors"]
+__all__ = ["session_capture_vectors", "session_refund_vectors"]
 
 RECEIVED_MS = 1_795_996_800_000
 
@@ -83,4 +87,151 @@ def session_capture_vectors() -> list[dict[str, Any]]:
     assert by_name["one minor unit above the hold"]["reason"] == "capture-above-authorised"
     assert by_name["asked twice"]["reason"] == "capture-requested"
     assert by_name["a boolean tip"]["reason"] == "invalid-tip"
+    return out
+
+
+PAID = {
+    "order_id": "o-1",
+    "method": "card",
+    "amount": 3250,
+    "tip": 0,
+    "currency": "GBP",
+    "capture": "automatic",
+    "status": "succeeded",
+    "received": 3250,
+    "provider_id": "pi_1",
+}
+#: A held payment captured for 3650 of a 3900 hold (the provider reports 3900 received).
+CAPTURED_LESS = {**PAID, "capture": "manual", "received": 3900, "capture_amount": 3650}
+ASKED = {
+    "a": {"amount": 1000, "by": "till-a", "actor": None, "approved_by": None, "requested_ms": 1},
+    "b": {"amount": 500, "by": "till-a", "actor": None, "approved_by": None, "requested_ms": 2},
+}
+REFUSED_B = {"b": {"status": "refused", "reason": "provider-failed", "updated_ms": 3}}
+
+REFUND_CASES: list[tuple[str, dict[str, Any], dict[str, Any], int | None]] = [
+    ("all of it", PAID, {"refund_id": "r1", "amount": 3250}, RECEIVED_MS),
+    (
+        "part of it, approved by name",
+        PAID,
+        {"refund_id": "r1", "amount": 100, "approved_by": "Mo"},
+        RECEIVED_MS,
+    ),
+    ("on a terminal: no receive time", PAID, {"refund_id": "r1", "amount": 100}, None),
+    ("one minor unit above what was taken", PAID, {"refund_id": "r1", "amount": 3251}, RECEIVED_MS),
+    (
+        "the rest after two refunds",
+        {**PAID, "refunds": ASKED},
+        {"refund_id": "c", "amount": 1750},
+        RECEIVED_MS,
+    ),
+    (
+        "above the rest after two refunds",
+        {**PAID, "refunds": ASKED},
+        {"refund_id": "c", "amount": 1751},
+        RECEIVED_MS,
+    ),
+    (
+        "a refused refund does not count",
+        {**PAID, "refunds": ASKED, "refund_results": REFUSED_B},
+        {"refund_id": "c", "amount": 2250},
+        RECEIVED_MS,
+    ),
+    (
+        "bounded by the capture asked, not the hold",
+        CAPTURED_LESS,
+        {"refund_id": "r1", "amount": 3651},
+        RECEIVED_MS,
+    ),
+    ("the capture asked, whole", CAPTURED_LESS, {"refund_id": "r1", "amount": 3650}, RECEIVED_MS),
+    (
+        "the same refund id twice",
+        {**PAID, "refunds": ASKED},
+        {"refund_id": "a", "amount": 1},
+        RECEIVED_MS,
+    ),
+    ("a zero amount", PAID, {"refund_id": "r1", "amount": 0}, RECEIVED_MS),
+    ("an amount that is not an integer", PAID, {"refund_id": "r1", "amount": "100"}, RECEIVED_MS),
+    ("a boolean amount", PAID, {"refund_id": "r1", "amount": True}, RECEIVED_MS),
+    ("no refund id", PAID, {"amount": 100}, RECEIVED_MS),
+    ("an empty refund id", PAID, {"refund_id": "", "amount": 100}, RECEIVED_MS),
+    ("a refund id of 65 characters", PAID, {"refund_id": "r" * 65, "amount": 100}, RECEIVED_MS),
+    (
+        "approved_by not a string",
+        PAID,
+        {"refund_id": "r1", "amount": 100, "approved_by": 7},
+        RECEIVED_MS,
+    ),
+    ("Apple Pay", {**PAID, "method": "apple_pay"}, {"refund_id": "r1", "amount": 100}, RECEIVED_MS),
+    (
+        "a bank payment: by hand",
+        {**PAID, "method": "open_banking"},
+        {"refund_id": "r1", "amount": 100},
+        RECEIVED_MS,
+    ),
+    (
+        "cash has no provider",
+        {**PAID, "method": "cash"},
+        {"refund_id": "r1", "amount": 100},
+        RECEIVED_MS,
+    ),
+    (
+        "a held payment: nothing taken",
+        {**PAID, "status": "authorized", "received": 0},
+        {"refund_id": "r1", "amount": 1},
+        RECEIVED_MS,
+    ),
+    (
+        "a failed payment",
+        {**PAID, "status": "failed", "received": 0},
+        {"refund_id": "r1", "amount": 1},
+        RECEIVED_MS,
+    ),
+    ("no session", {}, {"refund_id": "r1", "amount": 1}, RECEIVED_MS),
+]
+
+
+def session_refund_vectors() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for name, session, args, received in REFUND_CASES:
+        op = Op(
+            op_id="till-a-op-4",
+            node_id="till-a",
+            seq=4,
+            hlc=to_wire(pack(RECEIVED_MS, 0)),
+            base_seq=1,
+            collection="payment_sessions",
+            record_id="pay-1",
+            kind="command",
+            name="refund",
+            args=args,
+        )
+        ctx = CommandContext(session or None, args, op, received)
+        try:
+            expect: dict[str, Any] = {"status": "applied", "patch": refund_command(ctx)}
+        except RejectedOpError as exc:
+            expect = {"status": "rejected", "reason": exc.extra["reason"]}
+            if "refundable" in exc.extra:
+                expect["refundable"] = exc.extra["refundable"]
+        out.append(
+            {
+                "name": name,
+                "session": session or None,
+                "args": args,
+                "node_id": op.node_id,
+                "received_ms": received,
+                "expect": expect,
+            }
+        )
+    by_name: dict[str, Any] = {v["name"]: v["expect"] for v in out}
+    assert by_name["one minor unit above what was taken"] == {
+        "status": "rejected",
+        "reason": "refund-above-captured",
+        "refundable": 3250,
+    }
+    assert by_name["above the rest after two refunds"]["refundable"] == 1750
+    assert by_name["a refused refund does not count"]["status"] == "applied"
+    assert by_name["bounded by the capture asked, not the hold"]["refundable"] == 3650
+    assert by_name["a bank payment: by hand"]["reason"] == "manual-refund"
+    assert by_name["the same refund id twice"]["reason"] == "duplicate-refund"
     return out

@@ -29,6 +29,7 @@ PORTED = (
     "drawers.json",
     "timeclock_fraud.json",
     "session_capture.json",
+    "session_refund.json",
     "ledger.json",
     "actors.json",
 )

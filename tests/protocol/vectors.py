@@ -49,6 +49,7 @@ VECTOR_FILES = (
     "payments_delete.json",
     "drawers.json",
     "session_capture.json",
+    "session_refund.json",
     "ledger.json",
     "actors.json",
 )

@@ -197,6 +197,17 @@ const reported = (settings, command, attempt, op) => {
   }
 };
 
+// 19.4, 25.8: a card or Apple Pay refund is made by the provider (the payment session's
+// `refund`); with card_results `server` only node `server` records it. A bank payment's
+// refund (a transfer) and cash stay the terminal's.
+const PROVIDER_REFUND = ['card', 'apple_pay'];
+const refundReported = (settings, attempt, op) => {
+  if (settings.cardResults === 'server' && PROVIDER_REFUND.includes(attempt.method)
+      && op.node_id !== 'server') {
+    throw new Rejected('server-only');
+  }
+};
+
 const STATES = ['created', 'pending', 'requires_action', 'authorised', 'captured', 'failed',
   'cancelled', 'expired', 'refunded_partial', 'refunded'];
 const LIVE = ['created', 'pending', 'requires_action', 'authorised'];
@@ -392,6 +403,7 @@ function paymentCommand(order, command, args, op, settings = DEFAULTS, receivedM
     return settle(a, amount);
   }
   if (command === 'refund') {
+    refundReported(settings, a, op);
     const refundId = str(args, 'refund_id', true);
     const amount = int(args, 'amount', 1);
     if (args.method !== undefined && args.method !== null && args.method !== a.method) {

@@ -5,6 +5,7 @@
 // fees.json, payments_state.json and payments_delete.json (the payments domain, payments.js),
 // drawers.json (cash drawers and the server's cash check, drawers.js),
 // session_capture.json (a payment session's capture command, sessions.js),
+// session_refund.json (a payment session's refund command, sessions.js),
 // ledger.json (the posting sets of section 19.8 after replaying payment ops, ledger.js),
 // actors.json (the roles table as data and the actor check of 20.1, actors.js),
 // orders_state.json (from the orders state table and schema in domains.json, the domains
@@ -478,6 +479,24 @@ for (const v of load('session_capture.json')) {
     } catch (exc) {
       if (!(exc instanceof sessions.Rejected)) throw exc;
       got = { status: 'rejected', reason: exc.reason };
+    }
+    assertEqual(canonical(got), canonical(v.expect), 'outcome');
+  });
+}
+
+// ---------------------------------------------------------- session_refund.json (25.8)
+for (const v of load('session_refund.json')) {
+  check('session_refund.json', v.name, () => {
+    let got;
+    try {
+      got = {
+        status: 'applied',
+        patch: sessions.refundCommand(v.session, v.args, v.node_id, null, v.received_ms),
+      };
+    } catch (exc) {
+      if (!(exc instanceof sessions.Rejected)) throw exc;
+      got = { status: 'rejected', reason: exc.reason };
+      if (exc.refundable !== undefined) got.refundable = exc.refundable;
     }
     assertEqual(canonical(got), canonical(v.expect), 'outcome');
   });

@@ -29,4 +29,54 @@ function captureCommand(session, args, receivedMs) {
   return { capture_tip: tip, capture_amount: total, capture_requested_ms: receivedMs };
 }
 
-module.exports = { Rejected, captureCommand };
+// 25.8: the `refund` command of a payment session: a terminal asks the provider to give
+// back part of a card or Apple Pay payment that was taken, at most what was taken (the
+// capture asked for, else what the provider received) minus every refund asked that was
+// not refused. A bank payment is refunded by hand (`manual-refund`).
+class RefundRejected extends Rejected {
+  constructor(reason, refundable) {
+    super(reason);
+    this.refundable = refundable;
+  }
+}
+
+const API_REFUND_METHODS = ['card', 'apple_pay'];
+
+function refundable(session) {
+  let taken = session.received || 0;
+  if (session.capture_amount !== undefined && session.capture_amount !== null) {
+    taken = Math.min(taken, session.capture_amount);
+  }
+  const results = session.refund_results || {};
+  let asked = 0;
+  for (const [id, req] of Object.entries(session.refunds || {})) {
+    if ((results[id] || {}).status !== 'refused') asked += req.amount;
+  }
+  return taken - asked;
+}
+
+function refundCommand(session, args, nodeId, actorId, receivedMs) {
+  if (session === null || session === undefined) throw new Rejected('record-not-found');
+  const method = session.method || '';
+  if (method === 'open_banking') throw new Rejected('manual-refund');
+  if (!API_REFUND_METHODS.includes(method)) throw new Rejected('invalid-method');
+  if (session.status !== 'succeeded') throw new Rejected('not-captured');
+  const id = args.refund_id;
+  if (typeof id !== 'string' || id.length < 1 || id.length > 64) {
+    throw new Rejected('invalid-argument');
+  }
+  const refunds = { ...(session.refunds || {}) };
+  if (refunds[id] !== undefined) throw new Rejected('duplicate-refund');
+  const amount = args.amount;
+  if (!isInt(amount) || amount < 1) throw new Rejected('invalid-amount');
+  const left = refundable(session);
+  if (amount > left) throw new RefundRejected('refund-above-captured', left);
+  const approvedBy = args.approved_by === undefined ? null : args.approved_by;
+  if (approvedBy !== null && typeof approvedBy !== 'string') throw new Rejected('invalid-argument');
+  refunds[id] = {
+    amount, by: nodeId, actor: actorId, approved_by: approvedBy, requested_ms: receivedMs,
+  };
+  return { refunds };
+}
+
+module.exports = { Rejected, captureCommand, refundCommand };
