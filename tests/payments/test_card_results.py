@@ -103,7 +103,7 @@ def test_server_mode_leaves_a_terminal_what_moves_no_providers_money() -> None:
 @pytest.mark.parametrize("method", ["card", "apple_pay"])
 def test_server_mode_refuses_a_terminals_card_refund_and_applies_the_servers(method: str) -> None:
     """The provider makes a card or Apple Pay refund (the session's ``refund``, protocol
-    25.8); only the server records it on the order."""
+    25.7); only the server records it on the order."""
     refund = {"refund_id": "r2", "amount": 300}
     paid = order_with({"a1": attempt_in("captured", method=method)})
     refused = _apply(SERVER, paid, "payment_refund", refund, "till-b")

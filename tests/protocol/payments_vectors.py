@@ -324,7 +324,7 @@ def settings_of(member: dict[str, Any] | None) -> PaymentsSettings | None:
 def _card_results_vectors() -> list[dict[str, Any]]:
     """``card_results: server`` (19.4): only node ``server`` reports what a provider did for
     a card, open banking or Apple Pay attempt, and records a card or Apple Pay refund (the
-    provider makes it, 25.8); a terminal still cancels, and records a bank or cash refund."""
+    provider makes it, 25.7); a terminal still cancels, and records a bank or cash refund."""
     member = {"card_results": "server"}
     registry = payments_registry(settings_of(member))
     held = order_with({"a1": attempt_in("authorised")})
@@ -388,7 +388,7 @@ def _card_results_vectors() -> list[dict[str, Any]]:
             None,
         ),
         (
-            "rule: card_results server: a terminal's card refund is refused (the provider makes it)",
+            "rule: card_results server: a terminal's card refund is refused (the provider refunds)",
             paid,
             "refund",
             {"attempt_id": "a1", "refund_id": "r9", "amount": 100},

@@ -2,7 +2,7 @@
 section 25.6), a terminal's command on a held card payment: from the session's fields and
 the command's args, the patch it makes or the reason it is refused.
 
-``session_refund.json``: the ``refund`` command of a payment session (section 25.8), a
+``session_refund.json``: the ``refund`` command of a payment session (section 25.7), a
 terminal asking the provider to give back part of a card or Apple Pay payment taken,
 bounded by what was taken and not yet refunded."""
 

@@ -218,4 +218,4 @@ def test_a_requested_session_calls_for_one_start_effect_keyed_by_its_attempt() -
         {"attempt_id": "pay-1"},
     )
     assert plugin.effects([change({**held, "status": "succeeded"})]) == []  # captured
-    assert sorted(plugin.effect_handlers()) == ["capture", "start", "webhook"]
+    assert sorted(plugin.effect_handlers()) == ["capture", "refund", "start", "webhook"]

@@ -1,4 +1,4 @@
-"""Card refunds through Stripe, against localstripe (protocol 19.4, 25.8): a terminal asks
+"""Card refunds through Stripe, against localstripe (protocol 19.4, 25.7): a terminal asks
 with the payment session's ``refund`` command; the ``refund`` effect (idempotency key
 ``fynlo:<attempt>:refund-<refund_id>``, our refund id in the refund's metadata) asks
 Stripe; once Stripe confirms, the server authors the order's ``payment_refund`` and the
@@ -168,7 +168,7 @@ def test_a_partial_refund_then_the_rest(refund_world: PayWorld) -> None:
 
 
 def test_an_over_refund_and_bad_refunds_are_refused_by_us(refund_world: PayWorld) -> None:
-    terminal, order_id, attempt_id, pi = _paid(refund_world)
+    terminal, _order_id, attempt_id, pi = _paid(refund_world)
     over = _refused(terminal, attempt_id, {"refund_id": "x", "amount": 3251})
     assert (over.extra["reason"], over.extra["refundable"]) == ("refund-above-captured", 3250)
     for args, reason in (
@@ -209,7 +209,7 @@ def test_a_bank_payment_is_refunded_by_hand(refund_world: PayWorld) -> None:
 
 
 def test_a_rogue_tills_card_refund_is_refused_on_push(refund_world: PayWorld) -> None:
-    terminal, order_id, attempt_id, pi = _paid(refund_world)
+    _terminal, order_id, attempt_id, pi = _paid(refund_world)
     rogue = _rogue_till(refund_world)
     rogue.sync()
     args = {"attempt_id": attempt_id, "refund_id": "rogue", "amount": 3250}

@@ -197,7 +197,7 @@ const reported = (settings, command, attempt, op) => {
   }
 };
 
-// 19.4, 25.8: a card or Apple Pay refund is made by the provider (the payment session's
+// 19.4, 25.7: a card or Apple Pay refund is made by the provider (the payment session's
 // `refund`); with card_results `server` only node `server` records it. A bank payment's
 // refund (a transfer) and cash stay the terminal's.
 const PROVIDER_REFUND = ['card', 'apple_pay'];

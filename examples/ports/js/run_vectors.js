@@ -484,7 +484,7 @@ for (const v of load('session_capture.json')) {
   });
 }
 
-// ---------------------------------------------------------- session_refund.json (25.8)
+// ---------------------------------------------------------- session_refund.json (25.7)
 for (const v of load('session_refund.json')) {
   check('session_refund.json', v.name, () => {
     let got;

@@ -29,7 +29,7 @@ function captureCommand(session, args, receivedMs) {
   return { capture_tip: tip, capture_amount: total, capture_requested_ms: receivedMs };
 }
 
-// 25.8: the `refund` command of a payment session: a terminal asks the provider to give
+// 25.7: the `refund` command of a payment session: a terminal asks the provider to give
 // back part of a card or Apple Pay payment that was taken, at most what was taken (the
 // capture asked for, else what the provider received) minus every refund asked that was
 // not refused. A bank payment is refunded by hand (`manual-refund`).

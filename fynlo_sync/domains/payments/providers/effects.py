@@ -251,7 +251,10 @@ async def refund(ctx: EffectContext) -> None:
     except (ProviderRefusedError, RefundBoundError) as exc:
         reason = str(exc.extra.get("reason") or exc.code)
         _refund_result(
-            ctx, attempt_id, refund_id, {"status": "refused", "reason": reason, "detail": exc.detail}
+            ctx,
+            attempt_id,
+            refund_id,
+            {"status": "refused", "reason": reason, "detail": exc.detail},
         )
         return
     finally:

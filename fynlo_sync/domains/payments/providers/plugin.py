@@ -169,7 +169,9 @@ def refund_command(ctx: CommandContext) -> dict[str, Any]:
         )
     refund_id = ctx.args.get("refund_id")
     if not isinstance(refund_id, str) or not 0 < len(refund_id) <= 64:
-        raise _refuse("invalid-argument", "refund_id must be 1 to 64 characters", argument="refund_id")
+        raise _refuse(
+            "invalid-argument", "refund_id must be 1 to 64 characters", argument="refund_id"
+        )
     refunds = dict(session.get("refunds") or {})
     if refund_id in refunds:
         raise _refuse("duplicate-refund", f"refund {refund_id!r} was already asked for")
