@@ -48,7 +48,7 @@ from fynlo_sync.limits import check_depth
 from fynlo_sync.plugin_loader import load_plugins
 from fynlo_sync.plugins import Registry
 from fynlo_sync.worker import EffectWorker
-from server.auth import Device, make_jwt_auth
+from server.auth import AccessToken, Device, bearer, make_jwt_auth
 from server.backends import open_backend
 from server.observe import ObservedEffects, configure_logging, outermost
 from server.openapi import CompletedJson
@@ -57,7 +57,14 @@ from server.pokes import make_channels, redis_client
 from server.routes import ROUTES, Runtime
 from server.serving import internal_guard, listener_guard, security_headers
 from server.settings import Settings
-from server.throttle import RATE_STORE, Refusals, SocketQuota, rate_limits, rate_store
+from server.throttle import (
+    RATE_STORE,
+    Refusals,
+    SocketQuota,
+    early_refusal,
+    rate_limits,
+    rate_store,
+)
 
 __all__ = [
     "PROBLEM_JSON",
@@ -137,6 +144,10 @@ def _http_error(
         user = request.scope.get("user")
         if refusals is not None and isinstance(user, Device):
             refusals.refuse(user, retry)  # its next requests are refused before a lookup
+            token, claims = bearer(request.scope["headers"]), request.scope.get("auth")
+            if token is not None and isinstance(claims, AccessToken):
+                # Its signature was checked on the way in: later ones are refused first thing.
+                refusals.vouch(token, user, claims.exp.timestamp())
         return problem_response(
             RateLimitedError(f"too many requests: retry in {retry} s", retry_after=retry),
             headers,
@@ -220,6 +231,7 @@ def create_app(
         access_ttl_s=settings.access_ttl_s,
         exclude=PUBLIC,
         refused=refusals.retry_after,
+        vouch=refusals.vouch,
     )
 
     def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
@@ -262,7 +274,7 @@ def create_app(
         return app_config
 
     prometheus = PrometheusConfig(app_name="fynlo", prefix="fynlo", group_path=True)
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             *ROUTES,
             *(e.router() for e in extensions),
@@ -302,6 +314,11 @@ def create_app(
         before_request=_depth_guard(settings.max_depth),
         signature_namespace={"Runtime": Runtime},
     )
+    # Before routing and every middleware: a remembered refused token is answered at once.
+    app.asgi_handler = early_refusal(
+        app.asgi_handler, refusals, tuple(p.lstrip("^") for p in PUBLIC), settings.max_body_bytes
+    )
+    return app
 
 
 def app_from_env() -> Litestar:

@@ -36,6 +36,7 @@ __all__ = [
     "WS_UNAUTHENTICATED",
     "AccessToken",
     "Device",
+    "bearer",
     "issue_access_token",
     "make_jwt_auth",
 ]
@@ -163,6 +164,17 @@ class _Middleware(JWTAuthenticationMiddleware):
         raise NotAuthorizedException("no access token: send `Authorization: Bearer <token>`")
 
 
+def bearer(headers: Any) -> bytes | None:
+    """The token of an ``Authorization: Bearer <token>`` header, as sent (ASGI's raw
+    headers)."""
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = bytes(value).partition(b" ")
+            token = token.strip()
+            return token if scheme.lower() == b"bearer" and token else None
+    return None
+
+
 def make_jwt_auth(
     secret: str,
     accounts: Callable[[], Accounts],
@@ -170,11 +182,13 @@ def make_jwt_auth(
     access_ttl_s: int,
     exclude: list[str],
     refused: Callable[[str, str], int | None] | None = None,
+    vouch: Callable[[bytes, Device, float], None] | None = None,
 ) -> JWTAuth[Device, AccessToken]:
     """The security backend. ``accounts`` gives the live account store (opened in the
     lifespan, after the app is built). ``refused(tenant, node)``: the seconds a device a
     rate limit refused must still wait (or ``None``); such a device's HTTP requests are
-    refused (429) once its token's signature checks out, before it is looked up."""
+    refused (429) once its token's signature checks out, before it is looked up, and the
+    token (signature checked) is given to ``vouch(token, device, expires_s)``."""
 
     async def retrieve_device(
         token: AccessToken, connection: ASGIConnection[Any, Any, Any, Any]
@@ -182,6 +196,9 @@ def make_jwt_auth(
         if refused is not None and connection.scope["type"] == ScopeType.HTTP:
             wait = refused(token.tid, token.sub)
             if wait is not None:
+                raw = bearer(connection.scope["headers"])
+                if vouch is not None and raw is not None:
+                    vouch(raw, Device(token.tid, token.sub), token.exp.timestamp())
                 raise RateLimitedError(f"too many requests: retry in {wait} s", retry_after=wait)
         state = await accounts().device(token.tid, token.sub)
         if state is None or state.revoked or state.epoch != token.ep:

@@ -38,7 +38,7 @@ from server.conflicts import ResolveRequest, list_conflicts, resolve_conflict
 from server.effects import list_effects
 from server.pokes import PokeHub, channel_for, poke_bytes, poke_event, pokes_backend
 from server.settings import Settings
-from server.throttle import SocketQuota
+from server.throttle import PushSlots, SocketQuota
 
 __all__ = ["ROUTES", "Runtime"]
 
@@ -79,6 +79,7 @@ class Runtime:
             recheck_s=settings.ws_recheck_ms / 1000,
         )
         self.sockets = SocketQuota(settings.max_sockets_per_device)
+        self.pushes = PushSlots(settings.max_pushes_in_flight_per_tenant)
 
     async def _devices(self, tenant: str) -> list[DeviceState]:
         return await self.backend.accounts.devices(tenant)
@@ -191,12 +192,13 @@ async def push(request: DeviceRequest, rt: NamedDependency[Runtime]) -> PushResu
     device = request.user
     start = time.perf_counter()
     try:
-        result = await rt.backend.push(
-            device.tenant_id,
-            await request.body(),
-            node_id=device.node_id,
-            client_address=None if request.client is None else request.client.host,
-        )
+        with rt.pushes.hold(device.tenant_id):  # 429 when the tenant's slots are all taken
+            result = await rt.backend.push(
+                device.tenant_id,
+                await request.body(),
+                node_id=device.node_id,
+                client_address=None if request.client is None else request.client.host,
+            )
     except FynloError as exc:
         observe.push_failed(device.tenant_id, device.node_id, exc, start)
         raise

@@ -138,6 +138,8 @@ class Settings:
     rate_anon_per_min: int = 120
     max_code_failures: int = 5
     max_sockets_per_device: int = 4
+    #: Pushes of one tenant applied at once per process (0: no cap).
+    max_pushes_in_flight_per_tenant: int = 16
     request_timeout_s: int = 20
     #: Bearer token for /metrics and /schema ("" : public).
     internal_token: str = field(default="", repr=False)
@@ -248,6 +250,9 @@ class Settings:
             rate_anon_per_min=_int(env, "FYNLO_RATE_ANON", cls.rate_anon_per_min, 0),
             max_code_failures=_int(env, "FYNLO_CODE_FAILURES", cls.max_code_failures),
             max_sockets_per_device=_int(env, "FYNLO_WS_PER_DEVICE", cls.max_sockets_per_device),
+            max_pushes_in_flight_per_tenant=_int(
+                env, "FYNLO_PUSHES_IN_FLIGHT", cls.max_pushes_in_flight_per_tenant, 0
+            ),
             request_timeout_s=_int(env, "FYNLO_REQUEST_TIMEOUT", cls.request_timeout_s),
             internal_token=env.get("FYNLO_INTERNAL_TOKEN", ""),
             internal_port=_int(env, "FYNLO_INTERNAL_PORT", cls.internal_port, 0),
@@ -301,6 +306,7 @@ class Settings:
             "FYNLO_RATE_ANON": str(self.rate_anon_per_min),
             "FYNLO_CODE_FAILURES": str(self.max_code_failures),
             "FYNLO_WS_PER_DEVICE": str(self.max_sockets_per_device),
+            "FYNLO_PUSHES_IN_FLIGHT": str(self.max_pushes_in_flight_per_tenant),
             "FYNLO_REQUEST_TIMEOUT": str(self.request_timeout_s),
             "FYNLO_WS_RECHECK_MS": str(self.ws_recheck_ms),
             "FYNLO_WS_TICKET_TTL": str(self.ws_ticket_ttl_s),

@@ -50,6 +50,7 @@ NO_RATE_LIMITS: dict[str, int] = {
     "rate_device_per_min": 0,
     "rate_tenant_per_min": 0,
     "rate_anon_per_min": 0,
+    "max_pushes_in_flight_per_tenant": 0,
 }
 
 

@@ -16,6 +16,21 @@ token's signature, before the device is looked up in the database: a flood costs
 signature check per request, not a query on the store every other tenant waits on. The
 window remembered ends a little before the limiter's, never after.
 
+**Remembered tokens are refused before Litestar.** The refused device's access token
+(whose signature was checked when it was refused) is remembered too, in a bounded LRU
+keyed by the token's exact bytes (:meth:`Refusals.vouch`). :func:`early_refusal`, an ASGI
+wrapper around Litestar's handler (before routing, middleware, dependency injection, the
+token's decoding and the request log), answers a request carrying such a token with the same
+429 problem at once, after discarding its body: a flood's refusal costs an HTTP parse and
+a dictionary lookup. A token never seen by a successful signature check is never in it,
+and it is forgotten when it expires; refusals counted in ``fynlo_rate_refused_early``.
+
+**Pushes in flight per tenant.** A tenant may have at most
+``FYNLO_PUSHES_IN_FLIGHT`` pushes being applied at once in this process
+(:class:`PushSlots`); a further one is answered 429 ``rate-limited``
+(``limit: "pushes-in-flight"``, ``Retry-After: 1``) before its body is read, so one tenant
+cannot fill the event loop and the store's queue with its pushes.
+
 Also here: the cap on poke sockets per device (per process). (Argon2 runs on worker
 threads, two at a time: :class:`server.accounts.Accounts`.)
 """
@@ -24,20 +39,33 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import msgspec
 from litestar import Request
 from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
+from litestar.types import ASGIApp
 from prometheus_client import Counter
 
-from server.auth import Device
+from fynlo_sync.errors import RateLimitedError
+from server.auth import Device, bearer
 from server.settings import Settings
 
-__all__ = ["EARLY_REFUSALS", "RATE_STORE", "Refusals", "SocketQuota", "rate_limits", "rate_store"]
+__all__ = [
+    "EARLY_REFUSALS",
+    "RATE_STORE",
+    "PushSlots",
+    "Refusals",
+    "SocketQuota",
+    "early_refusal",
+    "rate_limits",
+    "rate_store",
+]
 
 RATE_STORE = "rate_limit"
 
@@ -133,10 +161,43 @@ class Refusals:
     ``clock`` is a monotonic clock in seconds (injected in tests)."""
 
     MAX_ENTRIES = 100_000
+    #: Access tokens of refused devices remembered (least recently used forgotten first).
+    MAX_TOKENS = 10_000
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time
+    ) -> None:
         self.clock = clock
+        self.wall = wall
         self._until: dict[tuple[str, str], float] = {}
+        self._tokens: OrderedDict[bytes, tuple[str, str, float]] = OrderedDict()
+
+    def vouch(self, token: bytes, device: Device, expires_s: float) -> None:
+        """``token``, whose signature the caller has just checked, is ``device``'s access
+        token until ``expires_s`` (wall clock, seconds since the epoch)."""
+        self._tokens[token] = (device.tenant_id, device.node_id, expires_s)
+        self._tokens.move_to_end(token)
+        while len(self._tokens) > self.MAX_TOKENS:
+            self._tokens.popitem(last=False)
+
+    def active(self) -> bool:
+        """Whether any device is refused (when none is, nothing need be looked up)."""
+        return bool(self._until)
+
+    def retry_after_token(self, token: bytes) -> int | None:
+        """Seconds the device whose vouched-for ``token`` this is must still wait, or
+        ``None`` (not refused, or a token never vouched for, or expired)."""
+        if not self._until:
+            return None
+        known = self._tokens.get(token)
+        if known is None:
+            return None
+        tenant_id, node_id, expires_s = known
+        if expires_s <= self.wall():
+            del self._tokens[token]
+            return None
+        self._tokens.move_to_end(token)
+        return self.retry_after(tenant_id, node_id)
 
     def refuse(self, device: Device, reset_s: int) -> None:
         """The limiter refused ``device`` and said its window resets in ``reset_s``
@@ -161,3 +222,64 @@ class Refusals:
             return None
         EARLY_REFUSALS.inc()
         return max(1, math.ceil(left))
+
+
+def early_refusal(
+    app: ASGIApp, refusals: Refusals, public: tuple[str, ...], max_body_bytes: int
+) -> ASGIApp:
+    """Wraps Litestar's ASGI handler: an HTTP request (outside the ``public`` path
+    prefixes) carrying an access token :meth:`Refusals.vouch` knows, of a device still
+    refused, is answered 429 ``rate-limited`` with ``Retry-After`` at once; its body (at most
+    ``max_body_bytes`` of it) is read and discarded first, so the connection stays usable."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and refusals.active() and not scope["path"].startswith(public):
+            token = bearer(scope["headers"])
+            wait = None if token is None else refusals.retry_after_token(token)
+            if wait is not None:
+                seen = 0
+                while seen <= max_body_bytes:
+                    message = await receive()
+                    if message["type"] != "http.request" or not message.get("more_body"):
+                        break
+                    seen += len(message.get("body", b""))
+                error = RateLimitedError(f"too many requests: retry in {wait} s", retry_after=wait)
+                body = msgspec.json.encode(error.problem())
+                headers = [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", str(wait).encode()),
+                ]
+                await send({"type": "http.response.start", "status": 429, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+class PushSlots:
+    """Pushes being applied per tenant, in this process; at most ``limit`` at once (0: no
+    limit)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.busy: dict[str, int] = {}
+
+    @contextmanager
+    def hold(self, tenant_id: str) -> Iterator[None]:
+        """Holds one of the tenant's slots while the push is applied; raises
+        :class:`RateLimitedError` (429, ``Retry-After: 1``) when all are taken."""
+        if self.limit and self.busy.get(tenant_id, 0) >= self.limit:
+            raise RateLimitedError(
+                f"this tenant already has {self.limit} pushes in flight: retry in 1 s",
+                retry_after=1,
+                limit="pushes-in-flight",
+            )
+        self.busy[tenant_id] = self.busy.get(tenant_id, 0) + 1
+        try:
+            yield
+        finally:
+            self.busy[tenant_id] -= 1
+            if not self.busy[tenant_id]:
+                del self.busy[tenant_id]

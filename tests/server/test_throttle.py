@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,11 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from fynlo_sync.protocol import encode_batch
 from server import admin
 from server.testing import run_in_thread
 from tests.core.conftest import make_registry
-from tests.server.conftest import Live, _settings_for, auth, batch_of, raw
+from tests.server.conftest import Live, _settings_for, auth, batch_of, raw, tokens_of
 from tests.server.test_http import problem
 
 RATES: dict[str, Any] = {
@@ -212,3 +214,150 @@ def test_refusals_end_before_the_limiters_window() -> None:
     assert refusals.retry_after("t", "till") is None
     refusals.refuse(device, 1)  # at most a second left: not worth remembering
     assert refusals.retry_after("t", "till") is None
+
+
+def test_a_refused_token_is_answered_before_routing_and_a_forged_one_never_is(
+    limited: Live,
+) -> None:
+    """Once a device is refused, a request with its token (signature checked when it was
+    refused) is answered 429 before Litestar routes it or reads its body: a path that does
+    not exist and a method the route does not allow get the same 429 problem, with
+    Retry-After and the security headers, and the connection stays usable. A token with
+    the same claims and a forged signature is never answered from memory (401), and a new
+    token of the same device, from a refresh, is refused too."""
+    noisy = _device(limited, limited.tenant())
+    quiet = _device(limited, limited.tenant())
+    headers = {**auth(noisy), "Content-Type": "application/json"}
+    body = encode_batch(batch_of(noisy.node_id, 1, 2))
+    with httpx.Client(base_url=limited.url, headers=headers) as client:
+        codes = [client.post("/v1/sync/push", content=body).status_code for _ in range(35)]
+        assert 429 in codes
+        before = _early_refusals(limited.url)
+        answers = [
+            client.get("/v1/nowhere"),
+            client.put("/v1/sync/push", content=body),
+            client.post("/v1/sync/push", content=body),
+            client.get("/v1/sync/pull"),
+        ]
+    for answer in answers:
+        wait = problem(answer, 429, "rate-limited")["retry_after"]
+        assert isinstance(wait, int) and int(answer.headers["retry-after"]) == wait >= 1
+        assert answer.headers["x-content-type-options"] == "nosniff"
+    assert _early_refusals(limited.url) - before >= len(answers)
+    token = tokens_of(noisy).access_token
+    head, claims, signature = token.split(".")
+    forged = f"{head}.{claims}.{'B' if signature[0] == 'A' else 'A'}{signature[1:]}"
+    r = raw(limited, "GET", "/v1/sync/pull", headers={"Authorization": f"Bearer {forged}"})
+    problem(r, 401, "unauthenticated")
+    refreshed = raw(
+        limited,
+        "POST",
+        "/v1/auth/refresh",  # public: never refused from memory
+        json={"refresh_token": tokens_of(noisy).refresh_token},
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    fresh = {"Authorization": f"Bearer {refreshed.json()['access_token']}"}
+    problem(raw(limited, "GET", "/v1/sync/pull", headers=fresh), 429, "rate-limited")
+    assert raw(limited, "GET", "/v1/sync/pull", quiet).status_code == 200
+
+
+def test_refused_tokens_are_remembered_until_they_expire_in_a_bounded_memory() -> None:
+    from server.auth import Device
+    from server.throttle import Refusals
+
+    now, wall = [100.0], [5000.0]
+    refusals = Refusals(clock=lambda: now[0], wall=lambda: wall[0])
+    refusals.MAX_TOKENS = 2
+    till, other = Device("t", "till"), Device("t", "other")
+    refusals.vouch(b"tok-till", till, expires_s=5010.0)
+    assert refusals.retry_after_token(b"tok-till") is None  # vouched for, not refused
+    refusals.refuse(till, 5)
+    assert refusals.retry_after_token(b"tok-till") == 4
+    assert refusals.retry_after_token(b"tok-till-") is None  # only the exact token
+    assert refusals.retry_after_token(b"never-vouched") is None
+    refusals.vouch(b"tok-other", other, expires_s=5010.0)  # not refused: not answered
+    assert refusals.retry_after_token(b"tok-other") is None
+    assert refusals.retry_after_token(b"tok-till") == 4  # used last, so tok-other is older
+    refusals.vouch(b"tok-till-2", till, expires_s=5010.0)  # the least recent one goes
+    assert refusals.retry_after_token(b"tok-till-2") == 4
+    assert refusals.retry_after_token(b"tok-till") == 4
+    assert refusals.retry_after_token(b"tok-other") is None
+    wall[0] = 5010.0  # expired: forgotten (the token check answers 401 from here)
+    assert refusals.retry_after_token(b"tok-till") is None
+    assert refusals.retry_after("t", "till") == 4  # the device itself is still refused
+
+
+def test_push_slots_per_tenant() -> None:
+    from fynlo_sync.errors import RateLimitedError
+    from server.throttle import PushSlots
+
+    slots = PushSlots(2)
+    with slots.hold("a"), slots.hold("a"):
+        with pytest.raises(RateLimitedError) as refused, slots.hold("a"):
+            pass
+        assert refused.value.extra == {"limit": "pushes-in-flight", "retry_after": 1}
+        with slots.hold("b"):  # another tenant has its own
+            pass
+    with slots.hold("a"), slots.hold("a"):  # freed
+        pass
+    assert slots.busy == {}
+    unlimited = PushSlots(0)
+    with unlimited.hold("a"), unlimited.hold("a"), unlimited.hold("a"):
+        pass
+
+
+@pytest.fixture(scope="module", params=["sqlite"])
+def capped(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Live]:
+    """One push in flight per tenant; slow bodies allowed (the cap is per process, the
+    same on every backend)."""
+    yield from _serve(
+        request,
+        tmp_path_factory.mktemp("capped"),
+        rate_anon_per_min=0,
+        rate_device_per_min=0,
+        rate_tenant_per_min=0,
+        max_pushes_in_flight_per_tenant=1,
+        request_timeout_s=60,
+    )
+
+
+def test_a_tenant_past_its_pushes_in_flight_gets_429_at_once(capped: Live) -> None:
+    """A push whose body has not all arrived holds its tenant's one slot: the tenant's
+    next push is answered 429 ``rate-limited`` (``limit: pushes-in-flight``, Retry-After 1)
+    while another tenant pushes as usual; once the slow one is gone, the tenant pushes
+    again."""
+    tenant = capped.tenant()
+    slow_device, next_device = _device(capped, tenant), _device(capped, tenant)
+    other = _device(capped, capped.tenant())
+    body = encode_batch(batch_of(slow_device.node_id, 1, 1))
+    parts = urlsplit(capped.url)
+    assert parts.hostname is not None and parts.port is not None
+    slow = socket.create_connection((parts.hostname, parts.port))
+    token = tokens_of(slow_device).access_token
+    slow.sendall(
+        b"POST /v1/sync/push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {token}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body[:10]
+    )
+    mine = encode_batch(batch_of(next_device.node_id, 1, 1))
+    try:
+        for _ in range(200):  # until the slow push is in its handler (holding the slot)
+            refused = raw(capped, "POST", "/v1/sync/push", next_device, content=mine)
+            if refused.status_code == 429:
+                break
+            assert refused.status_code == 200, refused.text  # (the same batch: idempotent)
+            time.sleep(0.02)
+        body_of = problem(refused, 429, "rate-limited")
+        assert body_of["limit"] == "pushes-in-flight" and body_of["retry_after"] == 1
+        assert refused.headers["retry-after"] == "1"
+        assert other.push(batch_of(other.node_id, 1, 2)).high_water == 2
+    finally:
+        slow.close()
+    for _ in range(200):  # until the server has seen the slow client go
+        again = raw(capped, "POST", "/v1/sync/push", next_device, content=mine)
+        if again.status_code != 429:
+            break
+        time.sleep(0.02)
+    assert again.status_code == 200, again.text
