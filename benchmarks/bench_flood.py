@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import time
+from collections.abc import Callable
 from multiprocessing.synchronize import Event
+from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_http import _tokens
@@ -34,6 +37,35 @@ BATCH = 5
 RATE_DEVICE = 1200
 RATE_TENANT = 12000
 PUSHES_IN_FLIGHT = 16  # the default cap per tenant
+
+
+def _server_pid() -> int | None:
+    """The uvicorn child of this process (Linux ``/proc``), or ``None``."""
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == me and b"uvicorn" in command:
+            return int(entry.name)
+    return None
+
+
+def _cpu_of(pid: int | None) -> Callable[[], float]:
+    """The process's CPU seconds so far (user + system), or always 0 without ``/proc``."""
+    if pid is None:
+        return lambda: 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    return cpu
 
 
 def _flood_main(url: str, token: str, on: Event, done: Event, counts: Any) -> None:
@@ -65,10 +97,35 @@ def _flood_main(url: str, token: str, on: Event, done: Event, counts: Any) -> No
     asyncio.run(main())
 
 
+def _refusal_cost(url: str, token: str, cpu: Callable[[], float], count: int) -> float:
+    """The server's CPU milliseconds per refused push, alone: ``count`` pushes of the
+    refused flooding device one after another on one connection (0 if any was not a 429:
+    the window had ended)."""
+    import httpx
+
+    body = encode_batch(Batch.of("flood", server_ops("flood", BATCH)))
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        client.post("/v1/sync/push", content=body)
+        start = cpu()
+        codes = {client.post("/v1/sync/push", content=body).status_code for _ in range(count)}
+        spent = cpu() - start
+    return 1000 * spent / count if codes == {429} else 0.0
+
+
 async def _victim(
-    ctx: Context, url: str, token: str, samples: int, on: Event, counts: Any
+    ctx: Context,
+    url: str,
+    token: str,
+    samples: int,
+    on: Event,
+    counts: Any,
+    cpu: Callable[[], float],
+    spent: dict[str, float],
 ) -> tuple[list[float], list[float]]:
-    """A's pushes, timed: cycles of ``per_cycle`` pushes, idle and flooded in turn."""
+    """A's pushes, timed: cycles of ``per_cycle`` pushes, idle and flooded in turn.
+    ``spent`` gets the server's CPU seconds in the idle and the flooded timed stretches
+    (``idle_cpu_s``, ``flood_cpu_s``) and the flood's answers in the flooded ones."""
     import httpx
 
     ops = server_ops("calm", 2 * samples * BATCH)
@@ -92,14 +149,20 @@ async def _victim(
                     raise RuntimeError(f"the calm tenant's push answered {r.status_code}")
                 sent += 1
 
+        spent.update(idle_cpu_s=0.0, flood_cpu_s=0.0, flood_answers=0.0)
         while len(idle) < samples or len(flooded) < samples:
+            c0 = cpu()
             await timed(idle, min(per_cycle, samples - len(idle)))
+            spent["idle_cpu_s"] += cpu() - c0
             before = counts[1]
             on.set()
             deadline = time.monotonic() + 30
             while counts[1] == before and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)  # until the flooder is being refused
+            c0, n0 = cpu(), sum(counts)
             await timed(flooded, min(per_cycle, samples - len(flooded)))
+            spent["flood_cpu_s"] += cpu() - c0
+            spent["flood_answers"] += sum(counts) - n0
             on.clear()
             await asyncio.sleep(0.2)  # the flood's requests in flight drain
             ctx.progress.step(len(idle) + len(flooded), 2 * samples, "timed pushes")
@@ -128,8 +191,11 @@ def run_flood(ctx: Context) -> list[Result]:
         )
         flooder.start()
         started = time.monotonic()
+        cpu, spent = _cpu_of(_server_pid()), dict[str, float]()
         try:
-            idle, flooded = asyncio.run(_victim(ctx, url, tokens["calm"], samples, on, counts))
+            idle, flooded = asyncio.run(
+                _victim(ctx, url, tokens["calm"], samples, on, counts, cpu, spent)
+            )
         finally:
             done.set()
             on.clear()
@@ -137,12 +203,20 @@ def run_flood(ctx: Context) -> list[Result]:
             if flooder.is_alive():
                 flooder.kill()
         seconds = time.monotonic() - started
+        refusal_ms = _refusal_cost(url, tokens["flood"], cpu, 2000)
     i, f = summary(idle), summary(flooded)
     ok, refused, other = int(counts[0]), int(counts[1]), int(counts[2])
     ratio_p50 = i["p50_ms"] / f["p50_ms"]
+    # The server's CPU per flood answer (nearly all 429s) in the flooded stretches, the calm
+    # tenant's pushes there counted at their idle cost.
+    flood_cpu_s = spent["flood_cpu_s"] - spent["idle_cpu_s"]
+    cpu_per_answer_ms = (
+        1000 * flood_cpu_s / spent["flood_answers"] if spent["flood_answers"] else 0.0
+    )
     ctx.progress.note(
         f"flood: {ok + refused + other:,} requests ({refused:,} answered 429); calm push p99 "
-        f"{f['p99_ms']:.1f} ms vs {i['p99_ms']:.1f} ms idle"
+        f"{f['p99_ms']:.1f} ms vs {i['p99_ms']:.1f} ms idle; server CPU per flood answer "
+        f"{cpu_per_answer_ms:.2f} ms, per refused push alone {refusal_ms:.2f} ms"
     )
     return [
         Result(
@@ -175,6 +249,9 @@ def run_flood(ctx: Context) -> list[Result]:
                 "flood_429": refused,
                 "flood_other": other,
                 "flood_requests_per_s": (ok + refused + other) / seconds,
+                "server_cpu_ms_per_flood_answer": cpu_per_answer_ms,
+                "flood_answers_timed": spent["flood_answers"],
+                "server_cpu_ms_per_refusal_alone": refusal_ms,
                 **{f"idle_{k}": v for k, v in i.items()},
                 **{f"flood_{k}": v for k, v in f.items()},
             },
