@@ -218,4 +218,32 @@ def test_a_requested_session_calls_for_one_start_effect_keyed_by_its_attempt() -
         {"attempt_id": "pay-1"},
     )
     assert plugin.effects([change({**held, "status": "succeeded"})]) == []  # captured
-    assert sorted(plugin.effect_handlers()) == ["capture", "refund", "start", "webhook"]
+    assert sorted(plugin.effect_handlers()) == ["cancel", "capture", "refund", "start", "webhook"]
+
+
+def test_a_terminals_cancel_of_a_provider_attempt_calls_for_the_cancel_effect() -> None:
+    """``payment_cancel`` by a terminal of a card, Apple Pay or bank attempt: the ``cancel``
+    effect, keyed by the attempt. Not for the server's own cancel (the provider's word), a
+    cash attempt, or a change that did not touch the payments."""
+    from fynlo_sync.domains.payments.providers.plugin import ProvidersPlugin
+    from fynlo_sync.hlc import pack, to_wire
+    from fynlo_sync.ops import Change, Record, Stamp
+
+    def change(state: str, method: str, node: str = "till-a", stamp_seq: int = 7) -> Change:
+        attempts = {"a1": {"state": state, "method": method}, "a0": {"state": "captured"}}
+        stamp = Stamp(to_wire(pack(1_700_000_000_000, 0)), node, stamp_seq)
+        record = Record("orders", "o1", {"payments": attempts}, {"payments": stamp})
+        return Change(seq=7, op_id="op", node_id=node, node_seq=3, record=record)
+
+    plugin = ProvidersPlugin()
+    for method in ("card", "apple_pay", "open_banking"):
+        [effect] = plugin.effects([change("cancelled", method)])
+        assert (effect.name, effect.key, effect.payload) == (
+            "cancel",
+            "cancel:a1",
+            {"attempt_id": "a1", "order_id": "o1"},
+        )
+    assert plugin.effects([change("cancelled", "card", node="server")]) == []
+    assert plugin.effects([change("cancelled", "cash")]) == []
+    assert plugin.effects([change("cancelled", "card", stamp_seq=6)]) == []  # other field
+    assert plugin.effects([change("authorised", "card")]) == []

@@ -5,7 +5,8 @@ Stripe; once Stripe confirms, the server authors the order's ``payment_refund`` 
 ledger posts the refund's set. The amount is bounded by what we recorded as taken and not
 yet refunded (localstripe accepts over-refunds: we refuse them). A refund whose answer was
 lost is looked up by our refund id, not made again. With ``card_results: server`` a
-terminal's own ``payment_refund`` of a card is refused ``server-only``."""
+terminal's own ``payment_refund`` of a card is refused ``server-only``. A terminal's
+``payment_cancel`` of a provider attempt cancels the payment at the provider too."""
 
 from __future__ import annotations
 
@@ -290,3 +291,30 @@ def test_the_effect_looks_a_lost_refund_up_and_stripe_shows_one(
     assert (a["state"], a["refunded"]) == ("refunded_partial", 1200)
     effects = [e for e in refund_world.effects() if e["key"] == f"refund:{attempt_id}:L"]
     assert [(e["state"], e["attempts"]) for e in effects] == [("done", 2)]
+
+
+def test_a_terminals_cancel_of_a_held_card_cancels_it_at_stripe(refund_world: PayWorld) -> None:
+    """A terminal's ``payment_cancel`` of a provider attempt (the customer walks away from
+    a held card) calls for the ``cancel`` effect: Stripe's hold is cancelled too, so the
+    money can never be captured later, and the session says ``canceled``."""
+    terminal, order_id = order_with_lines(refund_world)
+    body = {"order_id": order_id, "payment_method": "pm_card_visa", "capture": "manual"}
+    attempt_id = terminal.transport.post(CARD, body)["attempt_id"]
+    pi = _status(terminal, attempt_id, "authorized").fields["provider_id"]
+    terminal.sync()
+    cancel = {"attempt_id": attempt_id, "reason": "requested_by_customer"}
+    terminal.command("orders", order_id, "payment_cancel", cancel)
+    terminal.sync()
+    done = _status(terminal, attempt_id, "canceled")
+    assert done.fields["provider_id"] == pi
+    r = httpx.get(f"{refund_world.stripe_url}/v1/payment_intents/{pi}", headers=AUTH)
+    assert r.json()["status"] == "canceled"
+    order = terminal.get("orders", order_id)
+    assert order.fields["payments"][attempt_id]["state"] == "cancelled"
+    assert order.fields["balance_due"] == 3250
+    effects = [e for e in refund_world.effects() if e["key"] == f"cancel:{attempt_id}"]
+    assert [(e["state"], e["attempts"]) for e in effects] == [("done", 1)]
+    # A cancelled hold has nothing to capture: the session's capture is refused.
+    with pytest.raises(RejectedOpError) as refused:
+        terminal.command("payment_sessions", attempt_id, "capture", {"tip": 0})
+    assert refused.value.extra["reason"] == "not-authorised"

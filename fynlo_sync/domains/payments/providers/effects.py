@@ -49,7 +49,7 @@ from fynlo_sync.effects import (
 )
 from fynlo_sync.ops import Record
 
-__all__ = ["capture", "make_provider", "refund", "start", "webhook"]
+__all__ = ["cancel", "capture", "make_provider", "refund", "start", "webhook"]
 
 
 def make_provider(settings: ProvidersSettings, method: str) -> PaymentProvider:
@@ -83,6 +83,16 @@ async def start(ctx: EffectContext) -> None:
     fields = session.fields
     if fields.get("provider_id"):
         return  # recorded by an earlier run (or a webhook that came first)
+    state = flow.attempt_state(_fields(await ctx.read(ORDERS, str(fields["order_id"]))), attempt_id)
+    if state in _CLOSED:
+        # The terminal closed the attempt before its payment was made: make none (the
+        # ``cancel`` effect cancels one an earlier run may have made).
+        ctx.author.patch(
+            SESSIONS,
+            attempt_id,
+            {"status": "canceled", "failure_code": f"attempt-{state}", "updated_ms": ctx.now_ms},
+        )
+        return
     method = str(fields.get("method") or "open_banking")
     provider = make_provider(ctx.settings, method)
     request = CreatePayment(
@@ -339,3 +349,39 @@ def _record_refund(
         return drafts
 
     ctx.author.decide([session_key, order_key], build)
+
+
+#: Attempt states in which no payment may be made for the attempt.
+_CLOSED = frozenset({"failed", "cancelled", "expired"})
+
+
+def _fields(record: Record | None) -> Mapping[str, Any] | None:
+    return None if record is None or record.deleted else record.fields
+
+
+async def cancel(ctx: EffectContext) -> None:
+    """A terminal cancelled a provider attempt on the order (``payment_cancel``): cancel
+    its payment at the provider too (key ``fynlo:<attempt>:cancel``), so money cannot be
+    taken after the attempt closed. :func:`.flow.cancel` looks the payment up by the attempt
+    id and cancels only a live one (before authorisation, or a hold); if the provider took
+    the money already, the report is the ``taken-after-close`` finding (25.1)."""
+    attempt_id = str(ctx.effect.payload["attempt_id"])
+    session = await ctx.read(SESSIONS, attempt_id)
+    if session is None or session.deleted or not session.fields.get("requested_ms"):
+        return  # no provider was asked for this attempt
+    fields = session.fields
+    if not fields.get("provider_id") and fields.get("status") in ("canceled", "failed"):
+        return  # the start made no payment (the attempt was closed first, or refused)
+    if not fields.get("provider_id"):
+        # The ``start`` effect has not recorded yet: try again once it has (it makes no
+        # payment for a closed attempt, and says so on the session).
+        raise RetryableEffectError(f"the start of {attempt_id!r} has not recorded yet")
+    provider = make_provider(ctx.settings, str(fields.get("method") or "card"))
+    try:
+        payment = await flow.cancel(provider, attempt_id)
+    except ProviderAmbiguousError as exc:
+        raise RetryableEffectError(exc.detail) from exc
+    finally:
+        await provider.aclose()  # type: ignore[attr-defined]
+    if payment is not None:
+        report(ctx, attempt_id, str(fields["order_id"]), payment)

@@ -253,6 +253,9 @@ class ProvidersPlugin(DomainPlugin):
         out: list[Effect] = []
         for change in changes:
             record = change.record
+            if record.collection == ORDERS and not record.deleted:
+                out.extend(_cancels(change))
+                continue
             if record.collection != SESSIONS or record.deleted:
                 continue
             fields = record.fields
@@ -304,13 +307,47 @@ class ProvidersPlugin(DomainPlugin):
 
     def effect_handlers(self) -> Mapping[str, EffectHandler]:
         from fynlo_sync.domains.payments.providers.effects import (
+            cancel,
             capture,
             refund,
             start,
             webhook,
         )
 
-        return {"capture": capture, "refund": refund, "start": start, "webhook": webhook}
+        return {
+            "cancel": cancel,
+            "capture": capture,
+            "refund": refund,
+            "start": start,
+            "webhook": webhook,
+        }
+
+
+#: Methods with a provider payment to cancel.
+PROVIDER_METHODS = frozenset({"card", "apple_pay", "open_banking"})
+
+
+def _cancels(change: Change) -> list[Effect]:
+    """A terminal's ``payment_cancel`` of a provider attempt (a change of the order's
+    payments by a node other than ``server`` that leaves it ``cancelled``) calls for the
+    ``cancel`` effect, keyed by the attempt: the provider's payment is cancelled too (before
+    authorisation, or a hold not yet captured), so it cannot take the money later."""
+    record = change.record
+    stamp = record.stamps.get("payments")
+    if change.node_id == SERVER_NODE or stamp is None or stamp.seq != change.seq:
+        return []
+    out: list[Effect] = []
+    for attempt_id, attempt in sorted((record.fields.get("payments") or {}).items()):
+        if attempt.get("state") == "cancelled" and attempt.get("method") in PROVIDER_METHODS:
+            out.append(
+                Effect(
+                    "providers",
+                    "cancel",
+                    {"attempt_id": attempt_id, "order_id": record.record_id},
+                    key=f"cancel:{attempt_id}",
+                )
+            )
+    return out
 
 
 def session_view(session: Mapping[str, Any], attempt_id: str) -> ProviderPayment | None:
