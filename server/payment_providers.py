@@ -142,6 +142,14 @@ def _payments_loaded(plugin: PluginContext) -> bool:
         return False
 
 
+def _refund_limit(plugin: PluginContext) -> int | None:
+    """The payments plugin's refund limit (19.5), kept on a session so its ``refund``
+    command asks for a manager above it (25.7); None without the payments plugin."""
+    rules = getattr(plugin.registry.plugin("payments"), "rules", None)
+    limit = getattr(rules, "refund_manager_limit", None)
+    return limit if type(limit) is int else None
+
+
 def _method_provider(method: str) -> str:
     return "bank" if method == "open_banking" else "stripe"
 
@@ -343,6 +351,7 @@ async def new_qr(
                     "amount": amount,
                     "currency": currency,
                     "pay_url": url,
+                    "refund_limit": _refund_limit(plugin),
                     "updated_ms": plugin.now_ms(),
                 },
             )
@@ -409,6 +418,7 @@ async def pay_by_card(
         "tip": data.tip,
         "payment_method": pm,
         "capture": data.capture,
+        "refund_limit": _refund_limit(plugin),
         "updated_ms": plugin.now_ms(),
     }
     await plugin.backend.author(tenant, [Draft.put(SESSIONS, attempt_id, session)])

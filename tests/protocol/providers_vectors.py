@@ -188,6 +188,24 @@ REFUND_CASES: list[tuple[str, dict[str, Any], dict[str, Any], int | None]] = [
         RECEIVED_MS,
     ),
     ("no session", {}, {"refund_id": "r1", "amount": 1}, RECEIVED_MS),
+    (
+        "above the refund limit without a manager",
+        {**PAID, "refund_limit": 3000},
+        {"refund_id": "r1", "amount": 3001},
+        RECEIVED_MS,
+    ),
+    (
+        "above the refund limit, approved",
+        {**PAID, "refund_limit": 3000},
+        {"refund_id": "r1", "amount": 3001, "approved_by": "Mo"},
+        RECEIVED_MS,
+    ),
+    (
+        "at the refund limit",
+        {**PAID, "refund_limit": 3000},
+        {"refund_id": "r1", "amount": 3000},
+        RECEIVED_MS,
+    ),
 ]
 
 
@@ -234,4 +252,6 @@ def session_refund_vectors() -> list[dict[str, Any]]:
     assert by_name["bounded by the capture asked, not the hold"]["refundable"] == 3650
     assert by_name["a bank payment: by hand"]["reason"] == "manual-refund"
     assert by_name["the same refund id twice"]["reason"] == "duplicate-refund"
+    assert by_name["above the refund limit without a manager"]["reason"] == "manager-required"
+    assert by_name["above the refund limit, approved"]["status"] == "applied"
     return out

@@ -318,3 +318,34 @@ def test_a_terminals_cancel_of_a_held_card_cancels_it_at_stripe(refund_world: Pa
     with pytest.raises(RejectedOpError) as refused:
         terminal.command("payment_sessions", attempt_id, "capture", {"tip": 0})
     assert refused.value.extra["reason"] == "not-authorised"
+
+
+def test_a_refund_above_the_limit_needs_a_manager_before_stripe_is_asked(
+    refund_world: PayWorld,
+) -> None:
+    """The payments plugin's refund limit (5000 by default) is kept on the session and
+    checked by its ``refund`` command: above it, no approval is ``manager-required`` and
+    Stripe is not asked; with ``approved_by`` the refund is made and the server's
+    ``payment_refund`` carries the approval (the order accepts it)."""
+    terminal = refund_world.terminal()
+    order_id = "o-" + secrets.token_hex(3)
+    terminal.command("orders", order_id, "open", {"currency": "GBP", "table": "9"})
+    line = {"line_id": "l1", "item": "Tasting menu", "qty": 1, "unit_price": 6000}
+    terminal.command("orders", order_id, "add_line", line)
+    terminal.sync()
+    body = {"order_id": order_id, "payment_method": "pm_card_visa"}
+    attempt_id = terminal.transport.post(CARD, body)["attempt_id"]
+    paid = _status(terminal, attempt_id, "succeeded")
+    assert paid.fields["refund_limit"] == 5000
+    pi = paid.fields["provider_id"]
+    refused = _refused(terminal, attempt_id, {"refund_id": "big", "amount": 6000})
+    assert refused.extra["reason"] == "manager-required"
+    assert _stripe_refunds(refund_world, pi) == []
+    args = {"refund_id": "big", "amount": 6000, "approved_by": "Mo (manager)"}
+    terminal.command("payment_sessions", attempt_id, "refund", args)
+    terminal.sync()
+    assert _result(terminal, attempt_id, "big")["status"] == "succeeded"
+    order = _order_refunded(terminal, order_id, attempt_id, {"big"})
+    recorded = order.fields["payments"][attempt_id]["refunds"]["big"]
+    assert (recorded["amount"], recorded["approved_by"]) == (6000, "Mo (manager)")
+    assert _stripe_refunds(refund_world, pi) == [("big", 6000)]

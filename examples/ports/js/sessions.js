@@ -73,6 +73,11 @@ function refundCommand(session, args, nodeId, actorId, receivedMs) {
   if (amount > left) throw new RefundRejected('refund-above-captured', left);
   const approvedBy = args.approved_by === undefined ? null : args.approved_by;
   if (approvedBy !== null && typeof approvedBy !== 'string') throw new Rejected('invalid-argument');
+  // 19.5: above the payments plugin's refund limit (kept on the session) a manager
+  // approves; with no actor checks, the `approved_by` argument is the approval.
+  if (isInt(session.refund_limit) && amount > session.refund_limit && approvedBy === null) {
+    throw new Rejected('manager-required');
+  }
   refunds[id] = {
     amount, by: nodeId, actor: actorId, approved_by: approvedBy, requested_ms: receivedMs,
   };

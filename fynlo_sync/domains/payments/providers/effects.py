@@ -334,7 +334,7 @@ def _record_refund(
                 "refund_id": refund_id,
                 "amount": done.amount,
             }
-            approver = asked.get("approved_by") or asked.get("actor")
+            approver = asked.get("approved_by")  # the request's approval (25.7)
             if approver:
                 args["approved_by"] = approver
             drafts.append(Draft.command(ORDERS, order_id, "payment_refund", args))

@@ -20,6 +20,7 @@ from typing import Annotated, Any, ClassVar
 
 import msgspec
 
+from fynlo_sync.domains.payments.attempts import REFUND_ABOVE_LIMIT
 from fynlo_sync.domains.payments.providers import STATUSES, ProviderPayment, is_newer
 from fynlo_sync.domains.payments.providers.flow import attempt_commands, attempt_state
 from fynlo_sync.errors import RejectedOpError
@@ -188,6 +189,15 @@ def refund_command(ctx: CommandContext) -> dict[str, Any]:
     approved_by = ctx.args.get("approved_by")
     if approved_by is not None and not isinstance(approved_by, str):
         raise _refuse("invalid-argument", "approved_by must be a string", argument="approved_by")
+    limit = session.get("refund_limit")
+    if type(limit) is int and amount > limit:
+        # The payments plugin's refund limit (19.5), checked before the provider is asked:
+        # the server's ``payment_refund`` carries this approval.
+        why = f"a refund above {limit}"
+        if ctx.require(REFUND_ABOVE_LIMIT, why):
+            approved_by = ctx.op.actor_id
+        elif approved_by is None:
+            raise _refuse("manager-required", f"{why} needs a manager's approval")
     refunds[refund_id] = {
         "amount": amount,
         "by": ctx.op.node_id,
@@ -225,6 +235,7 @@ SESSIONS_COLLECTION = Collection(
         "capture_tip": Field("money", command_only=True),
         "capture_amount": Field("money", command_only=True),
         "capture_requested_ms": Field("any", command_only=True),
+        "refund_limit": Field("any"),
         "refunds": Field("any", command_only=True),
         "refund_results": Field("any"),
         "updated_ms": Field("int"),
