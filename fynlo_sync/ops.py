@@ -27,7 +27,8 @@ __all__ = [
     "ops_checksum",
 ]
 
-Hlc = Annotated[str, Meta(pattern=WIRE_PATTERN)]
+# The length too: "$" in a pattern also matches before a final newline.
+Hlc = Annotated[str, Meta(pattern=WIRE_PATTERN, min_length=16, max_length=16)]
 Ident = Annotated[str, Meta(min_length=1, max_length=128)]
 #: Node ids are shorter, so that a conflict id ("<node_id>:<seq>") is an identifier too.
 NodeIdent = Annotated[str, Meta(min_length=1, max_length=64)]

@@ -81,6 +81,12 @@ def bad_hlc(body: dict[str, Any]) -> dict[str, Any]:
     return resign(body)
 
 
+def hlc_with_newline(body: dict[str, Any]) -> dict[str, Any]:
+    # "$" in a pattern also matches before a final newline: the length must hold too
+    body["ops"][0]["hlc"] += "\n"
+    return resign(body)
+
+
 def not_json(body: dict[str, Any]) -> bytes:
     return b'{"protocol": 1, "ops": ['
 
@@ -109,6 +115,7 @@ CASES: list[tuple[str, Mutation, type[FynloError], str, int]] = [
     ("integer beyond 2**53-1", huge_int, InvalidValueError, "outside", 422),
     ("missing field", drop_seq, MalformedError, "missing required field `seq`", 422),
     ("wrong type", bad_hlc, MalformedError, "hlc", 422),
+    ("hlc with a final newline", hlc_with_newline, MalformedError, "hlc", 422),
     ("not JSON", not_json, MalformedError, "not valid JSON", 422),
     ("no checksum", no_checksum, MalformedError, "checksum", 422),
     ("op of another node", other_node, NodeMismatchError, "names node 'n2'", 403),

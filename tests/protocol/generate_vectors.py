@@ -1227,6 +1227,14 @@ def push_sequences() -> list[tuple[str, list[dict[str, Any]], dict[str, Any]]]:
         "ops": [upper_hlc],
         "checksum": checksum([upper_hlc]),
     }
+    newline_hlc = dict(_builtins(_ops(1, 1)[0]))
+    newline_hlc["hlc"] += "\n"  # "$" in a regular expression also matches before it
+    trailing = {
+        "protocol": 1,
+        "node_id": "till-1",
+        "ops": [newline_hlc],
+        "checksum": checksum([newline_hlc]),
+    }
     parked = [
         _op(
             1,
@@ -1412,6 +1420,7 @@ def push_sequences() -> list[tuple[str, list[dict[str, Any]], dict[str, Any]]]:
         ("a body without a protocol member is refused", [_push('{"ops": []}')], {}),
         ("an op without an hlc is refused", [_push(shapeless)], {}),
         ("an HLC in upper case is refused", [_push(upper)], {}),
+        ("an HLC with a final newline (17 characters) is refused", [_push(trailing)], {}),
         ("pull: a negative cursor is refused", [_pull(-1)], {}),
         ("pull: a limit of 0 is refused", [_pull(0, 0)], {}),
         ("pull: a cursor above 2^53-1 is refused", [_pull(2**53)], {}),
