@@ -55,6 +55,8 @@ def test_settings_from_the_environment() -> None:
         ({"FYNLO_PAYMENTS_TIP_ROUNDING": "bankers"}, "FYNLO_PAYMENTS_TIP_ROUNDING"),
         ({"FYNLO_PAYMENTS_REFUND_MANAGER_LIMIT": "-1"}, "FYNLO_PAYMENTS_REFUND_MANAGER_LIMIT"),
         ({"FYNLO_PAYMENTS_SURCHARGE": "1"}, "FYNLO_PAYMENTS_SURCHARGE"),
+        # "$" in the pattern also matches before a final newline: the length holds too
+        ({"FYNLO_PAYMENTS_COUNTRY": "US\n"}, "FYNLO_PAYMENTS_COUNTRY"),
     ],
 )
 def test_bad_settings_stop_the_start_naming_the_problem(

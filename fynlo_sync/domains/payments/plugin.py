@@ -40,7 +40,7 @@ class PaymentsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ``FEE_BEARER=customer`` is refused where surcharges are banned (``COUNTRY=GB``:
     surcharge-banned) and capped where allowed (US: ``SURCHARGE_BP`` <= 300)."""
 
-    country: Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}$")] = "GB"
+    country: Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}$", max_length=2)] = "GB"
     fee_bearer: Literal["restaurant", "customer"] = "restaurant"
     surcharge_bp: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
     consumer: bool = True

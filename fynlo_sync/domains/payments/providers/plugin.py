@@ -67,7 +67,7 @@ class ProvidersSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
 
     pay_link_secret: Annotated[str, msgspec.Meta(min_length=32)]
     public_url: str = "http://127.0.0.1:8000"
-    currency: Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")] = "GBP"
+    currency: Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$", max_length=3)] = "GBP"
     stripe_secret_key: str = ""
     stripe_webhook_secret: str = ""
     stripe_api_base: str = ""
