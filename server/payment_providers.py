@@ -522,7 +522,13 @@ async function poll() {
   if (r.ok) { const s = await r.json();
     if (s.status) { document.getElementById('status').textContent = s.label; }
     if (s.status === 'succeeded') {
-      document.querySelectorAll('button').forEach(b => { b.disabled = true; }); } }
+      // Paid: what was paid, tip included, and nothing left to press.
+      document.querySelectorAll('button').forEach(b => { b.disabled = true; b.hidden = true; });
+      document.querySelectorAll('.tip-row').forEach(e => { e.hidden = true; });
+      document.getElementById('total-label').textContent = 'Paid ';
+      document.getElementById('total').textContent = fmt(s.paid);
+      document.getElementById('apple-note').hidden = true;
+      return; } }
   setTimeout(poll, 1000);
 }
 show(); poll();
@@ -538,7 +544,7 @@ _PAGE_CSS = (
     ".pay{display:block;width:100%;margin:.6rem 0;padding:.9rem;font-size:1.1rem;"
     "border:0;border-radius:.5rem;color:#fff}#bank{background:#1a5}#apple{background:#000}"
     "#apple:disabled{background:#999}#status{margin-top:1rem;font-weight:bold}"
-    ".note{color:#666;font-size:.85rem}"
+    ".note{color:#666;font-size:.85rem}[hidden]{display:none!important}"
 )
 
 
@@ -583,8 +589,9 @@ async def pay_page(
         f"<h1>Your bill{' &middot; table ' + table if table else ''}</h1>"
         f"<table id='lines'>{rows}</table>"
         f"<p>Due <b id='due'>{_money(amount, currency)}</b></p>"
-        f"<p>Add a tip</p><div class='tips'>{tips}</div>"
-        f"<div class='total'>Total <span id='total'>{_money(amount, currency)}</span></div>"
+        f"<p class='tip-row'>Add a tip</p><div class='tips tip-row'>{tips}</div>"
+        "<div class='total'><span id='total-label'>Total </span>"
+        f"<span id='total'>{_money(amount, currency)}</span></div>"
         "<button class='pay' id='bank'>Pay by bank</button>"
         "<button class='pay' id='apple' disabled>Apple Pay</button>"
         "<p class='note' id='apple-note' hidden>Apple Pay is not available on this device.</p>"
@@ -750,6 +757,8 @@ class SessionStatus(Struct, frozen=True):
     label: str
     failure_code: str | None
     consent_url: str | None = None
+    #: Once paid: what the customer paid, the tip included (minor units).
+    paid: int | None = None
 
 
 _LABELS = {
@@ -775,8 +784,15 @@ async def pay_status(
     _, session = await _checked(plugin, tenant, order_id, attempt_id, amount, currency, sig)
     status = session.get("status")
     action = session.get("action") or {}
+    paid = None
+    if status == "succeeded":
+        paid = int(session.get("amount") or 0) + int(session.get("tip") or 0)
     return SessionStatus(
-        status, _LABELS.get(str(status), ""), session.get("failure_code"), action.get("url")
+        status,
+        _LABELS.get(str(status), ""),
+        session.get("failure_code"),
+        action.get("url"),
+        paid,
     )
 
 

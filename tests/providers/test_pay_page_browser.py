@@ -64,6 +64,11 @@ def test_the_customer_tips_and_pays_by_bank_in_a_browser(
             # (A locator, not wait_for_function: the page's policy forbids eval, which
             # that polls with.)
             page.locator("#status:has-text('Paid')").wait_for(timeout=20_000)
+            # Paid: the amount paid with its tip, and no button left to pay again.
+            page.locator("#total-label:has-text('Paid')").wait_for(timeout=5_000)
+            assert page.locator("#total").inner_text() == "GBP 35.75"
+            assert page.locator("#bank").is_hidden()
+            assert page.locator(".tip").first.is_hidden()
             page.screenshot(path=str(shots / "pay-page-paid.png"), full_page=True)
         finally:
             browser.close()
