@@ -601,6 +601,14 @@ class DomainPlugin:
         Default: itself. Must not change ``self``: one instance may join two registries."""
         return self
 
+    def beside(self, plugins: tuple[DomainPlugin, ...]) -> DomainPlugin:
+        """The plugin as it runs beside ``plugins`` (the registry's, each already
+        :meth:`joined`, itself among them): a plugin whose rules read another plugin's
+        settings returns a copy that took them (the providers plugin's session ``refund``
+        reads the payments plugin's refund limit and offline window). Default: itself.
+        Must not change ``self`` or the others."""
+        return self
+
     def invariants(self) -> Iterable[Invariant]:
         """Pure rules over the tenant's records (see :class:`Invariant`)."""
         return ()
@@ -677,7 +685,8 @@ class Registry:
     ) -> None:
         given = tuple(plugins)
         loaded = frozenset(p.name for p in given)
-        self.plugins: tuple[DomainPlugin, ...] = tuple(p.joined(loaded) for p in given)
+        joined = tuple(p.joined(loaded) for p in given)
+        self.plugins: tuple[DomainPlugin, ...] = tuple(p.beside(joined) for p in joined)
         self._collections: dict[str, Collection] = {CONFLICTS: _CONFLICTS_COLLECTION}
         self._strategies: dict[str, Strategy] = {}
         self.actor_policy: ActorPolicy | None = None

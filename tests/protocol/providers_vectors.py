@@ -209,14 +209,115 @@ REFUND_CASES: list[tuple[str, dict[str, Any], dict[str, Any], int | None]] = [
 ]
 
 
+#: The payments plugin's refund limit and offline window (19.4/19.5 defaults), as the
+#: session's ``refund`` takes them from the registry; None: no payments plugin.
+RULES = {"refund_limit": 5000, "offline_after_ms": 120_000}
+NO_RULES: dict[str, Any] = {"refund_limit": None, "offline_after_ms": None}
+PAID_BIG = {**PAID, "amount": 8000, "received": 8000}
+WINDOW = 120_000
+
+#: (name, session, args, received_ms, the op's HLC time in ms, the rules).
+RULE_CASES: list[tuple[str, dict[str, Any], dict[str, Any], int | None, int, dict[str, Any]]] = [
+    (
+        "a session made before the limit was kept: the current limit applies",
+        PAID_BIG,
+        {"refund_id": "r1", "amount": 5001},
+        RECEIVED_MS,
+        RECEIVED_MS,
+        RULES,
+    ),
+    (
+        "no stored limit, the current limit approved",
+        PAID_BIG,
+        {"refund_id": "r1", "amount": 5001, "approved_by": "Mo"},
+        RECEIVED_MS,
+        RECEIVED_MS,
+        RULES,
+    ),
+    (
+        "no stored limit, at the current limit",
+        PAID_BIG,
+        {"refund_id": "r1", "amount": 5000},
+        RECEIVED_MS,
+        RECEIVED_MS,
+        RULES,
+    ),
+    (
+        "a null stored limit takes the current limit",
+        {**PAID_BIG, "refund_limit": None},
+        {"refund_id": "r1", "amount": 5001},
+        RECEIVED_MS,
+        RECEIVED_MS,
+        RULES,
+    ),
+    (
+        "the stored limit wins over the current one",
+        {**PAID_BIG, "refund_limit": 7000},
+        {"refund_id": "r1", "amount": 6000},
+        RECEIVED_MS,
+        RECEIVED_MS,
+        RULES,
+    ),
+    (
+        "no payments plugin: no limit",
+        PAID_BIG,
+        {"refund_id": "r1", "amount": 8000},
+        RECEIVED_MS,
+        RECEIVED_MS,
+        NO_RULES,
+    ),
+    (
+        "made offline: received one ms after the offline window",
+        PAID,
+        {"refund_id": "r1", "amount": 100},
+        RECEIVED_MS,
+        RECEIVED_MS - WINDOW - 1,
+        RULES,
+    ),
+    (
+        "made offline, approved",
+        PAID,
+        {"refund_id": "r1", "amount": 100, "approved_by": "Mo"},
+        RECEIVED_MS,
+        RECEIVED_MS - WINDOW - 1,
+        RULES,
+    ),
+    (
+        "received at the offline window: online",
+        PAID,
+        {"refund_id": "r1", "amount": 100},
+        RECEIVED_MS,
+        RECEIVED_MS - WINDOW,
+        RULES,
+    ),
+    (
+        "an old op on a terminal: no receive time, no finding",
+        PAID,
+        {"refund_id": "r1", "amount": 100},
+        None,
+        RECEIVED_MS - WINDOW - 1,
+        RULES,
+    ),
+    (
+        "no payments plugin: no offline window",
+        PAID,
+        {"refund_id": "r1", "amount": 100},
+        RECEIVED_MS,
+        RECEIVED_MS - WINDOW - 1,
+        NO_RULES,
+    ),
+]
+
+
 def session_refund_vectors() -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for name, session, args, received in REFUND_CASES:
+    cases = [(*c, RECEIVED_MS, NO_RULES) for c in REFUND_CASES] + RULE_CASES
+    for name, session, args, received, op_ms, rules in cases:
         op = Op(
             op_id="till-a-op-4",
             node_id="till-a",
             seq=4,
-            hlc=to_wire(pack(RECEIVED_MS, 0)),
+            hlc=to_wire(pack(op_ms, 0)),
             base_seq=1,
             collection="payment_sessions",
             record_id="pay-1",
@@ -226,7 +327,12 @@ def session_refund_vectors() -> list[dict[str, Any]]:
         )
         ctx = CommandContext(session or None, args, op, received)
         try:
-            expect: dict[str, Any] = {"status": "applied", "patch": refund_command(ctx)}
+            patch = refund_command(
+                ctx,
+                current_limit=rules["refund_limit"],
+                offline_after_ms=rules["offline_after_ms"],
+            )
+            expect: dict[str, Any] = {"status": "applied", "patch": patch}
         except RejectedOpError as exc:
             expect = {"status": "rejected", "reason": exc.extra["reason"]}
             if "refundable" in exc.extra:
@@ -237,7 +343,9 @@ def session_refund_vectors() -> list[dict[str, Any]]:
                 "session": session or None,
                 "args": args,
                 "node_id": op.node_id,
+                "hlc": op.hlc,
                 "received_ms": received,
+                "rules": rules,
                 "expect": expect,
             }
         )
@@ -254,4 +362,12 @@ def session_refund_vectors() -> list[dict[str, Any]]:
     assert by_name["the same refund id twice"]["reason"] == "duplicate-refund"
     assert by_name["above the refund limit without a manager"]["reason"] == "manager-required"
     assert by_name["above the refund limit, approved"]["status"] == "applied"
+    old = "a session made before the limit was kept: the current limit applies"
+    assert by_name[old]["reason"] == "manager-required"
+    assert by_name["the stored limit wins over the current one"]["status"] == "applied"
+    offline = "made offline: received one ms after the offline window"
+    assert by_name[offline]["reason"] == "manager-required"
+    assert by_name["received at the offline window: online"]["status"] == "applied"
+    approved = by_name["made offline, approved"]["patch"]["refunds"]["r1"]
+    assert approved["approved_by"] == "Mo"
     return out

@@ -491,7 +491,9 @@ for (const v of load('session_refund.json')) {
     try {
       got = {
         status: 'applied',
-        patch: sessions.refundCommand(v.session, v.args, v.node_id, null, v.received_ms),
+        patch: sessions.refundCommand(
+          v.session, v.args, v.node_id, null, v.received_ms, v.hlc, v.rules,
+        ),
       };
     } catch (exc) {
       if (!(exc instanceof sessions.Rejected)) throw exc;

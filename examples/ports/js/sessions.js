@@ -1,4 +1,5 @@
 'use strict';
+const { fromWire, millisOf } = require('./hlc');
 // The `capture` command of a payment session (docs/protocol.md section 25.6), written from
 // the spec: a terminal's command on a held card payment (manual capture). It captures the
 // session's amount plus the tip, at most what the provider holds, and is asked once.
@@ -55,7 +56,18 @@ function refundable(session) {
   return taken - asked;
 }
 
-function refundCommand(session, args, nodeId, actorId, receivedMs) {
+// 19.4: the server finds an op made offline when it received it more than the offline
+// window after the time of its HLC; a terminal (no receive time), the server's own ops
+// and a registry without the payments plugin (no window) find nothing.
+function madeOffline(nodeId, hlc, receivedMs, offlineAfterMs) {
+  if (!isInt(offlineAfterMs) || receivedMs === null || receivedMs === undefined) return false;
+  if (nodeId === 'server') return false;
+  return receivedMs - Number(millisOf(fromWire(hlc))) > offlineAfterMs;
+}
+
+// rules: the payments plugin's `refund_limit` and `offline_after_ms` now (null without it).
+function refundCommand(session, args, nodeId, actorId, receivedMs, hlc, rules) {
+  const now = rules || { refund_limit: null, offline_after_ms: null };
   if (session === null || session === undefined) throw new Rejected('record-not-found');
   const method = session.method || '';
   if (method === 'open_banking') throw new Rejected('manual-refund');
@@ -73,9 +85,15 @@ function refundCommand(session, args, nodeId, actorId, receivedMs) {
   if (amount > left) throw new RefundRejected('refund-above-captured', left);
   const approvedBy = args.approved_by === undefined ? null : args.approved_by;
   if (approvedBy !== null && typeof approvedBy !== 'string') throw new Rejected('invalid-argument');
-  // 19.5: above the payments plugin's refund limit (kept on the session) a manager
-  // approves; with no actor checks, the `approved_by` argument is the approval.
-  if (isInt(session.refund_limit) && amount > session.refund_limit && approvedBy === null) {
+  // 19.5: above the payments plugin's refund limit (kept on the session; a session made
+  // before it was kept takes the current limit) a manager approves; with no actor checks,
+  // the `approved_by` argument is the approval.
+  const limit = isInt(session.refund_limit) ? session.refund_limit : now.refund_limit;
+  if (isInt(limit) && amount > limit && approvedBy === null) {
+    throw new Rejected('manager-required');
+  }
+  // 19.4: a refund made offline needs a manager too.
+  if (madeOffline(nodeId, hlc, receivedMs, now.offline_after_ms) && approvedBy === null) {
     throw new Rejected('manager-required');
   }
   refunds[id] = {

@@ -15,19 +15,23 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar
 
 import msgspec
 
-from fynlo_sync.domains.payments.attempts import REFUND_ABOVE_LIMIT
+from fynlo_sync.domains.payments.attempts import OFFLINE_OVERRIDE, REFUND_ABOVE_LIMIT
 from fynlo_sync.domains.payments.providers import STATUSES, ProviderPayment, is_newer
 from fynlo_sync.domains.payments.providers.flow import attempt_commands, attempt_state
 from fynlo_sync.errors import RejectedOpError
+from fynlo_sync.hlc import from_wire, millis_of
 from fynlo_sync.ops import Change, Op
 from fynlo_sync.plugins import (
     SERVER_NODE,
     Collection,
+    Command,
     CommandContext,
     DomainPlugin,
     Draft,
@@ -43,10 +47,12 @@ __all__ = [
     "SESSIONS_COLLECTION",
     "ProvidersPlugin",
     "ProvidersSettings",
+    "made_offline",
     "refund_command",
     "refundable",
     "report_drafts",
     "session_view",
+    "sessions_collection",
 ]
 
 ORDERS = "orders"
@@ -140,7 +146,20 @@ def refundable(session: Mapping[str, Any]) -> int:
     return taken - out
 
 
-def refund_command(ctx: CommandContext) -> dict[str, Any]:
+def made_offline(ctx: CommandContext, offline_after_ms: int | None) -> bool:
+    """Whether the server finds the op made offline (19.4): it received the batch more than
+    ``offline_after_ms`` after the time of the op's HLC (the op waited in the terminal's
+    outbox). A terminal applying the op has no receive time (False: the server's answer
+    replaces its prediction); the server's own ops, and a registry without the payments
+    plugin (``offline_after_ms`` None), are never offline."""
+    if offline_after_ms is None or ctx.received_ms is None or ctx.op.node_id == SERVER_NODE:
+        return False
+    return ctx.received_ms - millis_of(from_wire(ctx.op.hlc)) > offline_after_ms
+
+
+def refund_command(
+    ctx: CommandContext, *, current_limit: int | None = None, offline_after_ms: int | None = None
+) -> dict[str, Any]:
     """``refund`` ``{"refund_id", "amount", "approved_by"?}`` (a terminal's command on a
     card or Apple Pay payment that was taken): ask the provider to give ``amount`` back.
     Bounded by what was taken and not yet refunded (refused ``refund-above-captured``,
@@ -148,7 +167,12 @@ def refund_command(ctx: CommandContext) -> dict[str, Any]:
     it). The ``refund`` effect (key ``refund:<attempt>:<refund_id>``) makes the call and,
     once the provider confirms, the server authors the order's ``payment_refund``. A bank
     payment has no refund by API: ``manual-refund`` (a manager pays it back by transfer
-    and records it with the order's ``payment_refund``)."""
+    and records it with the order's ``payment_refund``).
+
+    ``current_limit`` and ``offline_after_ms`` are the payments plugin's refund limit and
+    offline window as they are now (None without the payments plugin): a session with no
+    stored ``refund_limit`` (made before it was kept) takes the current limit, never none;
+    a request the server finds made offline needs a manager (``payment.offline``)."""
     session = ctx.record
     if session is None:
         raise _refuse("record-not-found", "no such payment session")
@@ -190,11 +214,20 @@ def refund_command(ctx: CommandContext) -> dict[str, Any]:
     if approved_by is not None and not isinstance(approved_by, str):
         raise _refuse("invalid-argument", "approved_by must be a string", argument="approved_by")
     limit = session.get("refund_limit")
+    if type(limit) is not int:
+        limit = current_limit  # a session made before the limit was kept on it
     if type(limit) is int and amount > limit:
         # The payments plugin's refund limit (19.5), checked before the provider is asked:
         # the server's ``payment_refund`` carries this approval.
         why = f"a refund above {limit}"
         if ctx.require(REFUND_ABOVE_LIMIT, why):
+            approved_by = ctx.op.actor_id
+        elif approved_by is None:
+            raise _refuse("manager-required", f"{why} needs a manager's approval")
+    if made_offline(ctx, offline_after_ms):
+        # 19.4's offline risk limit: a refund made offline needs a manager.
+        why = "a refund made offline"
+        if ctx.require(OFFLINE_OVERRIDE, why):
             approved_by = ctx.op.actor_id
         elif approved_by is None:
             raise _refuse("manager-required", f"{why} needs a manager's approval")
@@ -246,6 +279,19 @@ SESSIONS_COLLECTION = Collection(
 )
 
 
+def sessions_collection(current_limit: int | None, offline_after_ms: int | None) -> Collection:
+    """The sessions collection whose ``refund`` decides with the payments plugin's refund
+    limit and offline window (both None without the payments plugin)."""
+
+    def refund(ctx: CommandContext) -> dict[str, Any]:
+        return refund_command(
+            ctx, current_limit=current_limit, offline_after_ms=offline_after_ms
+        )
+
+    commands: dict[str, Command] = {**SESSIONS_COLLECTION.commands, "refund": refund}
+    return dataclasses.replace(SESSIONS_COLLECTION, commands=commands)
+
+
 class ProvidersPlugin(DomainPlugin):
     """Stripe (cards, Apple Pay) and open banking for the payments plugin."""
 
@@ -253,8 +299,28 @@ class ProvidersPlugin(DomainPlugin):
     settings_model: ClassVar[type[msgspec.Struct] | None] = ProvidersSettings
     server_module: ClassVar[str | None] = "server.payment_providers"
 
+    #: The payments plugin's refund limit and offline window (ms) beside which this plugin
+    #: runs (:meth:`beside`), or None without it.
+    refund_limit: int | None = None
+    offline_after_ms: int | None = None
+
+    def beside(self, plugins: tuple[DomainPlugin, ...]) -> ProvidersPlugin:
+        """A copy that took the payments plugin's refund limit and offline window (the
+        session's ``refund`` decides with them), or itself without the payments plugin."""
+        rules = next((getattr(p, "rules", None) for p in plugins if p.name == "payments"), None)
+        limit = getattr(rules, "refund_manager_limit", None)
+        window = getattr(rules, "offline_after_ms", None)
+        if type(limit) is not int and type(window) is not int:
+            return self
+        decided = copy.copy(self)
+        decided.refund_limit = limit if type(limit) is int else None
+        decided.offline_after_ms = window if type(window) is int else None
+        return decided
+
     def collections(self) -> tuple[Collection, ...]:
-        return (SESSIONS_COLLECTION,)
+        if self.refund_limit is None and self.offline_after_ms is None:
+            return (SESSIONS_COLLECTION,)
+        return (sessions_collection(self.refund_limit, self.offline_after_ms),)
 
     def effects(self, changes: list[Change]) -> list[Effect]:
         """A session whose payment was asked for (``requested_ms``) and not yet made calls
