@@ -124,9 +124,7 @@ def test_a_refund_the_server_finds_made_offline_needs_a_manager(tmp_path: Path) 
     till.command(SESSIONS, "pay-1", "refund", args)
     server_now.advance(10 * 60_000)
     till.sync()
-    assert [(o.status, o.reason) for o in till.outcomes()] == [
-        ("rejected", "manager-required")
-    ]
+    assert [(o.status, o.reason) for o in till.outcomes()] == [("rejected", "manager-required")]
     asked = _refunds(server)
     assert sorted(asked) == ["approved", "prompt"]
     assert (asked["prompt"]["approved_by"], asked["approved"]["approved_by"]) == (None, "Mo")

@@ -284,9 +284,7 @@ def sessions_collection(current_limit: int | None, offline_after_ms: int | None)
     limit and offline window (both None without the payments plugin)."""
 
     def refund(ctx: CommandContext) -> dict[str, Any]:
-        return refund_command(
-            ctx, current_limit=current_limit, offline_after_ms=offline_after_ms
-        )
+        return refund_command(ctx, current_limit=current_limit, offline_after_ms=offline_after_ms)
 
     commands: dict[str, Command] = {**SESSIONS_COLLECTION.commands, "refund": refund}
     return dataclasses.replace(SESSIONS_COLLECTION, commands=commands)
