@@ -108,6 +108,15 @@ ASKED = {
     "b": {"amount": 500, "by": "till-a", "actor": None, "approved_by": None, "requested_ms": 2},
 }
 REFUSED_B = {"b": {"status": "refused", "reason": "provider-failed", "updated_ms": 3}}
+PENDING_B = {
+    "b": {
+        "status": "pending",
+        "amount": 500,
+        "provider_refund_id": "re_1",
+        "provider_status": "pending",
+        "updated_ms": 3,
+    }
+}
 
 REFUND_CASES: list[tuple[str, dict[str, Any], dict[str, Any], int | None]] = [
     ("all of it", PAID, {"refund_id": "r1", "amount": 3250}, RECEIVED_MS),
@@ -128,6 +137,12 @@ REFUND_CASES: list[tuple[str, dict[str, Any], dict[str, Any], int | None]] = [
     (
         "above the rest after two refunds",
         {**PAID, "refunds": ASKED},
+        {"refund_id": "c", "amount": 1751},
+        RECEIVED_MS,
+    ),
+    (
+        "a pending refund still counts",
+        {**PAID, "refunds": ASKED, "refund_results": PENDING_B},
         {"refund_id": "c", "amount": 1751},
         RECEIVED_MS,
     ),
@@ -357,6 +372,7 @@ def session_refund_vectors() -> list[dict[str, Any]]:
     }
     assert by_name["above the rest after two refunds"]["refundable"] == 1750
     assert by_name["a refused refund does not count"]["status"] == "applied"
+    assert by_name["a pending refund still counts"]["refundable"] == 1750
     assert by_name["bounded by the capture asked, not the hold"]["refundable"] == 3650
     assert by_name["a bank payment: by hand"]["reason"] == "manual-refund"
     assert by_name["the same refund id twice"]["reason"] == "duplicate-refund"

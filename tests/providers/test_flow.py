@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from fynlo_sync.domains.payments.providers import ProviderPayment
+from fynlo_sync.domains.payments.providers import ProviderPayment, flow
 from fynlo_sync.domains.payments.providers.flow import attempt_commands
 from fynlo_sync.domains.payments.providers.simulation import Faults, run
 
@@ -218,7 +218,8 @@ def test_a_requested_session_calls_for_one_start_effect_keyed_by_its_attempt() -
         {"attempt_id": "pay-1"},
     )
     assert plugin.effects([change({**held, "status": "succeeded"})]) == []  # captured
-    assert sorted(plugin.effect_handlers()) == ["cancel", "capture", "refund", "start", "webhook"]
+    handlers = sorted(plugin.effect_handlers())
+    assert handlers == ["cancel", "capture", "refund", "refund_check", "start", "webhook"]
 
 
 def test_a_terminals_cancel_of_a_provider_attempt_calls_for_the_cancel_effect() -> None:
@@ -247,3 +248,43 @@ def test_a_terminals_cancel_of_a_provider_attempt_calls_for_the_cancel_effect() 
     assert plugin.effects([change("cancelled", "cash")]) == []
     assert plugin.effects([change("cancelled", "card", stamp_seq=6)]) == []  # other field
     assert plugin.effects([change("authorised", "card")]) == []
+
+
+def test_only_a_succeeded_refund_is_recorded_and_a_pending_one_is_asked_again() -> None:
+    """25.7: Stripe's refund statuses. ``succeeded`` records the order's refund;
+    ``failed``/``canceled`` refuse it (the amount is refundable again); ``pending``,
+    ``requires_action`` and a status we do not know are pending (the money is not back
+    yet): the session's pending result calls for the ``refund_check`` effect."""
+    from fynlo_sync.domains.payments.providers.plugin import ProvidersPlugin, refundable
+    from fynlo_sync.ops import Change, Record
+
+    outcomes = {
+        s: flow.refund_outcome(s)
+        for s in ("succeeded", "pending", "requires_action", "failed", "canceled", "", "new")
+    }
+    assert outcomes == {
+        "succeeded": "succeeded",
+        "pending": "pending",
+        "requires_action": "pending",
+        "failed": "refused",
+        "canceled": "refused",
+        "": "pending",
+        "new": "pending",
+    }
+    asked = {"r1": {"amount": 1000}, "r2": {"amount": 500}, "r3": {"amount": 200}}
+    paid = {"order_id": "o1", "provider_id": "pi_x", "received": 3250, "refunds": asked}
+
+    def planned(results: dict[str, Any]) -> list[tuple[str, str]]:
+        record = Record("payment_sessions", "pay-1", {**paid, "refund_results": results}, {})
+        change = Change(seq=1, op_id="op", node_id="server", node_seq=1, record=record)
+        return [(e.name, e.key) for e in ProvidersPlugin().effects([change])]
+
+    results = {"r1": {"status": "pending"}, "r2": {"status": "succeeded"}}
+    assert planned(results) == [
+        ("refund_check", "refund-check:pay-1:r1"),
+        ("refund", "refund:pay-1:r3"),
+    ]
+    assert planned({**results, "r1": {"status": "refused"}}) == [("refund", "refund:pay-1:r3")]
+    # A pending refund holds its amount; a refused one frees it.
+    assert refundable({**paid, "refund_results": results}) == 3250 - 1700
+    assert refundable({**paid, "refund_results": {"r1": {"status": "refused"}}}) == 3250 - 700

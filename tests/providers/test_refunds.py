@@ -11,10 +11,11 @@ terminal's own ``payment_refund`` of a card is refused ``server-only``. A termin
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from fynlo_sync.domains.payments.providers import (
@@ -349,3 +350,149 @@ def test_a_refund_above_the_limit_needs_a_manager_before_stripe_is_asked(
     recorded = order.fields["payments"][attempt_id]["refunds"]["big"]
     assert (recorded["amount"], recorded["approved_by"]) == (6000, "Mo (manager)")
     assert _stripe_refunds(refund_world, pi) == [("big", 6000)]
+
+
+class PendingRefunds(StripeProvider):
+    """Stripe's refund statuses that localstripe never produces (its refunds are always
+    ``succeeded`` at once): our refund ids in :attr:`script` are reported with the status
+    given there (``pending``, then ``succeeded`` or ``failed``); an id in :attr:`made_here`
+    is not made at localstripe at all (a refund that fails never moves money). Every other
+    call, and every other refund, is localstripe's."""
+
+    script: dict[str, str] = {}
+    made_here: dict[str, ProviderRefund] = {}
+
+    async def refund(
+        self, provider_id: str, amount: int, *, key: str, refund_id: str = ""
+    ) -> ProviderRefund:
+        if refund_id in type(self).made_here:
+            made = ProviderRefund(
+                provider="stripe",
+                refund_id=f"re_here_{refund_id}",
+                provider_id=provider_id,
+                amount=amount,
+                status="pending",
+                ours=refund_id,
+            )
+            type(self).made_here[refund_id] = made
+            return made
+        return self._scripted(
+            await super().refund(provider_id, amount, key=key, refund_id=refund_id)
+        )
+
+    async def find_refunds(self, provider_id: str) -> Sequence[ProviderRefund]:
+        found = list(await super().find_refunds(provider_id))
+        here = type(self).made_here.values()
+        found += [r for r in here if r.refund_id and r.provider_id == provider_id]
+        return [self._scripted(r) for r in found]
+
+    def _scripted(self, refund: ProviderRefund) -> ProviderRefund:
+        status = type(self).script.get(refund.ours)
+        if status is None:
+            return refund
+        reason = "lost_or_stolen_card" if status == "failed" else ""
+        return msgspec.structs.replace(refund, status=status, failure_reason=reason)
+
+
+@pytest.fixture
+def pending_refunds(monkeypatch: pytest.MonkeyPatch) -> type[PendingRefunds]:
+    made = provider_effects.make_provider
+    PendingRefunds.script, PendingRefunds.made_here = {}, {}
+
+    def stand_in(settings: Any, method: str) -> PaymentProvider:
+        real = made(settings, method)
+        if not isinstance(real, StripeProvider):
+            return real
+        return PendingRefunds(settings.stripe_secret_key, api_base=settings.stripe_api_base or None)
+
+    monkeypatch.setattr(provider_effects, "make_provider", stand_in)
+    return PendingRefunds
+
+
+def _effect(world: PayWorld, key: str) -> dict[str, Any] | None:
+    return next((e for e in world.effects() if e["key"] == key), None)
+
+
+def test_a_pending_refund_is_recorded_on_the_order_only_once_it_succeeded(
+    refund_world: PayWorld, pending_refunds: type[PendingRefunds]
+) -> None:
+    """Stripe answers ``pending``: the session says so, the order has no refund yet (the
+    money is not back with the customer), and the amount stays held. The ``refund_check``
+    effect asks again (with the outbox's backoff) until Stripe says ``succeeded``; then the
+    server authors the order's ``payment_refund``, once."""
+    terminal, order_id, attempt_id, pi = _paid(refund_world)
+    pending_refunds.script["P"] = "pending"
+    terminal.command("payment_sessions", attempt_id, "refund", {"refund_id": "P", "amount": 1000})
+    terminal.sync()
+    result = _result(terminal, attempt_id, "P")
+    assert (result["status"], result["provider_status"], result["amount"]) == (
+        "pending",
+        "pending",
+        1000,
+    )
+    assert result["provider_refund_id"].startswith("re_")
+    check_key = f"refund-check:{attempt_id}:P"
+
+    def asked_again() -> Any:
+        found = _effect(refund_world, check_key)
+        return found if found is not None and found["attempts"] >= 1 else None
+
+    still = wait_until(asked_again, what="the pending refund asked again")
+    assert still["state"] in ("pending", "running")  # still pending at Stripe: retrying
+    terminal.sync()
+    a = terminal.get("orders", order_id).fields["payments"][attempt_id]
+    assert (a["state"], a["refunds"]) == ("captured", {})
+    held = _refused(terminal, attempt_id, {"refund_id": "Q", "amount": 2251})
+    assert (held.extra["reason"], held.extra["refundable"]) == ("refund-above-captured", 2250)
+
+    del pending_refunds.script["P"]  # Stripe settles it: localstripe's own ``succeeded``
+    order = _order_refunded(terminal, order_id, attempt_id, {"P"})
+    a = order.fields["payments"][attempt_id]
+    assert (a["state"], a["refunded"]) == ("refunded_partial", 1000)
+    assert _result(terminal, attempt_id, "P")["status"] == "succeeded"
+    assert _stripe_refunds(refund_world, pi) == [("P", 1000)]
+    done = wait_until(
+        lambda: (_effect(refund_world, check_key) or {}).get("state") == "done",
+        what="the check done",
+    )
+    assert done
+    first = _effect(refund_world, f"refund:{attempt_id}:P")
+    assert first is not None and (first["state"], first["attempts"]) == ("done", 1)
+
+
+def test_a_pending_refund_that_fails_is_refused_and_the_amount_is_freed(
+    refund_world: PayWorld, pending_refunds: type[PendingRefunds]
+) -> None:
+    terminal, order_id, attempt_id, pi = _paid(refund_world)
+    pending_refunds.script["F"] = "pending"
+    pending_refunds.made_here["F"] = ProviderRefund(
+        provider="stripe", refund_id="", provider_id="", amount=0, status="", ours="F"
+    )
+    terminal.command("payment_sessions", attempt_id, "refund", {"refund_id": "F", "amount": 3250})
+    terminal.sync()
+    assert _result(terminal, attempt_id, "F")["status"] == "pending"
+    held = _refused(terminal, attempt_id, {"refund_id": "G", "amount": 1})
+    assert (held.extra["reason"], held.extra["refundable"]) == ("refund-above-captured", 0)
+
+    pending_refunds.script["F"] = "failed"
+
+    def refused() -> Any:
+        terminal.sync()
+        found = session(terminal, attempt_id).fields["refund_results"]["F"]
+        return found if found["status"] == "refused" else None
+
+    result = wait_until(refused, what="the failed refund refused")
+    assert (result["reason"], result["provider_reason"]) == (
+        "provider-failed",
+        "lost_or_stolen_card",
+    )
+    a = terminal.get("orders", order_id).fields["payments"][attempt_id]
+    assert (a["state"], a["refunds"]) == ("captured", {})
+    # The amount is refundable again: the whole payment, refunded for real at localstripe.
+    del pending_refunds.script["F"]
+    terminal.command("payment_sessions", attempt_id, "refund", {"refund_id": "G", "amount": 3250})
+    terminal.sync()
+    assert _result(terminal, attempt_id, "G")["status"] == "succeeded"
+    order = _order_refunded(terminal, order_id, attempt_id, {"G"})
+    assert order.fields["payments"][attempt_id]["refunded"] == 3250
+    assert _stripe_refunds(refund_world, pi) == [("G", 3250)]

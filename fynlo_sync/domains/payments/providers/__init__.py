@@ -214,6 +214,8 @@ class ProviderRefund(msgspec.Struct, frozen=True, kw_only=True):
     amount: int
     status: str
     ours: str = ""
+    #: Why the provider failed or cancelled the refund (Stripe's ``failure_reason``).
+    failure_reason: str = ""
 
 
 class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):

@@ -13,7 +13,11 @@ exactly once.
 verified event on the session): re-fetch the payment the event names (the event's own
 snapshot may be older than what was seen already) and report it.
 
-Both decide what to author under the tenant's lock, at completion
+``refund`` (key ``refund:<attempt>:<refund_id>``) and ``refund_check`` (key
+``refund-check:<attempt>:<refund_id>``, for a refund the provider reported ``pending``):
+only a ``succeeded`` refund authors the order's ``payment_refund``.
+
+All decide what to author under the tenant's lock, at completion
 (:meth:`~fynlo_sync.effects.OpAuthor.decide`): a report that is not newer than the session
 and the order at that moment (another effect, another event got there first) authors
 nothing, so reports in any order converge.
@@ -49,7 +53,7 @@ from fynlo_sync.effects import (
 )
 from fynlo_sync.ops import Record
 
-__all__ = ["cancel", "capture", "make_provider", "refund", "start", "webhook"]
+__all__ = ["cancel", "capture", "make_provider", "refund", "refund_check", "start", "webhook"]
 
 
 def make_provider(settings: ProvidersSettings, method: str) -> PaymentProvider:
@@ -269,11 +273,68 @@ async def refund(ctx: EffectContext) -> None:
         return
     finally:
         await provider.aclose()  # type: ignore[attr-defined]
-    if done.status in ("failed", "canceled"):
-        result = {"status": "refused", "reason": f"provider-{done.status}"}
-        _refund_result(ctx, attempt_id, refund_id, {**result, "provider_refund_id": done.refund_id})
+    _settle_refund(ctx, attempt_id, order_id, refund_id, asked, done)
+
+
+def _settle_refund(
+    ctx: EffectContext,
+    attempt_id: str,
+    order_id: str,
+    refund_id: str,
+    asked: Mapping[str, Any],
+    done: ProviderRefund,
+) -> None:
+    """Record what the provider says of the refund (:func:`.flow.refund_outcome`):
+    ``succeeded`` authors the order's ``payment_refund``; ``failed``/``canceled`` is
+    ``refused`` with the reason (the amount is refundable again); anything else is
+    ``pending`` on the session only, and the ``refund_check`` effect asks again."""
+    outcome = flow.refund_outcome(done.status)
+    if outcome == "succeeded":
+        _record_refund(ctx, attempt_id, order_id, refund_id, asked, done)
         return
-    _record_refund(ctx, attempt_id, order_id, refund_id, asked, done)
+    result: dict[str, Any] = {
+        "status": outcome,
+        "amount": done.amount,
+        "provider_refund_id": done.refund_id,
+        "provider_status": done.status,
+    }
+    if outcome == "refused":
+        result["reason"] = f"provider-{done.status}"
+        if done.failure_reason:
+            result["provider_reason"] = done.failure_reason
+    _refund_result(ctx, attempt_id, refund_id, result)
+
+
+async def refund_check(ctx: EffectContext) -> None:
+    """A refund the provider reported ``pending`` (key ``refund-check:<attempt>:<id>``):
+    ask again (the refund found by our refund id) until it is ``succeeded`` (the order's
+    ``payment_refund`` is authored then), ``failed`` or ``canceled`` (``refused``). Still
+    pending: retried with the outbox's backoff (:class:`RetryableEffectError`)."""
+    attempt_id = str(ctx.effect.payload["attempt_id"])
+    refund_id = str(ctx.effect.payload["refund_id"])
+    session = await ctx.read(SESSIONS, attempt_id)
+    if session is None or session.deleted:
+        raise PermanentEffectError(f"no payment session {attempt_id!r}")
+    fields = session.fields
+    asked = (fields.get("refunds") or {}).get(refund_id)
+    if asked is None:
+        raise PermanentEffectError(f"no refund {refund_id!r} asked on {attempt_id!r}")
+    if (fields.get("refund_results") or {}).get(refund_id, {}).get("status") != "pending":
+        return  # settled already
+    provider = make_provider(ctx.settings, str(fields.get("method") or "card"))
+    try:
+        done = await flow.refund_status(provider, str(fields["provider_id"]), refund_id)
+    except ProviderAmbiguousError as exc:
+        raise RetryableEffectError(exc.detail) from exc
+    except ProviderRefusedError as exc:
+        raise RetryableEffectError(f"the provider refused the look-up: {exc.detail}") from exc
+    finally:
+        await provider.aclose()  # type: ignore[attr-defined]
+    if done is None:
+        raise PermanentEffectError(f"the provider has no refund {refund_id!r} of {attempt_id!r}")
+    if flow.refund_outcome(done.status) == "pending":
+        raise RetryableEffectError(f"refund {refund_id!r} is still {done.status!r}")
+    _settle_refund(ctx, attempt_id, str(fields["order_id"]), refund_id, asked, done)
 
 
 def _attempt_of(order: Record | None, attempt_id: str) -> Mapping[str, Any] | None:
@@ -299,12 +360,17 @@ def _refund_result(
         if session is None or session.deleted:
             return []
         results = dict(session.fields.get("refund_results") or {})
-        if refund_id in results:
+        if not _open(results, refund_id):
             return []
         results[refund_id] = {**result, "updated_ms": ctx.now_ms}
         return [Draft.patch(SESSIONS, attempt_id, {"refund_results": results})]
 
     ctx.author.decide([key], build)
+
+
+def _open(results: Mapping[str, Any], refund_id: str) -> bool:
+    """A refund with no result yet, or one still ``pending``, may be settled."""
+    return (results.get(refund_id) or {}).get("status") in (None, "pending")
 
 
 def _record_refund(
@@ -324,7 +390,7 @@ def _record_refund(
         if session is None or session.deleted:
             return []
         results = dict(session.fields.get("refund_results") or {})
-        if refund_id in results:
+        if not _open(results, refund_id):
             return []
         drafts: list[Draft] = []
         attempt = _attempt_of(found.get(order_key), attempt_id)

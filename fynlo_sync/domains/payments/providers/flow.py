@@ -48,6 +48,8 @@ __all__ = [
     "refresh",
     "refund",
     "refund_key",
+    "refund_outcome",
+    "refund_status",
     "start",
 ]
 
@@ -217,6 +219,30 @@ async def refund(
     return await provider.refund(
         provider_id, amount, key=refund_key(attempt_id, refund_id), refund_id=refund_id
     )
+
+
+def refund_outcome(status: str) -> str:
+    """What a provider's refund status means for our record (25.7): ``succeeded`` (the
+    money is back with the customer: record the order's ``payment_refund``), ``refused``
+    (Stripe's ``failed`` or ``canceled``: the amount is refundable again) or ``pending``
+    (``pending``, ``requires_action`` and any status we do not know: it may still fail, so
+    nothing is recorded on the order and the amount stays held)."""
+    if status == "succeeded":
+        return "succeeded"
+    if status in ("failed", "canceled"):
+        return "refused"
+    return "pending"
+
+
+async def refund_status(
+    provider: PaymentProvider, provider_id: str, refund_id: str
+) -> ProviderRefund | None:
+    """Our refund ``refund_id`` of the payment as the provider holds it now (looked up by
+    the refund id in its metadata), or None if the provider has none."""
+    for found in await provider.find_refunds(provider_id):
+        if found.ours == refund_id:
+            return found
+    return None
 
 
 def attempt_state(order: Mapping[str, Any] | None, attempt_id: str) -> str | None:

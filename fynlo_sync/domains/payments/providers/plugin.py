@@ -354,15 +354,14 @@ class ProvidersPlugin(DomainPlugin):
                 )
             results = fields.get("refund_results") or {}
             for refund_id in sorted(fields.get("refunds") or {}):
+                payload = {"attempt_id": record.record_id, "refund_id": refund_id}
                 if refund_id not in results:
-                    out.append(
-                        Effect(
-                            self.name,
-                            "refund",
-                            {"attempt_id": record.record_id, "refund_id": refund_id},
-                            key=f"refund:{record.record_id}:{refund_id}",
-                        )
-                    )
+                    key = f"refund:{record.record_id}:{refund_id}"
+                    out.append(Effect(self.name, "refund", payload, key=key))
+                elif (results[refund_id] or {}).get("status") == "pending":
+                    # The provider said ``pending``: ask again until it settles (25.7).
+                    key = f"refund-check:{record.record_id}:{refund_id}"
+                    out.append(Effect(self.name, "refund_check", payload, key=key))
             note = fields.get("webhook")
             if isinstance(note, Mapping) and note.get("event_id"):
                 out.append(
@@ -385,6 +384,7 @@ class ProvidersPlugin(DomainPlugin):
             cancel,
             capture,
             refund,
+            refund_check,
             start,
             webhook,
         )
@@ -393,6 +393,7 @@ class ProvidersPlugin(DomainPlugin):
             "cancel": cancel,
             "capture": capture,
             "refund": refund,
+            "refund_check": refund_check,
             "start": start,
             "webhook": webhook,
         }

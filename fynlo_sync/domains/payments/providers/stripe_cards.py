@@ -156,8 +156,10 @@ class StripeProvider:
             refund_id=str(refund["id"]),
             provider_id=provider_id,
             amount=int(refund["amount"]),
-            status=str(refund.get("status") or "succeeded"),
+            # No status is no confirmation: only ``succeeded`` records the refund (25.7).
+            status=str(refund.get("status") or "pending"),
             ours=str(metadata.get(STRIPE_REFUND_KEY) or ""),
+            failure_reason=str(refund.get("failure_reason") or ""),
         )
 
     async def retrieve(self, provider_id: str) -> ProviderPayment:
