@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import msgspec
@@ -359,8 +359,8 @@ class PendingRefunds(StripeProvider):
     is not made at localstripe at all (a refund that fails never moves money). Every other
     call, and every other refund, is localstripe's."""
 
-    script: dict[str, str] = {}
-    made_here: dict[str, ProviderRefund] = {}
+    script: ClassVar[dict[str, str]] = {}
+    made_here: ClassVar[dict[str, ProviderRefund]] = {}
 
     async def refund(
         self, provider_id: str, amount: int, *, key: str, refund_id: str = ""
@@ -478,8 +478,9 @@ def test_a_pending_refund_that_fails_is_refused_and_the_amount_is_freed(
 
     def refused() -> Any:
         terminal.sync()
-        found = session(terminal, attempt_id).fields["refund_results"]["F"]
-        return found if found["status"] == "refused" else None
+        seen = session(terminal, attempt_id)
+        found = None if seen is None else seen.fields["refund_results"]["F"]
+        return found if found is not None and found["status"] == "refused" else None
 
     result = wait_until(refused, what="the failed refund refused")
     assert (result["reason"], result["provider_reason"]) == (
