@@ -26,11 +26,12 @@ from prometheus_client import Counter
 
 from fynlo_sync.effects import EffectRow, Settlement
 from fynlo_sync.engine import Plan
+from fynlo_sync.errors import MissingDependencyError
 from fynlo_sync.ops import Record
 from fynlo_sync.pages import PageCache
 from fynlo_sync.plugins import Draft, Registry
 from fynlo_sync.protocol import PushResult, WirePage
-from fynlo_sync.replica import Authored, Compose, Read, ServerReplica
+from fynlo_sync.replica import Authored, Compose, Read, ServerReplica, page_size
 from fynlo_sync.store.base import Key
 from fynlo_sync.store.sqlite import SqliteServerStore
 from fynlo_sync.store.sqlport import PgSql, SqliteSql
@@ -38,6 +39,7 @@ from fynlo_sync.worker import EffectSource
 from server import observe
 from server.accounts import Accounts
 from server.settings import Settings
+from server.shared_pages import Lookup, SharedPages
 
 __all__ = [
     "Backend",
@@ -45,8 +47,10 @@ __all__ = [
     "Notify",
     "PAGE_CACHE",
     "PostgresBackend",
+    "SHARED_PAGES",
     "open_backend",
     "page_cache",
+    "shared_pages",
 ]
 
 T = TypeVar("T")
@@ -107,6 +111,38 @@ def page_cache(settings: Settings) -> PageCache | None:
     if settings.page_cache_mb <= 0:
         return None
     return PageCache(max_bytes=settings.page_cache_mb * 1024 * 1024, on_lookup=_count)
+
+
+#: Pull pages looked up in the Redis tier (``server.shared_pages``) by the processes.
+SHARED_PAGES = Counter(
+    "fynlo_page_cache_shared_requests",
+    "pull pages looked up in the page cache shared through Redis",
+    ["result"],
+)
+
+
+def _count_shared(what: Lookup) -> None:
+    SHARED_PAGES.labels(what).inc()
+
+
+def shared_pages(settings: Settings) -> SharedPages | None:
+    """The page cache's tier shared through Redis: when ``FYNLO_REDIS_URL`` is set, the
+    in-process cache is on and ``FYNLO_PAGE_CACHE_REDIS_TTL`` is not 0."""
+    if not settings.redis_url or settings.page_cache_mb <= 0:
+        return None
+    if settings.page_cache_redis_ttl_s <= 0:
+        return None
+    try:
+        from redis.asyncio import Redis
+    except ModuleNotFoundError as exc:
+        raise MissingDependencyError("redis", "redis") from exc
+    redis = Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    return SharedPages(
+        redis,
+        prefix=settings.redis_prefix,
+        ttl_s=settings.page_cache_redis_ttl_s,
+        on_lookup=_count_shared,
+    )
 
 
 def _nothing() -> None:
@@ -252,10 +288,18 @@ class EmbeddedBackend:
 
 
 class PostgresBackend:
-    def __init__(self, store: Any, replica: Any, accounts: Accounts) -> None:
+    def __init__(
+        self,
+        store: Any,
+        replica: Any,
+        accounts: Accounts,
+        shared: SharedPages | None = None,
+    ) -> None:
         self.store = store
         self.replica = replica
         self.accounts = accounts
+        #: The page cache's tier shared with the other processes (None: this process only).
+        self.shared = shared
         self.effects_due: Callable[[], None] = _nothing
 
     @property
@@ -312,7 +356,9 @@ class PostgresBackend:
             cache=page_cache(settings),
             policy=settings.effect_policy,
         )
-        backend = cls(store, replica, _accounts(PgSql(store.pool), settings, now_ms))
+        backend = cls(
+            store, replica, _accounts(PgSql(store.pool), settings, now_ms), shared_pages(settings)
+        )
         return backend
 
     async def start(self, migrate: bool) -> None:
@@ -338,9 +384,43 @@ class PostgresBackend:
     async def pull(
         self, tenant: str, since: int, limit: int | None, *, compact: bool, node_id: str
     ) -> WirePage:
-        page: WirePage = await self.replica.pull_wire(
-            tenant, since, limit, compact=compact, node_id=node_id
-        )
+        """The page from this process's cache, else from the cache the processes share
+        (``server.shared_pages``), else from the database (then shared)."""
+        shared = self.shared
+        page: WirePage
+        if shared is None:
+            page = await self.replica.pull_wire(
+                tenant, since, limit, compact=compact, node_id=node_id
+            )
+            return page
+        size = page_size(since, limit, self.replica.max_page)
+        max_bytes = self.replica.limits.max_page_bytes
+        local = self.replica.cache.peek((tenant, since, size, compact))
+        if local is not None:
+            page = await self.replica.pull_wire(
+                tenant, since, limit, compact=compact, node_id=node_id
+            )
+            if (page.cursor, page.checksum) != (local.cursor, local.checksum):
+                # This process's last page was out of date: share the one just read.
+                await shared.put(shared.key(tenant, since, size, compact, max_bytes), page)
+            return page
+        # The node's high-water mark is read before the records (protocol 23.2).
+        high_water: int | None = None
+        if compact:
+            high_water = await self.store.high_water(tenant, node_id)
+        key = shared.key(tenant, since, size, compact, max_bytes)
+        entry = await shared.get(key)
+        if entry is not None and (entry.more or await self.store.cursor(tenant) == entry.cursor):
+            shared.counted(True)
+            # Kept in this process too (without the requester's high-water mark).
+            self.replica.cache.put(
+                (tenant, since, size, compact),
+                shared.page(since, entry, compact=compact, high_water=None),
+            )
+            return shared.page(since, entry, compact=compact, high_water=high_water)
+        shared.counted(False)
+        page = await self.replica.pull_wire(tenant, since, limit, compact=compact, node_id=node_id)
+        await shared.put(key, page)
         return page
 
     async def load(self, tenant: str, keys: Iterable[Key]) -> dict[Key, Record]:
@@ -363,6 +443,8 @@ class PostgresBackend:
         await self.store.ping()
 
     async def close(self) -> None:
+        if self.shared is not None:
+            await self.shared.close()
         await self.store.close()
 
 

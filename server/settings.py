@@ -26,7 +26,10 @@ FYNLO_SQLITE_BUSY_MS       how long an embedded write waits for the lock before 
 FYNLO_MIGRATE_ON_START     apply migrations at start-up, ``1``/``0`` (``1``)
 FYNLO_PLUGINS              domain plugins, ``module:Class`` separated by commas
                            (``fynlo_sync.domains.orders:OrdersPlugin``)
-FYNLO_REDIS_PREFIX         prefix of this deployment's Redis channels (``FYNLO``)
+FYNLO_REDIS_PREFIX         prefix of this deployment's Redis keys and channels (``FYNLO``)
+FYNLO_PAGE_CACHE_MB        MiB of pull pages cached in each process (64; 0: none)
+FYNLO_PAGE_CACHE_REDIS_TTL with FYNLO_REDIS_URL, pull pages are also cached in Redis for
+                           all the processes, kept this many seconds (300; 0: not shared)
 FYNLO_EFFECT_CONCURRENCY   effects performed at once per server process (100)
 FYNLO_EFFECT_POLL_MS       how often the effect worker looks for due effects, ms (500)
 FYNLO_EFFECT_LEASE_MS      how long a claimed effect is held before another worker may
@@ -118,6 +121,9 @@ class Settings:
     #: Pull pages many terminals ask for again (a reconnect storm), kept in this process:
     #: at most this many MiB of page bodies; 0 turns the cache off.
     page_cache_mb: int = 64
+    #: With ``redis_url``: seconds a page is kept in the cache the processes share through
+    #: Redis (``server.shared_pages``); 0 keeps pages in each process only.
+    page_cache_redis_ttl_s: int = 300
     pg_pool_max: int = 10
     sqlite_busy_ms: int = 5000
     log_format: Literal["json", "console"] = "json"
@@ -229,6 +235,9 @@ class Settings:
             max_batch=_int(env, "FYNLO_MAX_BATCH", cls.max_batch),
             max_page=_int(env, "FYNLO_MAX_PAGE", cls.max_page),
             page_cache_mb=_int(env, "FYNLO_PAGE_CACHE_MB", cls.page_cache_mb, minimum=0),
+            page_cache_redis_ttl_s=_int(
+                env, "FYNLO_PAGE_CACHE_REDIS_TTL", cls.page_cache_redis_ttl_s, minimum=0
+            ),
             pg_pool_max=_int(env, "FYNLO_PG_POOL_MAX", cls.pg_pool_max),
             sqlite_busy_ms=_int(env, "FYNLO_SQLITE_BUSY_MS", cls.sqlite_busy_ms, 0),
             log_format=_choice(
@@ -289,6 +298,7 @@ class Settings:
             "FYNLO_MAX_BATCH": str(self.max_batch),
             "FYNLO_MAX_PAGE": str(self.max_page),
             "FYNLO_PAGE_CACHE_MB": str(self.page_cache_mb),
+            "FYNLO_PAGE_CACHE_REDIS_TTL": str(self.page_cache_redis_ttl_s),
             "FYNLO_PG_POOL_MAX": str(self.pg_pool_max),
             "FYNLO_SQLITE_BUSY_MS": str(self.sqlite_busy_ms),
             "FYNLO_LOG_FORMAT": self.log_format,

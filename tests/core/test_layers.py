@@ -59,6 +59,7 @@ RANKS: dict[str, int] = {
     "server.pgpokes": 14,  # pokes by LISTEN/NOTIFY (server.pokes picks it)
     "server.serving": 14,  # uvicorn options, security headers
     "server.accounts": 15,
+    "server.shared_pages": 15,  # the page cache's tier shared through Redis
     "server.pokes": 15,
     "server.auth": 16,
     "server.backends": 17,
