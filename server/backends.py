@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypeVar
 import anyio
 import anyio.from_thread
 import anyio.to_thread
+import msgspec
 from prometheus_client import Counter
 
 from fynlo_sync.effects import EffectRow, Settlement
@@ -300,6 +301,8 @@ class PostgresBackend:
         self.accounts = accounts
         #: The page cache's tier shared with the other processes (None: this process only).
         self.shared = shared
+        #: Pages being read from the database now, by (tenant, cursor, size, compacted).
+        self._reading: dict[tuple[str, int, int, bool], asyncio.Future[WirePage | None]] = {}
         self.effects_due: Callable[[], None] = _nothing
 
     @property
@@ -385,22 +388,24 @@ class PostgresBackend:
         self, tenant: str, since: int, limit: int | None, *, compact: bool, node_id: str
     ) -> WirePage:
         """The page from this process's cache, else from the cache the processes share
-        (``server.shared_pages``), else from the database (then shared)."""
+        (``server.shared_pages``), else from the database (then shared). Concurrent misses
+        of one page in this process make one read: the others wait for it and take it if it
+        has ``more`` (always still right, protocol 23.7), else read for themselves."""
         shared = self.shared
         page: WirePage
-        if shared is None:
-            page = await self.replica.pull_wire(
-                tenant, since, limit, compact=compact, node_id=node_id
-            )
-            return page
         size = page_size(since, limit, self.replica.max_page)
         max_bytes = self.replica.limits.max_page_bytes
-        local = self.replica.cache.peek((tenant, since, size, compact))
+        key = (tenant, since, size, compact)
+        cache = self.replica.cache
+        local = None if cache is None else cache.peek(key)
         if local is not None:
             page = await self.replica.pull_wire(
                 tenant, since, limit, compact=compact, node_id=node_id
             )
-            if (page.cursor, page.checksum) != (local.cursor, local.checksum):
+            if shared is not None and (page.cursor, page.checksum) != (
+                local.cursor,
+                local.checksum,
+            ):
                 # This process's last page was out of date: share the one just read.
                 await shared.put(shared.key(tenant, since, size, compact, max_bytes), page)
             return page
@@ -408,20 +413,41 @@ class PostgresBackend:
         high_water: int | None = None
         if compact:
             high_water = await self.store.high_water(tenant, node_id)
-        key = shared.key(tenant, since, size, compact, max_bytes)
-        entry = await shared.get(key)
-        if entry is not None and (entry.more or await self.store.cursor(tenant) == entry.cursor):
-            shared.counted(True)
-            # Kept in this process too (without the requester's high-water mark).
-            self.replica.cache.put(
-                (tenant, since, size, compact),
-                shared.page(since, entry, compact=compact, high_water=None),
+        if shared is not None:
+            entry = await shared.get(shared.key(tenant, since, size, compact, max_bytes))
+            if entry is not None and (
+                entry.more or await self.store.cursor(tenant) == entry.cursor
+            ):
+                shared.counted(True)
+                if cache is not None:  # kept here too, without the requester's high-water mark
+                    cache.put(key, shared.page(since, entry, compact=compact, high_water=None))
+                return shared.page(since, entry, compact=compact, high_water=high_water)
+            shared.counted(False)
+        pending = self._reading.get(key)
+        if pending is not None:
+            first = await asyncio.shield(pending)
+            if first is not None and first.more:
+                PAGE_CACHE.labels("joined").inc()
+                return msgspec.structs.replace(first, high_water=high_water)
+            page = await self.replica.pull_wire(
+                tenant, since, limit, compact=compact, node_id=node_id
             )
-            return shared.page(since, entry, compact=compact, high_water=high_water)
-        shared.counted(False)
-        page = await self.replica.pull_wire(tenant, since, limit, compact=compact, node_id=node_id)
-        await shared.put(key, page)
-        return page
+            return page
+        reading: asyncio.Future[WirePage | None] = asyncio.get_running_loop().create_future()
+        self._reading[key] = reading
+        read: WirePage | None = None
+        try:
+            read = await self.replica.pull_wire(
+                tenant, since, limit, compact=compact, node_id=node_id
+            )
+        finally:
+            del self._reading[key]
+            reading.set_result(
+                None if read is None else msgspec.structs.replace(read, high_water=None)
+            )
+        if shared is not None:
+            await shared.put(shared.key(tenant, since, size, compact, max_bytes), read)
+        return read
 
     async def load(self, tenant: str, keys: Iterable[Key]) -> dict[Key, Record]:
         found: dict[Key, Record] = await self.store.load(tenant, list(keys))

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import httpx
 import msgspec
@@ -244,3 +244,88 @@ def test_the_redis_prefix_keeps_deployments_pages_apart(redis_url: str) -> None:
     other, control = asyncio.run(run())
     assert other is None
     assert control == Entry(cursor=1, more=True, checksum=page.checksum, changes=b"[]")
+
+
+def test_concurrent_misses_of_a_page_make_one_database_read(postgres_session_url: str) -> None:
+    """Two pulls of one page at once in one process: the second waits for the first's read
+    and takes it (with its own high-water mark) when it has more; a last page it checks
+    against the feed itself (the feed may have moved since the first's read)."""
+    settings = Settings(database_url=postgres_session_url, secret_key=secrets.token_urlsafe(32))
+    tenant = admin.create_tenant(settings, "test", "t" + secrets.token_hex(6))
+
+    async def run() -> None:
+        backend = await PostgresBackend.open(
+            settings, make_registry(), lambda: 1_700_000_000_000, lambda tenant, cursor: None
+        )
+        store = backend.replica.store
+        reads: list[str] = []
+        entered, gate = asyncio.Event(), asyncio.Event()
+
+        def recorded(name: str, *, wait: bool) -> Callable[..., Awaitable[object]]:
+            real = getattr(store, name)
+
+            async def read(*args: object) -> object:
+                found = await real(*args)
+                reads.append(name)
+                if wait:  # the rows are read; the answer waits for the gate
+                    entered.set()
+                    await gate.wait()
+                return found
+
+            return read
+
+        async def both(
+            limit: int, compact: bool, meanwhile: Callable[[], Awaitable[object]] | None = None
+        ) -> tuple[WirePage, WirePage]:
+            reads.clear()
+            entered.clear()
+            gate.clear()
+            first = asyncio.create_task(
+                backend.pull(tenant, 0, limit, compact=compact, node_id="n1")
+            )
+            await entered.wait()  # the first has read its rows
+            second = asyncio.create_task(
+                backend.pull(tenant, 0, limit, compact=compact, node_id="n2")
+            )
+            while compact and reads.count("high_water") < 3:  # the first reads it twice
+                await asyncio.sleep(0.001)
+            for _ in range(5):  # then nothing awaits I/O before it waits for the first
+                await asyncio.sleep(0)
+            if meanwhile is not None:
+                await meanwhile()
+            gate.set()
+            return await first, await second
+
+        try:
+            await backend.push(tenant, encode(batch_of("n1", 1, 3, record="a")), node_id="n1")
+            await backend.push(tenant, encode(batch_of("n1", 4, 3, record="b")), node_id="n1")
+            await backend.push(tenant, encode(batch_of("n2", 1, 1, record="c")), node_id="n2")
+            store.changes_bytes = recorded("changes_bytes", wait=True)
+            store.latest_bytes = recorded("latest_bytes", wait=True)
+            store.high_water = recorded("high_water", wait=False)
+            joined = (
+                REGISTRY.get_sample_value("fynlo_page_cache_requests_total", {"result": "joined"})
+                or 0.0
+            )
+            one, two = await both(4, False)
+            assert reads == ["changes_bytes"]
+            assert one == two and one.more
+
+            async def push() -> None:
+                await backend.push(tenant, encode(batch_of("n2", 2, 1, record="d")), node_id="n2")
+
+            one, two = await both(20, False, push)  # a last page, and the feed moves on
+            assert reads == ["changes_bytes", "changes_bytes"]
+            assert (one.cursor, one.more, two.cursor, two.more) == (7, False, 8, False)
+            one, two = await both(2, True)
+            assert reads.count("latest_bytes") == 1
+            assert (one.high_water, two.high_water) == (6, 2)
+            assert one.changes == two.changes and one.more
+            assert (
+                REGISTRY.get_sample_value("fynlo_page_cache_requests_total", {"result": "joined"})
+                == joined + 2
+            )
+        finally:
+            await backend.close()
+
+    asyncio.run(run())
