@@ -49,8 +49,7 @@ __all__ = [
 Key = tuple[str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class Applied:
+class Applied(msgspec.Struct, frozen=True):
     """The result of one op against one record.
 
     ``record`` is the record's new state, or ``None`` when the op changed nothing (rejected,
@@ -254,14 +253,18 @@ def apply_op(
     if applied.record is not None and not applied.record.deleted:
         size = encoded_size(applied.record.fields)
         if size > limits.max_record_bytes:
-            return _reject(
-                RejectedOpError(
-                    f"{op.collection}/{op.record_id} would be {size} bytes; the limit is "
-                    f"{limits.max_record_bytes}",
-                    reason="record-too-large",
-                )
-            )
+            return _too_large(op, size, limits)
     return applied
+
+
+def _too_large(op: Op, size: int, limits: Limits) -> Applied:
+    return _reject(
+        RejectedOpError(
+            f"{op.collection}/{op.record_id} would be {size} bytes; the limit is "
+            f"{limits.max_record_bytes}",
+            reason="record-too-large",
+        )
+    )
 
 
 def _apply_op(
@@ -537,6 +540,9 @@ def plan_push(
     )
     working: dict[Key, Record] = dict(rows)
     policy = registry.actor_policy
+    max_record = limits.max_record_bytes
+    #: Each change's record bytes when made in the loop (``None``: encode at the end).
+    bodies: list[bytes | None] = []
     for op in batch.ops:
         if op.seq <= high_water:
             first = prior.get(op.seq)
@@ -571,16 +577,24 @@ def plan_push(
                 expected=plan.high_water + 1,
             )
         key = (op.collection, op.record_id)
-        result = apply_op(
+        # apply_op's steps, with its record size check made on the record's bytes (which
+        # hold its fields' JSON, so are never shorter): each record is encoded once.
+        result = _apply_op(
             working.get(key),
             op,
             registry,
             plan.cursor + 1,
-            received_ms=received_ms,
-            actor=None if policy is None else _actor_of(op, registry, working),
-            limits=limits,
-            client_address=client_address,
+            received_ms,
+            None if policy is None else _actor_of(op, registry, working),
+            client_address,
         )
+        body = None
+        if result.record is not None:
+            body = record_bytes(result.record)
+            if len(body) > max_record and not result.record.deleted:
+                size = encoded_size(result.record.fields)
+                if size > max_record:
+                    result, body = _too_large(op, size, limits), None
         outcome = Outcome(
             op_id=op.op_id,
             seq=op.seq,
@@ -595,6 +609,7 @@ def plan_push(
             working[key] = result.record
             plan.writes[key] = result.record
             plan.changes.append(Change(plan.cursor, op.op_id, op.node_id, op.seq, result.record))
+            bodies.append(body)
         if result.conflict is not None:
             plan.cursor += 1
             record = _conflict_record(result.conflict, _stamp(op, plan.cursor), plan.cursor)
@@ -602,6 +617,7 @@ def plan_push(
             working[ckey] = record
             plan.writes[ckey] = record
             plan.changes.append(Change(plan.cursor, op.op_id, op.node_id, op.seq, record))
+            bodies.append(None)
             plan.conflicts.append(result.conflict)
         plan.high_water = op.seq
         plan.outcomes.append(outcome)
@@ -609,8 +625,8 @@ def plan_push(
     if plan.changes:
         # Each record encoded once: its size (the growth), its row, its change's bytes.
         growth = 0
-        for change in plan.changes:
-            body = record_bytes(change.record)
+        for change, made in zip(plan.changes, bodies):
+            body = record_bytes(change.record) if made is None else made
             growth += len(body)
             plan.bodies[change.record.key] = body
             plan.feed.append(change_bytes(change, body))
