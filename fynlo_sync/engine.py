@@ -278,20 +278,22 @@ def _apply_op(
 ) -> Applied:
     try:
         collection = registry.collection(op.collection)
-        authorize(op, registry, actor)
-        stamp = _stamp(op, seq)
+        checked = registry.actor_policy is not None
+        if checked:
+            authorize(op, registry, actor)
+        stamp = Stamp(op.hlc, op.node_id, seq)
         if op.kind == "command":
             assert op.name is not None and op.args is not None
-            command = registry.command(collection, op.name)
+            command = collection.commands.get(op.name) or registry.command(collection, op.name)
             live = current if current is not None and not current.deleted else None
             patch = command(
                 CommandContext(
-                    record=None if live is None else live.fields,
-                    args=op.args,
-                    op=op,
-                    received_ms=received_ms,
-                    permissions=_held(op, registry, actor),
-                    client_address=client_address,
+                    None if live is None else live.fields,
+                    op.args,
+                    op,
+                    received_ms,
+                    client_address,
+                    _held(op, registry, actor) if checked else None,
                 )
             )
             collection.check_fields(patch, by_command=True)

@@ -246,10 +246,25 @@ class Collection:
     delete_guard: Callable[[Mapping[str, Any], Op], None] | None = None
     #: The required fields' names, sorted (computed once: every op checks them).
     _required: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    #: Per field, what :meth:`check_fields` tests, computed once: (the Python type its
+    #: values must have, or None for any; command only; None refused; a counter).
+    _checks: Mapping[str, tuple[type | None, bool, bool, bool]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         required = tuple(name for name in sorted(self.fields) if self.fields[name].required)
         object.__setattr__(self, "_required", required)
+        checks = {
+            name: (
+                _TYPES.get(spec.type, dict),
+                spec.command_only,
+                spec.required or spec.kind == "counter",
+                spec.kind == "counter",
+            )
+            for name, spec in self.fields.items()
+        }
+        object.__setattr__(self, "_checks", checks)
         table = self.state_table
         if table is None:
             return
@@ -273,7 +288,27 @@ class Collection:
             )
 
     def check_fields(self, values: Mapping[str, Any], *, by_command: bool) -> None:
-        """Raise :class:`RejectedOpError` if ``values`` breaks the schema."""
+        """Raise :class:`RejectedOpError` if ``values`` breaks the schema (the first
+        offending field in name order)."""
+        checks = self._checks
+        for name, value in values.items():
+            check = checks.get(name)
+            if check is None or (check[1] and not by_command):
+                break
+            if value is None:
+                if check[2]:
+                    break
+                continue
+            want = check[0]
+            if (want is not None and type(value) is not want) or (
+                check[3] and type(value) is not int
+            ):
+                break
+        else:
+            return  # every field passes: no need to find the first that does not
+        self._check_fields_in_order(values, by_command=by_command)
+
+    def _check_fields_in_order(self, values: Mapping[str, Any], *, by_command: bool) -> None:
         for name in sorted(values):
             spec = self.fields.get(name)
             if spec is None:

@@ -180,7 +180,8 @@ def change_bytes(change: Change, record: bytes) -> bytes:
         record,
         change.seq,
     )
-    if not fast.translate(None, _BMP_BYTES):
+    # ASCII (the common case, checked at C speed) has no byte that translate keeps.
+    if fast.isascii() or not fast.translate(None, _BMP_BYTES):
         return fast
     return canonical_bytes(msgspec.to_builtins(change))
 
@@ -190,7 +191,8 @@ def canonical_change(change: Change) -> bytes:
     sorted-key encoding, or the full canonicaliser when a character outside the BMP
     appears. Stores keep these bytes at commit; a page is their concatenation."""
     fast = _sorted_encoder.encode(change)
-    if not fast.translate(None, _BMP_BYTES):
+    # ASCII (the common case, checked at C speed) has no byte that translate keeps.
+    if fast.isascii() or not fast.translate(None, _BMP_BYTES):
         return fast
     return canonical_bytes(msgspec.to_builtins(change))
 
