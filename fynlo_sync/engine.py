@@ -627,7 +627,7 @@ def plan_push(
     if plan.changes:
         # Each record encoded once: its size (the growth), its row, its change's bytes.
         growth = 0
-        for change, made in zip(plan.changes, bodies):
+        for change, made in zip(plan.changes, bodies, strict=True):
             body = record_bytes(change.record) if made is None else made
             growth += len(body)
             plan.bodies[change.record.key] = body
