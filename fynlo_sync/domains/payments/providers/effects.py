@@ -207,6 +207,22 @@ async def webhook(ctx: EffectContext) -> None:
     report(ctx, attempt_id, str(session.fields["order_id"]), payment)
 
 
+async def _asked_refund(
+    ctx: EffectContext,
+) -> tuple[str, str, Mapping[str, Any], Mapping[str, Any]]:
+    """The effect's attempt and refund ids, the session's fields and the refund asked."""
+    attempt_id = str(ctx.effect.payload["attempt_id"])
+    refund_id = str(ctx.effect.payload["refund_id"])
+    session = await ctx.read(SESSIONS, attempt_id)
+    if session is None or session.deleted:
+        raise PermanentEffectError(f"no payment session {attempt_id!r}")
+    fields = session.fields
+    asked = (fields.get("refunds") or {}).get(refund_id)
+    if asked is None:
+        raise PermanentEffectError(f"no refund {refund_id!r} asked on {attempt_id!r}")
+    return attempt_id, refund_id, fields, asked
+
+
 async def refund(ctx: EffectContext) -> None:
     """Refund what a terminal asked (the session's ``refund`` command) at the provider,
     then record it: the server authors the order's ``payment_refund`` (the ledger posts the
@@ -218,15 +234,7 @@ async def refund(ctx: EffectContext) -> None:
     not asked. The idempotency key (``fynlo:<attempt>:refund-<refund_id>``) comes from the
     effect's payload, committed before the call; on a re-run the payment's refunds are
     looked up by our refund id (:func:`.flow.refund`) before another is made."""
-    attempt_id = str(ctx.effect.payload["attempt_id"])
-    refund_id = str(ctx.effect.payload["refund_id"])
-    session = await ctx.read(SESSIONS, attempt_id)
-    if session is None or session.deleted:
-        raise PermanentEffectError(f"no payment session {attempt_id!r}")
-    fields = session.fields
-    asked = (fields.get("refunds") or {}).get(refund_id)
-    if asked is None:
-        raise PermanentEffectError(f"no refund {refund_id!r} asked on {attempt_id!r}")
+    attempt_id, refund_id, fields, asked = await _asked_refund(ctx)
     if refund_id in (fields.get("refund_results") or {}):
         return  # recorded by an earlier run
     amount = int(asked["amount"])
@@ -310,15 +318,7 @@ async def refund_check(ctx: EffectContext) -> None:
     ask again (the refund found by our refund id) until it is ``succeeded`` (the order's
     ``payment_refund`` is authored then), ``failed`` or ``canceled`` (``refused``). Still
     pending: retried with the outbox's backoff (:class:`RetryableEffectError`)."""
-    attempt_id = str(ctx.effect.payload["attempt_id"])
-    refund_id = str(ctx.effect.payload["refund_id"])
-    session = await ctx.read(SESSIONS, attempt_id)
-    if session is None or session.deleted:
-        raise PermanentEffectError(f"no payment session {attempt_id!r}")
-    fields = session.fields
-    asked = (fields.get("refunds") or {}).get(refund_id)
-    if asked is None:
-        raise PermanentEffectError(f"no refund {refund_id!r} asked on {attempt_id!r}")
+    attempt_id, refund_id, fields, asked = await _asked_refund(ctx)
     if (fields.get("refund_results") or {}).get(refund_id, {}).get("status") != "pending":
         return  # settled already
     provider = make_provider(ctx.settings, str(fields.get("method") or "card"))
