@@ -20,7 +20,7 @@ import pytest
 
 from fynlo_sync.client import Terminal
 from fynlo_sync.domains.payments.ledger import posting_sets
-from fynlo_sync.domains.payments.render import revenue_svg
+from fynlo_sync.domains.payments.render import axis_step, revenue_svg
 from fynlo_sync.domains.payments.reports import revenue, settlement, tips
 from fynlo_sync.domains.payments.till import Till
 from fynlo_sync.store import SqliteTerminalStore
@@ -97,6 +97,24 @@ def test_the_picture_has_one_bar_per_day_and_method() -> None:
     assert heights[("2026-01-01", "card")] == pytest.approx(
         2 * heights[("2026-01-01", "cash")], abs=0.2
     )
+
+
+def test_the_axis_steps_are_round_and_reach_the_highest_bar() -> None:
+    assert [axis_step(top) for top in (1, 5, 6, 80912, 100000, 100001, 3)] == [
+        1,
+        1,
+        2,
+        20000,
+        20000,
+        50000,
+        1,
+    ]
+    nice = sorted(m * 10**k for m in (1, 2, 5) for k in range(6))
+    for top in range(1, 5000):
+        step = axis_step(top)
+        assert step in nice and 5 * step >= top
+        # no smaller round step would do
+        assert all(5 * s < top for s in nice if s < step)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
