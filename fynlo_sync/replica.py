@@ -396,6 +396,33 @@ class _Loop:
             limits=self.limits,
         )
 
+    def _pull(
+        self, tenant: str, since: int, limit: int | None, compact: bool, node_id: str | None
+    ) -> Step[PullPage]:
+        return pull_step(
+            tenant,
+            since,
+            limit,
+            self.max_page,
+            compact=compact,
+            node_id=node_id,
+            max_bytes=self.limits.max_page_bytes,
+        )
+
+    def _wire(
+        self, tenant: str, since: int, limit: int | None, compact: bool, node_id: str | None
+    ) -> Step[WirePage]:
+        return wire_step(
+            tenant,
+            since,
+            limit,
+            self.max_page,
+            compact=compact,
+            node_id=node_id,
+            cache=self.cache,
+            max_bytes=self.limits.max_page_bytes,
+        )
+
     def _finish(
         self, row: EffectRow, settlement: Settlement, drafts: Authored
     ) -> Step[Plan | None]:
@@ -557,15 +584,7 @@ class ServerReplica(_Loop):
         node_id: str | None = None,
     ) -> PullPage:
         """A page, decoded (``compact``: for ``node_id``, section 23)."""
-        step = pull_step(
-            tenant,
-            since,
-            limit,
-            self.max_page,
-            compact=compact,
-            node_id=node_id,
-            max_bytes=self.limits.max_page_bytes,
-        )
+        step = self._pull(tenant, since, limit, compact, node_id)
         return drive(step, self.store)
 
     def pull_wire(
@@ -578,16 +597,7 @@ class ServerReplica(_Loop):
         node_id: str | None = None,
     ) -> WirePage:
         """:meth:`pull` as sent (what the HTTP server and the loopback answer)."""
-        step = wire_step(
-            tenant,
-            since,
-            limit,
-            self.max_page,
-            compact=compact,
-            node_id=node_id,
-            cache=self.cache,
-            max_bytes=self.limits.max_page_bytes,
-        )
+        step = self._wire(tenant, since, limit, compact, node_id)
         return drive(step, self.store)
 
     # -- effects (the outbox, through the store)
@@ -714,15 +724,7 @@ class AsyncServerReplica(_Loop):
         compact: bool = False,
         node_id: str | None = None,
     ) -> PullPage:
-        step = pull_step(
-            tenant,
-            since,
-            limit,
-            self.max_page,
-            compact=compact,
-            node_id=node_id,
-            max_bytes=self.limits.max_page_bytes,
-        )
+        step = self._pull(tenant, since, limit, compact, node_id)
         return await drive_async(step, self.store)
 
     async def pull_wire(
@@ -734,16 +736,7 @@ class AsyncServerReplica(_Loop):
         compact: bool = False,
         node_id: str | None = None,
     ) -> WirePage:
-        step = wire_step(
-            tenant,
-            since,
-            limit,
-            self.max_page,
-            compact=compact,
-            node_id=node_id,
-            cache=self.cache,
-            max_bytes=self.limits.max_page_bytes,
-        )
+        step = self._wire(tenant, since, limit, compact, node_id)
         return await drive_async(step, self.store)
 
     # -- effects (an EffectWorker's source)

@@ -25,7 +25,8 @@ nothing, so reports in any order converge.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fynlo_sync.domains.payments.providers import (
@@ -79,12 +80,30 @@ def make_provider(settings: ProvidersSettings, method: str) -> PaymentProvider:
     )
 
 
-async def start(ctx: EffectContext) -> None:
-    attempt_id = str(ctx.effect.payload["attempt_id"])
+async def _session(ctx: EffectContext, attempt_id: str) -> Mapping[str, Any]:
+    """The fields of the attempt's payment session (none, or deleted: a permanent error)."""
     session = await ctx.read(SESSIONS, attempt_id)
     if session is None or session.deleted:
         raise PermanentEffectError(f"no payment session {attempt_id!r}")
-    fields = session.fields
+    return session.fields
+
+
+@asynccontextmanager
+async def _provider(ctx: EffectContext, method: str) -> AsyncIterator[PaymentProvider]:
+    """The provider of ``method`` for one call, closed after it; an ambiguous outcome (a
+    timeout, a 5xx) is retried by the outbox, which looks the payment up first."""
+    provider = make_provider(ctx.settings, method)
+    try:
+        yield provider
+    except ProviderAmbiguousError as exc:
+        raise RetryableEffectError(exc.detail) from exc
+    finally:
+        await provider.aclose()  # type: ignore[attr-defined]
+
+
+async def start(ctx: EffectContext) -> None:
+    attempt_id = str(ctx.effect.payload["attempt_id"])
+    fields = await _session(ctx, attempt_id)
     if fields.get("provider_id"):
         return  # recorded by an earlier run (or a webhook that came first)
     state = flow.attempt_state(_fields(await ctx.read(ORDERS, str(fields["order_id"]))), attempt_id)
@@ -98,7 +117,6 @@ async def start(ctx: EffectContext) -> None:
         )
         return
     method = str(fields.get("method") or "open_banking")
-    provider = make_provider(ctx.settings, method)
     request = CreatePayment(
         attempt_id=attempt_id,
         amount=int(fields["amount"]) + int(fields.get("tip") or 0),
@@ -109,21 +127,18 @@ async def start(ctx: EffectContext) -> None:
         payment_method=str(fields["payment_method"]) if fields.get("payment_method") else None,
         reference=f"Order {fields['order_id']}"[:18],
     )
-    try:
-        payment = await flow.start(provider, request, retry=ctx.attempt > 1)
-    except ProviderAmbiguousError as exc:
-        raise RetryableEffectError(exc.detail) from exc
-    except ProviderRefusedError as exc:
-        # Refused for good: say so on the session (committed with the effect's completion).
-        ctx.author.patch(
-            SESSIONS,
-            attempt_id,
-            {"status": "failed", "failure_code": "provider-refused", "updated_ms": ctx.now_ms},
-        )
-        del exc
-        return
-    finally:
-        await provider.aclose()  # type: ignore[attr-defined]
+    async with _provider(ctx, method) as provider:
+        try:
+            payment = await flow.start(provider, request, retry=ctx.attempt > 1)
+        except ProviderRefusedError as exc:
+            # Refused for good: say so on the session (committed with the effect's completion).
+            ctx.author.patch(
+                SESSIONS,
+                attempt_id,
+                {"status": "failed", "failure_code": "provider-refused", "updated_ms": ctx.now_ms},
+            )
+            del exc
+            return
     report(ctx, attempt_id, str(fields["order_id"]), payment)
 
 
@@ -156,20 +171,13 @@ async def capture(ctx: EffectContext) -> None:
     timeout, a 5xx, a crash after the call) finds the capture made and charges nothing
     more."""
     attempt_id = str(ctx.effect.payload["attempt_id"])
-    session = await ctx.read(SESSIONS, attempt_id)
-    if session is None or session.deleted:
-        raise PermanentEffectError(f"no payment session {attempt_id!r}")
-    fields = session.fields
+    fields = await _session(ctx, attempt_id)
     amount = int(fields["capture_amount"])
-    provider = make_provider(ctx.settings, str(fields.get("method") or "card"))
-    try:
-        payment = await flow.capture(provider, attempt_id, amount)
-    except ProviderAmbiguousError as exc:
-        raise RetryableEffectError(exc.detail) from exc
-    except ProviderRefusedError as exc:
-        raise PermanentEffectError(f"the provider refused the capture: {exc.detail}") from exc
-    finally:
-        await provider.aclose()  # type: ignore[attr-defined]
+    async with _provider(ctx, str(fields.get("method") or "card")) as provider:
+        try:
+            payment = await flow.capture(provider, attempt_id, amount)
+        except ProviderRefusedError as exc:
+            raise PermanentEffectError(f"the provider refused the capture: {exc.detail}") from exc
     if payment is None:
         raise PermanentEffectError(f"no provider payment for attempt {attempt_id!r}")
     report(ctx, attempt_id, str(fields["order_id"]), payment)
@@ -185,18 +193,12 @@ async def webhook(ctx: EffectContext) -> None:
     method = _METHOD_OF.get(str(payload["provider"]))
     if method is None:
         raise PermanentEffectError(f"no provider {payload['provider']!r}")
-    session = await ctx.read(SESSIONS, attempt_id)
-    if session is None or session.deleted:
-        raise PermanentEffectError(f"no payment session {attempt_id!r}")
-    provider = make_provider(ctx.settings, method)
-    try:
-        payment = await flow.refresh(provider, attempt_id, str(payload["provider_id"]))
-    except ProviderAmbiguousError as exc:
-        raise RetryableEffectError(exc.detail) from exc
-    except ProviderRefusedError as exc:
-        raise PermanentEffectError(f"the provider refused the look-up: {exc.detail}") from exc
-    finally:
-        await provider.aclose()  # type: ignore[attr-defined]
+    fields = await _session(ctx, attempt_id)
+    async with _provider(ctx, method) as provider:
+        try:
+            payment = await flow.refresh(provider, attempt_id, str(payload["provider_id"]))
+        except ProviderRefusedError as exc:
+            raise PermanentEffectError(f"the provider refused the look-up: {exc.detail}") from exc
     if payment is None:
         return
     if payment.attempt_id and payment.attempt_id != attempt_id:
@@ -204,7 +206,7 @@ async def webhook(ctx: EffectContext) -> None:
             f"payment {payment.provider_id!r} is of attempt {payment.attempt_id!r}, "
             f"not {attempt_id!r}"
         )
-    report(ctx, attempt_id, str(session.fields["order_id"]), payment)
+    report(ctx, attempt_id, str(fields["order_id"]), payment)
 
 
 async def _asked_refund(
@@ -213,10 +215,7 @@ async def _asked_refund(
     """The effect's attempt and refund ids, the session's fields and the refund asked."""
     attempt_id = str(ctx.effect.payload["attempt_id"])
     refund_id = str(ctx.effect.payload["refund_id"])
-    session = await ctx.read(SESSIONS, attempt_id)
-    if session is None or session.deleted:
-        raise PermanentEffectError(f"no payment session {attempt_id!r}")
-    fields = session.fields
+    fields = await _session(ctx, attempt_id)
     asked = (fields.get("refunds") or {}).get(refund_id)
     if asked is None:
         raise PermanentEffectError(f"no refund {refund_id!r} asked on {attempt_id!r}")
@@ -263,24 +262,20 @@ async def refund(ctx: EffectContext) -> None:
     provider_id = fields.get("provider_id")
     if not provider_id:
         raise PermanentEffectError(f"no provider payment recorded for {attempt_id!r}")
-    provider = make_provider(ctx.settings, method)
-    try:
-        done = await flow.refund(
-            provider, attempt_id, str(provider_id), refund_id, amount, retry=ctx.attempt > 1
-        )
-    except ProviderAmbiguousError as exc:
-        raise RetryableEffectError(exc.detail) from exc
-    except (ProviderRefusedError, RefundBoundError) as exc:
-        reason = str(exc.extra.get("reason") or exc.code)
-        _refund_result(
-            ctx,
-            attempt_id,
-            refund_id,
-            {"status": "refused", "reason": reason, "detail": exc.detail},
-        )
-        return
-    finally:
-        await provider.aclose()  # type: ignore[attr-defined]
+    async with _provider(ctx, method) as provider:
+        try:
+            done = await flow.refund(
+                provider, attempt_id, str(provider_id), refund_id, amount, retry=ctx.attempt > 1
+            )
+        except (ProviderRefusedError, RefundBoundError) as exc:
+            reason = str(exc.extra.get("reason") or exc.code)
+            _refund_result(
+                ctx,
+                attempt_id,
+                refund_id,
+                {"status": "refused", "reason": reason, "detail": exc.detail},
+            )
+            return
     _settle_refund(ctx, attempt_id, order_id, refund_id, asked, done)
 
 
@@ -321,15 +316,11 @@ async def refund_check(ctx: EffectContext) -> None:
     attempt_id, refund_id, fields, asked = await _asked_refund(ctx)
     if (fields.get("refund_results") or {}).get(refund_id, {}).get("status") != "pending":
         return  # settled already
-    provider = make_provider(ctx.settings, str(fields.get("method") or "card"))
-    try:
-        done = await flow.refund_status(provider, str(fields["provider_id"]), refund_id)
-    except ProviderAmbiguousError as exc:
-        raise RetryableEffectError(exc.detail) from exc
-    except ProviderRefusedError as exc:
-        raise RetryableEffectError(f"the provider refused the look-up: {exc.detail}") from exc
-    finally:
-        await provider.aclose()  # type: ignore[attr-defined]
+    async with _provider(ctx, str(fields.get("method") or "card")) as provider:
+        try:
+            done = await flow.refund_status(provider, str(fields["provider_id"]), refund_id)
+        except ProviderRefusedError as exc:
+            raise RetryableEffectError(f"the provider refused the look-up: {exc.detail}") from exc
     if done is None:
         raise PermanentEffectError(f"the provider has no refund {refund_id!r} of {attempt_id!r}")
     if flow.refund_outcome(done.status) == "pending":
@@ -442,12 +433,7 @@ async def cancel(ctx: EffectContext) -> None:
         # The ``start`` effect has not recorded yet: try again once it has (it makes no
         # payment for a closed attempt, and says so on the session).
         raise RetryableEffectError(f"the start of {attempt_id!r} has not recorded yet")
-    provider = make_provider(ctx.settings, str(fields.get("method") or "card"))
-    try:
+    async with _provider(ctx, str(fields.get("method") or "card")) as provider:
         payment = await flow.cancel(provider, attempt_id)
-    except ProviderAmbiguousError as exc:
-        raise RetryableEffectError(exc.detail) from exc
-    finally:
-        await provider.aclose()  # type: ignore[attr-defined]
     if payment is not None:
         report(ctx, attempt_id, str(fields["order_id"]), payment)
