@@ -26,6 +26,7 @@ from typing import Any
 import uvicorn
 
 from fynlo_sync.plugins import Registry
+from fynlo_sync.sandbox.processes import free_port
 from fynlo_sync.transport.http import HttpTransport
 from server import admin
 from server.accounts import Enrollment
@@ -34,14 +35,6 @@ from server.serving import listeners, uvicorn_options
 from server.settings import Settings
 
 __all__ = ["NO_RATE_LIMITS", "LocalServer", "embedded_settings", "free_port", "run_in_thread"]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago (for subprocesses that must bind it themselves)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 #: Demos, simulators and benchmarks drive hundreds of terminals from one address: no rate

@@ -38,10 +38,19 @@ def _node() -> str:
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A free port below the kernel's ephemeral range (32768 up), so no outgoing
+    connection can be handed it before the server binds it."""
+    import random
+
+    for _ in range(200):
+        port = random.SystemRandom().randrange(10_000, 32_768)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below 32768")
 
 
 @dataclass(frozen=True)
