@@ -26,7 +26,7 @@ from typing import Any
 import uvicorn
 
 from fynlo_sync.plugins import Registry
-from fynlo_sync.sandbox.processes import free_port
+from fynlo_sync.sandbox.ports import free_port
 from fynlo_sync.transport.http import HttpTransport
 from server import admin
 from server.accounts import Enrollment

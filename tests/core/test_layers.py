@@ -83,6 +83,7 @@ RANKS: dict[str, int] = {
     "fynlo_sync.sim": 23,
     # stand-ins for outside services, run as their own processes
     "fynlo_sync.sandbox": 23,
+    "fynlo_sync.sandbox.ports": 12,  # a free port for a child process (server.testing too)
 }
 #: Package roots whose rank covers only their ``__init__``.
 ROOTS = {"fynlo_sync", "server"}
