@@ -10,13 +10,16 @@ terminal's own ``payment_refund`` of a card is refused ``server-only``. A termin
 
 from __future__ import annotations
 
+import json
 import secrets
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import httpx
 import msgspec
 import pytest
+import stripe
 
 from fynlo_sync.domains.payments.providers import (
     CreatePayment,
@@ -29,7 +32,7 @@ from fynlo_sync.domains.payments.providers import effects as provider_effects
 from fynlo_sync.domains.payments.providers.stripe_cards import StripeProvider
 from fynlo_sync.errors import RejectedOpError
 from fynlo_sync.sandbox.processes import ServiceProcess
-from tests.providers.conftest import PayWorld, wait_until
+from tests.providers.conftest import STRIPE_WEBHOOK_SECRET, PayWorld, wait_until
 from tests.providers.test_manual_capture import _rogue_till, _status
 from tests.providers.test_pay_at_table import order_with_lines, session
 from tests.providers.test_stripe import run
@@ -44,7 +47,7 @@ def refund_world(
 ) -> Iterator[PayWorld]:
     """The server with the orders, payments and providers plugins, wired to localstripe."""
     from fynlo_sync.sandbox.payments_demo import payment_world
-    from tests.providers.conftest import PAY_LINK_SECRET, STRIPE_WEBHOOK_SECRET
+    from tests.providers.conftest import PAY_LINK_SECRET
 
     with payment_world(
         tmp_path_factory.mktemp("refunds"),
@@ -355,7 +358,8 @@ def test_a_refund_above_the_limit_needs_a_manager_before_stripe_is_asked(
 class PendingRefunds(StripeProvider):
     """Stripe's refund statuses that localstripe never produces (its refunds are always
     ``succeeded`` at once): our refund ids in :attr:`script` are reported with the status
-    given there (``pending``, then ``succeeded`` or ``failed``); an id in :attr:`made_here`
+    given there (``pending``, then ``succeeded`` or ``failed``; ``hidden``: a look-up does
+    not find it); an id in :attr:`made_here`
     is not made at localstripe at all (a refund that fails never moves money). Every other
     call, and every other refund, is localstripe's."""
 
@@ -384,7 +388,8 @@ class PendingRefunds(StripeProvider):
         found = list(await super().find_refunds(provider_id))
         here = type(self).made_here.values()
         found += [r for r in here if r.refund_id and r.provider_id == provider_id]
-        return [self._scripted(r) for r in found]
+        # ``hidden``: a look-up that does not find the refund (its check gives up).
+        return [self._scripted(r) for r in found if type(self).script.get(r.ours) != "hidden"]
 
     def _scripted(self, refund: ProviderRefund) -> ProviderRefund:
         status = type(self).script.get(refund.ours)
@@ -497,3 +502,71 @@ def test_a_pending_refund_that_fails_is_refused_and_the_amount_is_freed(
     order = _order_refunded(terminal, order_id, attempt_id, {"G"})
     assert order.fields["payments"][attempt_id]["refunded"] == 3250
     assert _stripe_refunds(refund_world, pi) == [("G", 3250)]
+
+
+def test_a_refund_event_settles_pending_refunds_whose_checks_gave_up(
+    refund_world: PayWorld, pending_refunds: type[PendingRefunds]
+) -> None:
+    """Stripe's ``refund.updated`` names the refund's intent, attempt and tenant (we put
+    them in the refund's metadata): its ``webhook`` effect looks the intent's refunds up and
+    settles every one that was ``pending`` and is no longer, in one commit, even when the
+    ``refund_check`` effects are dead (an operator never retried them)."""
+    terminal, order_id, attempt_id, pi = _paid(refund_world)
+    pending_refunds.script.update({"W1": "pending", "W2": "pending"})
+    terminal.command("payment_sessions", attempt_id, "refund", {"refund_id": "W1", "amount": 1000})
+    terminal.command("payment_sessions", attempt_id, "refund", {"refund_id": "W2", "amount": 500})
+    terminal.sync()
+    assert _result(terminal, attempt_id, "W1")["status"] == "pending"
+    assert _result(terminal, attempt_id, "W2")["status"] == "pending"
+    pending_refunds.script.update({"W1": "hidden", "W2": "hidden"})
+    checks = [f"refund-check:{attempt_id}:W1", f"refund-check:{attempt_id}:W2"]
+    wait_until(
+        lambda: all((_effect(refund_world, k) or {}).get("state") == "dead" for k in checks),
+        what="both checks given up",
+    )
+    terminal.sync()
+    assert terminal.get("orders", order_id).fields["payments"][attempt_id]["refunds"] == {}
+
+    pending_refunds.script.clear()  # Stripe settles both: localstripe's own ``succeeded``
+    r = httpx.get(
+        f"{refund_world.stripe_url}/v1/refunds", params={"payment_intent": pi}, headers=AUTH
+    )
+    made = {x["metadata"]["fynlo_refund_id"]: x for x in r.json()["data"]}
+    w1 = made["W1"]
+    assert (w1["metadata"]["fynlo_attempt_id"], w1["metadata"]["fynlo_tenant"]) == (
+        attempt_id,
+        refund_world.tenant,
+    )
+    event_id = "evt_refund_" + secrets.token_hex(4)
+    body = json.dumps(
+        {
+            "id": event_id,
+            "object": "event",
+            "type": "refund.updated",
+            "created": int(time.time()),
+            "data": {"object": w1},
+        }
+    )
+    header = stripe.WebhookSignature.generate_signature_header(
+        body, STRIPE_WEBHOOK_SECRET, int(time.time())
+    )
+    hook = refund_world.url + "/v1/plugins/providers/webhooks/stripe"
+    answer = httpx.post(
+        hook, content=body, headers={"Stripe-Signature": header, "Content-Type": "application/json"}
+    )
+    assert (answer.status_code, answer.json()["outcome"]) == (200, "queued"), answer.text
+
+    order = _order_refunded(terminal, order_id, attempt_id, {"W1", "W2"})
+    a = order.fields["payments"][attempt_id]
+    assert (a["state"], a["refunded"]) == ("refunded_partial", 1500)
+    seen = session(terminal, attempt_id)
+    assert seen is not None
+    results = seen.fields["refund_results"]
+    assert {k: (v["status"], v["amount"]) for k, v in results.items()} == {
+        "W1": ("succeeded", 1000),
+        "W2": ("succeeded", 500),
+    }
+    assert _stripe_refunds(refund_world, pi) == [("W1", 1000), ("W2", 500)]
+    done = _effect(refund_world, f"webhook:stripe:{event_id}")
+    assert done is not None and done["state"] == "done"
+    assert all((_effect(refund_world, k) or {}).get("state") == "dead" for k in checks)

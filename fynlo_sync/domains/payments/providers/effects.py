@@ -11,7 +11,8 @@ exactly once.
 
 ``webhook`` (key ``webhook:<provider>:<event id>``, planned when the webhook route noted a
 verified event on the session): re-fetch the payment the event names (the event's own
-snapshot may be older than what was seen already) and report it.
+snapshot may be older than what was seen already) and report it, and settle the refunds
+of it that were ``pending`` and are no longer.
 
 ``refund`` (key ``refund:<attempt>:<refund_id>``) and ``refund_check`` (key
 ``refund-check:<attempt>:<refund_id>``, for a refund the provider reported ``pending``):
@@ -194,9 +195,13 @@ async def webhook(ctx: EffectContext) -> None:
     if method is None:
         raise PermanentEffectError(f"no provider {payload['provider']!r}")
     fields = await _session(ctx, attempt_id)
+    pending = _pending_refunds(fields)
     async with _provider(ctx, method) as provider:
         try:
             payment = await flow.refresh(provider, attempt_id, str(payload["provider_id"]))
+            refunds = (
+                await provider.find_refunds(payment.provider_id) if payment and pending else []
+            )
         except ProviderRefusedError as exc:
             raise PermanentEffectError(f"the provider refused the look-up: {exc.detail}") from exc
     if payment is None:
@@ -206,7 +211,29 @@ async def webhook(ctx: EffectContext) -> None:
             f"payment {payment.provider_id!r} is of attempt {payment.attempt_id!r}, "
             f"not {attempt_id!r}"
         )
-    report(ctx, attempt_id, str(fields["order_id"]), payment)
+    order_id = str(fields["order_id"])
+    report(ctx, attempt_id, order_id, payment)
+    # Any event of the payment (Stripe's ``refund.updated``, ``charge.refund.updated``,
+    # ``charge.refunded``) settles its refunds the provider no longer reports pending, even
+    # one whose ``refund_check`` effect has given up (25.7).
+    settles = [
+        (found.ours, pending[found.ours], found)
+        for found in sorted(refunds, key=lambda r: (r.ours, r.refund_id))
+        if found.ours in pending and flow.refund_outcome(found.status) != "pending"
+    ]
+    if settles:
+        _settle_refunds(ctx, attempt_id, order_id, settles)
+
+
+def _pending_refunds(fields: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The refunds asked on the session whose result is ``pending``, by our refund id."""
+    results = fields.get("refund_results") or {}
+    asked = fields.get("refunds") or {}
+    return {
+        refund_id: asked[refund_id]
+        for refund_id in sorted(results)
+        if (results[refund_id] or {}).get("status") == "pending" and refund_id in asked
+    }
 
 
 async def _asked_refund(
@@ -287,14 +314,15 @@ def _settle_refund(
     asked: Mapping[str, Any],
     done: ProviderRefund,
 ) -> None:
-    """Record what the provider says of the refund (:func:`.flow.refund_outcome`):
-    ``succeeded`` authors the order's ``payment_refund``; ``failed``/``canceled`` is
-    ``refused`` with the reason (the amount is refundable again); anything else is
-    ``pending`` on the session only, and the ``refund_check`` effect asks again."""
+    """Record what the provider says of one refund (:func:`_settle_refunds`)."""
+    _settle_refunds(ctx, attempt_id, order_id, [(refund_id, asked, done)])
+
+
+def _provider_result(done: ProviderRefund) -> dict[str, Any]:
+    """The session's ``refund_results`` entry for what the provider says of a refund
+    (:func:`.flow.refund_outcome`): ``succeeded``; ``refused`` for ``failed``/``canceled``,
+    with the reason (the amount is refundable again); ``pending`` for anything else."""
     outcome = flow.refund_outcome(done.status)
-    if outcome == "succeeded":
-        _record_refund(ctx, attempt_id, order_id, refund_id, asked, done)
-        return
     result: dict[str, Any] = {
         "status": outcome,
         "amount": done.amount,
@@ -305,7 +333,57 @@ def _settle_refund(
         result["reason"] = f"provider-{done.status}"
         if done.failure_reason:
             result["provider_reason"] = done.failure_reason
-    _refund_result(ctx, attempt_id, refund_id, result)
+    return result
+
+
+#: One refund to settle: our refund id, the refund asked (the session's ``refunds``
+#: entry), and the provider's refund.
+Settle = tuple[str, Mapping[str, Any], ProviderRefund]
+
+
+def _settle_refunds(
+    ctx: EffectContext, attempt_id: str, order_id: str, settles: Sequence[Settle]
+) -> None:
+    """Record what the provider says of each refund, decided at completion from the
+    session and the order as they are then: a ``succeeded`` refund authors the order's
+    ``payment_refund`` (when the order has the attempt and not yet this refund: the money
+    is back with the customer); every refund still open (no result, or ``pending``) gets
+    its result. One decision for them all: ``refund_results`` is patched once, whole, so
+    two refunds settled by one effect (a webhook) both land."""
+    session_key, order_key = (SESSIONS, attempt_id), (ORDERS, order_id)
+
+    def build(found: Mapping[tuple[str, str], Record]) -> Sequence[Draft]:
+        session = found.get(session_key)
+        if session is None or session.deleted:
+            return []
+        results = dict(session.fields.get("refund_results") or {})
+        attempt = _attempt_of(found.get(order_key), attempt_id)
+        drafts: list[Draft] = []
+        changed = False
+        for refund_id, asked, done in settles:
+            if not _open(results, refund_id):
+                continue
+            result = _provider_result(done)
+            results[refund_id] = {**result, "updated_ms": ctx.now_ms}
+            changed = True
+            if result["status"] != "succeeded" or attempt is None:
+                continue
+            if refund_id in (attempt.get("refunds") or {}):
+                continue
+            args: dict[str, Any] = {
+                "attempt_id": attempt_id,
+                "refund_id": refund_id,
+                "amount": done.amount,
+            }
+            approver = asked.get("approved_by")  # the request's approval (25.7)
+            if approver:
+                args["approved_by"] = approver
+            drafts.append(Draft.command(ORDERS, order_id, "payment_refund", args))
+        if changed:
+            drafts.append(Draft.patch(SESSIONS, attempt_id, {"refund_results": results}))
+        return drafts
+
+    ctx.author.decide([session_key, order_key], build)
 
 
 async def refund_check(ctx: EffectContext) -> None:
@@ -362,50 +440,6 @@ def _refund_result(
 def _open(results: Mapping[str, Any], refund_id: str) -> bool:
     """A refund with no result yet, or one still ``pending``, may be settled."""
     return (results.get(refund_id) or {}).get("status") in (None, "pending")
-
-
-def _record_refund(
-    ctx: EffectContext,
-    attempt_id: str,
-    order_id: str,
-    refund_id: str,
-    asked: Mapping[str, Any],
-    done: ProviderRefund,
-) -> None:
-    """The order's ``payment_refund`` (when the order has the attempt and not yet this
-    refund) and the session's result, decided at completion."""
-    session_key, order_key = (SESSIONS, attempt_id), (ORDERS, order_id)
-
-    def build(found: Mapping[tuple[str, str], Record]) -> Sequence[Draft]:
-        session = found.get(session_key)
-        if session is None or session.deleted:
-            return []
-        results = dict(session.fields.get("refund_results") or {})
-        if not _open(results, refund_id):
-            return []
-        drafts: list[Draft] = []
-        attempt = _attempt_of(found.get(order_key), attempt_id)
-        if attempt is not None and refund_id not in (attempt.get("refunds") or {}):
-            args: dict[str, Any] = {
-                "attempt_id": attempt_id,
-                "refund_id": refund_id,
-                "amount": done.amount,
-            }
-            approver = asked.get("approved_by")  # the request's approval (25.7)
-            if approver:
-                args["approved_by"] = approver
-            drafts.append(Draft.command(ORDERS, order_id, "payment_refund", args))
-        results[refund_id] = {
-            "status": "succeeded",
-            "provider_status": done.status,
-            "amount": done.amount,
-            "provider_refund_id": done.refund_id,
-            "updated_ms": ctx.now_ms,
-        }
-        drafts.append(Draft.patch(SESSIONS, attempt_id, {"refund_results": results}))
-        return drafts
-
-    ctx.author.decide([session_key, order_key], build)
 
 
 #: Attempt states in which no payment may be made for the attempt.

@@ -123,12 +123,19 @@ class StripeProvider:
     ) -> ProviderRefund:
         """Refund ``amount`` of a captured intent, refused by us (before Stripe is asked)
         when it is above what Stripe says is captured and not yet refunded. ``refund_id``
-        (ours) is put in the refund's metadata."""
+        (ours) is put in the refund's metadata, with the intent's attempt id and tenant."""
         current = await self.retrieve(provider_id)
         check_refund(current.amount_received, current.amount_refunded, amount)
         params: dict[str, Any] = {"payment_intent": provider_id, "amount": amount}
-        if refund_id:
-            params["metadata"] = {STRIPE_REFUND_KEY: refund_id}
+        metadata = {STRIPE_REFUND_KEY: refund_id} if refund_id else {}
+        # The intent's attempt and tenant too: a refund's own webhook events
+        # (``refund.updated``) then name the payment of ours they are about.
+        if current.attempt_id:
+            metadata[STRIPE_ATTEMPT_KEY] = current.attempt_id
+        if current.tenant:
+            metadata[STRIPE_TENANT_KEY] = current.tenant
+        if metadata:
+            params["metadata"] = metadata
         refund = await self._call(self._client.v1.refunds.create_async, params=params, key=key)
         return self._refund(refund, provider_id)
 
