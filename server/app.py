@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
-from typing import Any
+from typing import Any, cast
 
 from litestar import Litestar, Request, Response
 from litestar.di import Provide
@@ -53,7 +53,7 @@ from server.backends import open_backend
 from server.observe import ObservedEffects, configure_logging, outermost
 from server.openapi import CompletedJson
 from server.plugins import plugin_servers
-from server.pokes import make_channels, redis_client
+from server.pokes import SERVER_SEND, make_channels, redis_client
 from server.routes import ROUTES, Runtime
 from server.serving import internal_guard, listener_guard, security_headers
 from server.settings import Settings
@@ -203,6 +203,19 @@ def registry_from(settings: Settings, environ: Mapping[str, str] | None = None) 
     return conflict.registry(load_plugins(settings.plugins, environ))
 
 
+class _App(Litestar):
+    """Litestar, keeping the ASGI server's own ``send`` of each WebSocket in its scope
+    (:data:`server.pokes.SERVER_SEND`) before wrapping it: the poke hub writes a poke's
+    frame straight to the connection behind it (:func:`server.pokes.frame_writer`)."""
+
+    __slots__ = ()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            cast(dict[str, Any], scope)[SERVER_SEND] = send
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -274,7 +287,7 @@ def create_app(
         return app_config
 
     prometheus = PrometheusConfig(app_name="fynlo", prefix="fynlo", group_path=True)
-    app = Litestar(
+    app = _App(
         route_handlers=[
             *ROUTES,
             *(e.router() for e in extensions),

@@ -8,9 +8,13 @@ also pull on reconnect and on a timer).
 
 :class:`PokeHub` fans pokes out inside a process: a push here pokes this process's sockets
 at once (and publishes for the others); one subscription per tenant brings the other
-processes' pokes, each decoded once. A poke becomes one ASGI send event, written to every
-socket of the tenant in one pass, with no task and no queue per socket; a socket that
-cannot take it yet keeps one slot, the newest poke it has not sent (pokes coalesce)."""
+processes' pokes, each decoded once. A poke becomes one WebSocket frame (and one ASGI send
+event), written to every socket of the tenant in one pass, with no task and no queue per
+socket; a socket that cannot take it yet keeps one slot, the newest poke it has not sent
+(pokes coalesce). Under uvicorn's ``websockets-sansio`` protocol the frame's bytes go
+straight to each connection's transport (:func:`frame_writer`); under any other ASGI
+server, or whenever that connection is not plainly open and writable, through its ASGI
+``send``."""
 
 from __future__ import annotations
 
@@ -46,17 +50,21 @@ if TYPE_CHECKING:
     from server.accounts import DeviceState
 
 __all__ = [
+    "SERVER_SEND",
     "Outlet",
     "PokeHub",
     "Send",
     "SendEvent",
+    "WriteFrame",
     "channel_for",
+    "frame_writer",
     "make_channels",
     "poke_bytes",
     "poke_event",
     "pokes_backend",
     "redis_channel",
     "redis_client",
+    "text_frame",
 ]
 
 _poke_decoder = msgspec.json.Decoder(Poke)
@@ -179,16 +187,96 @@ def poke_event(cursor: int, text: str | None = None) -> SendEvent:
     return {"type": "websocket.send", "bytes": None, "text": text}
 
 
+#: Writes a WebSocket frame's bytes to one connection now, if it can (else ``False``).
+WriteFrame = Callable[[bytes], bool]
+
+#: The scope key under which the app keeps the ASGI server's own ``send`` of a WebSocket
+#: (before Litestar's and the middlewares' wrappers): :func:`frame_writer` looks at it.
+SERVER_SEND = "fynlo.server_send"
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A WebSocket text message as one frame (RFC 6455 5.2): FIN and opcode 1, the payload
+    length, no mask (a server's frames are never masked), the payload. The same bytes for
+    every socket that negotiated no extension."""
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x81, n))
+    elif n < 1 << 16:
+        head = b"\x81\x7e" + n.to_bytes(2, "big")
+    else:
+        head = b"\x81\x7f" + n.to_bytes(8, "big")
+    return head + payload
+
+
+def frame_writer(send: object) -> WriteFrame | None:
+    """A writer of ready-made frames straight to the connection behind ``send``, when
+    ``send`` is uvicorn's ``websockets-sansio`` protocol's own (the ASGI server's, not a
+    wrapper) and the connection negotiated no extension; else ``None`` (the ASGI ``send``
+    then writes every poke). This reaches into uvicorn's objects, so every attribute it
+    needs is checked here once, and the writer declines (``False``: the caller falls back
+    to the ASGI ``send``, which waits or raises as it should) unless the connection is
+    open, not closing, not paused for flow control and has nothing of websockets' own
+    waiting to go out. Writing the frame is then what that ``send`` does for a text
+    message, less the wrappers and the per-socket framing: websockets' protocol keeps no
+    state about data frames sent."""
+    try:
+        from uvicorn.protocols.websockets.websockets_sansio_impl import (
+            WebSocketsSansIOProtocol,
+        )
+        from websockets.protocol import State
+    except ImportError:  # pragma: no cover - uvicorn and websockets come with the server
+        return None
+    protocol = getattr(send, "__self__", None)
+    if (
+        not isinstance(protocol, WebSocketsSansIOProtocol)
+        or getattr(send, "__func__", None) is not WebSocketsSansIOProtocol.send
+    ):
+        return None
+    conn: Any = getattr(protocol, "conn", None)
+    transport = getattr(protocol, "transport", None)
+    writable = getattr(protocol, "writable", None)
+    if (
+        not isinstance(getattr(conn, "writes", None), list)
+        or getattr(conn, "extensions", None) != []
+        or not isinstance(getattr(conn, "state", None), State)
+        or not isinstance(transport, asyncio.Transport)
+        or not isinstance(writable, asyncio.Event)
+        or not isinstance(getattr(protocol, "close_sent", None), bool)
+        or not isinstance(getattr(protocol, "disconnected", None), bool)
+    ):
+        return None
+    is_open = State.OPEN
+
+    def write(frame: bytes) -> bool:
+        if (
+            protocol.close_sent
+            or protocol.disconnected
+            or conn.state is not is_open
+            or conn.writes
+            or not writable.is_set()
+            or transport.is_closing()
+        ):
+            return False
+        transport.write(frame)
+        return True
+
+    return write
+
+
 class Outlet:
     """One poke socket. :meth:`offer` writes a poke to the socket at once, in the caller's
-    turn of the event loop (no task, no queue), when the socket can take it; when it cannot
-    (the ASGI ``send`` suspends: the socket's write buffer is full), the write finishes in a
-    task and the socket keeps one slot, the newest poke it has not sent, which replaces any
-    older unsent one (only the newest cursor matters). Cursors go out in increasing order,
-    and the newest offered is always sent while the socket is open."""
+    turn of the event loop (no task, no queue), when the socket can take it: its frame
+    straight to the connection when there is a ``direct`` writer that accepts it, else
+    through the ASGI ``send``. When the socket cannot take it (the ASGI ``send`` suspends:
+    the socket's write buffer is full), the write finishes in a task and the socket keeps
+    one slot, the newest poke it has not sent, which replaces any older unsent one (only the
+    newest cursor matters). Cursors go out in increasing order, and the newest offered is
+    always sent while the socket is open."""
 
     __slots__ = (
         "_close",
+        "_direct",
         "_event",
         "_send",
         "_task",
@@ -208,12 +296,14 @@ class Outlet:
         send: Send,
         close: Callable[[], Awaitable[None]],
         since: float = 0.0,
+        direct: WriteFrame | None = None,
     ) -> None:
         self.node_id = node_id
         self.epoch = epoch
         self.since = since
         self._send = send
         self._close = close
+        self._direct = direct
         self.cursor = -1  # the newest cursor offered
         self.sent = -1  # the newest cursor written to the socket
         self.taken = -1  # the newest cursor written or being written
@@ -226,31 +316,46 @@ class Outlet:
         """Is a write waiting for the socket to drain?"""
         return self._task is not None and not self.closed
 
-    def offer(self, cursor: int, event: SendEvent) -> None:
+    def offer(self, cursor: int, event: SendEvent, frame: bytes | None = None) -> bool:
+        """Offer the poke of ``cursor`` (its ASGI send event, and its frame when the caller
+        made one); ``True`` when it was written now and counted by the caller (the hub
+        counts a pass's writes at once), ``False`` when not (or counted here later)."""
         if cursor <= self.cursor or self.closed:
-            return
-        if self._task is not None and self.cursor > self.taken:
-            observe.POKES_COALESCED.inc()  # the unsent one in the slot is replaced, never sent
+            return False
+        if self._task is not None:
+            if self.cursor > self.taken:
+                observe.POKES_COALESCED.inc()  # the unsent one in the slot is replaced
+            self.cursor = cursor
+            self._event = event
+            return False
         self.cursor = cursor
         self._event = event
-        if self._task is None:
-            self._write_now(cursor, event)
+        if frame is not None and self._direct is not None:
+            try:
+                wrote = self._direct(frame)
+            except Exception:  # the socket is gone: the ASGI send below says so its way
+                wrote = False
+            if wrote:
+                self.taken = self.sent = cursor
+                return True
+        return self._write_now(cursor, event)
 
-    def _write_now(self, cursor: int, event: SendEvent) -> None:
+    def _write_now(self, cursor: int, event: SendEvent) -> bool:
         self.taken = cursor
         coro = self._send(event)
         if not isinstance(coro, Coroutine):  # an ASGI server's own awaitable: no fast path
             self._task = asyncio.get_running_loop().create_task(self._finish(coro, None, cursor))
-            return
+            return False
         try:
             blocked_on = coro.send(None)
         except StopIteration:
-            self._wrote(cursor)
-            return
+            self.sent = cursor
+            return True
         except Exception:  # the socket is gone; its handler sees the disconnect and detaches
             self.closed = True
-            return
+            return False
         self._task = asyncio.get_running_loop().create_task(self._finish(coro, blocked_on, cursor))
+        return False
 
     async def _finish(self, pending: Awaitable[None], blocked_on: Any, cursor: int) -> None:
         try:
@@ -287,6 +392,18 @@ class Outlet:
         if self._task is not None:
             self._task.cancel()
             self._task = None
+
+
+def _fan_out(outlets: Iterable[Outlet], cursor: int, data: bytes) -> None:
+    """One poke (its JSON ``data``) to every outlet in one pass: one ASGI event and one
+    frame, made once, the same objects for every socket; the writes made now counted once."""
+    event = poke_event(cursor, data.decode())
+    frame = text_frame(data)
+    written = 0
+    for outlet in outlets:
+        written += outlet.offer(cursor, event, frame)
+    if written:
+        observe.POKES_SENT.inc(written)
 
 
 class _Tenant:
@@ -337,10 +454,12 @@ class PokeHub:
         epoch: int,
         send: Send,
         close: Callable[[], Awaitable[None]],
+        direct: WriteFrame | None = None,
     ) -> AsyncIterator[Outlet]:
         """A socket of ``tenant`` joins until the block ends: ``send`` writes an ASGI event
-        to it, ``close`` closes it for a revoked device."""
-        outlet = Outlet(node_id, epoch, send, close, self._monotonic())
+        to it, ``direct`` (when given) a poke's frame, ``close`` closes it for a revoked
+        device."""
+        outlet = Outlet(node_id, epoch, send, close, self._monotonic(), direct)
         entry = self._tenants.get(tenant)
         if entry is None:
             entry = self._tenants[tenant] = _Tenant()
@@ -363,14 +482,17 @@ class PokeHub:
                 if entry.subscriber is not None and self._channels is not None:
                     await self._channels.unsubscribe(entry.subscriber)
 
-    def deliver(self, tenant: str, cursor: int, text: str | None = None) -> None:
-        """Offer the poke to the tenant's sockets in this process, now."""
+    def deliver(self, tenant: str, cursor: int, data: bytes | None = None) -> None:
+        """Offer the poke to the tenant's sockets in this process, now (``data``: its
+        JSON, if already at hand)."""
         entry = self._tenants.get(tenant)
-        if entry is None:
-            return
-        event = poke_event(cursor, text)
-        for outlet in entry.outlets:
-            outlet.offer(cursor, event)
+        if entry is not None:
+            _fan_out(entry.outlets, cursor, poke_bytes(cursor) if data is None else data)
+
+    @staticmethod
+    def first(outlet: Outlet, cursor: int) -> None:
+        """Offer a socket that just joined the cursor now."""
+        _fan_out((outlet,), cursor, poke_bytes(cursor))
 
     async def _relay(self, entry: _Tenant, subscriber: Subscriber) -> None:
         async for data in subscriber.iter_events():
@@ -379,9 +501,7 @@ class PokeHub:
             except msgspec.DecodeError:
                 continue  # not a poke (nothing else is published on these channels)
             observe.POKES_RECEIVED.inc()
-            event = poke_event(cursor, data.decode())
-            for outlet in entry.outlets:
-                outlet.offer(cursor, event)
+            _fan_out(entry.outlets, cursor, data)
 
     async def _sweep(self, tenant: str, entry: _Tenant) -> None:
         while True:

@@ -36,7 +36,14 @@ from server.auth import WS_UNAUTHENTICATED, AccessToken, Device, issue_access_to
 from server.backends import EmbeddedBackend, PostgresBackend
 from server.conflicts import ResolveRequest, list_conflicts, resolve_conflict
 from server.effects import list_effects
-from server.pokes import PokeHub, channel_for, poke_bytes, poke_event, pokes_backend
+from server.pokes import (
+    SERVER_SEND,
+    PokeHub,
+    channel_for,
+    frame_writer,
+    poke_bytes,
+    pokes_backend,
+)
 from server.settings import Settings
 from server.throttle import PushSlots, SocketQuota
 
@@ -103,7 +110,7 @@ class Runtime:
             task = loop.create_task(self._publish(data, channel_for(tenant)))
             self._publishing.add(task)
             task.add_done_callback(self._publishing.discard)
-        loop.call_soon(self.hub.deliver, tenant, cursor, data.decode())
+        loop.call_soon(self.hub.deliver, tenant, cursor, data)
 
     async def _publish(self, data: bytes, channel: str) -> None:
         try:
@@ -271,9 +278,13 @@ async def _serve_pokes(
         await socket.close(code=WS_UNAUTHENTICATED, reason="the device's tokens are revoked")
 
     tenant = device.tenant_id
-    async with rt.hub.attach(tenant, device.node_id, socket.auth.ep, socket.send, close) as outlet:
-        cursor = await rt.backend.cursor(tenant)
-        outlet.offer(cursor, poke_event(cursor))
+    # Pokes' frames straight to the connection, when uvicorn's websockets-sansio protocol
+    # serves it (else through the ASGI send, with Litestar's and the middlewares' wrappers).
+    direct = frame_writer(socket.scope.get(SERVER_SEND))
+    async with rt.hub.attach(
+        tenant, device.node_id, socket.auth.ep, socket.send, close, direct
+    ) as outlet:
+        rt.hub.first(outlet, await rt.backend.cursor(tenant))
         while (await socket.receive())["type"] != "websocket.disconnect":
             continue
 
