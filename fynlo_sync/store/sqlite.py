@@ -162,7 +162,40 @@ TERMINAL_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE fynlo_meta ADD COLUMN stage_cursor INTEGER;
     ALTER TABLE fynlo_meta ADD COLUMN stage_hlc TEXT;
     """,
+    # 3: a catch-up's records are written once, into the server's state (see
+    # ``SqliteTerminalStore``): a staged row carries its catch-up's number, hidden until
+    # promoted; the confirmed row it replaced waits in ``fynlo_server_prior``; a server row
+    # with ``shared`` = 1 is the local view too, unless ``fynlo_rows`` holds the key. A
+    # catch-up staged by the previous layout moves over as it is.
+    """
+    ALTER TABLE fynlo_server_rows ADD COLUMN stage INTEGER;
+    ALTER TABLE fynlo_server_rows ADD COLUMN shared INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE fynlo_server_prior (
+        collection TEXT,
+        record_id TEXT,
+        body BLOB,
+        shared INTEGER NOT NULL,
+        PRIMARY KEY (collection, record_id)
+    );
+    ALTER TABLE fynlo_meta ADD COLUMN stage_epoch INTEGER;
+    ALTER TABLE fynlo_meta ADD COLUMN epochs INTEGER NOT NULL DEFAULT 0;
+    INSERT INTO fynlo_server_prior(collection, record_id, body, shared)
+        SELECT s.collection, s.record_id, s.body, s.shared FROM fynlo_server_rows s
+        JOIN fynlo_staged g ON g.collection = s.collection AND g.record_id = s.record_id
+        WHERE (SELECT stage_cursor FROM fynlo_meta WHERE id = 1) IS NOT NULL;
+    INSERT INTO fynlo_server_rows(collection, record_id, body, stage, shared)
+        SELECT collection, record_id, body, 1, 1 FROM fynlo_staged
+        WHERE (SELECT stage_cursor FROM fynlo_meta WHERE id = 1) IS NOT NULL
+        ON CONFLICT(collection, record_id) DO UPDATE
+        SET body = excluded.body, stage = 1, shared = 1;
+    UPDATE fynlo_meta SET epochs = 1,
+        stage_epoch = CASE WHEN stage_cursor IS NULL THEN NULL ELSE 1 END;
+    DROP TABLE fynlo_staged;
+    """,
 )
+
+#: A server row is hidden while its catch-up is staged (``stage`` = the staging number).
+_VISIBLE = "coalesce(s.stage, 0) != coalesce((SELECT stage_epoch FROM fynlo_meta WHERE id = 1), -1)"
 
 TERMINAL = Component(
     "terminal",
@@ -222,59 +255,124 @@ class SqliteTerminalStore(_Transactional):
             (meta.next_seq, meta.cursor, meta.acked_seq, str(meta.hlc)),
         )
 
-    def _get(self, table: str, key: Key) -> Record | None:
-        row = self._db.conn.execute(
-            f"SELECT body FROM {table} WHERE collection = ? AND record_id = ?", key
-        ).fetchone()
-        return None if row is None else _rec_dec.decode(row[0])
-
-    def _put(self, table: str, records: Iterable[Record]) -> None:
-        self._db.conn.executemany(
-            f"INSERT OR REPLACE INTO {table}(collection, record_id, body) VALUES (?, ?, ?)",
-            [(r.collection, r.record_id, _rec_enc.encode(r)) for r in records],
-        )
-
     def _put_rows(self, table: str, rows: Iterable[Row]) -> None:
         self._db.conn.executemany(
             f"INSERT OR REPLACE INTO {table}(collection, record_id, body) VALUES (?, ?, ?)",
             rows,
         )
 
-    def _all(self, table: str, collection: str | None) -> list[Record]:
-        if collection is None:
-            cur = self._db.conn.execute(f"SELECT body FROM {table} ORDER BY collection, record_id")
-        else:
-            cur = self._db.conn.execute(
-                f"SELECT body FROM {table} WHERE collection = ? ORDER BY record_id", (collection,)
-            )
-        return [_rec_dec.decode(row[0]) for row in cur]
+    def _epoch(self) -> int | None:
+        row = self._db.conn.execute("SELECT stage_epoch FROM fynlo_meta WHERE id = 1").fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def _decoded(self, cur: Iterable[Sequence[Any]], at: int = 0) -> list[Record]:
+        return [_rec_dec.decode(row[at]) for row in cur]
+
+    # The local view: ``fynlo_rows`` where it holds the key (``body`` NULL: absent), else
+    # the confirmed server row when it is ``shared``. The server's state: visible rows of
+    # ``fynlo_server_rows``, else (for a key staged now) its row in ``fynlo_server_prior``.
 
     def get(self, key: Key) -> Record | None:
-        return self._get("fynlo_rows", key)
+        row = self._db.conn.execute(
+            "SELECT body FROM fynlo_rows WHERE collection = ?1 AND record_id = ?2 "
+            "UNION ALL SELECT CASE WHEN s.shared THEN s.body END FROM fynlo_server_rows s "
+            f"WHERE s.collection = ?1 AND s.record_id = ?2 AND {_VISIBLE} "
+            "UNION ALL SELECT CASE WHEN shared THEN body END FROM fynlo_server_prior "
+            "WHERE collection = ?1 AND record_id = ?2 LIMIT 1",
+            key,
+        ).fetchone()
+        return None if row is None or row[0] is None else _rec_dec.decode(row[0])
 
     def put(self, records: Iterable[Record]) -> None:
-        self._put("fynlo_rows", records)
+        self._put_rows(
+            "fynlo_rows", [(r.collection, r.record_id, _rec_enc.encode(r)) for r in records]
+        )
 
     def put_rows(self, rows: Iterable[Row]) -> None:
         self._put_rows("fynlo_rows", rows)
 
     def records(self, collection: str | None = None) -> list[Record]:
-        return self._all("fynlo_rows", collection)
+        where, args = ("", ()) if collection is None else ("AND collection = ?1 ", (collection,))
+        swhere = where.replace("collection", "s.collection")
+        absent = (
+            "NOT EXISTS (SELECT 1 FROM fynlo_rows r "
+            "WHERE r.collection = s.collection AND r.record_id = s.record_id)"
+        )
+        cur = self._db.conn.execute(
+            "SELECT collection, record_id, body FROM fynlo_rows "
+            f"WHERE body IS NOT NULL {where}"
+            "UNION ALL SELECT s.collection, s.record_id, s.body FROM fynlo_server_rows s "
+            f"WHERE s.shared AND {_VISIBLE} {swhere}AND {absent} "
+            "UNION ALL SELECT s.collection, s.record_id, s.body FROM fynlo_server_prior s "
+            f"WHERE s.shared {swhere}AND {absent} "
+            "ORDER BY 1, 2",
+            args,
+        )
+        return self._decoded(cur, 2)
 
     def forget(self, key: Key) -> None:
-        self._db.conn.execute("DELETE FROM fynlo_rows WHERE collection = ? AND record_id = ?", key)
+        self._db.conn.execute(
+            "INSERT OR REPLACE INTO fynlo_rows(collection, record_id, body) VALUES (?, ?, NULL)",
+            key,
+        )
 
     def get_server(self, key: Key) -> Record | None:
-        return self._get("fynlo_server_rows", key)
+        row = self._db.conn.execute(
+            "SELECT s.body FROM fynlo_server_rows s "
+            f"WHERE s.collection = ?1 AND s.record_id = ?2 AND {_VISIBLE} "
+            "UNION ALL SELECT body FROM fynlo_server_prior "
+            "WHERE collection = ?1 AND record_id = ?2 LIMIT 1",
+            key,
+        ).fetchone()
+        return None if row is None else _rec_dec.decode(row[0])
 
     def put_server(self, records: Iterable[Record]) -> None:
-        self._put("fynlo_server_rows", records)
+        self.put_server_rows([(r.collection, r.record_id, _rec_enc.encode(r)) for r in records])
 
     def put_server_rows(self, rows: Iterable[Row]) -> None:
-        self._put_rows("fynlo_server_rows", rows)
+        # A shared row's local view stays what it was: it moves to ``fynlo_rows`` first.
+        rows = list(rows)
+        conn = self._db.conn
+        keys = [(c, r) for c, r, _ in rows]
+        conn.executemany(
+            "INSERT OR IGNORE INTO fynlo_rows(collection, record_id, body) "
+            "SELECT s.collection, s.record_id, s.body FROM fynlo_server_rows s "
+            f"WHERE s.collection = ?1 AND s.record_id = ?2 AND s.shared AND {_VISIBLE} "
+            "UNION ALL SELECT collection, record_id, body FROM fynlo_server_prior "
+            "WHERE collection = ?1 AND record_id = ?2 AND shared",
+            keys,
+        )
+        epoch = self._epoch()
+        if epoch is not None:
+            # A key staged now keeps its staged row: the confirmed state is its prior row.
+            staged = {
+                (c, r)
+                for c, r in keys
+                if conn.execute(
+                    "SELECT 1 FROM fynlo_server_rows WHERE collection = ? AND record_id = ? "
+                    "AND stage = ?",
+                    (c, r, epoch),
+                ).fetchone()
+            }
+            conn.executemany(
+                "INSERT OR REPLACE INTO fynlo_server_prior(collection, record_id, body, shared) "
+                "VALUES (?, ?, ?, 0)",
+                [row for row in rows if (row[0], row[1]) in staged],
+            )
+            rows = [row for row in rows if (row[0], row[1]) not in staged]
+        conn.executemany(
+            "INSERT OR REPLACE INTO fynlo_server_rows(collection, record_id, body, stage, shared) "
+            "VALUES (?, ?, ?, NULL, 0)",
+            rows,
+        )
 
     def server_records(self) -> list[Record]:
-        return self._all("fynlo_server_rows", None)
+        cur = self._db.conn.execute(
+            "SELECT s.collection, s.record_id, s.body FROM fynlo_server_rows s "
+            f"WHERE {_VISIBLE} UNION ALL "
+            "SELECT collection, record_id, body FROM fynlo_server_prior ORDER BY 1, 2"
+        )
+        return self._decoded(cur, 2)
 
     def append_outbox(self, op: Op) -> None:
         self._db.conn.execute(
@@ -327,12 +425,38 @@ class SqliteTerminalStore(_Transactional):
         cur = self._db.conn.execute("SELECT body FROM fynlo_outcomes ORDER BY seq")
         return [_outcome_dec.decode(row[0]) for row in cur]
 
+    # Staging (docs/protocol.md 23.4): each staged record is written once, into
+    # ``fynlo_server_rows`` with ``stage`` = this catch-up's number and ``shared`` = 1, and
+    # stays hidden while that number is ``fynlo_meta.stage_epoch``; a confirmed row it
+    # replaces is kept in ``fynlo_server_prior``. Promoting is then a few small writes
+    # (the number cleared, the prior rows dropped, the kept keys' local view held), not a
+    # copy of every record into two tables.
+
     def stage(self, records: Iterable[Record], cursor: int, hlc: int) -> None:
-        self._put("fynlo_staged", records)
-        self._staged_at(cursor, hlc)
+        rows = [(r.collection, r.record_id, _rec_enc.encode(r)) for r in records]
+        self.stage_rows(rows, cursor, hlc)
 
     def stage_rows(self, rows: Iterable[Row], cursor: int, hlc: int) -> None:
-        self._put_rows("fynlo_staged", rows)
+        conn = self._db.conn
+        epoch = self._epoch()
+        if epoch is None:
+            conn.execute(
+                "UPDATE fynlo_meta SET epochs = epochs + 1, stage_epoch = epochs + 1 WHERE id = 1"
+            )
+            epoch = self._epoch()
+        rows = list(rows)
+        conn.executemany(
+            "INSERT OR IGNORE INTO fynlo_server_prior(collection, record_id, body, shared) "
+            "SELECT collection, record_id, body, shared FROM fynlo_server_rows "
+            "WHERE collection = ? AND record_id = ? AND coalesce(stage, 0) != ?",
+            [(c, r, epoch) for c, r, _ in rows],
+        )
+        conn.executemany(
+            "INSERT INTO fynlo_server_rows(collection, record_id, body, stage, shared) "
+            "VALUES (?, ?, ?, ?, 1) ON CONFLICT(collection, record_id) DO UPDATE "
+            "SET body = excluded.body, stage = excluded.stage, shared = 1",
+            [(c, r, b, epoch) for c, r, b in rows],
+        )
         self._staged_at(cursor, hlc)
 
     def _staged_at(self, cursor: int, hlc: int) -> None:
@@ -351,24 +475,47 @@ class SqliteTerminalStore(_Transactional):
 
     def promote_staged(self, keep_local: Iterable[Key]) -> None:
         conn = self._db.conn
-        conn.execute(
-            "INSERT OR REPLACE INTO fynlo_server_rows(collection, record_id, body) "
-            "SELECT collection, record_id, body FROM fynlo_staged"
-        )
-        conn.executemany(
-            "DELETE FROM fynlo_staged WHERE collection = ? AND record_id = ?",
-            sorted(set(keep_local)),
-        )
-        conn.execute(
-            "INSERT OR REPLACE INTO fynlo_rows(collection, record_id, body) "
-            "SELECT collection, record_id, body FROM fynlo_staged"
-        )
-        self.clear_staged()
+        epoch = self._epoch()
+        if epoch is not None:
+            kept = sorted(set(keep_local))
+            # A kept key's local view stays as it was (the caller rebases it).
+            conn.executemany(
+                "INSERT OR IGNORE INTO fynlo_rows(collection, record_id, body) "
+                "SELECT collection, record_id, body FROM fynlo_server_prior "
+                "WHERE collection = ? AND record_id = ? AND shared",
+                kept,
+            )
+            conn.executemany(
+                "UPDATE fynlo_server_rows SET shared = 0 "
+                "WHERE collection = ? AND record_id = ? AND stage = ?",
+                [(c, r, epoch) for c, r in kept],
+            )
+            # Every other staged key's local view becomes its staged record.
+            conn.execute(
+                "DELETE FROM fynlo_rows WHERE EXISTS (SELECT 1 FROM fynlo_server_rows s "
+                "WHERE s.collection = fynlo_rows.collection "
+                "AND s.record_id = fynlo_rows.record_id AND s.stage = ? AND s.shared)",
+                (epoch,),
+            )
+            conn.execute("DELETE FROM fynlo_server_prior")
+        self._unstage()
 
     def clear_staged(self) -> None:
-        self._db.conn.execute("DELETE FROM fynlo_staged")
+        conn = self._db.conn
+        epoch = self._epoch()
+        if epoch is not None:
+            conn.execute("DELETE FROM fynlo_server_rows WHERE stage = ?", (epoch,))
+            conn.execute(
+                "INSERT INTO fynlo_server_rows(collection, record_id, body, stage, shared) "
+                "SELECT collection, record_id, body, NULL, shared FROM fynlo_server_prior"
+            )
+            conn.execute("DELETE FROM fynlo_server_prior")
+        self._unstage()
+
+    def _unstage(self) -> None:
         self._db.conn.execute(
-            "UPDATE fynlo_meta SET stage_cursor = NULL, stage_hlc = NULL WHERE id = 1"
+            "UPDATE fynlo_meta SET stage_cursor = NULL, stage_hlc = NULL, stage_epoch = NULL "
+            "WHERE id = 1"
         )
 
     def close(self) -> None:

@@ -6,14 +6,26 @@ And the page cache and the byte-exact page verification under it."""
 
 from __future__ import annotations
 
+import os
+import signal
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
 import msgspec
 import pytest
 
+from fynlo_sync.client import Terminal
 from fynlo_sync.errors import ChecksumMismatchError, TransportError
 from fynlo_sync.ops import Batch
 from fynlo_sync.pages import PageCache
-from fynlo_sync.protocol import PullPage, PushResult, decode_page, encode, wire_page
+from fynlo_sync.plugins import Registry
+from fynlo_sync.protocol import PullPage, PushResult, decode_page, encode, record_bytes, wire_page
 from fynlo_sync.replica import ServerReplica
+from fynlo_sync.store import SqliteTerminalStore
+from fynlo_sync.store.base import Key
+from fynlo_sync.store.migrations import Component, migrate_sqlite
+from fynlo_sync.store.sqlite import TERMINAL_MIGRATIONS, connect
+from fynlo_sync.testing import ManualClock
 from fynlo_sync.transport import LoopbackTransport
 from tests.core.conftest import TerminalFactory
 
@@ -182,3 +194,112 @@ def test_a_page_verifies_by_its_bytes_and_by_the_canonical_form_when_reencoded(
     assert fast == server.pull("t1", 0, 10, compact=True, node_id="a")
     with pytest.raises(ChecksumMismatchError):
         decode_page(body.replace(b'"likes":1', b'"likes":2', 1))
+
+
+class _KillAfter(Pages):
+    """Kills this process (SIGKILL: no cleanup, no rollback but SQLite's own) at the
+    ``kill_at``-th pull."""
+
+    kill_at = 3
+
+    def pull(self, since: int, limit: int, *, compact: bool = False) -> PullPage:
+        if len(self.asked) + 1 == self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().pull(since, limit, compact=compact)
+
+
+class _KillInPromote(SqliteTerminalStore):
+    """Kills this process inside the last page's transaction, after the promotion."""
+
+    def promote_staged(self, keep_local: Iterable[Key]) -> None:
+        super().promote_staged(keep_local)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _in_child(run: Callable[[], object]) -> int:
+    """Run ``run`` in a forked process; the signal that ended it (0: it exited)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            run()
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    return os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+
+
+@pytest.mark.parametrize("where", ["between pages", "in the last transaction"])
+def test_a_catch_up_killed_midway_resumes_from_what_it_staged(
+    where: str,
+    server: ServerReplica,
+    make_terminal: TerminalFactory,
+    registry: Registry,
+    clock: ManualClock,
+    tmp_path: Path,
+) -> None:
+    """A real crash of the terminal's process (SIGKILL) during a compacted catch-up: on
+    restart nothing of it is visible, its pending write is intact, and the catch-up
+    resumes from the staged cursor to the same state as the server."""
+    a = make_terminal("a")
+    _notes(a, count=6, rounds=3)  # 6 records at versions 13..18
+    a.sync()
+    path = tmp_path / "t1-b.db"
+
+    def child() -> None:
+        if where == "between pages":
+            b = make_terminal("b", page_size=2)
+            b.transport = _KillAfter(LoopbackTransport(server, "t1", "b"))
+        else:
+            store = _KillInPromote(path, "b")
+            b = Terminal(
+                store, registry, LoopbackTransport(server, "t1", "b"), wall=clock, page_size=2
+            )
+        b.put("notes", "mine", {"title": "offline"})
+        b.pull()
+
+    assert _in_child(child) == signal.SIGKILL
+    b = make_terminal("b", page_size=2)
+    staged = b.store.staging()
+    assert staged is not None and staged[0] == 16
+    assert b.store.meta().cursor == 0 and b.store.server_records() == []
+    assert [r.record_id for r in b.records("notes")] == ["mine"]
+    assert [op.record_id for op in b.pending()] == ["mine"]
+    b.pull()
+    assert b.store.staging() is None and b.store.meta().cursor == 18
+    assert b.store.server_records() == server.store.records("t1")
+    assert [r.fields["title"] for r in b.records("notes")] == ["offline"] + ["v2"] * 6
+    b.sync()
+    a.pull()
+    assert b.records("notes") == a.records("notes")
+
+
+def test_a_catch_up_staged_by_the_previous_layout_is_kept_by_the_upgrade(
+    server: ServerReplica, make_terminal: TerminalFactory, tmp_path: Path
+) -> None:
+    """A terminal file of terminal migration 2 (staged records in their own table) that
+    was mid-catch-up: after the upgrade the staged records are still hidden, the catch-up
+    resumes from its staged cursor and ends where the server is."""
+    a = make_terminal("a")
+    _notes(a, count=6, rounds=3)
+    a.sync()
+    path = tmp_path / "t1-b.db"
+    old = connect(path)
+    migrate_sqlite(old.conn, Component("terminal", TERMINAL_MIGRATIONS[:2]))
+    page = server.pull("t1", 0, 4, compact=True, node_id="b")
+    assert page.more
+    old.conn.execute(
+        "INSERT INTO fynlo_meta(id, node_id, next_seq, cursor, acked_seq, hlc, stage_cursor,"
+        " stage_hlc) VALUES (1, 'b', 1, 0, 0, '0', ?, '0')",
+        (page.cursor,),
+    )
+    old.conn.executemany(
+        "INSERT INTO fynlo_staged(collection, record_id, body) VALUES (?, ?, ?)",
+        [(c.record.collection, c.record.record_id, record_bytes(c.record)) for c in page.changes],
+    )
+    old.conn.close()
+    b = make_terminal("b", page_size=2)
+    assert b.store.staging() == (page.cursor, 0)
+    assert b.store.server_records() == [] and b.records("notes") == []
+    assert b.pull() == 2  # the two records after the staged cursor
+    assert b.store.server_records() == server.store.records("t1")
+    assert b.records("notes") == a.records("notes")
