@@ -49,7 +49,7 @@ __all__ = [
 Key = tuple[str, str]
 
 
-class Applied(msgspec.Struct, frozen=True):
+class Applied(msgspec.Struct, frozen=True, gc=False):
     """The result of one op against one record.
 
     ``record`` is the record's new state, or ``None`` when the op changed nothing (rejected,

@@ -83,7 +83,7 @@ class Field:
     command_only: bool = False
 
 
-class CommandContext(msgspec.Struct, frozen=True):
+class CommandContext(msgspec.Struct, frozen=True, gc=False):
     """What a command sees: the record's current fields (``None`` if it does not exist or
     is deleted), the op's arguments, the op itself (author, HLC), and ``received_ms``: the
     server's receive time of the batch in ms (``None`` while a terminal applies the command

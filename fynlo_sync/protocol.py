@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from msgspec import Meta, Struct
 
-from fynlo_sync.canonical import canonical_bytes, checksum
+from fynlo_sync.canonical import MAX_SAFE_INTEGER, canonical_bytes, checksum
 from fynlo_sync.errors import (
     BatchTooLargeError,
     ChecksumMismatchError,
@@ -24,7 +24,13 @@ from fynlo_sync.errors import (
     NodeMismatchError,
     ProtocolVersionError,
 )
-from fynlo_sync.limits import DEFAULT_LIMITS, Limits, check_depth, check_value_limits
+from fynlo_sync.limits import (
+    DEFAULT_LIMITS,
+    FIELDS_LEVEL,
+    Limits,
+    check_depth,
+    check_value_limits,
+)
 from fynlo_sync.ops import (
     Batch,
     Change,
@@ -534,53 +540,100 @@ def check_clock(batch: Batch, now_ms: int, max_skew_ms: int = DEFAULT_MAX_SKEW_M
 #: Decodes a whole batch straight into its Structs (C speed), refusing a float where any
 #: value may stand: the common case of :func:`decode_batch`, tried first.
 _typed_batch = msgspec.json.Decoder(Batch, float_hook=_no_float)
+#: What a batch's sorted encoding has after its ``ops`` array (``protocol`` is checked).
+_TAIL = b',"protocol":%d}' % PROTOCOL_VERSION
 
 
 def _fast_batch(body: bytes, max_ops: int, limits: Limits) -> Batch | None:
-    """The batch when ``body`` is the common case: it decodes straight into a
-    :class:`Batch` without a float, speaks this protocol version, has at most ``max_ops``
-    ops, its ``ops`` bytes are already canonical (:func:`_canonical_md5`) with the MD5 it
-    claims, and no op holds a string or field value that could be over a limit. Then the
-    full path of :func:`decode_batch` accepts it too and decodes the same value; ``None``:
+    """The batch when ``body`` is the common case, in one C pass and a walk of the ops'
+    values: it decodes straight into a :class:`Batch` without a float (a nesting too deep
+    for the decoder raises ``RecursionError``, and goes to the full path like any other
+    failure), speaks this protocol version, has at most ``max_ops`` ops, is byte for byte
+    the sorted encoding of what it decoded to (so no unknown member, no whitespace, and the
+    ``ops`` bytes are their canonical form when no character outside the BMP appears:
+    :func:`page_checksum` explains why), its ``ops`` bytes have the MD5 it claims, and the
+    ops' values are plain (:func:`_plain`: every integer in the exact range, nesting within
+    ``limits.max_depth``, and no string or field that could be over a limit). Then the full
+    path of :func:`decode_batch` accepts it too and decodes the same value; ``None``:
     anything else, and the full path decides (and names the problem)."""
     try:
         batch = _typed_batch.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
     if batch.protocol != PROTOCOL_VERSION or len(batch.ops) > max_ops:
         return None
-    sent = bytes(_ops_bytes.decode(body).ops)
-    if sent.translate(None, _BMP_BYTES) or _LONG_NUMBER in sent.translate(_DIGIT_RUNS):
+    if _sorted_encoder.encode(batch) != body:
         return None
-    if _sorted_encoder.encode(batch.ops) != sent:
+    # The sorted members: checksum, node_id, ops, protocol.
+    head = b'{"checksum":%b,"node_id":%b,"ops":' % (
+        _sorted_encoder.encode(batch.checksum),
+        _sorted_encoder.encode(batch.node_id),
+    )
+    if not (body.startswith(head) and body.endswith(_TAIL)):
+        return None
+    sent = body[len(head) : len(body) - len(_TAIL)]
+    if not sent.isascii() and sent.translate(None, _BMP_BYTES):
         return None
     if hashlib.md5(sent, usedforsecurity=False).hexdigest() != batch.checksum:
         return None
-    if len(body) > limits.max_string_bytes:
-        for op in batch.ops:
-            if not (_small(op.fields, limits) and _small(op.args, limits)):
-                return None
+    if not _plain(batch.ops, limits, len(body) > limits.max_string_bytes):
+        return None
     return batch
 
 
-def _small(values: dict[str, Any] | None, limits: Limits) -> bool:
-    """Whether no member name or value of ``values`` can be over the string and field
-    limits: every name and value a short string or a plain scalar (encoded, a string of
-    n characters takes at most 6n + 2 bytes, its UTF-8 at most 4n)."""
-    if values is None:
-        return True
+def _plain(ops: list[Op], limits: Limits, large: bool) -> bool:
+    """Whether the values of every op's ``fields`` and ``args`` pass the checks the full
+    path makes on them (section 4: integers within -(2**53-1)..2**53-1; section 22: depth,
+    string and field sizes) without making them: every integer in range, and either the
+    body is small (``large`` false: then no string or field value can be over a limit, for
+    each is a part of the body) with nesting within the depth limit, or every member name
+    and value is a short string or a plain scalar (encoded, a string of n characters takes
+    at most 6n + 2 bytes, its UTF-8 at most 4n). ``False``: the full path decides."""
     strings, fields = limits.max_string_bytes, limits.max_field_bytes
-    if fields < 32:
+    if large and fields < 32:
         return False
-    for name, value in values.items():
-        if len(name) * 4 > strings:
+    low, high = -MAX_SAFE_INTEGER, MAX_SAFE_INTEGER
+    for op in ops:
+        for values in (op.fields, op.args):
+            if not values:
+                continue
+            for name, value in values.items():
+                kind = type(value)
+                if kind is str:
+                    if large and (len(value) * 4 > strings or len(value) * 6 + 2 > fields):
+                        return False
+                elif kind is int:
+                    if not low <= value <= high:
+                        return False
+                elif kind is dict or kind is list:
+                    if large or not _nested_plain(value, limits.max_depth):
+                        return False
+                elif not (value is None or kind is bool):
+                    return False
+                if large and len(name) * 4 > strings:
+                    return False
+    return True
+
+
+def _nested_plain(value: Any, max_depth: int) -> bool:
+    """Whether a container value of a field (at level :data:`FIELDS_LEVEL` + 1 of the body)
+    nests within ``max_depth`` and holds only integers in the exact range and other plain
+    JSON values (iterative: never recurses)."""
+    low, high = -MAX_SAFE_INTEGER, MAX_SAFE_INTEGER
+    stack: list[tuple[Any, int]] = [(value, FIELDS_LEVEL + 1)]
+    while stack:
+        item, level = stack.pop()
+        if level > max_depth:
             return False
-        kind = type(value)
-        if kind is str:
-            if len(value) * 4 > strings or len(value) * 6 + 2 > fields:
+        for child in item.values() if type(item) is dict else item:
+            kind = type(child)
+            if kind is dict or kind is list:
+                stack.append((child, level + 1))
+            elif kind is int:
+                if not low <= child <= high:
+                    return False
+            elif not (child is None or kind is bool or kind is str):
                 return False
-        elif not (value is None or kind is bool or kind is int):
-            return False
     return True
 
 
@@ -592,10 +645,10 @@ def decode_batch(
     ``docs/protocol.md`` sections 8.2 and 22). Raises a typed :class:`PeerError` naming the
     problem. The rules over the decoded batch (node, seq continuity) are
     :func:`check_batch`'s, which the replica runs once."""
-    check_depth(body, limits.max_depth)
     quick = _fast_batch(body, max_ops, limits)
     if quick is not None:
         return quick
+    check_depth(body, limits.max_depth)
     fast = True
     try:
         raw = _float_free.decode(body)
