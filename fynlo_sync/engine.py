@@ -32,7 +32,7 @@ from fynlo_sync.plugins import (
     Effect,
     Registry,
 )
-from fynlo_sync.protocol import change_bytes, record_bytes
+from fynlo_sync.protocol import change_parts
 
 __all__ = [
     "Applied",
@@ -113,18 +113,20 @@ def _finish(
 ) -> Record:
     if collection.derive is not None:
         derived = collection.derive(fields)
-        for name in sorted(derived):
-            if fields.get(name) != derived[name] or name not in fields:
-                fields[name] = derived[name]
+        for name in sorted(derived) if len(derived) > 1 else derived:
+            value = derived[name]
+            if name not in fields or fields[name] != value:
+                fields[name] = value
                 stamps[name] = stamp
+    # Positional (collection, record_id, fields, stamps, deleted, deleted_stamp, version).
     return Record(
-        collection=op.collection,
-        record_id=op.record_id,
-        fields=fields,
-        stamps=stamps,
-        deleted=False,
-        deleted_stamp=None,
-        version=seq if seq else (base.version if base is not None else 0),
+        op.collection,
+        op.record_id,
+        fields,
+        stamps,
+        False,
+        None,
+        seq if seq else (base.version if base is not None else 0),
     )
 
 
@@ -543,27 +545,33 @@ def plan_push(
     working: dict[Key, Record] = dict(rows)
     policy = registry.actor_policy
     max_record = limits.max_record_bytes
-    #: Each change's record bytes when made in the loop (``None``: encode at the end).
-    bodies: list[bytes | None] = []
+    # The plan's members, as locals in the loop (written back once it is done).
+    outcomes, new_outcomes, changes = plan.outcomes, plan.new_outcomes, plan.changes
+    writes, feed, record_bodies = plan.writes, plan.feed, plan.bodies
+    last = high_water  # the node's last applied seq so far
+    #: Each change's (canonical bytes, record bytes) when made in the loop (``None``: at
+    #: the end: a parked conflict's record).
+    made: list[tuple[bytes, bytes] | None] = []
     for op in batch.ops:
-        if op.seq <= high_water:
-            first = prior.get(op.seq)
+        seq = op.seq
+        if seq <= high_water:
+            first = prior.get(seq)
             if first is None:
                 raise SeqReuseError(
-                    f"seq {op.seq} of node {op.node_id!r} is at or below the high-water "
+                    f"seq {seq} of node {op.node_id!r} is at or below the high-water "
                     f"mark {high_water} but has no stored outcome",
-                    seq=op.seq,
+                    seq=seq,
                 )
             if first.op_id != op.op_id:
                 raise SeqReuseError(
-                    f"seq {op.seq} of node {op.node_id!r} was applied as op "
+                    f"seq {seq} of node {op.node_id!r} was applied as op "
                     f"{first.op_id!r}, not {op.op_id!r}",
-                    seq=op.seq,
+                    seq=seq,
                 )
-            plan.outcomes.append(
+            outcomes.append(
                 Outcome(
                     op_id=op.op_id,
-                    seq=op.seq,
+                    seq=seq,
                     status="duplicate",
                     reason=first.reason,
                     detail=first.detail,
@@ -572,73 +580,77 @@ def plan_push(
                 )
             )
             continue
-        if op.seq != plan.high_water + 1:
+        if seq != last + 1:
             raise SeqGapError(
-                f"node {op.node_id!r} sent seq {op.seq}; the next expected seq is "
-                f"{plan.high_water + 1}",
-                expected=plan.high_water + 1,
+                f"node {op.node_id!r} sent seq {seq}; the next expected seq is {last + 1}",
+                expected=last + 1,
             )
         key = (op.collection, op.record_id)
         # apply_op's steps, with its record size check made on the record's bytes (which
-        # hold its fields' JSON, so are never shorter): each record is encoded once.
+        # hold its fields' JSON, so are never shorter): each record is encoded once, in
+        # its change (the record's bytes are a slice of the change's).
         result = _apply_op(
             working.get(key),
             op,
             registry,
-            plan.cursor + 1,
+            cursor + 1,
             received_ms,
             None if policy is None else _actor_of(op, registry, working),
             client_address,
         )
-        body = None
-        if result.record is not None:
-            body = record_bytes(result.record)
-            if len(body) > max_record and not result.record.deleted:
-                size = encoded_size(result.record.fields)
+        record = result.record
+        change = None
+        if record is not None:
+            change = Change(cursor + 1, op.op_id, op.node_id, seq, record)
+            parts = change_parts(change)
+            if len(parts[1]) > max_record and not record.deleted:
+                size = encoded_size(record.fields)
                 if size > max_record:
-                    result, body = _too_large(op, size, limits), None
+                    result, record, change = _too_large(op, size, limits), None, None
+        conflict = result.conflict
+        actor = op.actor
         outcome = Outcome(
-            op_id=op.op_id,
-            seq=op.seq,
-            status=result.status,
-            reason=result.reason,
-            detail=result.detail,
-            conflict_id=None if result.conflict is None else result.conflict.conflict_id,
-            actor=UNSET if (actor_id := op.actor_id) is None else actor_id,
+            op.op_id,
+            seq,
+            result.status,
+            result.reason,
+            result.detail,
+            None if conflict is None else conflict.conflict_id,
+            None,
+            actor if isinstance(actor, str) else UNSET,
         )
-        if result.record is not None:
-            plan.cursor += 1
-            working[key] = result.record
-            plan.writes[key] = result.record
-            plan.changes.append(Change(plan.cursor, op.op_id, op.node_id, op.seq, result.record))
-            bodies.append(body)
-        if result.conflict is not None:
-            plan.cursor += 1
-            record = _conflict_record(result.conflict, _stamp(op, plan.cursor), plan.cursor)
-            ckey = (CONFLICTS, record.record_id)
-            working[ckey] = record
-            plan.writes[ckey] = record
-            plan.changes.append(Change(plan.cursor, op.op_id, op.node_id, op.seq, record))
-            bodies.append(None)
-            plan.conflicts.append(result.conflict)
-        plan.high_water = op.seq
-        plan.outcomes.append(outcome)
-        plan.new_outcomes.append(outcome)
-    if plan.changes:
+        if change is not None:
+            cursor += 1
+            working[key] = writes[key] = change.record
+            changes.append(change)
+            made.append(parts)
+        if conflict is not None:
+            cursor += 1
+            parked = _conflict_record(conflict, _stamp(op, cursor), cursor)
+            ckey = (CONFLICTS, parked.record_id)
+            working[ckey] = writes[ckey] = parked
+            changes.append(Change(cursor, op.op_id, op.node_id, seq, parked))
+            made.append(None)
+            plan.conflicts.append(conflict)
+        last = seq
+        outcomes.append(outcome)
+        new_outcomes.append(outcome)
+    plan.high_water, plan.cursor = last, cursor
+    if changes:
         # Each record encoded once: its size (the growth), its row, its change's bytes.
         growth = 0
-        for change, made in zip(plan.changes, bodies, strict=True):
-            body = record_bytes(change.record) if made is None else made
+        for change, known in zip(changes, made, strict=True):
+            change_json, body = change_parts(change) if known is None else known
             growth += len(body)
-            plan.bodies[change.record.key] = body
-            plan.feed.append(change_bytes(change, body))
+            record_bodies[change.record.key] = body
+            feed.append(change_json)
         if growth > limits.max_push_growth_bytes:
             raise BatchTooLargeError(
                 f"the batch would add {growth} bytes to the feed; the limit is "
                 f"{limits.max_push_growth_bytes}: send fewer ops at once",
                 max_growth_bytes=limits.max_push_growth_bytes,
             )
-        plan.effects = registry.effects(plan.changes)
+        plan.effects = registry.effects(changes)
     return plan
 
 

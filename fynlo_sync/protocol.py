@@ -56,6 +56,7 @@ __all__ = [
     "WirePage",
     "canonical_change",
     "change_bytes",
+    "change_parts",
     "check_batch",
     "check_clock",
     "outbox_checksum",
@@ -190,6 +191,22 @@ def change_bytes(change: Change, record: bytes) -> bytes:
     if fast.isascii() or not fast.translate(None, _BMP_BYTES):
         return fast
     return canonical_bytes(msgspec.to_builtins(change))
+
+
+def change_parts(change: Change) -> tuple[bytes, bytes]:
+    """:func:`canonical_change` of ``change`` and :func:`record_bytes` of its record, from
+    one encoding of the change: the record's bytes are the slice of it between the
+    change's ``record`` and ``seq`` members (its members sorted: ``node_id``,
+    ``node_seq``, ``op_id``, ``record``, ``seq``). A member separator holds a quote that
+    no backslash precedes, which a string's bytes never do; so the first ``,"record":`` is
+    the change's own (only two strings and an integer come before it) and so is the last
+    ``,"seq":`` (only an integer comes after it)."""
+    fast = _sorted_encoder.encode(change)
+    record = fast[fast.index(b',"record":') + 10 : fast.rindex(b',"seq":')]
+    # ASCII (the common case, checked at C speed) has no byte that translate keeps.
+    if fast.isascii() or not fast.translate(None, _BMP_BYTES):
+        return fast, record
+    return canonical_bytes(msgspec.to_builtins(change)), record
 
 
 def canonical_change(change: Change) -> bytes:

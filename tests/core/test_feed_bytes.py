@@ -1,7 +1,8 @@
 """Each record of a push is encoded once: ``plan_push`` makes the record's JSON, splices
 it into its change's canonical bytes and counts the feed growth from it; the stores write
 those bytes. Here: the spliced bytes equal :func:`canonical_change` exactly (escapes,
-characters outside the BMP, big numbers), and the growth is the records' encoded size."""
+characters outside the BMP, big numbers), so do the change's bytes of :func:`change_parts`,
+whose record slice is the record's JSON, and the growth is the records' encoded size."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from fynlo_sync.engine import plan_push
 from fynlo_sync.limits import encoded_size
 from fynlo_sync.ops import Batch, Change, Record, Stamp
 from fynlo_sync.plugins import Registry
-from fynlo_sync.protocol import canonical_change, change_bytes, record_bytes
+from fynlo_sync.protocol import canonical_change, change_bytes, change_parts, record_bytes
 from fynlo_sync.store.base import plan_body, plan_feed
 from tests.core.conftest import mkop
 
 _TEXT = ["", "a", 'q"uote', "back\\slash", "\n\t\x01", "café", "☕", "\U0001f600", "z" * 40]
+#: Member separators of a change, as text (a record's bytes are sliced out between them).
+_TEXT += [',"record":{', ',"seq":1}', "seq", "record"]
 
 
 def _value(rng: random.Random, depth: int = 0) -> object:
@@ -56,6 +59,7 @@ def test_spliced_change_bytes_are_the_canonical_bytes() -> None:
         change = _change(rng)
         body = record_bytes(change.record)
         assert change_bytes(change, body) == canonical_change(change)
+        assert change_parts(change) == (canonical_change(change), body)
         assert len(body) == encoded_size(change.record)  # the growth counts the same bytes
         assert msgspec.json.decode(body, type=Record) == change.record
 

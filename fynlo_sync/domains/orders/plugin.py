@@ -62,7 +62,8 @@ def _arg(ctx: CommandContext, name: str, kind: type, *, required: bool = True) -
 def _open(ctx: CommandContext) -> dict[str, Any]:
     status = _transition(ctx, "open")
     currency = _arg(ctx, "currency", str)
-    if len(currency) != 3 or not all("A" <= ch <= "Z" for ch in currency):
+    # Three of A-Z: ASCII letters, every one upper case.
+    if len(currency) != 3 or not (currency.isascii() and currency.isalpha() and currency.isupper()):
         raise RejectedOpError("currency must be an ISO 4217 code", reason="invalid-argument")
     return {
         "status": status,
@@ -114,7 +115,8 @@ def _remove_line(ctx: CommandContext) -> dict[str, Any]:
 
 def _send(ctx: CommandContext) -> dict[str, Any]:
     status = _transition(ctx, "send_to_kitchen")
-    lines = {k: {**v, "sent": True} for k, v in _lines(ctx).items()}
+    assert ctx.record is not None
+    lines = {k: {**v, "sent": True} for k, v in (ctx.record.get("lines") or {}).items()}
     if not lines:
         raise RejectedOpError("an order with no lines cannot go to the kitchen", reason="empty")
     return {"status": status, "lines": lines}
@@ -231,13 +233,10 @@ class OrdersPlugin(DomainPlugin):
         tickets = []
         for change in changes:
             record = change.record
+            if record.fields.get("status") != "sent" or record.collection != ORDERS:
+                continue
             stamp = record.stamps.get("status")
-            if (
-                record.collection == ORDERS
-                and record.fields.get("status") == "sent"
-                and stamp is not None
-                and stamp.seq == change.seq
-            ):
+            if stamp is not None and stamp.seq == change.seq:
                 lines = record.fields.get("lines") or {}
                 tickets.append(
                     Effect.of(
