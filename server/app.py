@@ -257,6 +257,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         rt.backend_ = await open_backend(settings, rt.registry, clock_fn, rt.notify, rng=rt.rng)
+        if rt.publisher is not None:
+            try:  # a connection ready for the first poke; Redis may come later
+                await rt.publisher.connect()
+            except Exception:
+                _log.warning("Redis is not reachable", exc_info=True)
         worker = EffectWorker(
             ObservedEffects(rt.backend_.effect_source),
             concurrency=settings.effect_concurrency,
@@ -277,6 +282,8 @@ def create_app(
                 await working
             backend, rt.backend_ = rt.backend_, None
             await backend.close()
+            if rt.publisher is not None:
+                await rt.publisher.aclose()
             if redis is not None:
                 await redis.aclose()
 

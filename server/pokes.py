@@ -53,6 +53,7 @@ __all__ = [
     "SERVER_SEND",
     "Outlet",
     "PokeHub",
+    "RedisPublisher",
     "Send",
     "SendEvent",
     "WriteFrame",
@@ -123,6 +124,71 @@ def _prefixed_pubsub(redis: Any, prefix: str) -> ChannelsBackend:
     return Prefixed(redis=redis, key_prefix=prefix)
 
 
+class RedisPublisher:
+    """Publishes pokes to Redis with the command written in the caller's turn of the event
+    loop, so a push's publish leaves before this process's own fan-out (the other
+    processes then poke their sockets beside this one, not after it). Through Litestar's
+    backend the command went out a turn later, after the local fan-out: a publish ran in a
+    task, and redis-py runs a write bounded by a socket timeout in a task of its own. Here
+    a plain PUBLISH (what Litestar's publish script does for one channel; its subscribers
+    read the same message) is stepped at once on a client of its own whose writes have no
+    socket timeout, and the reply is awaited in a task, bounded by ``timeout_s``. When it
+    needs a connection opened first (none idle in the pool), which redis-py cannot do
+    outside a task (the SQLite backend notifies from a loop callback), the publish runs in
+    a task instead, a turn later; nothing was sent by the step that failed."""
+
+    def __init__(self, url: str, prefix: str, *, timeout_s: float = 5.0) -> None:
+        try:
+            from redis.asyncio import Redis
+            from redis.exceptions import ConnectionError as RedisConnectionError
+        except ModuleNotFoundError as exc:
+            raise MissingDependencyError("redis", "redis") from exc
+        self._not_sent: tuple[type[Exception], ...] = (RuntimeError, RedisConnectionError)
+        # No socket timeout around a write, nor a connect deadline bound to the caller's task
+        # (a publish is stepped in whatever task called it): ``timeout_s`` bounds it all.
+        self._redis: Any = Redis.from_url(url, socket_timeout=None, socket_connect_timeout=None)
+        self._head = prefix + ":"
+        self._timeout_s = timeout_s
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def connect(self) -> None:
+        """Open a connection ahead of the first publish (so that one is stepped at once too)."""
+        await self._redis.ping()
+
+    def publish(self, channel: str, data: bytes) -> None:
+        """Publish ``data`` on ``channel`` (unprefixed): written now when the connection can
+        take it. A failure is logged (a lost poke costs latency, not data)."""
+        coro: Coroutine[Any, Any, Any] = self._redis.publish(self._head + channel, data)
+        try:
+            first = coro.send(None)
+        except StopIteration:
+            return
+        except self._not_sent:  # a connection to open, outside a task: again, in a task
+            self._spawn(self._bounded(self._redis.publish(self._head + channel, data)))
+            return
+        except Exception:
+            logger.warning("publishing a poke failed", exc_info=True)
+            return
+        self._spawn(self._bounded(_Resume(coro, first)))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _bounded(self, pending: Awaitable[Any]) -> None:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await pending
+        except Exception:  # TimeoutError, redis errors, OSError
+            logger.warning("publishing a poke failed", exc_info=True)
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await self._redis.aclose()
+
+
 def pokes_backend(settings: Settings) -> str:
     """Which backend carries pokes between processes: ``redis`` when FYNLO_REDIS_URL is
     set, else ``postgres`` (LISTEN/NOTIFY) on PostgreSQL, else ``memory`` (one process
@@ -154,7 +220,7 @@ class _Resume:
 
     __slots__ = ("coro", "first")
 
-    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
         self.coro = coro
         self.first = first
 

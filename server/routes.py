@@ -39,6 +39,7 @@ from server.effects import list_effects
 from server.pokes import (
     SERVER_SEND,
     PokeHub,
+    RedisPublisher,
     channel_for,
     frame_writer,
     poke_bytes,
@@ -79,6 +80,13 @@ class Runtime:
         self.effects: EffectWorker | None = None
         #: Pokes cross processes (Redis, LISTEN/NOTIFY), or stay in this one (memory).
         self.crosses = pokes_backend(settings) != "memory"
+        #: With Redis, pokes are published with their command written at once (else
+        #: through the Channels backend, in a task).
+        self.publisher = (
+            RedisPublisher(settings.redis_url, settings.redis_prefix)
+            if settings.redis_url
+            else None
+        )
         self._publishing: set[asyncio.Task[None]] = set()
         self.hub = PokeHub(
             channels if self.crosses else None,
@@ -99,14 +107,16 @@ class Runtime:
 
     def notify(self, tenant: str, cursor: int) -> None:
         """The tenant's feed moved to ``cursor``: when pokes cross processes, publish it for
-        the others first (the publishing task's first step writes the command to Redis or
-        PostgreSQL before it waits for the answer), then poke the sockets of this process
-        on the loop's next turn (not inside the push), so the other processes' fan-out does
-        not wait for this one's. This process ignores its own echo (the cursor is not
-        newer)."""
+        the others first (with Redis the command is written now, in this turn; on
+        PostgreSQL the publishing task's first step sends it before it waits for the
+        answer), then poke the sockets of this process on the loop's next turn (not inside
+        the push), so the other processes' fan-out runs beside this one's. This process
+        ignores its own echo (the cursor is not newer)."""
         data = poke_bytes(cursor)
         loop = asyncio.get_running_loop()
-        if self.crosses:
+        if self.publisher is not None:
+            self.publisher.publish(channel_for(tenant), data)
+        elif self.crosses:
             task = loop.create_task(self._publish(data, channel_for(tenant)))
             self._publishing.add(task)
             task.add_done_callback(self._publishing.discard)
