@@ -15,8 +15,9 @@ import contextlib
 import random
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from msgspec import UNSET
 
@@ -36,7 +37,14 @@ from fynlo_sync.hlc import HybridClock, from_wire, to_wire
 from fynlo_sync.limits import check_value_limits
 from fynlo_sync.ops import Batch, Op, OpKind, Outcome, Record
 from fynlo_sync.plugins import CONFLICTS, Registry
-from fynlo_sync.protocol import PROTOCOL_VERSION, PageRows, Row, outbox_checksum, page_rows
+from fynlo_sync.protocol import (
+    PROTOCOL_VERSION,
+    PageRows,
+    PushResult,
+    Row,
+    outbox_checksum,
+    page_rows,
+)
 from fynlo_sync.store.base import Key, TerminalStore
 from fynlo_sync.transport.base import Transport
 
@@ -250,38 +258,76 @@ class Terminal:
         )
 
     def push(self) -> int:
-        """Push every unacknowledged op, ``batch_size`` at a time. Returns how many."""
+        """Push every unacknowledged op, ``batch_size`` at a time. Returns how many.
+
+        Batches go one at a time, in seq order: the next is sent only once the last one's
+        answer is in (a node's pushes must reach the server in order, ``docs/protocol.md``
+        8.3). On a transport that allows it (``pipelined``: its ``push`` may run on another
+        thread) the push runs on a worker thread, and meanwhile this thread acknowledges
+        the previous answer and reads and checksums the next batch from the outbox."""
         link = self._link()
+        with _Sender(link) as sender:
+            return self._push_batches(sender)
+
+    def _push_batches(self, sender: _Sender) -> int:
+        store = self.store
         pushed = 0
         size = self.batch_size
-        while True:
-            meta = self.store.meta()
-            ops = self.store.outbox(meta.acked_seq, size)
-            if not ops:
-                return pushed
-            try:
-                result = link.push(self._batch(ops))
-            except BatchTooLargeError:
-                # Too many ops, too many bytes, or too much feed growth at once: the same
-                # ops in smaller batches (one op always fits, docs/protocol.md section 22).
-                if len(ops) == 1:
-                    raise
-                size = max(1, len(ops) // 2)
-                continue
-            except SeqGapError as exc:
-                # Our outbox starts right after the last seq the server acknowledged, so a
-                # gap means the server lost acknowledged ops (restored from a backup).
-                raise StoreError(
-                    f"the server expects seq {exc.extra.get('expected')} but this terminal's "
-                    f"outbox starts at {ops[0].seq}: the server lost acknowledged ops",
-                    expected=exc.extra.get("expected"),
-                ) from exc
-            with self.store.transaction():
-                self._ack(result.high_water, result.cursor)
-                notable = [o for o in result.outcomes if _notable(o)]
-                if notable:
-                    self.store.record_outcomes(notable)
-            pushed += len(ops)
+        batch = self._outbox_batch(store.meta().acked_seq, size)
+        answered: PushResult | None = None  # settled once the next batch is on the wire
+        try:
+            while batch is not None:
+                ops = batch.ops
+                flight = sender.send(batch)
+                if answered is not None:
+                    done, answered = answered, None
+                    self._settle(done)  # while ``batch`` is on the wire
+                # The batch after this one, for when this one is answered in full (usually).
+                upcoming = self._outbox_batch(ops[-1].seq, size)
+                try:
+                    result = flight.result()
+                except BatchTooLargeError:
+                    # Too many ops, too many bytes, or too much feed growth at once: the
+                    # same ops in smaller batches (one op always fits, protocol section 22).
+                    if len(ops) == 1:
+                        raise
+                    size = max(1, len(ops) // 2)
+                    batch = self._batch(ops[:size])
+                    continue
+                except SeqGapError as exc:
+                    # Our outbox starts right after the last seq the server acknowledged, so
+                    # a gap means the server lost acknowledged ops (restored from a backup).
+                    raise StoreError(
+                        f"the server expects seq {exc.extra.get('expected')} but this "
+                        f"terminal's outbox starts at {ops[0].seq}: the server lost "
+                        "acknowledged ops",
+                        expected=exc.extra.get("expected"),
+                    ) from exc
+                pushed += len(ops)
+                if upcoming is None or result.high_water < ops[-1].seq:
+                    # Nothing after it, or not all of it committed (never from this server):
+                    # acknowledge now and read on from the server's mark.
+                    self._settle(result)
+                    batch = self._outbox_batch(store.meta().acked_seq, size)
+                    continue
+                answered, batch = result, upcoming
+        finally:
+            if answered is not None:
+                self._settle(answered)
+        return pushed
+
+    def _outbox_batch(self, after_seq: int, size: int) -> Batch | None:
+        """The next ``size`` outbox ops after ``after_seq`` as a batch (``None``: none)."""
+        ops = self.store.outbox(after_seq, size)
+        return self._batch(ops) if ops else None
+
+    def _settle(self, result: PushResult) -> None:
+        """A push's answer into the store: the acknowledgement and the notable outcomes."""
+        with self.store.transaction():
+            self._ack(result.high_water, result.cursor)
+            notable = [o for o in result.outcomes if _notable(o)]
+            if notable:
+                self.store.record_outcomes(notable)
 
     def _ack(self, high_water: int, cursor: int) -> None:
         """Ops up to ``high_water`` are committed, with their changes at or before
@@ -458,6 +504,55 @@ class Terminal:
             self.backoff.reset()
             return report
         raise CallerError("max_attempts must be at least 1")
+
+
+class _Flight(Protocol):
+    def result(self) -> PushResult: ...
+
+
+class _Done:
+    """A push made at once, in the caller's thread: its answer, or its error."""
+
+    def __init__(self, link: Transport, batch: Batch) -> None:
+        self._result: PushResult | None = None
+        self._error: BaseException | None = None
+        try:
+            self._result = link.push(batch)
+        except Exception as exc:
+            self._error = exc
+
+    def result(self) -> PushResult:
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+
+class _Sender:
+    """Sends a terminal's pushes one at a time: on a worker thread when the link is
+    ``pipelined`` (the caller waits for each answer before it sends the next), else in the
+    caller's thread."""
+
+    def __init__(self, link: Transport) -> None:
+        self.link = link
+        self._pool = (
+            ThreadPoolExecutor(1, thread_name_prefix="fynlo-push")
+            if getattr(link, "pipelined", False) is True
+            else None
+        )
+
+    def send(self, batch: Batch) -> _Flight:
+        if self._pool is None:
+            return _Done(self.link, batch)
+        future: Future[PushResult] = self._pool.submit(self.link.push, batch)
+        return future
+
+    def __enter__(self) -> _Sender:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)  # a push still on the wire is waited for
 
 
 def _rows_pull(link: Transport) -> Any:

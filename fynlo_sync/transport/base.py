@@ -16,7 +16,12 @@ class Transport(Protocol):
     """A terminal's link. A transport may also offer ``pull_rows(since, limit, *, compact,
     node_id) -> PageRows``: :func:`fynlo_sync.protocol.decode_page_rows` of the page
     :meth:`pull` would decode (the same checks and errors); the terminal then stores the
-    records' bytes as received. Without it the terminal uses :meth:`pull`."""
+    records' bytes as received. Without it the terminal uses :meth:`pull`.
+
+    A transport whose :meth:`push` may run on another thread than the terminal's says so
+    with a class attribute ``pipelined = True``: the terminal then pushes on a worker
+    thread (still one push at a time, each sent after the last one's answer) and prepares
+    the next batch meanwhile."""
 
     def push(self, batch: Batch) -> PushResult: ...
 

@@ -136,6 +136,10 @@ def error_from_problem(status: int, body: bytes, retry_after: str | None = None)
 class HttpTransport:
     """A terminal's link to a fynlo server over HTTP."""
 
+    #: :meth:`push` may be called from a thread other than the caller's (one request at a
+    #: time): the terminal then prepares its next batch while one is on the wire.
+    pipelined = True
+
     def __init__(
         self,
         base_url: str,
