@@ -466,15 +466,15 @@ class Terminal:
                 store.clear_staged()  # a feed page: staged compacted pages are never mixed in
             latest, newest_hlc = self._latest(page)
             mine = max(page.mine, acked or 0)
-            store.put_server_rows(latest)
             if mine:
                 self._ack(mine, cursor)
             trimmed = store.trim(cursor)
             if not trimmed and not store.outbox(0, 1):
                 # Nothing pending: the local view is the server's state (the common case
                 # for a terminal catching up).
-                store.put_rows(latest)
+                store.put_confirmed_rows(latest)
             else:
+                store.put_server_rows(latest)
                 touched = {(row[0], row[1]) for row in latest}
                 touched.update((op.collection, op.record_id) for op in trimmed)
                 self._rebase(touched)

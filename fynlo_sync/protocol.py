@@ -350,7 +350,8 @@ class _StampShape(Struct, frozen=True, array_like=True):
 class _RecordShape(Struct, frozen=True):
     collection: Ident
     record_id: Ident
-    fields: dict[str, msgspec.Raw]
+    fields: msgspec.Raw  # must be an object: checked by its first byte (a dict of Raw
+    # values, one object each, was most of a record's decode)
     stamps: dict[str, _StampShape]
     deleted: bool = False
     deleted_stamp: _StampShape | None = None
@@ -368,6 +369,7 @@ class _ChangeShape(Struct, frozen=True):
 _change_shapes = msgspec.json.Decoder(list[_ChangeShape])
 _record_shape = msgspec.json.Decoder(_RecordShape)
 _NOT_HEX = str.maketrans("", "", "0123456789abcdef")
+_OPEN_BRACE = ord("{")
 
 
 def page_rows(page: PullPage, node_id: str) -> PageRows:
@@ -405,25 +407,27 @@ def decode_page_rows(body: bytes, node_id: str) -> PageRows:
         try:
             changes = _change_shapes.decode(wire.changes)
             rows: list[Row] = []
-            hlcs: list[str] = []
+            hlcs: list[str] = []  # every stamp's (the newest HLC is the largest)
+            deleted: list[str] = []  # deletion stamps' (checked, not counted: 9.3)
             mine = 0
-            newest = ""
+            decode = _record_shape.decode
             for change in changes:
                 raw = change.record
-                record = _record_shape.decode(raw)
+                record = decode(raw)
+                if memoryview(record.fields)[0] != _OPEN_BRACE:
+                    raise msgspec.ValidationError("fields is not an object")
                 rows.append((record.collection, record.record_id, bytes(raw)))
                 if change.node_id == node_id and change.node_seq > mine:
                     mine = change.node_seq
                 if record.stamps:
-                    stamped = [stamp.hlc for stamp in record.stamps.values()]
-                    newest = max(newest, *stamped)
-                    hlcs.extend(stamped)
+                    hlcs.extend([stamp.hlc for stamp in record.stamps.values()])
                 if record.deleted_stamp is not None:
-                    hlcs.append(record.deleted_stamp.hlc)
+                    deleted.append(record.deleted_stamp.hlc)
+            newest = max(hlcs, default="")
         except msgspec.ValidationError:
             pass  # decode_page names the problem
         else:
-            if not "".join(hlcs).translate(_NOT_HEX):
+            if not ("".join(hlcs) + "".join(deleted)).translate(_NOT_HEX):
                 return PageRows(
                     wire.since,
                     wire.cursor,

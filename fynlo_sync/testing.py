@@ -488,6 +488,20 @@ def check_terminal_rows(store: TerminalStore) -> None:
     with store.transaction():
         store.promote_staged([])
     assert store.server_records() == [a2, b] and store.records() == [a2, b]
+    # Confirmed rows are both views; a later server write leaves the local view as it was.
+    c = Record("orders", "c", {"x": 5}, {})
+    c2 = msgspec.structs.replace(c, fields={"x": 6})
+    store.put([msgspec.structs.replace(c, fields={"x": 0})])
+    with store.transaction():
+        store.put_confirmed_rows(rows(c))
+    assert store.get(c.key) == c and store.get_server(c.key) == c
+    store.put_server_rows(rows(c2))
+    assert store.get(c.key) == c and store.get_server(c.key) == c2
+    assert store.records("orders") == [a2, b, c] and store.server_records() == [a2, b, c2]
+    store.put_confirmed_rows(rows(c2))
+    store.forget(c.key)
+    assert store.get(c.key) is None and store.get_server(c.key) == c2
+    assert store.records("orders") == [a2, b]
 
 
 TERMINAL_STORE_CHECKS: tuple[Callable[[TerminalStore], None], ...] = (

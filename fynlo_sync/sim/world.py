@@ -137,6 +137,10 @@ class CrashingStore:
         self._write()
         self.inner.put_server_rows(rows)
 
+    def put_confirmed_rows(self, rows: Iterable[Row]) -> None:
+        self._write()
+        self.inner.put_confirmed_rows(rows)
+
     def server_records(self) -> list[Record]:
         return self.inner.server_records()
 

@@ -118,6 +118,11 @@ class MemoryTerminalStore(_Snapshotting):
     def put_server_rows(self, rows: Iterable[Row]) -> None:
         self.put_server(_records(rows))
 
+    def put_confirmed_rows(self, rows: Iterable[Row]) -> None:
+        records = list(_records(rows))
+        self.put_server(records)
+        self.put(records)
+
     def server_records(self) -> list[Record]:
         return sorted_records(self._state.server.values())
 

@@ -366,6 +366,23 @@ class SqliteTerminalStore(_Transactional):
             rows,
         )
 
+    def put_confirmed_rows(self, rows: Iterable[Row]) -> None:
+        rows = list(rows)
+        if self._epoch() is not None:
+            self.put_server_rows(rows)
+            self.put_rows(rows)
+            return
+        conn = self._db.conn
+        conn.executemany(
+            "INSERT OR REPLACE INTO fynlo_server_rows(collection, record_id, body, stage, shared) "
+            "VALUES (?, ?, ?, NULL, 1)",
+            rows,
+        )
+        conn.executemany(
+            "DELETE FROM fynlo_rows WHERE collection = ? AND record_id = ?",
+            [(c, r) for c, r, _ in rows],
+        )
+
     def server_records(self) -> list[Record]:
         cur = self._db.conn.execute(
             "SELECT s.collection, s.record_id, s.body FROM fynlo_server_rows s "
