@@ -22,11 +22,12 @@ parses them, and the server decodes only what it returns.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import hashlib
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, suppress
 from typing import Any, TypeVar
 
 import msgspec
@@ -487,6 +488,23 @@ class PostgresQueries:
         return [_outcome_dec.decode(row[0]) for row in rows]
 
 
+#: Set while :meth:`PostgresServerStore.transaction` gives back a connection it committed
+#: on: it used no session state (statements, a transaction-scoped lock), so the pool's
+#: reset query, one more round trip, is not needed.
+_CLEAN: contextvars.ContextVar[bool] = contextvars.ContextVar("fynlo_pg_clean", default=False)
+
+
+async def _reset(conn: Any) -> None:
+    """The pool's reset: asyncpg has already ended any open transaction; the rest of its
+    default reset (advisory locks, cursors, LISTEN, settings) unless the connection is
+    known clean."""
+    if _CLEAN.get():
+        return
+    query = conn.get_reset_query()
+    if query:
+        await conn.execute(query)
+
+
 @translating
 class PostgresServerStore(PostgresQueries):
     """Every tenant in one PostgreSQL database, over an asyncpg pool that this owns."""
@@ -500,7 +518,9 @@ class PostgresServerStore(PostgresQueries):
         cls, url: str, *, min_size: int = 1, max_size: int = 10, run_migrations: bool = True
     ) -> PostgresServerStore:
         """Open a pool on ``url`` and (by default) apply the store's migrations."""
-        pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=min_size, max_size=max_size)
+        pool = await asyncpg.create_pool(
+            asyncpg_dsn(url), min_size=min_size, max_size=max_size, reset=_reset
+        )
         try:
             if run_migrations:
                 await migrate(pool)
@@ -511,11 +531,27 @@ class PostgresServerStore(PostgresQueries):
 
     @asynccontextmanager
     async def transaction(self, tenant: str) -> AsyncIterator[PostgresQueries]:
-        """One transaction holding the tenant's write lock."""
+        """One transaction holding the tenant's write lock. ``BEGIN`` and the lock go in
+        one round trip (the key is an integer made here, never caller text); the commit,
+        or the rollback on any exception, ends it."""
         with driver_errors():
-            async with self.pool.acquire() as conn, conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", _tenant_lock(tenant))
-                yield PostgresQueries(conn, locked=tenant)
+            clean = None
+            try:
+                async with self.pool.acquire() as conn:
+                    await conn.execute(
+                        f"BEGIN; SELECT pg_advisory_xact_lock({_tenant_lock(tenant)})"
+                    )
+                    try:
+                        yield PostgresQueries(conn, locked=tenant)
+                    except BaseException:
+                        with suppress(Exception):  # a broken connection: the pool ends it
+                            await conn.execute("ROLLBACK")
+                        raise
+                    await conn.execute("COMMIT")
+                    clean = _CLEAN.set(True)
+            finally:
+                if clean is not None:
+                    _CLEAN.reset(clean)
 
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")

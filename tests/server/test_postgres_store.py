@@ -114,3 +114,41 @@ def test_load_probes_the_primary_key_with_stale_statistics(
         and n.get("Index Name") == "fynlo_records_pkey"
         for n in on_records
     ), [(n["Node Type"], n.get("Index Name")) for n in on_records]
+
+
+def test_transaction_rolls_back_and_the_pool_resets_other_uses(postgres_url: str) -> None:
+    """A transaction ended by an exception writes nothing and leaves the tenant's lock free;
+    a committed one needs no reset query on release, but session state set by any other use
+    of a pooled connection is still reset before the next user gets it."""
+
+    async def run() -> tuple[int, str, str, int]:
+        store = await PostgresServerStore.connect(postgres_url, max_size=1)
+        try:
+            with pytest.raises(RuntimeError):
+                async with store.transaction("t") as tx:
+                    assert await tx.high_water("t", "n") == 0
+                    await tx._db.execute(
+                        "INSERT INTO fynlo_nodes (tenant, node_id, high_water) VALUES ('t', 'n', 7)"
+                    )
+                    raise RuntimeError("abandoned")
+            assert await store.high_water("t", "n") == 0
+            async with store.pool.acquire() as conn:  # the one connection
+                assert not conn.is_in_transaction()
+                await conn.execute("SET application_name = 'leaked'")
+                await conn.execute("SELECT pg_advisory_lock(42)")
+            async with store.transaction("t") as tx:  # the lock was released
+                name = await tx._db.fetchval("SHOW application_name")
+                held = await tx._db.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                    " AND pid = pg_backend_pid() AND objid = 42"
+                )
+            async with store.pool.acquire() as conn:
+                after = await conn.fetchval("SHOW application_name")
+                in_tx = int(conn.is_in_transaction())
+            return int(held), str(name), str(after), in_tx
+        finally:
+            await store.close()
+
+    held, name, after, in_tx = asyncio.run(run())
+    assert name != "leaked" and held == 0
+    assert after != "leaked" and in_tx == 0
