@@ -6,10 +6,14 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
+
 from fynlo_sync.client import Terminal
-from fynlo_sync.errors import RejectedOpError
-from fynlo_sync.ops import Record
+from fynlo_sync.errors import RejectedOpError, TransportError
+from fynlo_sync.ops import Batch, Record
+from fynlo_sync.protocol import PushResult
 from fynlo_sync.testing import ManualClock
+from fynlo_sync.transport.http import HttpTransport
 from tests.server.conftest import Live
 
 COLLECTIONS = ("notes", "notes_server", "notes_client")
@@ -80,3 +84,42 @@ def test_terminals_converge_over_http(live: Live, tmp_path: Path) -> None:
         if record is not None:
             lines = record.fields["lines"].values()
             assert record.fields["total"] == sum(x["qty"] * x["unit_price"] for x in lines)
+
+
+def test_a_pipelined_push_over_http_commits_every_op_once_in_order(
+    live: Live, tmp_path: Path
+) -> None:
+    """Over the real HTTP transport (``pipelined``) a terminal's many batches are committed
+    each once, in seq order; a push interrupted by a closed connection resumes after the
+    last acknowledged batch and the feed still holds every op once."""
+    tenant = live.tenant()
+    clock = ManualClock(tick_ms=1)
+    writer = live.terminal(tenant, tmp_path, clock, 31)  # batches of 7
+    assert getattr(writer.transport, "pipelined", False) is True
+    writer.command("orders", "o1", "open", {"currency": "GBP"})
+    for i in range(40):
+        line = {"line_id": f"l{i}", "item": "tea", "qty": 1, "unit_price": 250}
+        writer.command("orders", "o1", "add_line", line)
+    link = writer.transport
+    assert isinstance(link, HttpTransport)
+    real_push = link.push
+    calls: list[int] = []
+
+    def push_then_fail_the_fourth(batch: Batch) -> PushResult:
+        calls.append(batch.ops[0].seq)
+        if len(calls) == 4:
+            raise TransportError("connection reset by peer")
+        return real_push(batch)
+
+    link.push = push_then_fail_the_fourth  # type: ignore[method-assign]
+    with pytest.raises(TransportError):
+        writer.push()
+    assert writer.store.meta().acked_seq == 21  # three batches of 7 answered and kept
+    link.push = real_push  # type: ignore[method-assign]
+    assert writer.push() == 20
+    assert calls == [1, 8, 15, 22]
+    feed = link.pull(0, 1000).changes
+    assert [c.node_seq for c in feed if c.node_id == link.node_id] == list(range(1, 42))
+    assert writer.pending() == [] and writer.store.meta().acked_seq == 41
+    order = writer.get("orders", "o1")
+    assert order is not None and order.fields["total"] == 40 * 250
