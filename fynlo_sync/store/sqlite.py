@@ -192,6 +192,16 @@ TERMINAL_MIGRATIONS: tuple[str, ...] = (
         stage_epoch = CASE WHEN stage_cursor IS NULL THEN NULL ELSE 1 END;
     DROP TABLE fynlo_staged;
     """,
+    # 4: staging keeps the confirmed row it replaces by a trigger, so a record staged
+    # over nothing (most of a catch-up) costs one write, not a lookup and a write.
+    """
+    CREATE TRIGGER fynlo_server_rows_keep_prior BEFORE UPDATE OF stage ON fynlo_server_rows
+    WHEN new.stage IS NOT NULL AND coalesce(old.stage, 0) != new.stage
+    BEGIN
+        INSERT OR IGNORE INTO fynlo_server_prior(collection, record_id, body, shared)
+        VALUES (old.collection, old.record_id, old.body, old.shared);
+    END;
+    """,
 )
 
 #: A server row is hidden while its catch-up is staged (``stage`` = the staging number).
@@ -461,13 +471,8 @@ class SqliteTerminalStore(_Transactional):
                 "UPDATE fynlo_meta SET epochs = epochs + 1, stage_epoch = epochs + 1 WHERE id = 1"
             )
             epoch = self._epoch()
-        rows = list(rows)
-        conn.executemany(
-            "INSERT OR IGNORE INTO fynlo_server_prior(collection, record_id, body, shared) "
-            "SELECT collection, record_id, body, shared FROM fynlo_server_rows "
-            "WHERE collection = ? AND record_id = ? AND coalesce(stage, 0) != ?",
-            [(c, r, epoch) for c, r, _ in rows],
-        )
+        # A confirmed row replaced here moves to fynlo_server_prior by the trigger of
+        # terminal migration 4.
         conn.executemany(
             "INSERT INTO fynlo_server_rows(collection, record_id, body, stage, shared) "
             "VALUES (?, ?, ?, ?, 1) ON CONFLICT(collection, record_id) DO UPDATE "
