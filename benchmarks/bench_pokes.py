@@ -14,7 +14,8 @@ message; our push request) to each socket's poke, over every socket and round.
 The clock starts before the push request is sent (commit time is not visible from
 outside), so our latency includes the push itself (HTTP, authentication, the commit:
 ``push_ms`` is its round trip), which the bare broadcast does not do. ``fanout_p99_ms``
-leaves that out on both sides: from the round's first poke received to each socket's.
+leaves that out on both sides: from the round's first poke received to each socket's;
+``first_poke_p50_ms`` is the rest, from the trigger to the round's first poke.
 """
 
 from __future__ import annotations
@@ -222,6 +223,8 @@ def _figures(arm: _Arm, reports: dict[int, str], sockets: int, rounds: int) -> d
     # The fan-out alone: from the round's first poke received (the fan-out had begun) to
     # each socket's, leaving out what came before it (for our server, the push itself).
     spread = [(ns - first) / 1e6 for st in stamps_of.values() for first in (min(st),) for ns in st]
+    # What came before the fan-out: from the trigger to the round's first poke received.
+    lead = sorted((min(st) - arm.sends[cursor]) / 1e6 for cursor, st in stamps_of.items())
     expected = sockets * rounds
     if len(latencies) != expected:
         raise RuntimeError(f"{arm.label}: {len(latencies)} pokes arrived, {expected} expected")
@@ -232,6 +235,7 @@ def _figures(arm: _Arm, reports: dict[int, str], sockets: int, rounds: int) -> d
         "push_ms": arm.push_ms,
         "all_delivered_ms": sorted(per_round.values()),
         "spread": spread,
+        "lead": lead,
     }
 
 
@@ -353,6 +357,8 @@ def _result(
             "fanout_p99_ms": spread_p99,
             "bare_fanout_p99_ms": bare_spread_p99,
             "fanout_ratio": bare_spread_p99 / spread_p99 if spread_p99 else 0.0,
+            "first_poke_p50_ms": percentile(ours["lead"], 50),
+            "bare_first_poke_p50_ms": percentile(base["lead"], 50),
         },
         distributions={
             f"poke ({key})": quantiles(ours["latencies"]),
