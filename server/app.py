@@ -258,10 +258,7 @@ def create_app(
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         rt.backend_ = await open_backend(settings, rt.registry, clock_fn, rt.notify, rng=rt.rng)
         if rt.publisher is not None:
-            try:  # a connection ready for the first poke; Redis may come later
-                await rt.publisher.connect()
-            except Exception:
-                _log.warning("Redis is not reachable", exc_info=True)
+            rt.publisher.warm()  # a connection ready for the first poke, not waited for
         worker = EffectWorker(
             ObservedEffects(rt.backend_.effect_source),
             concurrency=settings.effect_concurrency,

@@ -152,8 +152,15 @@ class RedisPublisher:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def connect(self) -> None:
-        """Open a connection ahead of the first publish (so that one is stepped at once too)."""
-        await self._redis.ping()
+        """Open a connection ahead of the first publish (so that one is stepped at once too),
+        within ``timeout_s``."""
+        async with asyncio.timeout(self._timeout_s):
+            await self._redis.ping()
+
+    def warm(self) -> None:
+        """:meth:`connect` in the background (start-up does not wait for Redis, which may
+        come later); a failure is logged."""
+        self._spawn(self._bounded(self._redis.ping(), "connecting to Redis for pokes"))
 
     def publish(self, channel: str, data: bytes) -> None:
         """Publish ``data`` on ``channel`` (unprefixed): written now when the connection can
@@ -176,12 +183,12 @@ class RedisPublisher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _bounded(self, pending: Awaitable[Any]) -> None:
+    async def _bounded(self, pending: Awaitable[Any], what: str = "publishing a poke") -> None:
         try:
             async with asyncio.timeout(self._timeout_s):
                 await pending
         except Exception:  # TimeoutError, redis errors, OSError
-            logger.warning("publishing a poke failed", exc_info=True)
+            logger.warning("%s failed", what, exc_info=True)
 
     async def aclose(self) -> None:
         for task in list(self._tasks):
