@@ -552,6 +552,7 @@ def plan_push(
     #: Each change's (canonical bytes, record bytes) when made in the loop (``None``: at
     #: the end: a parked conflict's record).
     made: list[tuple[bytes, bytes] | None] = []
+    keys: list[Key] = []  # each change's record key
     for op in batch.ops:
         seq = op.seq
         if seq <= high_water:
@@ -624,6 +625,7 @@ def plan_push(
             working[key] = writes[key] = change.record
             changes.append(change)
             made.append(parts)
+            keys.append(key)
         if conflict is not None:
             cursor += 1
             parked = _conflict_record(conflict, _stamp(op, cursor), cursor)
@@ -631,6 +633,7 @@ def plan_push(
             working[ckey] = writes[ckey] = parked
             changes.append(Change(cursor, op.op_id, op.node_id, seq, parked))
             made.append(None)
+            keys.append(ckey)
             plan.conflicts.append(conflict)
         last = seq
         outcomes.append(outcome)
@@ -639,10 +642,10 @@ def plan_push(
     if changes:
         # Each record encoded once: its size (the growth), its row, its change's bytes.
         growth = 0
-        for change, known in zip(changes, made, strict=True):
+        for change, known, key in zip(changes, made, keys, strict=True):
             change_json, body = change_parts(change) if known is None else known
             growth += len(body)
-            record_bodies[change.record.key] = body
+            record_bodies[key] = body
             feed.append(change_json)
         if growth > limits.max_push_growth_bytes:
             raise BatchTooLargeError(

@@ -78,9 +78,18 @@ class Op(Struct, frozen=True, omit_defaults=False, gc=False):
     def __post_init__(self) -> None:
         if len(self.hlc) == 16 and self.hlc.strip(_HEX):  # strip leaves any other character
             raise ValueError(f"`hlc` must be 16 lowercase hex digits ({self.hlc!r})")
-        for ident in (self.op_id, self.node_id, self.collection, self.record_id):
-            if "\x00" in ident:
-                raise ValueError(f"identifiers may not contain U+0000 ({ident!r})")
+        if (
+            "\x00" in self.op_id
+            or "\x00" in self.node_id
+            or "\x00" in self.collection
+            or "\x00" in self.record_id
+        ):
+            ident = next(
+                i
+                for i in (self.op_id, self.node_id, self.collection, self.record_id)
+                if "\x00" in i
+            )
+            raise ValueError(f"identifiers may not contain U+0000 ({ident!r})")
         kind = self.kind
         if kind == "command":
             if self.name is None or self.args is None:
