@@ -215,6 +215,20 @@ def check_server_tenants_are_isolated(store: ServerStore) -> None:
     assert store.load("b", [("orders", "o1")]) == {}
 
 
+def check_server_lists_in_byte_order(store: ServerStore) -> None:
+    """Records and nodes list in the order of their ids' code points (what SQLite's binary
+    collation gives and Python's ``sorted``), whatever the database's own collation: a
+    linguistic one (ICU ``en-US``) would put ``a`` before ``B`` and ignore the hyphen."""
+    replica = ServerReplica(store, _registry())
+    ids = ["ab", "B", "a-b", "a", "_z"]
+    for n, record in enumerate(ids):
+        node = ["n-1", "N2", "n1", "m", "n_3"][n]
+        replica.push("t", encode_batch(_orders_batch(node, 1, 1, record=record)))
+    assert [r.record_id for r in store.records("t", "orders")] == sorted(ids)
+    assert [r.record_id for r in store.records("t")] == sorted(ids)
+    assert list(store.high_waters("t")) == sorted(["n-1", "N2", "n1", "m", "n_3"])
+
+
 def check_server_rejections_and_conflicts_are_kept(store: ServerStore) -> None:
     replica = ServerReplica(store, _registry())
     batch = Batch.of(
@@ -458,6 +472,7 @@ SERVER_STORE_CHECKS: tuple[Callable[[ServerStore], None], ...] = (
     check_server_gap_writes_nothing,
     check_server_transaction_is_atomic,
     check_server_tenants_are_isolated,
+    check_server_lists_in_byte_order,
     check_server_rejections_and_conflicts_are_kept,
     check_server_loads_many_keys,
     check_server_latest_is_compacted,

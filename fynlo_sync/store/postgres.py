@@ -460,13 +460,14 @@ class PostgresQueries:
     async def records(self, tenant: str, collection: str | None = None) -> list[Record]:
         if collection is None:
             rows = await self._db.fetch(
-                "SELECT body FROM fynlo_records WHERE tenant = $1 ORDER BY collection, record_id",
+                "SELECT body FROM fynlo_records WHERE tenant = $1"
+                ' ORDER BY collection COLLATE "C", record_id COLLATE "C"',
                 tenant,
             )
         else:
             rows = await self._db.fetch(
                 "SELECT body FROM fynlo_records WHERE tenant = $1 AND collection = $2"
-                " ORDER BY record_id",
+                ' ORDER BY record_id COLLATE "C"',
                 tenant,
                 collection,
             )
@@ -474,7 +475,8 @@ class PostgresQueries:
 
     async def high_waters(self, tenant: str) -> dict[str, int]:
         rows = await self._db.fetch(
-            "SELECT node_id, high_water FROM fynlo_nodes WHERE tenant = $1 ORDER BY node_id",
+            "SELECT node_id, high_water FROM fynlo_nodes WHERE tenant = $1"
+            ' ORDER BY node_id COLLATE "C"',
             tenant,
         )
         return {row[0]: int(row[1]) for row in rows}

@@ -19,7 +19,7 @@ from fynlo_sync.store.postgres import (
     PostgresServerStore,
     migrate,
 )
-from fynlo_sync.testing import SERVER_STORE_CHECKS
+from fynlo_sync.testing import SERVER_STORE_CHECKS, check_server_lists_in_byte_order
 
 pytestmark = pytest.mark.postgres
 
@@ -31,6 +31,36 @@ def test_server_store(check: Callable[[ServerStore], None], postgres_url: str) -
         check(store)
     finally:
         store.close()
+
+
+def test_records_list_in_byte_order_under_a_linguistic_collation(
+    postgres_session_url: str,
+) -> None:
+    """A database created with a linguistic default collation (ICU ``en-US``) still lists
+    records and nodes in code-point order, as SQLite and the memory store do: the store's
+    queries name ``COLLATE "C"`` (without it: ``a, a-b, ab, B``)."""
+    import asyncpg
+
+    from tests.conftest import _admin, _with_database
+
+    name = f"{postgres_session_url.rsplit('/', 1)[1]}_icu"
+    create = (
+        f"CREATE DATABASE \"{name}\" LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
+        " LOCALE 'C.UTF-8' TEMPLATE template0"
+    )
+    try:
+        asyncio.run(_admin(postgres_session_url, create))
+    except asyncpg.PostgresError as exc:  # a server built without ICU
+        pytest.skip(f"no ICU collation on this PostgreSQL server: {exc}")
+    url = _with_database(postgres_session_url, name)
+    try:
+        store = BlockingPostgresStore(url)
+        try:
+            check_server_lists_in_byte_order(store)
+        finally:
+            store.close()
+    finally:
+        asyncio.run(_admin(postgres_session_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def test_migrations_apply_once(postgres_url: str) -> None:
