@@ -262,6 +262,18 @@ def verify_page(page: PullPage) -> None:
         )
 
 
+def _verified_wire(body: bytes) -> WirePage | None:
+    """``body`` as a :class:`WirePage` whose ``changes`` bytes, exactly as received, have
+    the MD5 it claims (a 1.1 server's page); ``None`` for anything else."""
+    try:
+        wire = _wire_page.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if hashlib.md5(wire.changes, usedforsecurity=False).hexdigest() != wire.checksum:
+        return None
+    return wire
+
+
 def decode_page(body: bytes) -> PullPage:
     """Decode a pull page, verifying its checksum over ``changes`` *as received*.
 
@@ -274,13 +286,8 @@ def decode_page(body: bytes) -> PullPage:
     canonical bytes (every 1.1 server, :class:`WirePage`) is verified by that one hash, and
     the changes are decoded straight into Structs. Otherwise (re-encoded on the way, an
     older server) the changes are canonicalised and hashed, as section 9.3 says."""
-    try:
-        wire = _wire_page.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        wire = None
-    if wire is not None and (
-        hashlib.md5(wire.changes, usedforsecurity=False).hexdigest() == wire.checksum
-    ):
+    wire = _verified_wire(body)
+    if wire is not None:
         try:
             changes = _changes_decoder.decode(wire.changes)
         except msgspec.ValidationError as exc:
@@ -397,13 +404,8 @@ def decode_page_rows(body: bytes, node_id: str) -> PageRows:
     decoded and encoded again. Anything else (another checksum form, a value a shape
     refuses) goes to :func:`decode_page`, which accepts the same pages and raises the same
     errors, so this function answers exactly as that one does."""
-    try:
-        wire = _wire_page.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        wire = None
-    if wire is not None and (
-        hashlib.md5(wire.changes, usedforsecurity=False).hexdigest() == wire.checksum
-    ):
+    wire = _verified_wire(body)
+    if wire is not None:
         try:
             changes = _change_shapes.decode(wire.changes)
             rows: list[Row] = []

@@ -3,6 +3,7 @@ receiver on a real socket that keeps each delivery's raw body and headers."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -151,18 +152,27 @@ def wait_until(pred: Any, timeout_s: float = 20.0, what: str = "condition") -> A
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="session")
-def pay_world(
-    tmp_path_factory: pytest.TempPathFactory, localstripe: ServiceProcess
-) -> Iterator[PayWorld]:
+@contextlib.contextmanager
+def open_pay_world(folder: Path, stripe_url: str, *, payments: bool = False) -> Iterator[PayWorld]:
+    """The sandbox's payment world with these tests' secrets, wired to ``stripe_url``
+    (localstripe); ``payments``: the payments plugin too."""
     from fynlo_sync.sandbox.payments_demo import payment_world
 
     with payment_world(
-        tmp_path_factory.mktemp("pay"),
-        stripe_url=localstripe.url,
+        folder,
+        stripe_url=stripe_url,
         pay_link_secret=PAY_LINK_SECRET,
         stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
         bank_webhook_secret=BANK_SECRET,
         apple_pay_association=APPLE_ASSOCIATION,
+        payments=payments,
     ) as world:
         yield PayWorld(world)
+
+
+@pytest.fixture(scope="session")
+def pay_world(
+    tmp_path_factory: pytest.TempPathFactory, localstripe: ServiceProcess
+) -> Iterator[PayWorld]:
+    with open_pay_world(tmp_path_factory.mktemp("pay"), localstripe.url) as world:
+        yield world

@@ -21,7 +21,7 @@ from fynlo_sync.domains.payments.providers import (
 from fynlo_sync.domains.payments.providers.stripe_cards import StripeProvider
 from fynlo_sync.errors import RejectedOpError
 from fynlo_sync.sandbox.processes import ServiceProcess
-from tests.providers.conftest import PayWorld, wait_until
+from tests.providers.conftest import PayWorld, open_pay_world, wait_until
 from tests.providers.test_pay_at_table import order_with_lines, session
 from tests.providers.test_stripe import run
 
@@ -175,17 +175,8 @@ def test_a_capture_whose_answer_was_lost_is_looked_up_not_made_again(
 @pytest.fixture(scope="module")
 def paid_world(tmp_path_factory: pytest.TempPathFactory, localstripe: ServiceProcess) -> Any:
     """The server with the payments plugin too: the capture moves the order's attempt."""
-    from fynlo_sync.sandbox.payments_demo import payment_world
-    from tests.providers.conftest import PAY_LINK_SECRET, STRIPE_WEBHOOK_SECRET
-
-    with payment_world(
-        tmp_path_factory.mktemp("paid"),
-        stripe_url=localstripe.url,
-        pay_link_secret=PAY_LINK_SECRET,
-        stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
-        payments=True,
-    ) as world:
-        yield PayWorld(world)
+    with open_pay_world(tmp_path_factory.mktemp("paid"), localstripe.url, payments=True) as world:
+        yield world
 
 
 def test_the_order_and_the_ledger_split_a_tip_added_after_authorisation(

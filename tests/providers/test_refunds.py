@@ -32,7 +32,7 @@ from fynlo_sync.domains.payments.providers import effects as provider_effects
 from fynlo_sync.domains.payments.providers.stripe_cards import StripeProvider
 from fynlo_sync.errors import RejectedOpError
 from fynlo_sync.sandbox.processes import ServiceProcess
-from tests.providers.conftest import STRIPE_WEBHOOK_SECRET, PayWorld, wait_until
+from tests.providers.conftest import STRIPE_WEBHOOK_SECRET, PayWorld, open_pay_world, wait_until
 from tests.providers.test_manual_capture import _rogue_till, _status
 from tests.providers.test_pay_at_table import order_with_lines, session
 from tests.providers.test_stripe import run
@@ -46,17 +46,10 @@ def refund_world(
     tmp_path_factory: pytest.TempPathFactory, localstripe: ServiceProcess
 ) -> Iterator[PayWorld]:
     """The server with the orders, payments and providers plugins, wired to localstripe."""
-    from fynlo_sync.sandbox.payments_demo import payment_world
-    from tests.providers.conftest import PAY_LINK_SECRET
-
-    with payment_world(
-        tmp_path_factory.mktemp("refunds"),
-        stripe_url=localstripe.url,
-        pay_link_secret=PAY_LINK_SECRET,
-        stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
-        payments=True,
+    with open_pay_world(
+        tmp_path_factory.mktemp("refunds"), localstripe.url, payments=True
     ) as world:
-        yield PayWorld(world)
+        yield world
 
 
 def _stripe_refunds(world: PayWorld, pi: str) -> list[tuple[str, int]]:

@@ -26,7 +26,7 @@ payments its movements match + ``unmatched``, always.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from fynlo_sync.domains.payments.states import SETTLED_STATES
@@ -145,6 +145,18 @@ def _text(ctx: CommandContext, name: str, *, required: bool) -> str | None:
     return value
 
 
+def _choice(ctx: CommandContext, name: str, allowed: Sequence[str]) -> str:
+    """The argument ``name``, one of ``allowed`` (named in that order when it is not)."""
+    value = ctx.args.get(name)
+    if value not in allowed:
+        raise RejectedOpError(
+            f"{name} must be one of {', '.join(allowed)}",
+            reason="invalid-argument",
+            argument=name,
+        )
+    return str(value)
+
+
 def _open(ctx: CommandContext) -> dict[str, Any]:
     status = _state(ctx, "drawer_open")
     currency = ctx.args.get("currency")
@@ -165,13 +177,7 @@ def _move(ctx: CommandContext) -> dict[str, Any]:
     status = _state(ctx, "drawer_move")
     assert ctx.record is not None
     movement_id = _text(ctx, "movement_id", required=True)
-    kind = ctx.args.get("kind")
-    if kind not in MOVEMENT_KINDS:
-        raise RejectedOpError(
-            f"kind must be one of {', '.join(sorted(MOVEMENT_KINDS))}",
-            reason="invalid-argument",
-            argument="kind",
-        )
+    kind = _choice(ctx, "kind", sorted(MOVEMENT_KINDS))
     amount = _amount(ctx, "amount", 1)
     reason = _text(ctx, "reason", required=kind in ("in", "out"))
     payment = None
@@ -246,13 +252,7 @@ def _flag(ctx: CommandContext) -> dict[str, Any]:
     if ctx.op.node_id != SERVER_NODE:
         raise RejectedOpError("only the server flags a drawer's cash", reason="server-only")
     movement_id, move = _movement(ctx)
-    reason = ctx.args.get("reason")
-    if reason not in FINDING_REASONS:
-        raise RejectedOpError(
-            f"reason must be one of {', '.join(FINDING_REASONS)}",
-            reason="invalid-argument",
-            argument="reason",
-        )
+    reason = _choice(ctx, "reason", FINDING_REASONS)
     findings = dict(ctx.record.get("findings") or {})
     if movement_id in findings:
         raise RejectedOpError(f"movement {movement_id!r} is flagged already", reason="flagged")
@@ -286,13 +286,7 @@ def _resolve(ctx: CommandContext) -> dict[str, Any]:
         raise RejectedOpError(f"movement {movement_id!r} is not flagged", reason="not-flagged")
     if found.get("resolved_by") is not None:
         raise RejectedOpError(f"movement {movement_id!r} is resolved already", reason="resolved")
-    outcome = ctx.args.get("outcome")
-    if outcome not in OUTCOMES:
-        raise RejectedOpError(
-            f"outcome must be one of {', '.join(OUTCOMES)}",
-            reason="invalid-argument",
-            argument="outcome",
-        )
+    outcome = _choice(ctx, "outcome", OUTCOMES)
     note = _text(ctx, "note", required=True)
     approver = ctx.op.actor_id if ctx.permissions is not None else None
     if approver is None:

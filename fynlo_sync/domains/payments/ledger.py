@@ -116,6 +116,28 @@ def _legs(*legs: tuple[str, str, int]) -> tuple[Posting, ...]:
     return tuple(Posting(a, k, n) for a, k, n in legs if n != 0)
 
 
+def _posted(
+    order_id: str,
+    attempt_id: str,
+    attempt: Mapping[str, Any],
+    event: str,
+    day: str,
+    legs: tuple[Posting, ...],
+    *more: str,
+) -> PostingSet:
+    """The posting set of ``event`` on the attempt (``more``: the rest of its id)."""
+    return PostingSet(
+        set_id=set_id(order_id, attempt_id, event, *more),
+        event=event,
+        order_id=order_id,
+        attempt_id=attempt_id,
+        method=attempt["method"],
+        currency=attempt["currency"],
+        day=day,
+        postings=legs,
+    )
+
+
 def posting_sets(order_id: str, order: Mapping[str, Any]) -> list[PostingSet]:
     """Every posting set an order's attempts call for, in a stable order."""
     out: list[PostingSet] = []
@@ -130,15 +152,13 @@ def posting_sets(order_id: str, order: Mapping[str, Any]) -> list[PostingSet]:
         captured, change, tip = a["captured"], a["change"], a["tip"]
         processing, platform = fees["processing"], fees["platform"]
         net = captured - change - processing - platform - tip
-        capture = PostingSet(
-            set_id=set_id(order_id, attempt_id, "capture"),
-            event="capture",
-            order_id=order_id,
-            attempt_id=attempt_id,
-            method=method,
-            currency=a["currency"],
-            day=fees["day"],
-            postings=_legs(
+        capture = _posted(
+            order_id,
+            attempt_id,
+            a,
+            "capture",
+            fees["day"],
+            _legs(
                 ("customer", "gross", -captured),
                 ("customer", "change", change),
                 ("processor", "processor_fee", processing),
@@ -153,49 +173,22 @@ def posting_sets(order_id: str, order: Mapping[str, Any]) -> list[PostingSet]:
         for correction_id, c in fee_corrections(a):
             delta = int(c["processing"]) - fee
             fee = int(c["processing"])
-            fix = PostingSet(
-                set_id=set_id(order_id, attempt_id, "correction", correction_id),
-                event="correction",
-                order_id=order_id,
-                attempt_id=attempt_id,
-                method=method,
-                currency=a["currency"],
-                day=c["day"],
-                postings=_legs(("processor", "processor_fee", delta), (funds, "net", -delta)),
-            )
+            legs = _legs(("processor", "processor_fee", delta), (funds, "net", -delta))
+            fix = _posted(order_id, attempt_id, a, "correction", c["day"], legs, correction_id)
             out.append(fix)
             moved.extend(fix.postings)
         if reversed_ is not None:
             undo: dict[tuple[str, str], int] = {}
             for p in moved:  # the capture and its corrections, undone in one set
                 undo[(p.account, p.kind)] = undo.get((p.account, p.kind), 0) - p.amount
-            out.append(
-                PostingSet(
-                    set_id=set_id(order_id, attempt_id, "reversal"),
-                    event="reversal",
-                    order_id=order_id,
-                    attempt_id=attempt_id,
-                    method=method,
-                    currency=a["currency"],
-                    day=reversed_["day"],
-                    postings=_legs(*((acc, kind, n) for (acc, kind), n in undo.items())),
-                )
-            )
+            legs = _legs(*((acc, kind, n) for (acc, kind), n in undo.items()))
+            out.append(_posted(order_id, attempt_id, a, "reversal", reversed_["day"], legs))
         refunds = a.get("refunds") or {}
         for refund_id in sorted(refunds):
             amount = refunds[refund_id]["amount"]
-            out.append(
-                PostingSet(
-                    set_id=set_id(order_id, attempt_id, "refund", refund_id),
-                    event="refund",
-                    order_id=order_id,
-                    attempt_id=attempt_id,
-                    method=method,
-                    currency=a["currency"],
-                    day=refunds[refund_id].get("day") or fees["day"],
-                    postings=_legs(("customer", "refund", amount), (funds, "refund", -amount)),
-                )
-            )
+            legs = _legs(("customer", "refund", amount), (funds, "refund", -amount))
+            day = refunds[refund_id].get("day") or fees["day"]
+            out.append(_posted(order_id, attempt_id, a, "refund", day, legs, refund_id))
     return out
 
 
